@@ -1,0 +1,250 @@
+"""Noise-level densities q(λ) over the log-SNR and the grids samplers walk.
+
+Variance-preserving process indexed by λ = log SNR: x = α x0 + σ ε with α² = sigmoid(λ),
+σ² = sigmoid(−λ) (METHODS.md, "One notation"). Every density is truncated to
+[logsnr_min, logsnr_max], normalised there, and sampled by inverse CDF so that a
+``torch.Generator`` makes the draws deterministic. CDFs are evaluated in float64.
+"""
+
+import math
+
+import torch
+from torch import Tensor
+
+LOGSNR_MIN = -15.0
+LOGSNR_MAX = 15.0
+
+
+def alpha_sigma(logsnr: Tensor) -> tuple[Tensor, Tensor]:
+    """α = sqrt(sigmoid(λ)), σ = sqrt(sigmoid(−λ))."""
+    return torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
+
+
+def bcast(v: Tensor, like: Tensor) -> Tensor:
+    """Reshape a per-example (B,) tensor to (B, 1, ..., 1) so it broadcasts against ``like``."""
+    return v.reshape(v.shape + (1,) * (like.ndim - v.ndim))
+
+
+def _log_cosh(x: Tensor) -> Tensor:
+    ax = x.abs()
+    return ax + torch.log1p(torch.exp(-2.0 * ax)) - math.log(2.0)
+
+
+class NoiseDensity:
+    """Base class: a density over λ truncated to [logsnr_min, logsnr_max].
+
+    Subclasses give the untruncated CDF ``_cdf``, its inverse ``_icdf`` and ``_log_pdf``, all on
+    float64 tensors; truncation, normalisation and sampling live here.
+    """
+
+    def __init__(self, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> None:
+        if not logsnr_min < logsnr_max:
+            raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} >= {logsnr_max}")
+        self.logsnr_min = float(logsnr_min)
+        self.logsnr_max = float(logsnr_max)
+        self._set_truncation()
+
+    def _set_truncation(self) -> None:
+        ends = torch.tensor([self.logsnr_min, self.logsnr_max], dtype=torch.float64)
+        self._cdf_lo, self._cdf_hi = (float(c) for c in self._cdf(ends))
+        self._log_z = math.log(self._cdf_hi - self._cdf_lo)
+
+    def _cdf(self, logsnr: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _icdf(self, u: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _log_pdf(self, logsnr: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def cdf(self, logsnr: Tensor) -> Tensor:
+        """CDF of the truncated density (same dtype as the input)."""
+        lam = logsnr.to(torch.float64).clamp(self.logsnr_min, self.logsnr_max)
+        u = (self._cdf(lam) - self._cdf_lo) / (self._cdf_hi - self._cdf_lo)
+        return u.clamp(0.0, 1.0).to(logsnr.dtype)
+
+    def icdf(self, u: Tensor) -> Tensor:
+        """Inverse CDF of the truncated density: u in [0, 1] -> λ in [logsnr_min, logsnr_max]."""
+        u64 = self._cdf_lo + u.to(torch.float64) * (self._cdf_hi - self._cdf_lo)
+        lam = self._icdf(u64).clamp(self.logsnr_min, self.logsnr_max)
+        return lam.to(u.dtype)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` levels by inverse CDF; returns (n,) float32."""
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        return self.icdf(u).to(torch.float32)
+
+    def log_prob(self, logsnr: Tensor) -> Tensor:
+        """log q(λ), normalised on the truncation; −inf outside it."""
+        lam = logsnr.to(torch.float64)
+        inside = (lam >= self.logsnr_min) & (lam <= self.logsnr_max)
+        lp = self._log_pdf(lam.clamp(self.logsnr_min, self.logsnr_max)) - self._log_z
+        return torch.where(inside, lp, torch.full_like(lp, -math.inf)).to(logsnr.dtype)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(logsnr_min={self.logsnr_min}, logsnr_max={self.logsnr_max})"
+
+
+class CosineDensity(NoiseDensity):
+    """Cosine schedule (Nichol & Dhariwal 2021): t ~ U, λ = −2 log tan(πt/2).
+
+    q(λ) = 1/(2π cosh(λ/2)) and F(λ) = (2/π) atan(exp(λ/2)) before truncation.
+    """
+
+    def _cdf(self, logsnr: Tensor) -> Tensor:
+        return (2.0 / math.pi) * torch.atan(torch.exp(logsnr / 2.0))
+
+    def _icdf(self, u: Tensor) -> Tensor:
+        return 2.0 * torch.log(torch.tan(math.pi * u / 2.0))
+
+    def _log_pdf(self, logsnr: Tensor) -> Tensor:
+        return -math.log(2.0 * math.pi) - _log_cosh(logsnr / 2.0)
+
+
+class LinearBetaDensity(NoiseDensity):
+    """Continuous DDPM linear-β VP schedule (Ho et al. 2020; Song et al. 2021), t ~ U.
+
+    β(t) = β0 + (β1 − β0) t, log ᾱ(t) = −(β0 t + ½(β1 − β0) t²), λ = log(ᾱ/(1 − ᾱ)),
+    so q(λ) ∝ 1/|dλ/dt| = σ²(λ)/β(t(λ)). The schedule never goes below λ(1) ≈ −10.05, so
+    ``logsnr_min`` is raised to λ(1) when it lies below: the attributes give the actual support.
+    """
+
+    def __init__(
+        self,
+        logsnr_min: float = LOGSNR_MIN,
+        logsnr_max: float = LOGSNR_MAX,
+        beta_0: float = 0.1,
+        beta_1: float = 20.0,
+    ) -> None:
+        if not 0.0 < beta_0 < beta_1:
+            raise ValueError(f"need 0 < beta_0 < beta_1, got {beta_0}, {beta_1}")
+        self.beta_0 = float(beta_0)
+        self.beta_1 = float(beta_1)
+        lam_end = float(self.logsnr_of_t(torch.tensor(1.0, dtype=torch.float64)))
+        super().__init__(max(float(logsnr_min), lam_end), logsnr_max)
+
+    def logsnr_of_t(self, t: Tensor) -> Tensor:
+        """λ(t) = −log(expm1(−log ᾱ(t)))."""
+        neg_log_abar = self.beta_0 * t + 0.5 * (self.beta_1 - self.beta_0) * t**2
+        return -torch.log(torch.expm1(neg_log_abar))
+
+    def t_of_logsnr(self, logsnr: Tensor) -> Tensor:
+        """Inverse of ``logsnr_of_t``: solve ½Δ t² + β0 t = softplus(−λ) (stable root)."""
+        g = torch.nn.functional.softplus(-logsnr)
+        d = self.beta_1 - self.beta_0
+        return 2.0 * g / (self.beta_0 + torch.sqrt(self.beta_0**2 + 2.0 * d * g))
+
+    def _cdf(self, logsnr: Tensor) -> Tensor:
+        return 1.0 - self.t_of_logsnr(logsnr)  # λ decreasing in t, t ~ U(0, 1)
+
+    def _icdf(self, u: Tensor) -> Tensor:
+        return self.logsnr_of_t(1.0 - u)
+
+    def _log_pdf(self, logsnr: Tensor) -> Tensor:
+        # |dλ/dt| = β(t)/(1 − ᾱ) = β(t)/σ²(λ)
+        beta = self.beta_0 + (self.beta_1 - self.beta_0) * self.t_of_logsnr(logsnr)
+        return torch.nn.functional.logsigmoid(-logsnr) - torch.log(beta)
+
+
+class LogisticDensity(NoiseDensity):
+    """λ ~ logistic(loc, scale) (Kingma & Gao 2023 shifted schedules; CDL's importance density)."""
+
+    def __init__(
+        self,
+        logsnr_min: float = LOGSNR_MIN,
+        logsnr_max: float = LOGSNR_MAX,
+        loc: float = 0.0,
+        scale: float = 1.0,
+    ) -> None:
+        if not scale > 0.0:
+            raise ValueError(f"logistic scale must be > 0, got {scale}")
+        self.loc = float(loc)
+        self.scale = float(scale)
+        super().__init__(logsnr_min, logsnr_max)
+
+    def _cdf(self, logsnr: Tensor) -> Tensor:
+        return torch.sigmoid((logsnr - self.loc) / self.scale)
+
+    def _icdf(self, u: Tensor) -> Tensor:
+        return self.loc + self.scale * torch.logit(u)
+
+    def _log_pdf(self, logsnr: Tensor) -> Tensor:
+        z = (logsnr - self.loc) / self.scale
+        sp = torch.nn.functional.softplus
+        return -sp(z) - sp(-z) - math.log(self.scale)
+
+
+class EDMDensity(NoiseDensity):
+    """EDM (Karras et al. 2022): ln s ~ N(p_mean, p_std²), λ = −2 ln s ~ N(−2 p_mean, 4 p_std²)."""
+
+    def __init__(
+        self,
+        logsnr_min: float = LOGSNR_MIN,
+        logsnr_max: float = LOGSNR_MAX,
+        p_mean: float = -1.2,
+        p_std: float = 1.2,
+    ) -> None:
+        if not p_std > 0.0:
+            raise ValueError(f"EDM p_std must be > 0, got {p_std}")
+        self.p_mean = float(p_mean)
+        self.p_std = float(p_std)
+        self.mean = -2.0 * self.p_mean
+        self.std = 2.0 * self.p_std
+        super().__init__(logsnr_min, logsnr_max)
+
+    def _cdf(self, logsnr: Tensor) -> Tensor:
+        return torch.special.ndtr((logsnr - self.mean) / self.std)
+
+    def _icdf(self, u: Tensor) -> Tensor:
+        return self.mean + self.std * torch.special.ndtri(u)
+
+    def _log_pdf(self, logsnr: Tensor) -> Tensor:
+        z = (logsnr - self.mean) / self.std
+        return -0.5 * z**2 - math.log(self.std * math.sqrt(2.0 * math.pi))
+
+
+DENSITIES: dict[str, type[NoiseDensity]] = {
+    "cosine": CosineDensity,
+    "linear_beta": LinearBetaDensity,
+    "logistic": LogisticDensity,
+    "edm": EDMDensity,
+}
+
+GRIDS: tuple[str, ...] = ("cosine", "linear", "karras")
+
+
+def logsnr_grid(
+    kind: str, steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX
+) -> Tensor:
+    """Sampler grid: ``steps + 1`` increasing log-SNR levels, noisiest first.
+
+    Args:
+        kind: "cosine" (uniform in t of the cosine schedule), "linear" (uniform in λ) or
+            "karras" (EDM's ρ = 7 spacing in s = exp(−λ/2), Karras et al. 2022 Eq. 5).
+        steps: number of intervals (>= 1).
+        logsnr_min: first (noisiest) level.
+        logsnr_max: last (cleanest) level.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not logsnr_min < logsnr_max:
+        raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} >= {logsnr_max}")
+    frac = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+    lo, hi = float(logsnr_min), float(logsnr_max)
+    if kind == "linear":
+        lam = lo + frac * (hi - lo)
+    elif kind == "cosine":
+        # t = (2/π) atan(exp(−λ/2)); uniform in t, decreasing t <=> increasing λ
+        t_lo, t_hi = ((2.0 / math.pi) * math.atan(math.exp(-v / 2.0)) for v in (hi, lo))
+        t = t_hi + frac * (t_lo - t_hi)
+        lam = -2.0 * torch.log(torch.tan(math.pi * t / 2.0))
+    elif kind == "karras":
+        rho = 7.0
+        s_max, s_min = math.exp(-lo / 2.0), math.exp(-hi / 2.0)
+        s = (s_max ** (1 / rho) + frac * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        lam = -2.0 * torch.log(s)
+    else:
+        raise ValueError(f"unknown grid {kind!r}; known: {', '.join(GRIDS)}")
+    lam[0], lam[-1] = lo, hi
+    return lam.to(torch.float32)

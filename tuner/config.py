@@ -1,0 +1,287 @@
+"""A trial's configuration: one flat dict of JSON values with dotted keys.
+
+`DEFAULTS` is what a trial runs with when nothing is set; `SPEC` says, for
+every key, its type and what is allowed. `resolve` merges overrides into the
+defaults and checks every value, raising `ConfigError` with one line that names
+the bad key or value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DATA_PRESETS = (
+    "ring8",
+    "bimodal",
+    "bimodal_biased",
+    "gaussian_noisy",
+    "mixture_noisy",
+    "digits",
+    "digits_biased",
+    "digits_noisy",
+    "cifar10",
+    "folder:PATH",
+)
+WEIGHTINGS = (
+    "constant",
+    "debiased",
+    "x0",
+    "p2",
+    "min_snr",
+    "edm",
+    "sigmoid",
+    "parametric",
+    "learned",
+)
+NOISES = ("cosine", "linear_beta", "logistic", "edm")
+SAMPLERS = ("ddim", "ddpm", "heun", "picard")
+GRIDS = ("cosine", "linear", "karras")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that is not allowed (one-line message)."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    type: str  # "int", "float", "bool", "str", "path" (str or null)
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    low: float | None = None  # inclusive bounds
+    high: float | None = None
+
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.type == "bool":
+            return "true or false"
+        if self.type == "path":
+            return "a path or null"
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'an integer' if self.type == 'int' else 'a number'} in [{lo}, {hi}]"
+
+
+SPEC: dict[str, Spec] = {
+    # Data.
+    "data": Spec("str", "ring8", "training data preset, or folder:PATH", DATA_PRESETS),
+    "data.root": Spec(
+        "path", None, "folder holding CIFAR-10 (default ~/.cache/diffsearch/cifar10)"
+    ),
+    "data.download": Spec("bool", False, "allow downloading CIFAR-10 (needs a network)"),
+    "data.size": Spec("int", 32, "image side for folder:PATH data", low=8, high=256),
+    "seed": Spec("int", 0, "seeds initialisation, data draws and every training step", low=0),
+    # Network.
+    "net": Spec(
+        "str", "auto", "backbone: mlp for low-dim data, unet for images", ("auto", "mlp", "unet")
+    ),
+    "net.width": Spec("int", 0, "hidden width (0 = 256 for mlp, 32 for unet)", low=0, high=4096),
+    "net.depth": Spec(
+        "int", 0, "mlp blocks or unet levels (0 = 3 for mlp, 2 for unet)", low=0, high=16
+    ),
+    # Optimisation.
+    "train.steps": Spec("int", 3000, "optimiser steps", low=1),
+    "train.batch": Spec("int", 256, "examples per step", low=1, high=65536),
+    "train.lr": Spec("float", 2e-3, "AdamW learning rate", low=1e-12, high=1e6),
+    "train.weight_decay": Spec("float", 0.0, "AdamW weight decay", low=0.0, high=10.0),
+    "train.warmup": Spec("int", 100, "linear learning-rate warm-up steps", low=0),
+    "train.ema": Spec(
+        "float", 0.995, "EMA decay of the weights used for evaluation", low=0.0, high=0.999999
+    ),
+    "train.grad_clip": Spec("float", 1.0, "gradient-norm clip (0 = off)", low=0.0),
+    "train.threads": Spec("int", 1, "torch CPU threads (0 = torch default)", low=0, high=1024),
+    # Weighting w(λ) of the per-example ε-MSE.
+    "weighting": Spec("str", "constant", "loss weighting over log-SNR", WEIGHTINGS),
+    "weighting.p": Spec("float", 0.5, "parametric exponent p in (SNR + k)^-p", low=-2.0, high=4.0),
+    "weighting.k": Spec("float", 0.0, "parametric offset k in (SNR + k)^-p", low=0.0, high=1e4),
+    "weighting.gamma": Spec(
+        "float", 5.0, "γ of P2 (exponent) and min-SNR (SNR cap)", low=0.0, high=1e4
+    ),
+    "weighting.clamp": Spec(
+        "float",
+        0.0,
+        "parametric min-clamp: cap w at its value at SNR = clamp (0 = off)",
+        low=0.0,
+        high=1e5,
+    ),
+    "weighting.snr_max": Spec(
+        "float", 1e4, "SNR is clamped to this before weighting", low=1.0, high=1e12
+    ),
+    "weighting.sigma_data": Spec("float", 0.5, "σ_data of the EDM weighting", low=1e-3, high=100.0),
+    "weighting.bias": Spec(
+        "float", 0.0, "b of the sigmoid weighting sigmoid(b - λ)", low=-20.0, high=20.0
+    ),
+    "weighting.normalize": Spec(
+        "bool", True, "divide w by E_q[w] so the loss scale does not change"
+    ),
+    "weighting.learned": Spec("bool", False, "add the EDM2 learned u(λ) head to any weighting"),
+    # Noise-level density q(λ).
+    "noise": Spec("str", "cosine", "density q(λ) of training log-SNRs", NOISES),
+    "noise.loc": Spec("float", 0.0, "location of the logistic density", low=-20.0, high=20.0),
+    "noise.scale": Spec("float", 1.0, "scale of the logistic density", low=1e-3, high=20.0),
+    "noise.logsnr_min": Spec(
+        "float", -15.0, "lowest log-SNR (training and sampling)", low=-30.0, high=0.0
+    ),
+    "noise.logsnr_max": Spec(
+        "float", 15.0, "highest log-SNR (training and sampling)", low=0.0, high=30.0
+    ),
+    # Sampling and evaluation.
+    "sampler": Spec("str", "ddim", "sampler used for evaluation", SAMPLERS),
+    "sampler.steps": Spec("int", 50, "sampler steps", low=1, high=10000),
+    "sampler.grid": Spec("str", "cosine", "spacing of the sampler's log-SNR grid", GRIDS),
+    "eval.samples": Spec("int", 2000, "samples generated per evaluation", low=2, high=1_000_000),
+    "eval.every": Spec("int", 1000, "evaluate (and checkpoint) every this many steps", low=1),
+    "eval.fid_weights": Spec(
+        "path", None, "local Inception weights file for FID on natural images"
+    ),
+    # Time-dependent importance reweighting (TIW-DSM, Kim et al. 2024).
+    "tiw.strength": Spec(
+        "float", 0.0, "discriminator strength a (0 = off, 1 = TIW-DSM)", low=0.0, high=4.0
+    ),
+    "tiw.mode": Spec("str", "full", "which part of TIW to apply", ("full", "weight", "correction")),
+    "tiw.clip": Spec(
+        "float", 1e-5, "discriminator output clipped to [clip, 1 - clip]", low=1e-12, high=0.49
+    ),
+    "tiw.disc_steps": Spec("int", 1500, "discriminator pre-training steps", low=1),
+    "tiw.disc_lr": Spec("float", 2e-3, "discriminator learning rate", low=1e-12, high=1e3),
+    "tiw.disc_batch": Spec(
+        "int", 256, "discriminator batch (half reference, half observed)", low=2
+    ),
+    # Ambient diffusion on noisy data (Daras et al. 2024).
+    "ambient.tweedie": Spec(
+        "bool", True, "Tweedie objective on noisy data (false = naive denoising)"
+    ),
+    "ambient.consistency": Spec(
+        "float", 0.0, "weight λ_cons of the consistency loss", low=0.0, high=100.0
+    ),
+    "ambient.chain_steps": Spec("int", 1, "sampler steps in each consistency chain", low=1, high=8),
+    "ambient.gap": Spec(
+        "float", 1.0, "log-SNR gap of one consistency chain step", low=1e-3, high=20.0
+    ),
+    # Contrastive diffusion loss (Wu et al. 2024).
+    "cdl.coef": Spec("float", 0.0, "weight λ_cdl of the contrastive loss", low=0.0, high=100.0),
+    "cdl.zeta_loc": Spec(
+        "float", 2.0, "location of the logistic density of ζ (log-SNR)", low=-20.0, high=20.0
+    ),
+    "cdl.zeta_scale": Spec("float", 1.5, "scale of the logistic density of ζ", low=1e-3, high=20.0),
+    "cdl.zeta_min": Spec("float", -2.0, "ζ clipped below", low=-30.0, high=30.0),
+    "cdl.zeta_max": Spec("float", 8.0, "ζ clipped above", low=-30.0, high=30.0),
+    "cdl.mc_points": Spec(
+        "int", 4, "Monte-Carlo log-SNRs per likelihood estimate", low=1, high=256
+    ),
+    "cdl.fraction": Spec(
+        "float", 0.25, "fraction of the batch that gets the contrastive term", low=0.0, high=1.0
+    ),
+}
+
+DEFAULTS: dict[str, Any] = {key: spec.default for key, spec in SPEC.items()}
+
+
+def _check(key: str, value: Any) -> Any:
+    spec = SPEC[key]
+    bad = ConfigError(f"{key}={json.dumps(value)} is not allowed; expected {spec.allowed()}")
+    if spec.type == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if spec.type == "path":
+        if value is not None and not isinstance(value, str):
+            raise bad
+        return value
+    if spec.type == "str":
+        if not isinstance(value, str):
+            raise bad
+        if key == "data" and value.startswith("folder:") and len(value) > len("folder:"):
+            return value
+        if spec.choices and value not in spec.choices:
+            raise bad
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad
+    if spec.type == "int":
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise bad
+            value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad
+    if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+        raise bad
+    return value
+
+
+def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full, checked configuration: DEFAULTS updated with `overrides`."""
+    config = dict(DEFAULTS)
+    for key, value in (overrides or {}).items():
+        if key not in SPEC:
+            raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(SPEC)}")
+        config[key] = value
+    for key in SPEC:
+        config[key] = _check(key, config[key])
+    if config["noise.logsnr_min"] >= config["noise.logsnr_max"]:
+        raise ConfigError(
+            f"noise.logsnr_min={config['noise.logsnr_min']:g} must be below "
+            f"noise.logsnr_max={config['noise.logsnr_max']:g}"
+        )
+    if config["cdl.zeta_min"] >= config["cdl.zeta_max"]:
+        raise ConfigError(
+            f"cdl.zeta_min={config['cdl.zeta_min']:g} must be below cdl.zeta_max={config['cdl.zeta_max']:g}"
+        )
+    return config
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: JSON when it parses (numbers, true/false, null), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Parse one `KEY=VALUE` (a --set argument)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"malformed --set {item!r}; expected KEY=VALUE, e.g. --set weighting=debiased"
+        )
+    if key not in SPEC:
+        raise ConfigError(f"unknown key {key!r} in --set {item!r}; known keys: {', '.join(SPEC)}")
+    return key, parse_value(text.strip())
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a saved flat config (best.json, config.json, or a metrics.json's "config")."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config {path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of KEY: VALUE")
+    return data
+
+
+def markdown_table() -> str:
+    """The configuration reference of README.md, generated from SPEC."""
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for key, spec in SPEC.items():
+        allowed = spec.allowed().replace("one of ", "")
+        rows.append(f"| `{key}` | `{json.dumps(spec.default)}` | {allowed} | {spec.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,518 @@
+"""Datasets for the search: exact Gaussian-mixture presets, 8x8 digits, CIFAR-10, image folders.
+
+Notation (docs/architecture.md, METHODS.md): the variance-preserving process indexed by the
+log-SNR ``logsnr`` (λ), ``x_λ = α x0 + σ ε`` with ``α² = sigmoid(λ)``, ``σ² = sigmoid(−λ)``.
+Observed noisy data use the variance-exploding form ``y = x0 + s_n·η`` (``noise_sigma`` = s_n).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+LogSNR = float | Tensor | None
+
+
+class DataError(ValueError):
+    """A data problem, reported in one line naming the option that fixes it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Gaussian mixtures, exact at every noise level
+# ---------------------------------------------------------------------------------------------
+
+
+class GaussianMixture:
+    """Mixture of full-covariance Gaussians with exact densities, scores and posterior means.
+
+    Component k of x_λ is N(α μ_k, α² Σ_k + σ² I). Every method taking ``logsnr`` accepts
+    None (the clean distribution), a float, or a tensor of shape (N,) (one level per example).
+    Computations run in float64 via Cholesky factors; results are float32.
+
+    Args:
+        weights: (K,) non-negative mixture weights (normalised here).
+        means: (K, D) component means.
+        covs: (K, D, D) symmetric positive-definite component covariances.
+    """
+
+    def __init__(
+        self,
+        weights: Tensor | Sequence[float],
+        means: Tensor | Sequence[Sequence[float]],
+        covs: Tensor | Sequence[Sequence[Sequence[float]]],
+    ) -> None:
+        w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+        mu = torch.as_tensor(means, dtype=torch.float64)
+        cov = torch.as_tensor(covs, dtype=torch.float64)
+        if mu.ndim != 2 or cov.shape != (mu.shape[0], mu.shape[1], mu.shape[1]):
+            raise ValueError(
+                f"GaussianMixture expects means (K, D) and covs (K, D, D); "
+                f"got {tuple(mu.shape)} and {tuple(cov.shape)}"
+            )
+        if w.shape[0] != mu.shape[0] or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ValueError(f"GaussianMixture weights must be K={mu.shape[0]} non-negative values")
+        self._w = w / w.sum()
+        self._mu = mu
+        self._cov = 0.5 * (cov + cov.mT)
+        self._chol = torch.linalg.cholesky(self._cov)  # fails loudly if a Σ_k is not PD
+
+    # -- basic properties -----------------------------------------------------------------------
+
+    @property
+    def weights(self) -> Tensor:
+        return self._w.float()
+
+    @property
+    def means(self) -> Tensor:
+        return self._mu.float()
+
+    @property
+    def covs(self) -> Tensor:
+        return self._cov.float()
+
+    @property
+    def dim(self) -> int:
+        return self._mu.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self._mu.shape[0]
+
+    @property
+    def mean(self) -> Tensor:
+        """Mean of the whole (clean) mixture, (D,)."""
+        return (self._w[:, None] * self._mu).sum(0).float()
+
+    @property
+    def covariance(self) -> Tensor:
+        """Covariance of the whole (clean) mixture: Σ w_k (Σ_k + μ_k μ_kᵀ) − m mᵀ, (D, D)."""
+        m = (self._w[:, None] * self._mu).sum(0)
+        second = (
+            self._w[:, None, None] * (self._cov + self._mu[:, :, None] * self._mu[:, None])
+        ).sum(0)
+        return (second - m[:, None] * m[None]).float()
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(K={self.n_components}, D={self.dim})"
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw n clean samples, (n, D) float32."""
+        k = torch.multinomial(self._w.float(), n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, generator=generator).double()
+        x = self._mu[k] + (self._chol[k] @ z[:, :, None])[..., 0]
+        return x.float()
+
+    def noised(self, logsnr: float) -> GaussianMixture:
+        """The mixture of x_λ at one scalar λ: components N(α μ_k, α² Σ_k + σ² I)."""
+        a2 = _sigmoid64(float(logsnr))
+        s2 = _sigmoid64(-float(logsnr))
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        return GaussianMixture(self._w, math.sqrt(a2) * self._mu, a2 * self._cov + s2 * eye)
+
+    # -- exact quantities of x_λ -----------------------------------------------------------------
+
+    def _levels(self, x: Tensor, logsnr: LogSNR) -> tuple[Tensor, Tensor]:
+        """α, σ in float64 with shape (N or 1,); logsnr None is the clean data (α=1, σ=0)."""
+        if logsnr is None:
+            one = torch.ones(1, dtype=torch.float64, device=x.device)
+            return one, torch.zeros_like(one)
+        lam = torch.as_tensor(logsnr, dtype=torch.float64, device=x.device).reshape(-1)
+        if lam.numel() not in (1, x.shape[0]):
+            raise ValueError(
+                f"logsnr must be a float or a tensor of shape ({x.shape[0]},); "
+                f"got {lam.numel()} values"
+            )
+        return torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()
+
+    def _parts(self, x: Tensor, logsnr: LogSNR) -> dict[str, Tensor]:
+        """Per-example, per-component Gaussian quantities of x_λ (float64).
+
+        Returns a dict with ``logp`` (N, K) = log w_k + log N(x; α μ_k, C_k),
+        ``prec_d`` (N, K, D) = C_k⁻¹ (x − α μ_k) and ``alpha``, ``sigma`` (N or 1,),
+        where C_k = α² Σ_k + σ² I.
+        """
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (N, {self.dim}); got {tuple(x.shape)}")
+        xd = x.to(torch.float64)
+        alpha, sigma = self._levels(x, logsnr)
+        dev = x.device
+        mu, cov = self._mu.to(dev), self._cov.to(dev)
+        eye = torch.eye(self.dim, dtype=torch.float64, device=dev)
+        a = alpha[:, None, None, None]
+        s = sigma[:, None, None, None]
+        cov_l = a**2 * cov[None] + s**2 * eye  # (N|1, K, D, D): α² Σ_k + σ² I
+        chol = torch.linalg.cholesky(cov_l)
+        d = xd[:, None, :] - alpha[:, None, None] * mu[None]  # (N, K, D)
+        z = torch.linalg.solve_triangular(chol, d[..., None], upper=False)  # L⁻¹ d
+        prec_d = torch.linalg.solve_triangular(chol.mT, z, upper=True)[..., 0]  # C⁻¹ d
+        logdet = 2.0 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)  # (N|1, K)
+        log_norm = -0.5 * (z[..., 0] ** 2).sum(-1) - 0.5 * logdet
+        log_norm = log_norm - 0.5 * self.dim * math.log(2 * math.pi)
+        logp = self._w.to(dev).log()[None] + log_norm
+        return {"logp": logp, "prec_d": prec_d, "alpha": alpha, "sigma": sigma}
+
+    def log_prob(self, x: Tensor, logsnr: LogSNR = None) -> Tensor:
+        """log p_λ(x), (N,); differentiable in x."""
+        return torch.logsumexp(self._parts(x, logsnr)["logp"], dim=1).to(torch.float32)
+
+    def responsibilities(self, x: Tensor, logsnr: LogSNR = None) -> Tensor:
+        """Posterior component probabilities p(k | x_λ = x), (N, K)."""
+        return torch.softmax(self._parts(x, logsnr)["logp"], dim=1).to(torch.float32)
+
+    def _score64(self, x: Tensor, logsnr: LogSNR) -> tuple[Tensor, dict[str, Tensor]]:
+        p = self._parts(x, logsnr)
+        r = torch.softmax(p["logp"], dim=1)
+        # ∇ log p_λ = Σ_k r_k · (−C_k⁻¹ (x − α μ_k))
+        return -(r[..., None] * p["prec_d"]).sum(1), p
+
+    def score(self, x: Tensor, logsnr: LogSNR) -> Tensor:
+        """∇ₓ log p_λ(x), (N, D)."""
+        return self._score64(x, logsnr)[0].to(torch.float32)
+
+    def posterior_mean(self, x: Tensor, logsnr: LogSNR) -> Tensor:
+        """E[x0 | x_λ = x], (N, D): Σ_k r_k (μ_k + α Σ_k C_k⁻¹ (x − α μ_k))."""
+        p = self._parts(x, logsnr)
+        r = torch.softmax(p["logp"], dim=1)
+        cov = self._cov.to(x.device)
+        # per-component Gaussian posterior mean (linear-Gaussian conditioning)
+        m_k = (
+            self._mu.to(x.device)[None]
+            + p["alpha"][:, None, None] * (cov[None] @ p["prec_d"][..., None])[..., 0]
+        )
+        return (r[..., None] * m_k).sum(1).to(torch.float32)
+
+    def eps_star(self, x: Tensor, logsnr: LogSNR) -> Tensor:
+        """Exact ε-prediction E[ε | x_λ = x] = (x − α E[x0|x])/σ = −σ ∇log p_λ(x), (N, D)."""
+        if logsnr is None:
+            raise ValueError("eps_star needs a noise level: logsnr=None is the clean data (σ=0)")
+        score, p = self._score64(x, logsnr)
+        return (-p["sigma"][:, None] * score).to(torch.float32)  # Tweedie: ε* = −σ·score
+
+    def mode_fractions(self, x: Tensor) -> Tensor:
+        """Fraction of the rows of x assigned to each component by clean-responsibility argmax."""
+        k = self.responsibilities(x).argmax(dim=1)
+        counts = torch.bincount(k, minlength=self.n_components).to(torch.float32)
+        return counts / max(x.shape[0], 1)
+
+
+def _sigmoid64(v: float) -> float:
+    return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------------
+
+PRESETS: tuple[str, ...] = (
+    "ring8",
+    "bimodal",
+    "bimodal_biased",
+    "gaussian_noisy",
+    "mixture_noisy",
+    "digits",
+    "digits_biased",
+    "digits_noisy",
+    "cifar10",
+    "folder:PATH",
+)
+
+TRAIN_SIZE = 20000  # low-dimensional presets
+TEST_SIZE = 5000
+REFERENCE_FRACTION = 0.05  # bimodal_biased: unbiased reference set, 5 % of the observed set
+LOWDIM_NOISE_SIGMA = 0.5  # s_n of gaussian_noisy / mixture_noisy
+DIGITS_NOISE_SIGMA = 0.2  # s_n of digits_noisy
+DIGITS_KEEP_MINORITY = 0.2  # digits_biased keeps 20 % of classes 5..9
+DIGITS_REFERENCE_FRACTION = 0.1  # digits_biased reference: ~10 % of the observed size
+FOLDER_TEST_FRACTION = 0.1
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+CIFAR10_ROOT = "~/.cache/diffsearch/cifar10"
+
+
+@dataclass
+class Dataset:
+    """One dataset preset: what training sees, a clean held-out test set, and the truth if known.
+
+    ``labels_reference`` (labels of ``reference``) is an addition to the architecture contract,
+    set by ``digits_biased`` only.
+    """
+
+    name: str
+    kind: str  # "lowdim" | "image"
+    train: Tensor  # what training sees (biased / noisy where the preset says so)
+    test: Tensor  # clean, unbiased held-out set for evaluation
+    shape: tuple[int, ...]  # one example's shape
+    reference: Tensor | None = None  # small unbiased reference set (biased presets)
+    noise_sigma: float = 0.0  # s_n of the observed data (VE), 0 for clean data
+    truth: GaussianMixture | None = None  # the clean, unbiased distribution (low-dim presets)
+    observed: GaussianMixture | None = None  # training distribution before noise (biased presets)
+    labels_train: Tensor | None = None
+    labels_test: Tensor | None = None
+    minority: int | None = None  # component / class index whose fraction is tracked
+    labels_reference: Tensor | None = None
+
+
+def _isotropic(
+    weights: Sequence[float], means: Sequence[Sequence[float]], std: float
+) -> GaussianMixture:
+    d = len(means[0])
+    covs = (std**2 * torch.eye(d, dtype=torch.float64)).expand(len(means), d, d)
+    return GaussianMixture(weights, means, covs)
+
+
+def ring8() -> GaussianMixture:
+    """8 equal modes on a circle of radius 1.4, std 0.12 (per-dim variance 0.98 + 0.0144)."""
+    angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    means = 1.4 * torch.stack([angles.cos(), angles.sin()], dim=1)
+    return _isotropic([1.0 / 8] * 8, means.tolist(), 0.12)
+
+
+def bimodal(weights: Sequence[float] = (0.5, 0.5)) -> GaussianMixture:
+    """Two modes at (∓1.2, 0), std 0.4."""
+    return _isotropic(weights, [[-1.2, 0.0], [1.2, 0.0]], 0.4)
+
+
+def gaussian2d() -> GaussianMixture:
+    """x0 ~ N(0, diag(1.0, 0.25))."""
+    return GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0, 0.0], [0.0, 0.25]]])
+
+
+def _gen(seed: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator seeded from (seed, stream); streams keep parts of a preset independent."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream)
+
+
+def _lowdim(name: str, seed: int) -> Dataset:
+    g = _gen(seed)
+    if name in ("ring8", "bimodal"):
+        truth = ring8() if name == "ring8" else bimodal()
+        train, test = truth.sample(TRAIN_SIZE, g), truth.sample(TEST_SIZE, g)
+        return Dataset(name, "lowdim", train, test, (2,), truth=truth)
+    if name == "bimodal_biased":
+        # TIW setting (METHODS.md §3): observed 0.9/0.1, reference 0.5/0.5 of 5 % the size
+        truth, observed = bimodal((0.5, 0.5)), bimodal((0.9, 0.1))
+        train = observed.sample(TRAIN_SIZE, g)
+        reference = truth.sample(round(REFERENCE_FRACTION * TRAIN_SIZE), g)
+        test = truth.sample(TEST_SIZE, g)
+        return Dataset(
+            name,
+            "lowdim",
+            train,
+            test,
+            (2,),
+            reference=reference,
+            truth=truth,
+            observed=observed,
+            minority=1,
+        )
+    # ambient setting (METHODS.md §2): y = x0 + s_n·η, VE form
+    truth = gaussian2d() if name == "gaussian_noisy" else bimodal()
+    clean = truth.sample(TRAIN_SIZE, g)
+    train = clean + LOWDIM_NOISE_SIGMA * torch.randn(clean.shape, generator=g)
+    test = truth.sample(TEST_SIZE, g)
+    return Dataset(name, "lowdim", train, test, (2,), noise_sigma=LOWDIM_NOISE_SIGMA, truth=truth)
+
+
+def load_digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """scikit-learn's 8x8 digits, fixed stratified 75/25 split (seed-independent).
+
+    Returns (x_train, y_train, x_test, y_test): images (N, 1, 8, 8) float32 in [-1, 1]
+    (x/8 − 1 of the 0..16 values) and int64 labels; 1347 train and 450 test examples.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        bunch.data, bunch.target, test_size=0.25, random_state=0, stratify=bunch.target
+    )
+
+    def images(a: object) -> Tensor:
+        return (torch.as_tensor(a, dtype=torch.float32) / 8.0 - 1.0).reshape(-1, 1, 8, 8)
+
+    def labels(a: object) -> Tensor:
+        return torch.as_tensor(a, dtype=torch.int64)
+
+    return images(x_tr), labels(y_tr), images(x_te), labels(y_te)
+
+
+def _digits_biased(seed: int) -> Dataset:
+    """Classes 0–4 all kept, classes 5–9 subsampled to 20 % (seeded).
+
+    With the fixed split that is ≈ 135 examples for each of classes 0–4 and ≈ 27 for each of
+    5–9: each majority class is ≈ 16.7 % of the observed set, each minority class ≈ 3.3 %
+    (class-uniform would be 10 %). The reference set is class-uniform, ≈ 10 % of the observed
+    size (8 per class), drawn from the train examples left out of the observed set where a class
+    has enough of them (classes 5–9) and otherwise from the whole class in the train split
+    (classes 0–4, so those reference examples also appear in the observed set).
+    """
+    x_tr, y_tr, x_te, y_te = load_digits_split()
+    g = _gen(seed, 1)
+    observed_idx, left_idx = [], {}
+    for c in range(10):
+        idx = (y_tr == c).nonzero()[:, 0]
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        keep = len(idx) if c < 5 else round(DIGITS_KEEP_MINORITY * len(idx))
+        observed_idx.append(idx[:keep])
+        left_idx[c] = (idx[keep:], idx)
+    observed = torch.cat(observed_idx).sort().values
+    per_class = max(1, round(DIGITS_REFERENCE_FRACTION * len(observed) / 10))
+    ref_idx = []
+    for c in range(10):
+        left, whole = left_idx[c]
+        pool = left if len(left) >= per_class else whole
+        ref_idx.append(pool[torch.randperm(len(pool), generator=g)[:per_class]])
+    reference = torch.cat(ref_idx)
+    return Dataset(
+        "digits_biased",
+        "image",
+        x_tr[observed],
+        x_te,
+        (1, 8, 8),
+        reference=x_tr[reference],
+        labels_train=y_tr[observed],
+        labels_test=y_te,
+        labels_reference=y_tr[reference],
+    )
+
+
+def _digits(name: str, seed: int) -> Dataset:
+    if name == "digits_biased":
+        return _digits_biased(seed)
+    x_tr, y_tr, x_te, y_te = load_digits_split()
+    noise_sigma = 0.0
+    if name == "digits_noisy":
+        # ambient setting: y = x0 + s_n·η (METHODS.md §2)
+        noise_sigma = DIGITS_NOISE_SIGMA
+        x_tr = x_tr + noise_sigma * torch.randn(x_tr.shape, generator=_gen(seed, 2))
+    return Dataset(
+        name,
+        "image",
+        x_tr,
+        x_te,
+        (1, 8, 8),
+        noise_sigma=noise_sigma,
+        labels_train=y_tr,
+        labels_test=y_te,
+    )
+
+
+def _cifar10(root: str | None, download: bool) -> Dataset:
+    path = Path(root or CIFAR10_ROOT).expanduser()
+    if not download and not (path / "cifar-10-batches-py").is_dir():
+        raise DataError(
+            f"CIFAR-10 not found under {path}; set data.root=PATH to a folder that holds "
+            "cifar-10-batches-py, or data.download=true when online"
+        )
+    try:
+        from torchvision.datasets import CIFAR10
+
+        splits = [CIFAR10(str(path), train=t, download=download) for t in (True, False)]
+    except (RuntimeError, OSError) as err:  # offline download, missing or corrupt archive
+        reason = " ".join(str(err).split())[:200]
+        raise DataError(
+            f"CIFAR-10 could not be loaded from {path} ({type(err).__name__}: {reason}); "
+            "set data.root=PATH to a folder that holds cifar-10-batches-py, "
+            "or data.download=true when online"
+        ) from None
+
+    def images(ds: object) -> Tensor:
+        u8 = torch.from_numpy(ds.data).permute(0, 3, 1, 2)  # (N, 32, 32, 3) -> (N, 3, 32, 32)
+        return u8.to(torch.float32) / 127.5 - 1.0
+
+    def labels(ds: object) -> Tensor:
+        return torch.as_tensor(ds.targets, dtype=torch.int64)
+
+    train, test = splits
+    return Dataset(
+        "cifar10",
+        "image",
+        images(train),
+        images(test),
+        (3, 32, 32),
+        labels_train=labels(train),
+        labels_test=labels(test),
+    )
+
+
+def _load_image(file: Path, size: int) -> Tensor:
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            im = im.crop((left, top, left + side, top + side))  # center crop
+            im = im.resize((size, size), Image.Resampling.BICUBIC)
+            data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    except OSError as err:
+        raise DataError(
+            f"cannot read image {file} ({err}); remove it from the data folder"
+        ) from None
+    return data.reshape(size, size, 3).permute(2, 0, 1).to(torch.float32) / 127.5 - 1.0
+
+
+def _folder(name: str, seed: int, size: int | None) -> Dataset:
+    raw = name[len("folder:") :]
+    folder = Path(raw).expanduser()
+    if not raw or not folder.is_dir():
+        raise DataError(
+            f"data folder {raw or '(empty)'} does not exist; set data=folder:PATH to an existing "
+            "folder of images"
+        )
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if len(files) < 2:
+        raise DataError(
+            f"data folder {folder} holds {len(files)} images (need at least 2) with extensions "
+            f"{', '.join(IMAGE_EXTENSIONS)} (any case, searched recursively)"
+        )
+    size = int(size or 32)
+    if size < 1:
+        raise DataError(f"data.size must be a positive image side; got {size}")
+    x = torch.stack([_load_image(p, size) for p in files])
+    perm = torch.randperm(len(files), generator=_gen(seed, 3))
+    n_test = max(1, round(FOLDER_TEST_FRACTION * len(files)))
+    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
+    return Dataset(name, "image", x[train_idx], x[test_idx], (3, size, size))
+
+
+def load_dataset(
+    name: str,
+    *,
+    seed: int = 0,
+    root: str | None = None,
+    download: bool = False,
+    size: int | None = None,
+) -> Dataset:
+    """Load a dataset preset.
+
+    Args:
+        name: one of PRESETS; ``folder:PATH`` loads every image under PATH.
+        seed: seeds the random draws (samples of low-dim presets, noise, subsets, test split);
+            the true distributions and the digits train/test split do not depend on it.
+        root: folder holding ``cifar-10-batches-py`` (default ``~/.cache/diffsearch/cifar10``).
+        download: let torchvision download CIFAR-10 into ``root``.
+        size: image side for ``folder:PATH`` (default 32); other presets ignore it.
+
+    Raises:
+        DataError: one line naming the option that fixes the problem.
+    """
+    if name in ("ring8", "bimodal", "bimodal_biased", "gaussian_noisy", "mixture_noisy"):
+        return _lowdim(name, seed)
+    if name in ("digits", "digits_biased", "digits_noisy"):
+        return _digits(name, seed)
+    if name == "cifar10":
+        return _cifar10(root, download)
+    if name.startswith("folder:"):
+        return _folder(name, seed, size)
+    raise DataError(f"unknown data {name!r}; set data to one of {', '.join(PRESETS)}")

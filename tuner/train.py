@@ -1,0 +1,373 @@
+"""Train one configuration, without Ray: `python -m tuner.train --set KEY=VALUE ... --out DIR`.
+
+The same `run_trial` loop runs under Ray Tune (tuner/trainable.py). Every step is
+seeded from (seed, step) and a checkpoint holds every stateful object, so a
+resumed trial continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuner.build import (
+    build_dataset,
+    build_density,
+    build_logvar_head,
+    build_net,
+    build_objective,
+    build_sampler,
+    build_weighting,
+)
+from tuner.config import ConfigError, load_config_file, parse_set, resolve
+from tuner.data import DataError
+
+Report = Callable[[dict[str, Any], "str | None"], None]
+STATE_FILE = "state.pt"
+EVAL_BATCH = 1000
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step and the term."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupt, or not ours)."""
+
+
+TRAIN_STREAM, PREPARE_STREAM, EVAL_STREAM = 0, 1, 2
+
+
+def step_generator(seed: int, step: int, stream: int = TRAIN_STREAM) -> torch.Generator:
+    """A generator seeded from (seed, stream, step) alone, so any step can be replayed."""
+    state = np.random.SeedSequence([seed, stream, step]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class Trainer:
+    """Everything one trial needs: data, model, EMA, optimiser, objective, evaluation."""
+
+    def __init__(self, config: dict[str, Any], device: str = "cpu") -> None:
+        self.config = resolve(config)
+        self.device = torch.device(device)
+        c = self.config
+        if c["train.threads"]:
+            torch.set_num_threads(c["train.threads"])
+        torch.manual_seed(c["seed"])  # initialisation only; every step has its own generator
+        self.dataset = build_dataset(c)
+        self.train_data = self.dataset.train.to(self.device)
+        self.model = build_net(c, self.dataset).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.density = build_density(c)
+        self.weighting = build_weighting(c, self.density)
+        self.logvar_head = build_logvar_head(c)
+        params = list(self.model.parameters())
+        if self.logvar_head is not None:
+            self.logvar_head.to(self.device)
+            params += list(self.logvar_head.parameters())
+        self.objective = build_objective(
+            c, self.dataset, self.weighting, self.density, self.logvar_head
+        )
+        for module in self.objective.modules().values():
+            module.to(self.device)
+        self.opt = torch.optim.AdamW(params, lr=c["train.lr"], weight_decay=c["train.weight_decay"])
+        self.step = 0
+        self.prepared = False
+        self.history: list[dict[str, float]] = []
+        self.last_samples: torch.Tensor | None = None
+
+    # -- training ------------------------------------------------------------------------------
+    def prepare(self) -> dict[str, float]:
+        """One-off work before step 0 (the TIW discriminator's pre-training)."""
+        metrics = self.objective.prepare(
+            self.dataset, step_generator(self.config["seed"], 0, PREPARE_STREAM)
+        )
+        self.prepared = True
+        return metrics
+
+    def lr_at(self, step: int) -> float:
+        warmup = self.config["train.warmup"]
+        return (
+            self.config["train.lr"] * min(1.0, (step + 1) / warmup)
+            if warmup
+            else self.config["train.lr"]
+        )
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step seeded from (seed, step); returns its loss/... metrics."""
+        if not self.prepared:
+            self.prepare()
+        c = self.config
+        gen = step_generator(c["seed"], self.step)
+        idx = torch.randint(len(self.train_data), (c["train.batch"],), generator=gen)
+        x0 = self.train_data[idx.to(self.device)]
+        self.model.train()
+        terms = self.objective(self.model, x0, gen)
+        loss = terms["loss"].mean()
+        if not torch.isfinite(loss):
+            bad = [k for k, v in terms.items() if k != "loss" and not torch.isfinite(v).all()]
+            raise DivergenceError(
+                f"loss became {loss.item()} at step {self.step} in term {', '.join(bad) or 'loss'}"
+            )
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if c["train.grad_clip"] > 0:
+            norm = torch.nn.utils.clip_grad_norm_(
+                [p for g in self.opt.param_groups for p in g["params"]], c["train.grad_clip"]
+            )
+            if not torch.isfinite(norm):
+                raise DivergenceError(f"gradient norm became {norm.item()} at step {self.step}")
+        self.opt.step()
+        with torch.no_grad():
+            decay = c["train.ema"]
+            for p_ema, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                p_ema.lerp_(p, 1.0 - decay)
+        self.step += 1
+        return {k: v.mean().item() for k, v in terms.items() if k != "loss"} | {
+            "loss/total": loss.item()
+        }
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def sample(self, n: int, draw: int = 0) -> torch.Tensor:
+        """`n` samples in data space from the EMA model (the same starting noise every call)."""
+        c = self.config
+        sampler, grid = build_sampler(c, getattr(self.objective, "logsnr_stop", None))
+        gen = step_generator(c["seed"], draw, EVAL_STREAM)
+        self.ema.eval()
+        out = []
+        for start in range(0, n, EVAL_BATCH):
+            x = torch.randn((min(EVAL_BATCH, n - start), *self.dataset.shape), generator=gen)
+            out.append(
+                sampler(self.ema, x.to(self.device), grid.to(self.device), generator=gen).cpu()
+            )
+        samples = torch.cat(out)
+        return samples.clamp(-1, 1) if self.dataset.kind == "image" else samples
+
+    def evaluate(self) -> dict[str, float]:
+        """eval/... metrics of `eval.samples` samples; keeps them in `last_samples`."""
+        from tuner import metrics
+
+        c = self.config
+        t0 = time.perf_counter()
+        samples = self.sample(c["eval.samples"])
+        t1 = time.perf_counter()
+        self.last_samples = samples
+        if self.dataset.kind == "lowdim":
+            result = metrics.lowdim_metrics(
+                samples, self.dataset.truth, self.dataset.test, self.dataset.minority
+            )
+        else:
+            result = metrics.image_metrics(
+                samples,
+                c["data"],
+                self.dataset.test,
+                metrics.default_extractor(c["data"]),
+                weights_path=c["eval.fid_weights"],
+            )
+        return result | {"time/sample_s": t1 - t0, "time/eval_s": time.perf_counter() - t0}
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "prepared": self.prepared,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "logvar_head": None if self.logvar_head is None else self.logvar_head.state_dict(),
+            "objective": {k: m.state_dict() for k, m in self.objective.modules().items()},
+            "history": json.dumps(self.history),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        if self.logvar_head is not None:
+            self.logvar_head.load_state_dict(state["logvar_head"])
+        for key, module in self.objective.modules().items():
+            module.load_state_dict(state["objective"][key])
+        self.step = int(state["step"])
+        self.prepared = bool(state["prepared"])
+        self.history = json.loads(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, path: str | Path) -> None:
+        """Write the state atomically (a killed writer never leaves a half file behind)."""
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.load_state_dict(state)
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {path} does not exist") from None
+        except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+            raise CheckpointError(
+                f"checkpoint {path} is damaged or not a checkpoint of this trial: {e}"
+            ) from None
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest checkpoint_* folder under `out_dir` that holds a state file."""
+    found = sorted(Path(out_dir).glob("checkpoint_*/" + STATE_FILE))
+    return found[-1].parent if found else None
+
+
+def _progress(step: int, total: int, losses: dict[str, float], rate: float) -> None:
+    loss = losses.get("loss/total", float("nan"))
+    end = "\r" if sys.stderr.isatty() else "\n"
+    print(
+        f"step {step}/{total}  loss {loss:.4f}  {rate:.1f} steps/s",
+        end=end,
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run_trial(
+    config: dict[str, Any],
+    out_dir: str | Path,
+    report: Report | None = None,
+    resume_from: str | Path | None = None,
+    progress: bool = False,
+    keep_checkpoints: int = 2,
+) -> dict[str, Any]:
+    """Train one configuration, evaluating and checkpointing every `eval.every` steps.
+
+    Args:
+        config: flat configuration (defaults fill what is missing).
+        out_dir: folder for checkpoints, pictures, metrics.json and samples.npy.
+        report: called after every evaluation with (metrics, checkpoint folder).
+        resume_from: a checkpoint folder to continue from.
+        progress: print progress lines on stderr.
+        keep_checkpoints: how many of the newest checkpoint folders to keep.
+    Returns:
+        The metrics of the last evaluation.
+    """
+    from tuner import plots
+
+    trainer = Trainer(config)
+    c = trainer.config
+    out = Path(out_dir)
+    if resume_from is not None:
+        trainer.load(Path(resume_from) / STATE_FILE)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(c, indent=2) + "\n")
+    if not (out / "weighting.png").exists():
+        plots.save_weighting_plot(trainer.weighting, trainer.density, out / "weighting.png")
+    steps, every = c["train.steps"], c["eval.every"]
+    extra: dict[str, float] = {}
+    if not trainer.prepared:
+        t0 = time.perf_counter()
+        extra = trainer.prepare() | {"time/prepare_s": time.perf_counter() - t0}
+    sums: dict[str, float] = {}
+    count, t_train, t_start = 0, 0.0, time.perf_counter()
+    result: dict[str, Any] = trainer.history[-1] if trainer.history else {}
+    while trainer.step < steps:
+        t0 = time.perf_counter()
+        losses = trainer.train_step()
+        t_train += time.perf_counter() - t0
+        count += 1
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if progress and (trainer.step % max(1, steps // 20) == 0 or trainer.step == steps):
+            _progress(trainer.step, steps, losses, count / max(t_train, 1e-9))
+        if trainer.step % every and trainer.step != steps:
+            continue
+        result = {"step": trainer.step} | {k: v / count for k, v in sums.items()}
+        result |= extra | trainer.evaluate()
+        result["time/step_s"] = t_train / count
+        result["time/total_s"] = time.perf_counter() - t_start
+        trainer.history.append(result)
+        extra, sums, count, t_train = {}, {}, 0, 0.0
+        ckpt = out / f"checkpoint_{trainer.step:07d}"
+        ckpt.mkdir(exist_ok=True)
+        trainer.save(ckpt / STATE_FILE)
+        (ckpt / "config.json").write_text(json.dumps(c, indent=2) + "\n")
+        kind = trainer.dataset.kind
+        plots.save_sample_grid(trainer.last_samples, out / f"samples_{trainer.step:07d}.png", kind)
+        if progress:
+            shown = {k: round(v, 4) for k, v in result.items() if k.startswith("eval/")}
+            print(f"eval at step {trainer.step}: {shown}", file=sys.stderr, flush=True)
+        for old in sorted(out.glob("checkpoint_*"))[:-keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        if report is not None:
+            report(result, str(ckpt))
+    if trainer.last_samples is None:  # resumed at the end: sample once more for samples.npy
+        trainer.last_samples = trainer.sample(c["eval.samples"])
+    (out / "metrics.json").write_text(
+        json.dumps({"config": c, "history": trainer.history, "final": result}, indent=2) + "\n"
+    )
+    np.save(out / "samples.npy", trainer.last_samples.numpy())
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.train", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="set a config key"
+    )
+    parser.add_argument("--config", help="a saved flat configuration (e.g. best.json)")
+    parser.add_argument("--out", help="output folder (default runs/<data>-<weighting>-seed<seed>)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --out"
+    )
+    parser.add_argument(
+        "--fid-weights", help="local Inception weights file (config key eval.fid_weights)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+    try:
+        overrides = load_config_file(args.config) if args.config else {}
+        overrides |= dict(parse_set(item) for item in args.set)
+        if args.fid_weights:
+            overrides["eval.fid_weights"] = args.fid_weights
+        config = resolve(overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(
+        args.out
+        or f"runs/{config['data'].replace(':', '_').replace('/', '_')}-{config['weighting']}-seed{config['seed']}"
+    )
+    resume_from = latest_checkpoint(out) if args.resume else None
+    if args.resume and resume_from is None:
+        print(f"error: --resume: no checkpoint_*/{STATE_FILE} under {out}", file=sys.stderr)
+        return 2
+    try:
+        t0 = time.perf_counter()
+        final = run_trial(config, out, resume_from=resume_from, progress=not args.quiet)
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except DivergenceError as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        return 1
+    shown = {k: round(v, 4) for k, v in final.items() if k.startswith("eval/")}
+    print(f"done in {time.perf_counter() - t0:.1f}s: {shown}")
+    print(f"wrote {out / 'metrics.json'} and {out / 'samples.npy'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
