@@ -254,7 +254,7 @@ class Dataset:
     observed: GaussianMixture | None = None  # training distribution before noise (biased presets)
     labels_train: Tensor | None = None
     labels_test: Tensor | None = None
-    minority: int | None = None  # component / class index whose fraction is tracked
+    minority: int | tuple[int, ...] | None = None  # component / classes whose fraction is tracked
     labels_reference: Tensor | None = None
 
 
@@ -379,6 +379,7 @@ def _digits_biased(seed: int) -> Dataset:
         labels_train=y_tr[observed],
         labels_test=y_te,
         labels_reference=y_tr[reference],
+        minority=(5, 6, 7, 8, 9),
     )
 
 

@@ -65,6 +65,14 @@ class Trainer:
             torch.set_num_threads(c["train.threads"])
         torch.manual_seed(c["seed"])  # initialisation only; every step has its own generator
         self.dataset = build_dataset(c)
+        if self.dataset.kind == "image":
+            from tuner import metrics
+
+            if metrics.default_extractor(c["data"]) == "inception-v3-compat":
+                try:  # fail now, not at the first evaluation
+                    metrics.inception_weights(c["eval.fid_weights"])
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
         self.train_data = self.dataset.train.to(self.device)
         self.model = build_net(c, self.dataset).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -176,6 +184,7 @@ class Trainer:
                 self.dataset.test,
                 metrics.default_extractor(c["data"]),
                 weights_path=c["eval.fid_weights"],
+                minority=self.dataset.minority,
             )
         return result | {"time/sample_s": t1 - t0, "time/eval_s": time.perf_counter() - t0}
 
@@ -303,7 +312,8 @@ def run_trial(
         trainer.save(ckpt / STATE_FILE)
         (ckpt / "config.json").write_text(json.dumps(c, indent=2) + "\n")
         kind = trainer.dataset.kind
-        plots.save_sample_grid(trainer.last_samples, out / f"samples_{trainer.step:07d}.png", kind)
+        grid_png = out / f"samples_{trainer.step:07d}.png"
+        plots.save_sample_grid(trainer.last_samples, grid_png, kind, truth=trainer.dataset.truth)
         if progress:
             shown = {k: round(v, 4) for k, v in result.items() if k.startswith("eval/")}
             print(f"eval at step {trainer.step}: {shown}", file=sys.stderr, flush=True)

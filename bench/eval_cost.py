@@ -1,0 +1,142 @@
+"""Cost of one evaluation (metrics and pictures, not sampling) for N = 1k / 2k / 5k samples.
+
+Digits: image_metrics (FID + KID with the digits CNN) against the 450-image test split, with a
+cold reference cache (first evaluation of a trial) and a warm one (every later evaluation), plus
+FID alone and the sample-grid PNG. Low-dim: lowdim_metrics on ring8 against its 5000-point test
+set, plus the scatter PNG. Inception: image_metrics with random weights of the right shapes (cost
+does not depend on the values) at a small N, since CPU Inception is slow.
+Stand-in samples: train digits resampled with noise, and noisy ring8 truth samples.
+
+    .venv/bin/python bench/eval_cost.py              # writes bench/results/eval_cost.json
+    .venv/bin/python bench/eval_cost.py --smoke      # N = 200, no Inception, writes nothing
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch_fidelity
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tuner.data import load_dataset, load_digits_split  # noqa: E402
+from tuner.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR, random_inception_weights  # noqa: E402
+from tuner.metrics import image_metrics, lowdim_metrics  # noqa: E402
+from tuner.plots import save_sample_grid  # noqa: E402
+
+
+def timed(fn: Callable[[], object], repeats: int = 1) -> float:
+    """Median wall time of `repeats` calls, seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times), 4)
+
+
+def digits_row(n: int, x_train: torch.Tensor, x_test: torch.Tensor, out: str) -> dict:
+    gen = torch.Generator().manual_seed(n)
+    idx = torch.randint(len(x_train), (n,), generator=gen)
+    samples = (x_train[idx] + 0.1 * torch.randn((n, 1, 8, 8), generator=gen)).clamp(-1, 1)
+    with tempfile.TemporaryDirectory() as cache:
+
+        def run(kid: bool = True) -> dict:
+            return image_metrics(
+                samples, "digits", x_test, DIGITS_EXTRACTOR, kid=kid, cache_dir=cache
+            )
+
+        cold = timed(run)
+        row = {
+            "n": n,
+            "fid_kid_cold_cache_s": cold,
+            "fid_kid_s": timed(run, 3),
+            "fid_only_s": timed(lambda: run(kid=False), 3),
+            "grid_png_s": timed(lambda: save_sample_grid(samples, f"{out}/g.png", "image"), 3),
+            "metrics": run(),
+        }
+    return row
+
+
+def lowdim_row(n: int, out: str) -> dict:
+    data = load_dataset("ring8")
+    gen = torch.Generator().manual_seed(n)
+    samples = data.truth.sample(n, gen) + 0.05 * torch.randn((n, 2), generator=gen)
+    return {
+        "n": n,
+        "n_test": len(data.test),
+        "lowdim_metrics_s": timed(lambda: lowdim_metrics(samples, data.truth, data.test, None), 3),
+        "scatter_png_s": timed(
+            lambda: save_sample_grid(samples, f"{out}/s.png", "lowdim", truth=data.truth), 3
+        ),
+    }
+
+
+def inception_row(n: int, out: str) -> dict:
+    weights = f"{out}/inception_random.pth"
+    random_inception_weights(weights)
+    gen = torch.Generator().manual_seed(0)
+    samples = torch.rand((n, 3, 32, 32), generator=gen) * 2 - 1
+    reference = torch.rand((n, 3, 32, 32), generator=gen) * 2 - 1
+    cache = f"{out}/cache"
+
+    def run() -> dict:
+        return image_metrics(
+            samples,
+            "cifar10",
+            reference,
+            INCEPTION_EXTRACTOR,
+            weights_path=weights,
+            cache_dir=cache,
+        )
+
+    return {
+        "n": n,
+        "n_reference": n,
+        "note": "random weights of the real shapes; all 2048 features live",
+        "fid_kid_cold_cache_s": timed(run),
+        "fid_kid_s": timed(run),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000])
+    parser.add_argument("--inception-n", type=int, default=100, help="0 skips Inception")
+    parser.add_argument("--smoke", action="store_true", help="N = 200, no Inception, no output")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval_cost.json"))
+    args = parser.parse_args()
+    sizes = [200] if args.smoke else args.sizes
+    x_train, _, x_test, _ = load_digits_split()
+    result = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "torch_fidelity": torch_fidelity.__version__,
+            "load_avg_before": [round(v, 2) for v in os.getloadavg()],
+        },
+        "digits_reference": len(x_test),
+    }
+    with tempfile.TemporaryDirectory() as out:
+        result["digits"] = [digits_row(n, x_train, x_test, out) for n in sizes]
+        result["lowdim_ring8"] = [lowdim_row(n, out) for n in sizes]
+        if args.inception_n and not args.smoke:
+            result["inception"] = inception_row(args.inception_n, out)
+    result["machine"]["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
+    print(json.dumps(result, indent=2))
+    if not args.smoke:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

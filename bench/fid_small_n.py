@@ -1,0 +1,122 @@
+"""How far small-N digits FID is from large-N FID, and how noisy it is.
+
+Reference: the 450-image digits test split (what evaluation uses). "Generated" sets: real digits
+from the train split (a perfect model) and the same digits with Gaussian noise of std 0.3 (an
+imperfect one). For each N, FID of R random N-subsets (without replacement) against the reference,
+with torch-fidelity's own FID statistics and formula on the digits CNN's features. Large N is
+extrapolated with FID_N = FID_inf + b/N (FID is biased by ~1/N; Chong & Forsyth 2020) fitted on
+the subset means (N >= 100). Rows for N beyond the 1347 train digits are bootstrap resamples:
+their duplicates make them noisier and higher than the whole set, so they show resampling noise,
+not a larger N.
+
+    .venv/bin/python bench/fid_small_n.py             # writes bench/results/fid_small_n.json
+    .venv/bin/python bench/fid_small_n.py --smoke     # few repeats, writes nothing
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tuner.data import load_digits_split  # noqa: E402
+from tuner.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN  # noqa: E402
+from tuner.metrics import to_uint8  # noqa: E402
+
+SIZES = (50, 100, 200, 500, 1000)
+BOOTSTRAP_SIZES = (2000, 5000)
+
+
+def fid(feats: torch.Tensor, ref_stats: dict) -> float:
+    stats = fid_features_to_statistics(feats)
+    return float(
+        fid_statistics_to_metric(stats, ref_stats, verbose=False)["frechet_inception_distance"]
+    )
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "mean": round(statistics.mean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+def fit_inverse_n(ns: list[int], means: list[float]) -> tuple[float, float]:
+    """Least squares FID_N = a + b / N."""
+    design = torch.tensor([[1.0, 1.0 / n] for n in ns], dtype=torch.float64)
+    coef = torch.linalg.lstsq(design, torch.tensor(means, dtype=torch.float64)[:, None]).solution
+    return float(coef[0]), float(coef[1])
+
+
+def study(feats: torch.Tensor, ref_stats: dict, repeats: int, seed: int) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    rows = {}
+    for n in SIZES:
+        vals = [
+            fid(feats[torch.randperm(len(feats), generator=gen)[:n]], ref_stats)
+            for _ in range(repeats)
+        ]
+        rows[n] = summary(vals)
+    rows[len(feats)] = summary([fid(feats, ref_stats)])  # the whole set, one value
+    for n in BOOTSTRAP_SIZES:  # with replacement: the empirical train distribution
+        vals = [
+            fid(feats[torch.randint(len(feats), (n,), generator=gen)], ref_stats)
+            for _ in range(repeats)
+        ]
+        rows[n] = summary(vals) | {"bootstrap": True}
+    fit_ns = [n for n in (*SIZES, len(feats)) if n >= 100]
+    a, b = fit_inverse_n(fit_ns, [rows[n]["mean"] for n in fit_ns])
+    for row in rows.values():
+        row["gap_to_fid_inf"] = round(row["mean"] - a, 4)
+    return {
+        "by_n": {str(n): rows[n] for n in sorted(rows)},
+        "fid_inf": round(a, 4),
+        "b": round(b, 2),
+        "fitted_gap_b_over_n": {str(n): round(b / n, 4) for n in (1000, 2000, 5000)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="3 repeats, writes nothing")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fid_small_n.json"))
+    args = parser.parse_args()
+    repeats = 3 if args.smoke else args.repeats
+    x_train, _, x_test, _ = load_digits_split()
+    noisy = (
+        x_train + 0.3 * torch.randn(x_train.shape, generator=torch.Generator().manual_seed(1))
+    ).clamp(-1, 1)
+    extractor = FeatureExtractorDigitsCNN(DIGITS_EXTRACTOR, ["penultimate"])
+    with torch.no_grad():
+        features = {
+            name: extractor(to_uint8(x))[0]
+            for name, x in [("test", x_test), ("train", x_train), ("train_noise0.3", noisy)]
+        }
+    ref_stats = fid_features_to_statistics(features["test"])
+    result = {
+        "reference": f"digits test split, {len(x_test)} images",
+        "repeats": repeats,
+        "seed": args.seed,
+        "sets": {
+            name: study(features[name], ref_stats, repeats, args.seed)
+            for name in ("train", "train_noise0.3")
+        },
+    }
+    print(json.dumps(result, indent=2))
+    if not args.smoke:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
