@@ -1,0 +1,213 @@
+"""Training on noisy data: ambient Tweedie + consistency (Daras et al. 2024; METHODS.md §2).
+
+The data are y = x0 + s_n·η (VE) with known s_n. In VP terms a VE level s is the log-SNR
+λ = −2 log s and x_VP = x_VE/sqrt(1 + s²); the data themselves sit at λ_n = −2 log s_n.
+
+Tweedie objective (Daras et al. 2024, Eq. 5), for s > s_n and ρ = s_n²/s² < 1:
+
+    x_VE = y + sqrt(s² − s_n²)·ε,   J = ‖ρ·x_VE + (1 − ρ)·h_θ(x, s) − y‖²,
+
+minimised by h = E[x0 | x_VE] (Tweedie's formula applied twice: E[y|x] = ρx + (1 − ρ)E[x0|x]).
+Per-example scaling (our choice): with h = (x − σε̂)/α and s = σ/α,
+
+    J / ((1 − ρ)² s²) = ‖ε̂(x, λ) − ε/sqrt(1 − ρ)‖²,
+
+so the scaled J is an ε-MSE whose target is the noise inflated by 1/sqrt(1 − ρ), and its excess
+over the minimum is exactly ‖ε̂ − ε*‖²: the weighting w(λ) keeps its meaning as a multiplier of
+ε-MSE. The target's variance grows like 1/(1 − ρ) as s → s_n (where J stops depending on h), so
+the loss is tapered by min(1, (1 − ρ)/margin): inside the margin the noise of the per-example
+loss stays below 1/margin times that of plain ε-MSE, and the weight falls linearly to 0 at s_n.
+"""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from models.losses import DenoiseLoss
+from models.param import add_noise, eps_to_x0
+from models.schedules import NoiseDensity, alpha_sigma, bcast
+from models.weighting import LogVarHead, Weighting
+
+_MIN_KEEP = 1e-6  # floor of 1 − ρ (λ drawn in float64 may round onto λ_n in float32)
+
+
+def ambient_logsnr_stop(sigma_n: float) -> float:
+    """λ_n = −2 log s_n: the VP log-SNR of the data's own noise level (SNR = 1/s_n²)."""
+    if not sigma_n > 0.0:
+        raise ValueError(f"sigma_n must be > 0, got {sigma_n}")
+    return -2.0 * math.log(sigma_n)
+
+
+def _rho(sigma_n: float, logsnr: Tensor) -> Tensor:
+    """ρ = s_n²/s² = s_n²·e^λ, computed in float64."""
+    return (2.0 * math.log(sigma_n) + logsnr.to(torch.float64)).exp()
+
+
+class AmbientLoss:
+    """Tweedie objective on noisy data y at levels above the data's noise, as a weighted ε-MSE.
+
+    Per example: ``w(λ) · min(1, (1 − ρ)/margin) · mean((ε̂ − ε/sqrt(1 − ρ))²)`` with
+    x = α(y + s·sqrt(1 − ρ)·ε) and λ ~ q restricted to λ < λ_n (s > s_n). Equals
+    ``w · taper · J / ((1 − ρ)² s² D)`` with J of Daras et al. 2024, Eq. 5 (module docstring).
+
+    Args:
+        sigma_n: s_n of the data (VE).
+        weighting: w(λ), a multiplier of the per-example ε-MSE.
+        density: q(λ); λ is drawn from q restricted to λ < λ_n by inverse CDF.
+        logvar_head: optional EDM2 head (the loss becomes w/e^u · mse + u as in DenoiseLoss).
+        margin: the taper width in 1 − ρ (0 < margin <= 1).
+    """
+
+    def __init__(
+        self,
+        sigma_n: float,
+        weighting: Weighting,
+        density: NoiseDensity,
+        logvar_head: LogVarHead | nn.Module | None = None,
+        margin: float = 0.1,
+    ) -> None:
+        if not 0.0 < margin <= 1.0:
+            raise ValueError(f"ambient margin must be in (0, 1], got {margin}")
+        self.sigma_n = float(sigma_n)
+        self.logsnr_n = ambient_logsnr_stop(sigma_n)
+        self.denoise = DenoiseLoss(weighting, density, logvar_head)
+        self.density = density
+        self.margin = float(margin)
+        self._u_max = float(density.cdf(torch.tensor(self.logsnr_n, dtype=torch.float64)))
+        if self._u_max <= 0.0:
+            raise ValueError(
+                f"the noise density's support [{density.logsnr_min}, {density.logsnr_max}] has "
+                f"no level above the data noise s_n={sigma_n} (log-SNR {self.logsnr_n:.3f})"
+            )
+
+    def draw(self, y: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """λ ~ q(λ | λ < λ_n) by inverse CDF, then ε ~ N(0, I) (in that order)."""
+        u = torch.rand(y.shape[0], generator=generator, dtype=torch.float64) * self._u_max
+        logsnr = self.density.icdf(u).clamp(max=self.logsnr_n).to(y.device, y.dtype)
+        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+        return eps, logsnr
+
+    def _keep(self, logsnr: Tensor) -> Tensor:
+        """1 − ρ, floored at a tiny positive value."""
+        return (1.0 - _rho(self.sigma_n, logsnr)).clamp_min(_MIN_KEEP).to(logsnr.dtype)
+
+    def noisy_input(self, y: Tensor, eps: Tensor, logsnr: Tensor) -> Tensor:
+        """The VP model input x = α·x_VE = α(y + sqrt(s² − s_n²)·ε)."""
+        return add_noise(y, bcast(self._keep(logsnr).sqrt(), y) * eps, logsnr)
+
+    def core(
+        self,
+        model: nn.Module,
+        y: Tensor,
+        eps: Tensor,
+        logsnr: Tensor,
+        weight: Tensor | None = None,
+        eps_correction: Tensor | None = None,
+    ) -> Tensor:
+        """Deterministic per-example loss (B,); ``weight``/``eps_correction`` as in DenoiseLoss."""
+        keep = self._keep(logsnr)
+        root = bcast(keep.sqrt(), y)
+        # x = add_noise(y, sqrt(1 − ρ)ε, λ); target ε/sqrt(1 − ρ) = sqrt(1 − ρ)ε − correction
+        eps_in = root * eps
+        correction = eps_in - eps / root
+        if eps_correction is not None:
+            correction = correction + eps_correction
+        taper = (keep / self.margin).clamp(max=1.0)
+        weight = taper if weight is None else taper * weight
+        return self.denoise.core(model, y, eps_in, logsnr, weight, correction)
+
+    def __call__(self, model: nn.Module, y: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Draw λ, ε from ``generator`` and return ``core`` (B,)."""
+        eps, logsnr = self.draw(y, generator)
+        return self.core(model, y, eps, logsnr)
+
+    def tweedie_objective(self, model: nn.Module, y: Tensor, eps: Tensor, logsnr: Tensor) -> Tensor:
+        """The unscaled J of Daras et al. 2024, Eq. 5, averaged over dimensions (B,)."""
+        rho = bcast(_rho(self.sigma_n, logsnr).to(y.dtype), y)
+        x = self.noisy_input(y, eps, logsnr)
+        h = eps_to_x0(x, model(x, logsnr), logsnr)
+        alpha, _ = alpha_sigma(logsnr)
+        x_ve = x / bcast(alpha, x)
+        return (rho * x_ve + (1.0 - rho) * h - y).square().flatten(1).mean(1)
+
+
+def _ddpm_step(x: Tensor, x0: Tensor, lam_t: Tensor, lam_s: Tensor, noise: Tensor) -> Tensor:
+    """One ancestral step from λ_t to λ_s >= λ_t, per example (VDM Eq. 33, as in sample_ddpm)."""
+    alpha_t, _ = alpha_sigma(lam_t)
+    alpha_s, sigma_s = alpha_sigma(lam_s)
+    r = torch.exp(lam_t - lam_s)
+    one_minus_r = -torch.expm1(lam_t - lam_s)
+    mean = bcast(alpha_s * one_minus_r, x) * x0 + bcast(alpha_s / alpha_t * r, x) * x
+    return mean + bcast((sigma_s**2 * one_minus_r).clamp_min(0.0).sqrt(), x) * noise
+
+
+class ConsistencyLoss:
+    """Consistency below the data's noise level (Daras et al. 2024, §4; METHODS.md §2).
+
+    Both chains start at the data, x = α_n·y, an exact sample of level λ_n. Each takes
+    ``chain_steps`` ancestral steps of the model's own sampler, step j raising λ by
+    δ_j ~ U(0, gap] (the same levels for both chains, fresh noise for each; capped at
+    ``logsnr_max``), to x''₁, x''₂ at λ'' <= λ_n + k·gap. With h the x0-prediction, the loss
+
+        (h(x''₁, λ'') − h(x, λ_n)) · (h(x''₂, λ'') − h(x, λ_n))   (averaged over dimensions)
+
+    is an unbiased estimate of ‖E[h(x'', λ'') | x] − h(x, λ_n)‖² (chains independent given x);
+    it can be negative per example. Gradients flow through the three h's, not through the chain
+    steps (run without grad). Levels above λ_n + k·gap are reached only by extrapolation.
+    Cost: 2k+1 forward passes (3 with gradients), plus the Tweedie term's one.
+
+    Args:
+        sigma_n: s_n of the data (VE).
+        chain_steps: k, sampler steps per chain.
+        gap: the largest log-SNR increment of one chain step.
+        logsnr_max: chains never go above this level.
+    """
+
+    def __init__(
+        self, sigma_n: float, chain_steps: int = 1, gap: float = 1.0, logsnr_max: float = 15.0
+    ) -> None:
+        if chain_steps < 1 or not gap > 0.0:
+            raise ValueError(f"need chain_steps >= 1 and gap > 0, got {chain_steps}, {gap}")
+        self.sigma_n = float(sigma_n)
+        self.logsnr_n = ambient_logsnr_stop(sigma_n)
+        if not self.logsnr_n < logsnr_max:
+            raise ValueError(
+                f"data noise s_n={sigma_n} (log-SNR {self.logsnr_n:.3f}) leaves no level below it "
+                f"under logsnr_max={logsnr_max}"
+            )
+        self.chain_steps = int(chain_steps)
+        self.gap = float(gap)
+        self.logsnr_max = float(logsnr_max)
+
+    def levels(self, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+        """(k+1, n) chain levels: λ_n, then cumulative U(0, gap] increments, capped."""
+        u = torch.rand(self.chain_steps, n, generator=generator).to(device)
+        steps = self.gap * (1.0 - u)  # in (0, gap]
+        start = torch.full((1, n), self.logsnr_n, device=device)
+        lam = torch.cat([start, self.logsnr_n + steps.cumsum(0)])
+        return lam.clamp(max=self.logsnr_max)
+
+    def __call__(self, model: nn.Module, y: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Per-example two-chain consistency estimate (B,); draws levels then chain noise."""
+        n = y.shape[0]
+        lam = self.levels(n, generator, y.device).to(y.dtype)
+        lam0 = lam[0]
+        x = y * bcast(alpha_sigma(lam0)[0], y)  # x_VP = y/sqrt(1 + s_n²)
+        eps0 = model(x, lam0)
+        h0 = eps_to_x0(x, eps0, lam0)
+        # two chains side by side in one batch of 2n
+        chain = torch.cat([x, x])
+        x0_hat = torch.cat([h0, h0]).detach()
+        with torch.no_grad():
+            for j in range(1, self.chain_steps + 1):
+                lam_t, lam_s = lam[j - 1].repeat(2), lam[j].repeat(2)
+                noise = torch.randn(chain.shape, generator=generator, dtype=y.dtype).to(y.device)
+                chain = _ddpm_step(chain, x0_hat, lam_t, lam_s, noise)
+                if j < self.chain_steps:
+                    x0_hat = eps_to_x0(chain, model(chain, lam_s), lam_s)
+        lam_end = lam[-1].repeat(2)
+        h_end = eps_to_x0(chain, model(chain, lam_end), lam_end)
+        h1, h2 = h_end[:n], h_end[n:]
+        # two independent chains: E[(h''₁ − h)(h''₂ − h) | x] = ‖E[h''|x] − h‖²
+        return ((h1 - h0) * (h2 - h0)).flatten(1).mean(1)

@@ -1,0 +1,291 @@
+"""Contrastive diffusion loss, CDL (Wu et al. 2024; METHODS.md §4).
+
+Information-theoretic log-likelihood (Kong et al. 2023, ITD Eq. 6/9) in ε-terms, with a
+Gaussian reference G = N(μ, Σ) of the data's mean and covariance:
+
+    −log p(x) = −log p_G(x) + ½ ∫ E_ε[ ‖ε − ε̂(x_λ, λ)‖² − ‖ε − ε*_G(x_λ, λ)‖² ] dλ,
+
+with x_λ = α x + σ ε. The integral runs over λ by importance sampling from a truncated logistic
+q(λ). Taking the expectation over ε of the Gaussian term gives the form of METHODS.md,
+h_G + ½ ∫ (mmse(x, λ) − mmse_G(λ)) dλ, since ½ ∫ (mmse_G(x, λ) − mmse_G(λ)) dλ =
+−log p_G(x) − h_G; we use the pointwise form by default (a control variate with the same ε:
+exact, with zero variance, when the data are Gaussian and ε̂ is their exact denoiser).
+
+The density of data noised to level ζ, p_ζ, diffuses to level λ as the data diffuse to λ' with
+α'² = α_λ² α_ζ² (a VP path composed with a VP path), so its ε-predictor at (w, λ) is
+(σ_λ/σ')·ε̂(w, λ'): the denoiser queried at a mismatched level. The noise classifier's logit is
+ℓ(z) = log p(z) − log p_ζ(z) and CDL is its logistic loss on half-clean, half-ζ-noised
+examples (Wu et al. 2024, Eq. 8–10).
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.schedules import LogisticDensity, alpha_sigma, bcast
+
+EpsFn = Callable[[Tensor, Tensor], Tensor]  # eps_fn(x, logsnr) -> eps_hat
+
+
+class GaussianRef:
+    """N(μ, U diag(v) Uᵀ) with exact ε-predictions at every λ; μ and v may be per example.
+
+    Args:
+        mean: (D,) or (B, D).
+        eigs: eigenvalues v, (D,) or (B, D), all > 0.
+        basis: (D, D) orthonormal eigenvectors U (columns), or None for a diagonal Σ.
+    """
+
+    def __init__(self, mean: Tensor, eigs: Tensor, basis: Tensor | None = None) -> None:
+        self.mean, self.eigs, self.basis = mean, eigs, basis
+
+    @classmethod
+    def from_cov(cls, mean: Tensor, cov: Tensor, floor: float = 1e-4) -> "GaussianRef":
+        """From a (D, D) covariance (eigendecomposed) or (D,) variances (diagonal); eigenvalues
+        are floored at ``floor`` (e.g. constant border pixels)."""
+        mean = mean.reshape(-1).float()
+        if cov.ndim == 1:
+            return cls(mean, cov.float().clamp_min(floor))
+        eigs, basis = torch.linalg.eigh(cov.double())
+        return cls(mean, eigs.float().clamp_min(floor), basis.float())
+
+    @property
+    def dim(self) -> int:
+        return self.eigs.shape[-1]
+
+    def _rotate(self, v: Tensor) -> Tensor:
+        return v if self.basis is None else v @ self.basis
+
+    def _unrotate(self, v: Tensor) -> Tensor:
+        return v if self.basis is None else v @ self.basis.T
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log N(x; μ, Σ) for x (..., D)."""
+        u = self._rotate(x - self.mean)
+        quad = (u.square() / self.eigs).sum(-1)
+        return -0.5 * (quad + torch.log(2 * math.pi * self.eigs).sum(-1))
+
+    def entropy(self) -> Tensor:
+        """h_G = ½ Σ log(2πe v)."""
+        return 0.5 * torch.log(2 * math.pi * math.e * self.eigs).sum(-1)
+
+    def eps(self, w: Tensor, logsnr: Tensor) -> Tensor:
+        """ε*_G(w, λ) = σ C⁻¹(w − α μ), C = α²Σ + σ²I (Tweedie), w (..., D), λ (...)."""
+        alpha, sigma = (a[..., None] for a in alpha_sigma(logsnr))
+        u = self._rotate(w - alpha * self.mean)
+        return sigma * self._unrotate(u / (alpha**2 * self.eigs + sigma**2))
+
+    def mmse(self, logsnr: Tensor) -> Tensor:
+        """Expected ε-MMSE Σ SNR·v/(SNR·v + 1) at λ (...)."""
+        return torch.sigmoid(logsnr[..., None] + torch.log(self.eigs)).sum(-1)
+
+    def noised(self, zeta: Tensor) -> "GaussianRef":
+        """The Gaussian of x_ζ = α_ζ x + σ_ζ ε, one ζ per example: N(α_ζ μ, α_ζ²Σ + σ_ζ² I)."""
+        alpha, sigma = (a[:, None] for a in alpha_sigma(zeta))
+        return GaussianRef(alpha * self.mean, alpha**2 * self.eigs + sigma**2, self.basis)
+
+
+def importance_density(
+    eigs: Tensor,
+    logsnr_min: float = -15.0,
+    logsnr_max: float = 15.0,
+    clip: float | None = 4.0,
+    min_scale: float = 2.0,
+) -> LogisticDensity:
+    """Truncated logistic q(λ) for the likelihood integral (Kong et al. 2023, §3.3).
+
+    The Gaussian's d mmse_G/dλ is a mixture of unit logistics at −log v_i; q is centred at their
+    mean −mean(log v) with the scale matching their variance π²/3 + var(log v), but at least
+    ``min_scale``: a mixture's fine structure (ring8: component variance 0.0144, λ ≈ 4) lies
+    above the moment-matched Gaussian's scales, and there 1/q of a narrow q explodes (measured
+    per-point std of the ring8 log p estimate: 22–30 nats at scale 1 on [−15, 15], ≈ 8 at
+    scale 2 on [−8, 8], with a truncation bias of ≈ −0.06 nats). As in the ITD code, q is
+    truncated to loc ± clip·scale (and to [logsnr_min, logsnr_max]), leaving out tails where
+    1/q explodes; ``clip=None`` keeps the whole [logsnr_min, logsnr_max].
+    """
+    log_v = torch.log(eigs.double())
+    var = float(log_v.var()) if log_v.numel() > 1 else 0.0
+    loc = min(max(-float(log_v.mean()), logsnr_min + 1.0), logsnr_max - 1.0)
+    scale = max(math.sqrt(1.0 + 3.0 * var / math.pi**2), min_scale)
+    lo, hi = logsnr_min, logsnr_max
+    if clip is not None:
+        lo, hi = max(lo, loc - clip * scale), min(hi, loc + clip * scale)
+    return LogisticDensity(lo, hi, loc=loc, scale=scale)
+
+
+def mismatched_logsnr(logsnr: Tensor, zeta: Tensor) -> Tensor:
+    """λ' with α'² = α_λ²·α_ζ²: the level at which x_ζ diffused to λ is a sample of the data."""
+    log_a2 = F.logsigmoid(logsnr) + F.logsigmoid(zeta)
+    return log_a2 - torch.log(-torch.expm1(log_a2))
+
+
+def _diff_sq(eps: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """‖ε − a‖² − ‖ε − b‖² = (b − a)·(2ε − a − b), summed over the last axis (stable when a ≈ b)."""
+    return ((b - a) * (2.0 * eps - a - b)).sum(-1)
+
+
+def _integrand(
+    eps: Tensor, eps_hat: Tensor, w: Tensor, logsnr: Tensor, ref: GaussianRef, pointwise: bool
+) -> Tensor:
+    if pointwise:
+        return _diff_sq(eps, eps_hat, ref.eps(w, logsnr))
+    return (eps - eps_hat).square().sum(-1) - ref.mmse(logsnr)
+
+
+def _base(x: Tensor, ref: GaussianRef, pointwise: bool) -> Tensor:
+    return -ref.log_prob(x) if pointwise else ref.entropy().expand(x.shape[0])
+
+
+def neg_log_likelihood(
+    eps_fn: EpsFn,
+    x: Tensor,
+    logsnrs: Tensor,
+    eps: Tensor,
+    ref: GaussianRef,
+    log_q: Tensor,
+    pointwise: bool = True,
+) -> Tensor:
+    """ITD estimate of −log p(x) in nats (B,), by importance sampling (Kong et al. 2023, Eq. 9).
+
+    Args:
+        eps_fn: ε-predictor of the density whose likelihood is estimated, (x, λ) -> ε̂.
+        x: points (B, ...).
+        logsnrs: (M, B) levels drawn from q.
+        eps: (M, B, ...) noises, one per level.
+        ref: the Gaussian reference (per example or shared).
+        log_q: (M, B) log q(λ) of the draws.
+        pointwise: Gaussian control variate with the same ε (True) or the METHODS.md form
+            h_G + ½ ∫ (mmse − mmse_G) dλ (False); equal in expectation.
+    """
+    m, b = logsnrs.shape
+    w = bcast(alpha_sigma(logsnrs)[0], eps) * x + bcast(alpha_sigma(logsnrs)[1], eps) * eps
+    eps_hat = eps_fn(w.flatten(0, 1), logsnrs.flatten()).reshape(m, b, -1)
+    f = _integrand(eps.reshape(m, b, -1), eps_hat, w.reshape(m, b, -1), logsnrs, ref, pointwise)
+    return _base(x.flatten(1), ref, pointwise) + 0.5 * (f * torch.exp(-log_q)).mean(0)
+
+
+def cdl_logit(
+    model: EpsFn,
+    z: Tensor,
+    zeta: Tensor,
+    logsnrs: Tensor,
+    eps: Tensor,
+    ref: GaussianRef,
+    log_q: Tensor,
+    pointwise: bool = True,
+) -> Tensor:
+    """Noise-classifier logit ℓ(z) = log p(z) − log p_ζ(z) (Wu et al. 2024, Eq. 8), (B,).
+
+    Both likelihoods use the same levels and noises (common random numbers) and one batched
+    forward pass of 2·M·B rows: ε̂(w, λ) for p and ε̂(w, λ') for p_ζ.
+
+    Args:
+        model: the data's ε-predictor ``model(x, logsnr) -> eps_hat``.
+        z: points (B, ...).
+        zeta: (B,) noise level of the p_ζ each example is contrasted with.
+        logsnrs, eps, log_q: as in ``neg_log_likelihood``.
+        ref: Gaussian reference of the clean data (its ζ-noised version is built here).
+        pointwise: see ``neg_log_likelihood``.
+    """
+    m, b = logsnrs.shape
+    alpha, sigma = alpha_sigma(logsnrs)
+    w = bcast(alpha, eps) * z + bcast(sigma, eps) * eps
+    zeta_rows = zeta.expand(m, b)
+    lam_mis = mismatched_logsnr(logsnrs, zeta_rows)
+    rows = torch.cat([w.flatten(0, 1), w.flatten(0, 1)])
+    out = model(rows, torch.cat([logsnrs.flatten(), lam_mis.flatten()])).reshape(2, m, b, -1)
+    # p_ζ's ε-prediction at (w, λ) is (σ_λ/σ')·ε̂(w, λ') with σ'² = sigmoid(−λ')
+    scale = (sigma / alpha_sigma(lam_mis)[1])[..., None]
+    e, wf = eps.reshape(m, b, -1), w.reshape(m, b, -1)
+    ref_zeta = ref.noised(zeta)
+    f = _integrand(e, out[0], wf, logsnrs, ref, pointwise)
+    f_zeta = _integrand(e, scale * out[1], wf, logsnrs, ref_zeta, pointwise)
+    nll = _base(z.flatten(1), ref, pointwise) + 0.5 * (f * torch.exp(-log_q)).mean(0)
+    nll_zeta = _base(z.flatten(1), ref_zeta, pointwise) + 0.5 * (f_zeta * torch.exp(-log_q)).mean(0)
+    return nll_zeta - nll
+
+
+class CDLLoss:
+    """Contrastive diffusion loss: logistic loss of ℓ on half-clean, half-ζ-noised examples.
+
+    The first n = max(2, round(fraction·B)) examples of the batch get the term (batches are
+    already shuffled): the first ⌈n/2⌉ clean (label 1: softplus(−ℓ)), the rest replaced by
+    α_ζ x0 + σ_ζ ξ (label 0: softplus(ℓ)). The result is (B,), zero outside the subset and
+    scaled by B/n inside, so its batch mean is the mean CDL over the subset whatever the
+    fraction. The logistic loss is divided by the data dimension D: the paper adds it to a
+    denoising loss summed over dimensions, ours is averaged, so ``coef`` keeps the paper's
+    λ_cdl. ζ ~ logistic(zeta_loc, zeta_scale) truncated to [zeta_min, zeta_max], one per
+    example. Cost: one forward of 2·mc_points·n rows.
+
+    Args:
+        data_mean: (D,) mean of the (training) data, flattened.
+        data_cov: (D, D) covariance, or (D,) per-dimension variances (diagonal reference).
+        zeta_loc, zeta_scale, zeta_min, zeta_max: the ζ density (log-SNR).
+        mc_points: M, importance-sampled levels per likelihood.
+        fraction: fraction of the batch that gets the term (0 = off: returns zeros).
+        logsnr_min, logsnr_max: truncation of the likelihood integral.
+        clip: truncation of the integral to loc ± clip·scale of q (None: off).
+        pointwise: Gaussian control variate (see ``neg_log_likelihood``).
+    """
+
+    def __init__(
+        self,
+        data_mean: Tensor,
+        data_cov: Tensor,
+        *,
+        zeta_loc: float = 2.0,
+        zeta_scale: float = 1.5,
+        zeta_min: float = -2.0,
+        zeta_max: float = 8.0,
+        mc_points: int = 4,
+        fraction: float = 0.25,
+        logsnr_min: float = -15.0,
+        logsnr_max: float = 15.0,
+        clip: float | None = 4.0,
+        pointwise: bool = True,
+    ) -> None:
+        if mc_points < 1 or not 0.0 <= fraction <= 1.0:
+            raise ValueError(
+                f"need mc_points >= 1 and fraction in [0, 1], got {mc_points}, {fraction}"
+            )
+        self.ref = GaussianRef.from_cov(data_mean, data_cov)
+        self.q = importance_density(self.ref.eigs, logsnr_min, logsnr_max, clip)
+        self.zeta = LogisticDensity(zeta_min, zeta_max, loc=zeta_loc, scale=zeta_scale)
+        self.mc_points = int(mc_points)
+        self.fraction = float(fraction)
+        self.pointwise = pointwise
+
+    def to(self, device: torch.device | str) -> "CDLLoss":
+        r = self.ref
+        basis = None if r.basis is None else r.basis.to(device)
+        self.ref = GaussianRef(r.mean.to(device), r.eigs.to(device), basis)
+        return self
+
+    def __call__(self, model: nn.Module, x0: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Per-example CDL (B,); draws ζ, the ζ-noise, the levels, then the ε's."""
+        b = x0.shape[0]
+        out = torch.zeros(b, device=x0.device, dtype=x0.dtype)
+        if self.fraction == 0.0 or b < 2:
+            return out
+        if self.ref.mean.device != x0.device:
+            self.to(x0.device)
+        n = min(b, max(2, round(self.fraction * b)))
+        n_clean, m = (n + 1) // 2, self.mc_points
+        zeta = self.zeta.sample(n, generator).to(x0.device, x0.dtype)
+        xi = torch.randn((n - n_clean, *x0.shape[1:]), generator=generator, dtype=x0.dtype)
+        logsnrs = self.q.sample(m * n, generator).reshape(m, n).to(x0.device, x0.dtype)
+        eps = torch.randn((m, n, *x0.shape[1:]), generator=generator, dtype=x0.dtype)
+        a_z, s_z = alpha_sigma(zeta[n_clean:])
+        noised = bcast(a_z, xi) * x0[n_clean:n] + bcast(s_z, xi) * xi.to(x0.device)
+        z = torch.cat([x0[:n_clean], noised])
+        log_q = self.q.log_prob(logsnrs)
+        logit = cdl_logit(
+            model, z, zeta, logsnrs, eps.to(x0.device), self.ref, log_q, self.pointwise
+        )
+        # logistic loss: clean = 1, noised = 0 (Wu et al. 2024, Eq. 10), per data dimension
+        loss = torch.cat([F.softplus(-logit[:n_clean]), F.softplus(logit[n_clean:])])
+        out[:n] = loss * (b / (n * self.ref.dim))
+        return out

@@ -1,0 +1,145 @@
+"""Objective composition (models/objective.py) and its construction from the flat config."""
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from models.ambient import AmbientLoss, ConsistencyLoss, ambient_logsnr_stop
+from models.cdl import CDLLoss
+from models.discriminator import MLPDiscriminator
+from models.losses import DenoiseLoss
+from models.nets import MLP
+from models.objective import Objective
+from models.param import EpsModel
+from models.schedules import CosineDensity
+from models.tiw import TIWCorrection
+from models.weighting import Constant, Debiased, LogVarHead
+from tuner.build import build_objective
+from tuner.config import ConfigError, resolve
+from tuner.data import load_dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class ZeroLogit(nn.Module):
+    """A discriminator that says r = 1 everywhere (zero logit and zero input gradient)."""
+
+    def forward(self, x: Tensor, logsnr: Tensor) -> Tensor:
+        return 0.0 * x.flatten(1).sum(1) + 0.0 * logsnr
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    model = EpsModel(MLP(2, width=32, depth=1))
+    nn.init.normal_(model.backbone.out.weight, std=0.3)
+    return model
+
+
+def _x0() -> Tensor:
+    return torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "tiw",
+    [
+        None,
+        TIWCorrection(MLPDiscriminator(2), 0.0),
+        TIWCorrection(ZeroLogit(), 1.0, "full"),
+        TIWCorrection(ZeroLogit(), 2.0, "weight"),
+    ],
+)
+def test_strength_zero_or_unit_ratio_is_plain_denoising_exactly(tiw: TIWCorrection | None) -> None:
+    denoise = DenoiseLoss(Debiased(), CosineDensity())
+    model, x0 = _model(), _x0()
+    plain = denoise(model, x0, torch.Generator().manual_seed(5))
+    terms = Objective(denoise, tiw=tiw)(model, x0, torch.Generator().manual_seed(5))
+    assert torch.equal(terms["loss/denoise"], plain) and torch.equal(terms["loss"], plain)
+    assert set(terms) == {"loss", "loss/denoise"}
+
+
+def test_all_terms_at_once() -> None:
+    ds = load_dataset("bimodal_biased", seed=0)
+    density = CosineDensity()
+    head = LogVarHead()
+    denoise = DenoiseLoss(Constant(), density, head)
+    tiw = TIWCorrection(MLPDiscriminator(2, width=32), 1.0, steps=30, batch=64)
+    objective = Objective(
+        denoise,
+        tiw=tiw,
+        ambient=AmbientLoss(0.5, Constant(), density, head),
+        consistency=ConsistencyLoss(0.5, chain_steps=2),
+        consistency_coef=0.1,
+        cdl=CDLLoss(ds.train.mean(0), torch.cov(ds.train.T), mc_points=2, fraction=0.5),
+        cdl_coef=2.0,
+    )
+    metrics = objective.prepare(ds, torch.Generator().manual_seed(0))
+    assert 0.0 < metrics["loss/ratio"] < 1.0 and metrics["ratio/steps"] > 0
+    assert set(objective.modules()) == {"discriminator"}
+    model = _model()
+    terms = objective(model, ds.train[:64], torch.Generator().manual_seed(1))
+    assert set(terms) == {"loss", "loss/denoise", "loss/consistency", "loss/cdl"}
+    for value in terms.values():
+        assert value.shape == (64,) and torch.isfinite(value).all()
+    total = terms["loss/denoise"] + 0.1 * terms["loss/consistency"] + 2.0 * terms["loss/cdl"]
+    torch.testing.assert_close(terms["loss"], total)
+    terms["loss"].mean().backward()
+    assert model.backbone.out.weight.grad.abs().sum() > 0
+    assert head.linear.weight.grad.abs().sum() > 0
+    assert objective.logsnr_stop is None
+
+
+def test_logsnr_stop_and_inactive_terms() -> None:
+    density = CosineDensity()
+    denoise = DenoiseLoss(Constant(), density)
+    ambient = AmbientLoss(0.5, Constant(), density)
+    assert Objective(denoise).logsnr_stop is None
+    assert Objective(denoise, ambient=ambient).logsnr_stop == pytest.approx(
+        ambient_logsnr_stop(0.5)
+    )
+    off = Objective(
+        denoise, ambient=ambient, consistency=ConsistencyLoss(0.5), consistency_coef=0.0
+    )
+    assert off.consistency is None and off.logsnr_stop == pytest.approx(ambient_logsnr_stop(0.5))
+    x0 = _x0()
+    terms = off(_model(), x0, torch.Generator().manual_seed(2))
+    assert set(terms) == {"loss", "loss/denoise"}
+    want = ambient(_model(), x0, torch.Generator().manual_seed(2))
+    assert torch.equal(terms["loss/denoise"], want)
+    assert Objective(denoise).prepare(None, torch.Generator()) == {}
+    assert Objective(denoise).modules() == {}
+
+
+def _build(overrides: dict) -> tuple[Objective, object]:
+    config = resolve(overrides)
+    ds = load_dataset(config["data"], seed=0)
+    density = CosineDensity()
+    return build_objective(config, ds, Constant(), density, None), ds
+
+
+def test_build_objective_from_config() -> None:
+    objective, _ = _build({"data": "bimodal_biased", "tiw.strength": 1.0, "tiw.mode": "weight"})
+    assert (
+        objective.tiw is not None and objective.tiw.mode == "weight" and objective.ambient is None
+    )
+    objective, ds = _build(
+        {"data": "gaussian_noisy", "ambient.consistency": 0.015, "cdl.coef": 1.0}
+    )
+    assert objective.ambient is not None and objective.ambient.sigma_n == ds.noise_sigma
+    assert objective.consistency is not None and objective.logsnr_stop is None
+    assert objective.cdl is not None and objective.cdl.mc_points == 4
+    objective, _ = _build({"data": "gaussian_noisy"})
+    assert objective.logsnr_stop == pytest.approx(ambient_logsnr_stop(0.5))
+    objective, _ = _build({"data": "gaussian_noisy", "ambient.tweedie": False})
+    assert objective.ambient is None and objective.logsnr_stop is None
+    with pytest.raises(ConfigError, match="tiw.strength"):
+        _build({"data": "ring8", "tiw.strength": 1.0})
+    with pytest.raises(ConfigError, match="ambient.consistency"):
+        _build({"data": "ring8", "ambient.consistency": 0.1})
