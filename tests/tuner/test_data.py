@@ -236,7 +236,9 @@ def test_digits_biased_proportions() -> None:
     counts = torch.bincount(ds.labels_train, minlength=10)
     assert counts[:5].equal(full[:5])  # classes 0–4 all kept
     assert torch.allclose(counts[5:].float(), 0.2 * full[5:].float(), atol=0.51)  # 20 % of 5–9
-    assert ds.train.shape[0] == counts.sum() and ds.test.equal(x_te) and ds.minority == (5, 6, 7, 8, 9)
+    assert (
+        ds.train.shape[0] == counts.sum() and ds.test.equal(x_te) and ds.minority == (5, 6, 7, 8, 9)
+    )
     ref = torch.bincount(ds.labels_reference, minlength=10)
     assert ref.min() == ref.max()  # class-uniform
     assert abs(ds.reference.shape[0] - 0.1 * ds.train.shape[0]) <= 10
