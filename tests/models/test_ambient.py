@@ -174,6 +174,28 @@ def test_consistency_estimator_is_unbiased_for_a_linear_model() -> None:
     assert est.mean().item() == pytest.approx(want.item(), abs=4 * se)
 
 
+def test_consistency_trains_only_the_levels_below_the_anchor() -> None:
+    # h = c_n·x/α at λ_n (the anchor, the Tweedie term's to learn) and c_b·x/α below: the
+    # consistency gradient reaches c_b but leaves c_n alone
+    lam_n = ambient_logsnr_stop(SN)
+
+    class TwoLevel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c_n = nn.Parameter(torch.tensor(0.6))
+            self.c_b = nn.Parameter(torch.tensor(0.9))
+
+        def forward(self, x: Tensor, logsnr: Tensor) -> Tensor:
+            c = torch.where(logsnr > lam_n + 1e-4, self.c_b, self.c_n)[:, None]
+            return x0_to_eps(x, c * x / alpha_sigma(logsnr)[0][:, None], logsnr)
+
+    model = TwoLevel()
+    y, _ = _noisy(256, seed=3)
+    ConsistencyLoss(SN, chain_steps=2)(model, y, torch.Generator().manual_seed(0)).mean().backward()
+    assert model.c_n.grad is None or model.c_n.grad == 0
+    assert model.c_b.grad is not None and model.c_b.grad.abs() > 0
+
+
 def test_consistency_gradients_reach_the_model() -> None:
     torch.manual_seed(0)
     model = EpsModel(MLP(2, width=32, depth=1))
