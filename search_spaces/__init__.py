@@ -1,0 +1,143 @@
+"""Search spaces over the flat trial configuration, as data.
+
+A space is a dict:
+    "description": one line;
+    "data": the default dataset preset;
+    "params": {config key: {"type": "float" | "int" | "loguniform", "low", "high", "grid"}
+               or {"type": "categorical", "choices": [...]}} — what the search samples;
+    "fixed": {config key: value} — the same for every trial (budget keys included);
+    "points": {name: {config key: value}} — optional named points (the baselines), searched
+              as one categorical parameter "point";
+    "search": optional default search ("grid" for the baselines);
+    "num_samples": default number of trials.
+The helpers below only read that data (no Ray, no training).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import Any
+
+from search_spaces.ambient import SPACE as AMBIENT
+from search_spaces.baselines import SPACE as BASELINES
+from search_spaces.budgets import SMOKE, SMOKE_NUM_SAMPLES
+from search_spaces.contrastive import SPACE as CONTRASTIVE
+from search_spaces.debias_family import SPACE as DEBIAS_FAMILY
+from search_spaces.density_ratio import SPACE as DENSITY_RATIO
+from search_spaces.snr_weighting import SPACE as SNR_WEIGHTING
+
+SPACES: dict[str, dict[str, Any]] = {
+    "debias_family": DEBIAS_FAMILY,
+    "snr_weighting": SNR_WEIGHTING,
+    "density_ratio": DENSITY_RATIO,
+    "contrastive": CONTRASTIVE,
+    "ambient": AMBIENT,
+    "baselines": BASELINES,
+}
+POINT_KEY = "point"  # the trial-config key that names a point of a space with "points"
+GRID_DEFAULT_POINTS = 3  # numeric parameters without a "grid" list: low, middle, high
+
+__all__ = [
+    "GRID_DEFAULT_POINTS",
+    "POINT_KEY",
+    "SMOKE",
+    "SMOKE_NUM_SAMPLES",
+    "SPACES",
+    "describe",
+    "expand",
+    "grid",
+    "grid_values",
+    "params_of",
+    "sample",
+]
+
+
+def params_of(space: dict[str, Any], fixed_keys: set[str] | frozenset[str] = frozenset()) -> dict:
+    """The searched parameters, "point" included, less any key fixed by --set."""
+    params = {k: v for k, v in space["params"].items() if k not in fixed_keys}
+    if space.get("points"):
+        params[POINT_KEY] = {"type": "categorical", "choices": list(space["points"])}
+    return params
+
+
+def expand(config: dict[str, Any], space: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A trial config with its named point (if any) replaced by that point's keys.
+
+    Keys set in the trial config win over the point's, so --set still fixes them.
+    """
+    config = dict(config)
+    name = config.pop(POINT_KEY, None)
+    if name is None:
+        return config
+    spaces = [space] if space is not None else list(SPACES.values())
+    for s in spaces:
+        if name in s.get("points", {}):
+            return s["points"][name] | config
+    raise KeyError(f"unknown point {name!r}")
+
+
+def _draw(spec: dict[str, Any], rng: random.Random) -> Any:
+    kind = spec["type"]
+    if kind == "categorical":
+        return rng.choice(spec["choices"])
+    if kind == "int":
+        return rng.randint(spec["low"], spec["high"])
+    if kind == "loguniform":
+        return math.exp(rng.uniform(math.log(spec["low"]), math.log(spec["high"])))
+    return rng.uniform(spec["low"], spec["high"])
+
+
+def sample(space: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """One random draw of the space's parameters (what a random search proposes)."""
+    return {key: _draw(spec, rng) for key, spec in params_of(space).items()}
+
+
+def grid_values(spec: dict[str, Any]) -> list[Any]:
+    """The values a grid search takes for one parameter."""
+    if spec["type"] == "categorical":
+        return list(spec["choices"])
+    if "grid" in spec:
+        return list(spec["grid"])
+    low, high, n = spec["low"], spec["high"], GRID_DEFAULT_POINTS
+    if spec["type"] == "loguniform":
+        return [low * (high / low) ** (i / (n - 1)) for i in range(n)]
+    values = [low + (high - low) * i / (n - 1) for i in range(n)]
+    return sorted({round(v) for v in values}) if spec["type"] == "int" else values
+
+
+def grid(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every point of the grid (the product of the parameters' grid values)."""
+    params = params_of(space)
+    keys = list(params)
+    return [
+        dict(zip(keys, combo, strict=True))
+        for combo in itertools.product(*(grid_values(params[k]) for k in keys))
+    ]
+
+
+def _range(spec: dict[str, Any]) -> str:
+    if spec["type"] == "categorical":
+        return (
+            "{"
+            + ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in spec["choices"])
+            + "}"
+        )
+    scale = " log" if spec["type"] == "loguniform" else ""
+    return f"[{spec['low']:g}, {spec['high']:g}] {spec['type'] if not scale else 'float'}{scale}"
+
+
+def describe(name: str) -> str:
+    """Several lines: the space, its parameters with ranges, its default dataset and budget."""
+    space = SPACES[name]
+    lines = [f"{name}: {space['description']}"]
+    lines.append(
+        f"  data: {space['data']}    trials: {space['num_samples']}    search: {space.get('search', 'optuna')}"
+    )
+    for key, spec in space["params"].items():
+        lines.append(f"  {key:<22} {_range(spec)}")
+    for point, keys in space.get("points", {}).items():
+        lines.append(f"  point {point:<16} " + " ".join(f"{k}={v}" for k, v in keys.items()))
+    lines.append("  fixed: " + " ".join(f"{k}={v}" for k, v in space["fixed"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,18 @@
+"""Ambient diffusion on noisy data (Daras et al. 2024): the Tweedie objective against naive
+denoising, and the consistency loss's weight, chain length and step gap."""
+
+from search_spaces.budgets import LOWDIM_BUDGET
+
+SPACE = {
+    "description": "ambient Tweedie vs naive, consistency weight / chain steps / gap",
+    "data": "gaussian_noisy",
+    "params": {
+        "ambient.tweedie": {"type": "categorical", "choices": [True, False]},
+        # 0 = no consistency term; 0.015 is the reference configs' value.
+        "ambient.consistency": {"type": "categorical", "choices": [0.0, 0.003, 0.015, 0.05]},
+        "ambient.chain_steps": {"type": "int", "low": 1, "high": 4, "grid": [1, 2]},
+        "ambient.gap": {"type": "float", "low": 0.25, "high": 3.0, "grid": [1.0]},
+    },
+    "fixed": {**LOWDIM_BUDGET},
+    "num_samples": 12,
+}

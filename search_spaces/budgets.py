@@ -1,0 +1,40 @@
+"""Per-trial budgets shared by the spaces (config keys that bound one trial's cost).
+
+Measured on 2 CPU cores: bench/search_default.py and bench/results/search_default.json.
+"""
+
+# 8×8 digits: a small UNet, FID from the digits CNN on 500 samples.
+IMAGE_BUDGET = {
+    "train.steps": 300,
+    "train.batch": 64,
+    "eval.every": 100,
+    "eval.samples": 500,
+    "sampler.steps": 20,
+    "net.width": 16,
+    # An EMA horizon of ~50 steps: ASHA's first rung (step 100) sees trained weights.
+    "train.ema": 0.98,
+    "tiw.disc_steps": 200,
+}
+
+# 2-D mixtures: an MLP, exact NLL under the true mixture on 2000 samples.
+LOWDIM_BUDGET = {
+    "train.steps": 1000,
+    "train.batch": 256,
+    "eval.every": 250,
+    "eval.samples": 2000,
+    "sampler.steps": 50,
+    "tiw.disc_steps": 500,
+}
+
+# --smoke-test: seconds per trial, whatever the space (applied over the space's budget).
+SMOKE = {
+    "train.steps": 40,
+    "train.batch": 32,
+    "eval.every": 20,
+    "eval.samples": 200,
+    "sampler.steps": 8,
+    "net.width": 16,
+    "net.depth": 1,
+    "tiw.disc_steps": 20,
+}
+SMOKE_NUM_SAMPLES = 4

@@ -1,0 +1,26 @@
+"""The joint debiasing family: one space over every axis that can correct a biased objective.
+
+w(λ) = (SNR + k)^(−p), optionally min-clamped and normalised to E_q[w] = 1 (Yu et al.),
+plus the TIW-DSM discriminator strength (Kim et al.) and the contrastive coefficient (Wu et al.).
+On the biased digits preset by default, where every axis has something to correct.
+"""
+
+from search_spaces.budgets import IMAGE_BUDGET
+
+SPACE = {
+    "description": "joint family: SNR exponent p and offset k, min-clamp, normalisation, "
+    "TIW strength, CDL coefficient",
+    "data": "digits_biased",
+    "params": {
+        "weighting.p": {"type": "float", "low": 0.0, "high": 1.5, "grid": [0.0, 0.5, 1.0]},
+        "weighting.k": {"type": "float", "low": 0.0, "high": 5.0, "grid": [0.0, 1.0]},
+        # Min-clamp SNR (0 = off): caps w at its value at this SNR, as min-SNR-γ does.
+        "weighting.clamp": {"type": "categorical", "choices": [0.0, 1.0, 5.0, 20.0]},
+        "weighting.normalize": {"type": "categorical", "choices": [True, False]},
+        "tiw.strength": {"type": "float", "low": 0.0, "high": 1.0, "grid": [0.0, 1.0]},
+        # 0 keeps the contrastive term (and its cost) off.
+        "cdl.coef": {"type": "categorical", "choices": [0.0, 0.1, 1.0]},
+    },
+    "fixed": {"weighting": "parametric", **IMAGE_BUDGET},
+    "num_samples": 16,
+}

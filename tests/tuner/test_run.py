@@ -1,0 +1,494 @@
+"""The search command: options, plan, tracking, and one smoke search whose driver is killed
+and resumed (shared by the end-to-end tests below)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from search_spaces import SMOKE, SMOKE_NUM_SAMPLES
+from tuner.config import SPEC, resolve
+from tuner.run import (
+    build_parser,
+    clip_to_ranges,
+    leaderboard,
+    main,
+    make_plan,
+    make_scheduler,
+    summarize,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+ENDED = re.compile(r"^\[diffsearch\] trial (\S+) ended ", re.M)
+
+
+def plan_of(*argv: str) -> dict:
+    return make_plan(build_parser().parse_args(list(argv)))
+
+
+# -- options and plan (no Ray started) ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--space", "nope"], "--space 'nope' is not known; choose one of debias_family"),
+        (
+            ["--search", "bayes"],
+            "--search 'bayes' is not known; choose one of optuna, random, grid",
+        ),
+        (["--scheduler", "hyperband"], "--scheduler 'hyperband' is not known"),
+        (["--set", "weighting.p"], "malformed --set 'weighting.p'"),
+        (["--set", "nokey=1"], "unknown key 'nokey'"),
+        (["--set", "weighting.p=9"], "weighting.p=9 is not allowed"),
+        (["--set", "data=mnist"], 'data="mnist" is not allowed'),
+        (
+            ["--scheduler", "pbt", "--search", "grid"],
+            "--scheduler pbt takes its initial population",
+        ),
+        (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(
+    argv: list[str],
+    needle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err.count("\n") == 1
+        and captured.err.startswith("error: ")
+        and needle in captured.err
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--space", "debias_family", "--set", "weighting.k=1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "space       debias_family  (data digits_biased)" in out
+    assert "optuna TPE (seed 0)" in out and "asha on eval/fid (time: step, grace 100" in out
+    assert f"experiment  {tmp_path}/ray_results/debias_family-" in out
+    assert f"sqlite:///{tmp_path}/mlruns/mlflow.db" in out
+    assert "weighting.k            1" in out  # fixed by --set, no longer searched
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_without_a_search_exits_2_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("ray.init called"))
+    assert main(["--smoke-test", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: no search to resume at ") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_defaults_and_asha_follows_the_evaluations() -> None:
+    plan = plan_of("--space", "debias_family")
+    assert (
+        plan["search"] == "optuna" and plan["scheduler"] == "asha" and plan["metric"] == "eval/fid"
+    )
+    assert plan["num_samples"] >= 8 and plan["data"] == "digits_biased"
+    asha = make_scheduler(plan)
+    assert asha._time_attr == "step" and asha._max_t == plan["max_steps"]
+    rungs = [milestone for milestone, _ in asha._brackets[0]._rungs]
+    assert rungs and all(m % plan["eval_every"] == 0 and m <= plan["max_steps"] for m in rungs)
+    assert min(rungs) == plan["eval_every"]  # grace period: the first evaluation
+    # Same options, same experiment (so rerunning resumes); other options, another one.
+    assert plan_of("--space", "debias_family")["name"] == plan["name"]
+    assert plan_of("--space", "debias_family", "--seed", "1")["name"] != plan["name"]
+    assert plan_of("--space", "debias_family", "--smoke-test")["name"] != plan["name"]
+
+
+def test_set_fixes_a_parameter_and_smoke_budget_applies() -> None:
+    plan = plan_of("--space", "debias_family", "--set", "tiw.strength=0", "--smoke-test")
+    assert "tiw.strength" not in plan["params"] and plan["fixed"]["tiw.strength"] == 0
+    assert all(plan["fixed"][k] == v for k, v in SMOKE.items())
+    assert plan["num_samples"] == SMOKE_NUM_SAMPLES
+    lowdim = plan_of("--space", "density_ratio")
+    assert lowdim["metric"] == "eval/nll" and lowdim["mode"] == "min"
+    assert plan_of("--space", "debias_family", "--set", "data=ring8")["metric"] == "eval/nll"
+
+
+def test_baselines_grid_and_pbt_schedule() -> None:
+    grid = plan_of("--space", "baselines")
+    assert grid["search"] == "grid" and grid["trials"] == 8
+    pbt = plan_of("--space", "debias_family", "--scheduler", "pbt")
+    assert pbt["search"] == "random"
+    scheduler = make_scheduler(pbt)
+    assert scheduler._time_attr == "step" and scheduler._perturbation_interval == pbt["eval_every"]
+    mutations = scheduler._hyperparam_mutations
+    assert set(mutations) == {k for k in pbt["params"] if k.startswith("weighting.")}
+    assert mutations["weighting.clamp"] == pbt["params"]["weighting.clamp"]["choices"]  # shifted
+    clipped = clip_to_ranges(
+        {"weighting.p": 1.8, "weighting.k": -0.1},
+        {"weighting.p": (0.0, 1.5), "weighting.k": (0.0, 5.0)},
+    )
+    assert clipped == {"weighting.p": 1.5, "weighting.k": 0.0}
+
+
+def _result(
+    config: dict, steps: list[int], fids: list[float], error: Exception | None = None
+) -> SimpleNamespace:
+    import pandas as pd
+
+    frame = pd.DataFrame({"step": steps, "eval/fid": fids}) if steps else None
+    return SimpleNamespace(
+        config=config,
+        metrics_dataframe=frame,
+        error=error,
+        metrics={"trial_id": config["id"]},
+        path=f"/x/trial_{config['id']}",
+    )
+
+
+def test_leaderboard_never_ranks_a_failed_trial_best() -> None:
+    plan = plan_of("--space", "debias_family")
+    base = plan["fixed"] | {"weighting.p": 0.5, "weighting.k": 1.0, "weighting.clamp": 0.0}
+    base |= {"weighting.normalize": True, "tiw.strength": 0.0, "cdl.coef": 0.0}
+    steps = plan["max_steps"]
+    results = [
+        _result(base | {"id": "ok"}, [100, steps], [12.0, 10.0]),
+        _result(base | {"id": "diverged"}, [100], [1.0], error=RuntimeError("loss became nan")),
+        _result(base | {"id": "stopped"}, [100], [11.0]),
+        _result(base | {"id": "empty"}, [], []),
+    ]
+    for r in results:
+        r.config.pop("id")
+    rows = summarize(results, plan)
+    assert [r["trial"] for r in rows][:2] == ["ok", "stopped"]
+    assert {r["trial"]: r["status"] for r in rows} == {
+        "ok": "FINISHED",
+        "stopped": "STOPPED",
+        "diverged": "FAILED",
+        "empty": "STOPPED",
+    }
+    board = leaderboard(rows, plan)
+    assert board.splitlines()[1].split()[:3] == ["1", "ok", "FINISHED"] and "FAILED" in board
+
+
+# -- tracking: one run per trial, across driver restarts -------------------------------------------
+def _trial(
+    trial_id: str, status: str = "RUNNING", step: int = 0, error_file: str | None = None
+) -> SimpleNamespace:
+    config = {"data": "ring8", "train.steps": 40, "eval.every": 20, "weighting.p": 0.5}
+    return SimpleNamespace(
+        trial_id=trial_id,
+        config=config,
+        status=status,
+        last_result={"step": step},
+        error_file=error_file,
+    )
+
+
+def test_tracking_keeps_one_run_per_trial_and_maps_statuses(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from tuner.tracking import MlflowTracking
+    from tuner.trainable import trial_config
+
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+
+    def tracker() -> MlflowTracking:
+        cb = MlflowTracking(
+            uri, "diffsearch-test", "search-1234", {"space": "x"}, "eval/nll", "min", trial_config
+        )
+        cb.setup()
+        return cb
+
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    (ckpt_dir / "state.pt").write_bytes(b"x")
+    (ckpt_dir / "samples_0000020.png").write_bytes(b"png")
+    checkpoint = tune.Checkpoint.from_directory(ckpt_dir)
+    first = tracker()
+    done, diverged, stopped = _trial("done"), _trial("diverged"), _trial("stopped")
+    for trial in (done, diverged, stopped):
+        first.on_trial_start(0, [], trial)
+        first.on_trial_result(
+            0, [], trial, {"step": 20, "eval/nll": 3.0, "loss/total": 1.0, "config": {}}
+        )
+        first.on_checkpoint(0, [], trial, checkpoint)
+    # The driver dies here; a new one (no saved callback state) takes over the same search.
+    second = tracker()
+    assert second.parent_run_id == first.parent_run_id
+    for trial in (done, stopped):
+        second.on_trial_start(0, [], trial)
+        second.on_trial_result(0, [], trial, {"step": 20, "eval/nll": 3.0})  # replayed: skipped
+    second.on_trial_result(0, [], done, {"step": 40, "eval/nll": 2.0})
+    second.on_checkpoint(0, [], done, checkpoint)
+    done.status, done.last_result = "TERMINATED", {"step": 40}
+    second.on_trial_complete(0, [], done)
+    stopped.status, stopped.last_result = "TERMINATED", {"step": 20}
+    second.on_trial_complete(0, [], stopped)
+    error_file = tmp_path / "error.txt"
+    error_file.write_text(
+        "Traceback ...\ntuner.train.DivergenceError: loss became nan at step 7 in term loss/denoise\n"
+    )
+    diverged.status, diverged.error_file = "ERROR", str(error_file)
+    second.on_trial_error(0, [], diverged)
+    second.on_experiment_end([done, stopped, diverged])
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("diffsearch-test")
+    runs = client.search_runs([experiment.experiment_id])
+    children = {
+        r.data.tags["ray.trial_id"]: r
+        for r in runs
+        if r.data.tags.get("diffsearch.role") == "trial"
+    }
+    assert len(runs) == 4 and set(children) == {"done", "stopped", "diverged"}
+    statuses = {k: r.info.status for k, r in children.items()}
+    assert statuses == {"done": "FINISHED", "stopped": "KILLED", "diverged": "FAILED"}
+    assert "DivergenceError" in children["diverged"].data.tags["diffsearch.error"]
+    history = client.get_metric_history(children["done"].info.run_id, "eval/nll")
+    assert [(m.step, m.value) for m in history] == [(20, 3.0), (40, 2.0)]
+    assert len(children["done"].data.params) == len(SPEC)
+    assert children["done"].data.tags["mlflow.parentRunId"] == first.parent_run_id
+    artifacts = {a.path for a in client.list_artifacts(children["done"].info.run_id, "samples")}
+    assert artifacts == {"samples/samples_0000020.png"}
+    best = {a.path for a in client.list_artifacts(children["done"].info.run_id, "best_checkpoint")}
+    assert "best_checkpoint/state.pt" in best
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+
+
+# -- end to end: a smoke search, its driver killed after the first trial ends, then rerun ----------
+@pytest.fixture(scope="module")
+def resumed_search(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("search")
+    uri = f"sqlite:///{root}/mlruns/mlflow.db"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tuner.run",
+        "--smoke-test",
+        "--storage",
+        str(root / "ray"),
+        "--mlflow-uri",
+        uri,
+    ]
+    log = root / "first.log"
+    with log.open("w") as f:
+        driver = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.time() + 300
+    while not ENDED.search(log.read_text()):
+        assert driver.poll() is None, (
+            f"the search ended before a trial did:\n{log.read_text()[-3000:]}"
+        )
+        assert time.time() < deadline, "no trial finished in 300 s"
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the controller save the ended trial (it does so at its next step)
+    driver.kill()  # SIGKILL: no clean-up in the driver
+    driver.wait()
+    first = log.read_text()
+    finished = ENDED.findall(first)
+    experiment = next((root / "ray").iterdir())
+    before = {p.parent.name: p.read_text() for p in experiment.glob("trial_*/result.json")}
+    time.sleep(2)
+    for pid in _group(driver.pid):  # ours that Ray's fate-sharing has not ended yet
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return {
+        "root": root,
+        "uri": uri,
+        "experiment": experiment,
+        "first": first,
+        "second": second.stdout,
+        "finished_before_kill": finished,
+        "results_before_kill": before,
+    }
+
+
+def _group(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _runs(uri: str) -> tuple:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("diffsearch-debias_family")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("diffsearch.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("diffsearch.role") == "trial"]
+    return client, parents, children
+
+
+def test_resume_after_killed_driver_loses_and_reruns_nothing(resumed_search: dict) -> None:
+    assert "resuming" in resumed_search["second"]
+    experiment = resumed_search["experiment"]
+    trial_dirs = sorted(p.name for p in experiment.glob("trial_*"))
+    assert len(trial_dirs) == SMOKE_NUM_SAMPLES
+    client, parents, children = _runs(resumed_search["uri"])
+    assert len(parents) == 1
+    ids = [r.data.tags["ray.trial_id"] for r in children]
+    assert len(ids) == len(set(ids)) == SMOKE_NUM_SAMPLES  # one MLflow run per trial
+    assert {f"trial_{i}" for i in ids} == set(trial_dirs)
+    for trial_id in resumed_search["finished_before_kill"]:
+        # A trial finished before the kill was not run again: its results are as they were.
+        name = f"trial_{trial_id}"
+        assert (experiment / name / "result.json").read_text() == resumed_search[
+            "results_before_kill"
+        ][name]
+        assert f"[diffsearch] trial {trial_id} " not in resumed_search["second"]
+    for run in children:  # no step logged twice
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "eval/fid")]
+        assert steps == sorted(set(steps)) and steps
+
+
+def test_mlflow_rows_of_the_search(resumed_search: dict) -> None:
+    client, (parent,), children = _runs(resumed_search["uri"])
+    assert parent.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "best.json",
+        "leaderboard.txt",
+    }
+    statuses = []
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        params = run.data.params
+        assert (
+            len(params) == len(SPEC)
+            and params["data"] == "digits_biased"
+            and params["train.steps"] == "40"
+        )
+        fid = client.get_metric_history(run.info.run_id, "eval/fid")
+        loss = client.get_metric_history(run.info.run_id, "loss/total")
+        assert (
+            fid
+            and [m.step for m in fid] == [m.step for m in loss]
+            and all(m.step % 20 == 0 for m in fid)
+        )
+        last = max(m.step for m in fid)
+        assert run.info.status == ("FINISHED" if last == 40 else "KILLED")
+        statuses.append(run.info.status)
+        top = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"samples", "weighting.png", "best_checkpoint"} <= top
+        samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+        assert f"samples/samples_{last:07d}.png" in samples
+        best = {a.path for a in client.list_artifacts(run.info.run_id, "best_checkpoint")}
+        assert {"best_checkpoint/state.pt", "best_checkpoint/config.json"} <= best
+    assert "FINISHED" in statuses
+    assert (
+        "mlflow ui --backend-store-uri " + resumed_search["uri"] + " --host 127.0.0.1"
+        in resumed_search["second"]
+    )
+
+
+def test_leaderboard_and_best_json_reproduce(resumed_search: dict, tmp_path: Path) -> None:
+    out = resumed_search["second"]
+    board = out[out.index("leaderboard (") :].splitlines()
+    assert (
+        board[1].split()[:2] == ["#", "trial"]
+        and len([r for r in board[2:] if r[:1].isdigit()]) >= SMOKE_NUM_SAMPLES
+    )
+    best_path = resumed_search["experiment"] / "best.json"
+    best = json.loads(best_path.read_text())
+    assert best == resolve(best)
+    client, (parent,), children = _runs(resumed_search["uri"])
+    best_id = parent.data.tags["diffsearch.best_trial"]
+    assert board[2].split()[1] == best_id
+    run = next(r for r in children if r.data.tags["ray.trial_id"] == best_id)
+    logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "eval/fid")}
+    # The best config retrained from scratch by the plain CLI gives the same FID at every step.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuner.train",
+            "--config",
+            str(best_path),
+            "--out",
+            str(tmp_path / "re"),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    history = json.loads((tmp_path / "re" / "metrics.json").read_text())["history"]
+    again = {h["step"]: h["eval/fid"] for h in history}
+    for step, value in logged.items():
+        assert again[step] == pytest.approx(value, rel=1e-4), (step, again, logged)
+
+
+DIVERGING_SEARCH = """
+import sys
+import search_spaces
+from search_spaces.budgets import SMOKE
+from tuner.run import main
+
+# Two trials on ring8: one sane learning rate, one that blows the loss up in a few steps.
+search_spaces.SPACES["diverging"] = {
+    "description": "test only", "data": "ring8", "search": "grid", "num_samples": 1,
+    "params": {"train.lr": {"type": "categorical", "choices": [2e-3, 1e6]}},
+    "fixed": SMOKE | {"train.warmup": 0},
+}
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_diverging_trial_errors_fails_in_mlflow_and_is_never_best(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    argv = ["--space", "diverging", "--scheduler", "fifo", "--storage", str(tmp_path / "ray")]
+    out = subprocess.run(
+        [sys.executable, "-c", DIVERGING_SEARCH, *argv, "--mlflow-uri", uri],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "DivergenceError" in out.stdout + out.stderr  # Ray reports the trial's error
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("diffsearch-diverging")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = {
+        float(r.data.params["train.lr"]): r
+        for r in runs
+        if r.data.tags["diffsearch.role"] == "trial"
+    }
+    assert {lr: r.info.status for lr, r in trials.items()} == {2e-3: "FINISHED", 1e6: "FAILED"}
+    assert "DivergenceError: loss became" in trials[1e6].data.tags["diffsearch.error"]
+    (parent,) = (r for r in runs if r.data.tags["diffsearch.role"] == "search")
+    assert parent.data.tags["diffsearch.best_trial"] == trials[2e-3].data.tags["ray.trial_id"]
+    board = out.stdout[out.stdout.index("leaderboard (") :].splitlines()
+    assert board[2].split()[2] == "FINISHED" and board[3].split()[2] == "FAILED"
+    best = json.loads(next((tmp_path / "ray").glob("*/best.json")).read_text())
+    assert best["train.lr"] == 2e-3

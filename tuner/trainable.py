@@ -1,0 +1,103 @@
+"""The Ray Tune trainable: the same `run_trial` loop as `python -m tuner.train`.
+
+It only orchestrates: expand the trial's config, resume from `tune.get_checkpoint()`, and turn
+every evaluation into one `tune.report(metrics, checkpoint=...)`. The sample grid and the
+weighting plot ride in the checkpoint folder, so they reach Ray's storage with it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+import search_spaces
+from tuner.config import resolve
+from tuner.train import STATE_FILE, CheckpointError, run_trial
+
+ARTIFACTS = ("samples_{step:07d}.png", "samples_{step}.png", "weighting.png")
+
+
+def trial_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The full flat configuration of a Ray trial config (named point expanded, defaults filled)."""
+    return resolve(search_spaces.expand(config))
+
+
+def _reportable(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Numbers only; a non-finite metric becomes NaN so that no search ranks it best."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out[key] = value if isinstance(value, int) or math.isfinite(value) else float("nan")
+    return out
+
+
+def _device() -> dict[str, str]:
+    """{"device": "cuda"} when the trial holds a GPU and run_trial takes a device, else {}."""
+    gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
+    if not gpus:
+        return {}
+    if "device" not in inspect.signature(run_trial).parameters:
+        warnings.warn(
+            "tuner.train.run_trial takes no device: this GPU trial trains on the CPU", stacklevel=2
+        )
+        return {}
+    import torch
+
+    return {"device": "cuda"} if torch.cuda.is_available() else {}
+
+
+def run_with_fallback(
+    overrides: dict[str, Any],
+    out_dir: Path,
+    report: Any,
+    candidates: list[Path],
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """run_trial resumed from the first candidate checkpoint folder that loads.
+
+    A damaged checkpoint is named in a warning and the next (older) candidate is tried; when none
+    loads, the trial starts again from step 0. It never resumes from a half-read state.
+    """
+    for folder in candidates:
+        try:
+            return run_trial(overrides, out_dir, report=report, resume_from=folder, **kwargs)
+        except CheckpointError as e:
+            warnings.warn(f"{e}; trying an older checkpoint, else step 0", stacklevel=2)
+    return run_trial(overrides, out_dir, report=report, **kwargs)
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: one trial of `tuner.train.run_trial`."""
+    # Ray runs each trial in a working folder of its own on the node (not synced to storage);
+    # what must survive goes into the checkpoints, which Ray persists.
+    out_dir = Path.cwd() / f"trial_{tune.get_context().get_trial_id()}"
+
+    def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        if checkpoint_dir is None:
+            tune.report(_reportable(metrics))
+            return
+        step = int(metrics["step"])
+        for pattern in ARTIFACTS:
+            path = out_dir / pattern.format(step=step)
+            if path.exists():
+                shutil.copy2(path, Path(checkpoint_dir) / path.name)
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir)
+        tune.report(_reportable(metrics), checkpoint=checkpoint)
+
+    overrides = search_spaces.expand(config)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(overrides, out_dir, report=report, **_device())
+        return
+    # Ray's checkpoint first, then the trial's own older ones on this node (newest first).
+    local = sorted(out_dir.glob(f"checkpoint_*/{STATE_FILE}"), reverse=True)
+    with checkpoint.as_directory() as resume_from:
+        candidates = [Path(resume_from)] + [p.parent for p in local]
+        run_with_fallback(overrides, out_dir, report, candidates, **_device())
