@@ -25,6 +25,7 @@ from search_spaces.baselines import SPACE as BASELINES
 from search_spaces.budgets import SMOKE, SMOKE_NUM_SAMPLES
 from search_spaces.contrastive import SPACE as CONTRASTIVE
 from search_spaces.debias_family import SPACE as DEBIAS_FAMILY
+from search_spaces.debias_family_cifar10 import SPACE as DEBIAS_FAMILY_CIFAR10
 from search_spaces.density_ratio import SPACE as DENSITY_RATIO
 from search_spaces.snr_weighting import SPACE as SNR_WEIGHTING
 
@@ -35,6 +36,7 @@ SPACES: dict[str, dict[str, Any]] = {
     "contrastive": CONTRASTIVE,
     "ambient": AMBIENT,
     "baselines": BASELINES,
+    "debias_family_cifar10": DEBIAS_FAMILY_CIFAR10,
 }
 POINT_KEY = "point"  # the trial-config key that names a point of a space with "points"
 GRID_DEFAULT_POINTS = 3  # numeric parameters without a "grid" list: low, middle, high
@@ -132,9 +134,9 @@ def describe(name: str) -> str:
     """Several lines: the space, its parameters with ranges, its default dataset and budget."""
     space = SPACES[name]
     lines = [f"{name}: {space['description']}"]
-    lines.append(
-        f"  data: {space['data']}    trials: {space['num_samples']}    search: {space.get('search', 'optuna')}"
-    )
+    search = space.get("search", "optuna")
+    trials = space["num_samples"] * (len(grid(space)) if search == "grid" else 1)
+    lines.append(f"  data: {space['data']}    trials: {trials}    search: {search}")
     for key, spec in space["params"].items():
         lines.append(f"  {key:<22} {_range(spec)}")
     for point, keys in space.get("points", {}).items():

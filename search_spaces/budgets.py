@@ -16,6 +16,22 @@ IMAGE_BUDGET = {
     "tiw.disc_steps": 200,
 }
 
+# 32×32 CIFAR-10 on one GPU per trial (not measured here: no GPU in CI). ASHA's rungs at
+# 2000 · 3^k stay on evaluation steps.
+GPU_IMAGE_BUDGET = {
+    "train.steps": 18000,
+    "train.batch": 128,
+    "train.lr": 2e-4,
+    "train.warmup": 1000,
+    "train.ema": 0.999,
+    "eval.every": 2000,
+    "eval.samples": 10000,
+    "sampler.steps": 50,
+    "net.width": 64,
+    "tiw.disc_steps": 3000,
+    "data.download": True,
+}
+
 # 2-D mixtures: an MLP, exact NLL under the true mixture on 2000 samples.
 LOWDIM_BUDGET = {
     "train.steps": 1000,

@@ -23,6 +23,7 @@ DATA_PRESETS = (
     "digits_biased",
     "digits_noisy",
     "cifar10",
+    "cifar10_biased",
     "folder:PATH",
 )
 WEIGHTINGS = (

@@ -220,6 +220,7 @@ PRESETS: tuple[str, ...] = (
     "digits_biased",
     "digits_noisy",
     "cifar10",
+    "cifar10_biased",
     "folder:PATH",
 )
 
@@ -228,8 +229,9 @@ TEST_SIZE = 5000
 REFERENCE_FRACTION = 0.05  # bimodal_biased: unbiased reference set, 5 % of the observed set
 LOWDIM_NOISE_SIGMA = 0.5  # s_n of gaussian_noisy / mixture_noisy
 DIGITS_NOISE_SIGMA = 0.2  # s_n of digits_noisy
-DIGITS_KEEP_MINORITY = 0.2  # digits_biased keeps 20 % of classes 5..9
+KEEP_MINORITY = 0.2  # digits_biased / cifar10_biased keep 20 % of classes 5..9
 DIGITS_REFERENCE_FRACTION = 0.1  # digits_biased reference: ~10 % of the observed size
+CIFAR10_REFERENCE_FRACTION = 0.05  # cifar10_biased reference: 5 % (Kim et al. 2024)
 FOLDER_TEST_FRACTION = 0.1
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CIFAR10_ROOT = "~/.cache/diffsearch/cifar10"
@@ -240,7 +242,7 @@ class Dataset:
     """One dataset preset: what training sees, a clean held-out test set, and the truth if known.
 
     ``labels_reference`` (labels of ``reference``) is an addition to the architecture contract,
-    set by ``digits_biased`` only.
+    set by the class-biased presets (``digits_biased``, ``cifar10_biased``).
     """
 
     name: str
@@ -342,27 +344,30 @@ def load_digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return images(x_tr), labels(y_tr), images(x_te), labels(y_te)
 
 
-def _digits_biased(seed: int) -> Dataset:
-    """Classes 0–4 all kept, classes 5–9 subsampled to 20 % (seeded).
+def _class_biased(
+    name: str,
+    split: tuple[Tensor, Tensor, Tensor, Tensor],
+    seed: int,
+    reference_fraction: float,
+) -> Dataset:
+    """Classes 0–4 all kept, classes 5–9 subsampled to 20 % (seeded), plus a class-uniform
+    reference set of ``reference_fraction`` × the observed size (TIW-DSM's setting).
 
-    With the fixed split that is ≈ 135 examples for each of classes 0–4 and ≈ 27 for each of
-    5–9: each majority class is ≈ 16.7 % of the observed set, each minority class ≈ 3.3 %
-    (class-uniform would be 10 %). The reference set is class-uniform, ≈ 10 % of the observed
-    size (8 per class), drawn from the train examples left out of the observed set where a class
-    has enough of them (classes 5–9) and otherwise from the whole class in the train split
+    The reference examples are drawn from the train examples left out of the observed set where a
+    class has enough of them (classes 5–9) and otherwise from the whole class in the train split
     (classes 0–4, so those reference examples also appear in the observed set).
     """
-    x_tr, y_tr, x_te, y_te = load_digits_split()
+    x_tr, y_tr, x_te, y_te = split
     g = _gen(seed, 1)
     observed_idx, left_idx = [], {}
     for c in range(10):
         idx = (y_tr == c).nonzero()[:, 0]
         idx = idx[torch.randperm(len(idx), generator=g)]
-        keep = len(idx) if c < 5 else round(DIGITS_KEEP_MINORITY * len(idx))
+        keep = len(idx) if c < 5 else round(KEEP_MINORITY * len(idx))
         observed_idx.append(idx[:keep])
         left_idx[c] = (idx[keep:], idx)
     observed = torch.cat(observed_idx).sort().values
-    per_class = max(1, round(DIGITS_REFERENCE_FRACTION * len(observed) / 10))
+    per_class = max(1, round(reference_fraction * len(observed) / 10))
     ref_idx = []
     for c in range(10):
         left, whole = left_idx[c]
@@ -370,17 +375,25 @@ def _digits_biased(seed: int) -> Dataset:
         ref_idx.append(pool[torch.randperm(len(pool), generator=g)[:per_class]])
     reference = torch.cat(ref_idx)
     return Dataset(
-        "digits_biased",
+        name,
         "image",
         x_tr[observed],
         x_te,
-        (1, 8, 8),
+        tuple(x_tr.shape[1:]),
         reference=x_tr[reference],
         labels_train=y_tr[observed],
         labels_test=y_te,
         labels_reference=y_tr[reference],
         minority=(5, 6, 7, 8, 9),
     )
+
+
+def _digits_biased(seed: int) -> Dataset:
+    """digits with classes 5–9 cut to 20 %: with the fixed split that is ≈ 135 examples for each
+    of classes 0–4 and ≈ 27 for each of 5–9, so each majority class is ≈ 16.7 % of the observed
+    set and each minority class ≈ 3.3 % (class-uniform would be 10 %); the reference set is
+    ≈ 10 % of the observed size (8 per class)."""
+    return _class_biased("digits_biased", load_digits_split(), seed, DIGITS_REFERENCE_FRACTION)
 
 
 def _digits(name: str, seed: int) -> Dataset:
@@ -404,7 +417,7 @@ def _digits(name: str, seed: int) -> Dataset:
     )
 
 
-def _cifar10(root: str | None, download: bool) -> Dataset:
+def _cifar10_split(root: str | None, download: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     path = Path(root or CIFAR10_ROOT).expanduser()
     if not download and not (path / "cifar-10-batches-py").is_dir():
         raise DataError(
@@ -431,15 +444,15 @@ def _cifar10(root: str | None, download: bool) -> Dataset:
         return torch.as_tensor(ds.targets, dtype=torch.int64)
 
     train, test = splits
-    return Dataset(
-        "cifar10",
-        "image",
-        images(train),
-        images(test),
-        (3, 32, 32),
-        labels_train=labels(train),
-        labels_test=labels(test),
-    )
+    return images(train), labels(train), images(test), labels(test)
+
+
+def _cifar10(name: str, seed: int, root: str | None, download: bool) -> Dataset:
+    split = _cifar10_split(root, download)
+    if name == "cifar10_biased":
+        return _class_biased(name, split, seed, CIFAR10_REFERENCE_FRACTION)
+    x_tr, y_tr, x_te, y_te = split
+    return Dataset(name, "image", x_tr, x_te, (3, 32, 32), labels_train=y_tr, labels_test=y_te)
 
 
 def _load_image(file: Path, size: int) -> Tensor:
@@ -512,8 +525,8 @@ def load_dataset(
         return _lowdim(name, seed)
     if name in ("digits", "digits_biased", "digits_noisy"):
         return _digits(name, seed)
-    if name == "cifar10":
-        return _cifar10(root, download)
+    if name in ("cifar10", "cifar10_biased"):
+        return _cifar10(name, seed, root, download)
     if name.startswith("folder:"):
         return _folder(name, seed, size)
     raise DataError(f"unknown data {name!r}; set data to one of {', '.join(PRESETS)}")

@@ -143,7 +143,7 @@ def image_metrics(
         "feature_extractor": extractor,
         "feature_extractor_weights_path": weights,
         "batch_size": 64 if extractor == INCEPTION_EXTRACTOR else 1000,
-        "cuda": samples.is_cuda,
+        "cuda": torch.cuda.is_available(),  # a GPU trial's extractor runs on its GPU
         "save_cpu_ram": True,  # no DataLoader worker processes for in-memory tensors
         "verbose": False,
         "rng_seed": 0,

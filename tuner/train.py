@@ -234,6 +234,21 @@ class Trainer:
             ) from None
 
 
+def resolve_device(name: str) -> str:
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; other names are checked by torch."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device is visible; use auto or cpu")
+    return name
+
+
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     """The newest checkpoint_* folder under `out_dir` that holds a state file."""
     found = sorted(Path(out_dir).glob("checkpoint_*/" + STATE_FILE))
@@ -258,6 +273,7 @@ def run_trial(
     resume_from: str | Path | None = None,
     progress: bool = False,
     keep_checkpoints: int = 2,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train one configuration, evaluating and checkpointing every `eval.every` steps.
 
@@ -268,12 +284,13 @@ def run_trial(
         resume_from: a checkpoint folder to continue from.
         progress: print progress lines on stderr.
         keep_checkpoints: how many of the newest checkpoint folders to keep.
+        device: torch device that trains and samples ("cpu", "cuda", "cuda:1").
     Returns:
         The metrics of the last evaluation.
     """
     from tuner import plots
 
-    trainer = Trainer(config)
+    trainer = Trainer(config, device=device)
     c = trainer.config
     out = Path(out_dir)
     if resume_from is not None:
@@ -345,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fid-weights", help="local Inception weights file (config key eval.fid_weights)"
     )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda when available, else cpu), cpu, cuda, cuda:N"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     try:
@@ -353,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fid_weights:
             overrides["eval.fid_weights"] = args.fid_weights
         config = resolve(overrides)
+        device = resolve_device(args.device)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -366,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         t0 = time.perf_counter()
-        final = run_trial(config, out, resume_from=resume_from, progress=not args.quiet)
+        final = run_trial(
+            config, out, resume_from=resume_from, progress=not args.quiet, device=device
+        )
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ weighting plot ride in the checkpoint folder, so they reach Ray's storage with i
 
 from __future__ import annotations
 
-import inspect
 import math
 import shutil
 import warnings
@@ -38,19 +37,19 @@ def _reportable(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _device() -> dict[str, str]:
-    """{"device": "cuda"} when the trial holds a GPU and run_trial takes a device, else {}."""
+def _device() -> str:
+    """ "cuda" when the trial holds a GPU (Ray sets CUDA_VISIBLE_DEVICES to it), else "cpu"."""
     gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
     if not gpus:
-        return {}
-    if "device" not in inspect.signature(run_trial).parameters:
-        warnings.warn(
-            "tuner.train.run_trial takes no device: this GPU trial trains on the CPU", stacklevel=2
-        )
-        return {}
+        return "cpu"
     import torch
 
-    return {"device": "cuda"} if torch.cuda.is_available() else {}
+    if not torch.cuda.is_available():
+        warnings.warn(
+            "this trial holds a GPU but torch sees none: training on the CPU", stacklevel=2
+        )
+        return "cpu"
+    return "cuda"
 
 
 def run_with_fallback(
@@ -94,10 +93,10 @@ def train_trial(config: dict[str, Any]) -> None:
     overrides = search_spaces.expand(config)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        run_trial(overrides, out_dir, report=report, **_device())
+        run_trial(overrides, out_dir, report=report, device=_device())
         return
     # Ray's checkpoint first, then the trial's own older ones on this node (newest first).
     local = sorted(out_dir.glob(f"checkpoint_*/{STATE_FILE}"), reverse=True)
     with checkpoint.as_directory() as resume_from:
         candidates = [Path(resume_from)] + [p.parent for p in local]
-        run_with_fallback(overrides, out_dir, report, candidates, **_device())
+        run_with_fallback(overrides, out_dir, report, candidates, device=_device())

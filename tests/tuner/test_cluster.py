@@ -64,7 +64,9 @@ def test_kuberay_rayjob_manifest() -> None:
     job = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
     spec = job["spec"]
-    assert spec["entrypoint"].startswith("python -m tuner.run --space debias_family --address auto")
+    assert spec["entrypoint"].startswith(
+        "python -m tuner.run --space debias_family_cifar10 --address auto"
+    )
     assert "--storage s3://" in spec["entrypoint"] and "--mlflow-uri" in spec["entrypoint"]
     assert "working_dir" in yaml.safe_load(spec["runtimeEnvYAML"])
     cluster = spec["rayClusterSpec"]
@@ -79,6 +81,7 @@ def test_kuberay_rayjob_manifest() -> None:
     argv = spec["entrypoint"].split()[3:]
     plan = make_plan(build_parser().parse_args(argv))
     assert plan["address"] == "auto" and plan["gpus_per_trial"] == 1
+    assert plan["data"] == "cifar10_biased" and plan["metric"] == "eval/fid"
 
 
 # -- a real two-node cluster on loopback ----------------------------------------------------------

@@ -312,8 +312,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         load_dataset("mnist")
     msg = _one_line(err)
     assert "'mnist'" in msg and all(p in msg for p in PRESETS)
-    with pytest.raises(DataError) as err:
-        load_dataset("cifar10", root=str(tmp_path), download=False)
-    msg = _one_line(err)
-    assert str(tmp_path) in msg and "data.root" in msg and "data.download" in msg
+    for name in ("cifar10", "cifar10_biased"):
+        with pytest.raises(DataError) as err:
+            load_dataset(name, root=str(tmp_path), download=False)
+        msg = _one_line(err)
+        assert str(tmp_path) in msg and "data.root" in msg and "data.download" in msg
     assert issubclass(DataError, ValueError)

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.train import CheckpointError, DivergenceError, Trainer, latest_checkpoint, run_trial
+from tuner.config import ConfigError
+from tuner.train import (
+    CheckpointError,
+    DivergenceError,
+    Trainer,
+    latest_checkpoint,
+    resolve_device,
+    run_trial,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {
@@ -117,6 +126,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["--set", "data=folder:/nonexistent/dir"], "/nonexistent/dir"),
         (["--config", "missing.json"], "no such file"),
         (["--resume", "--out", "empty"], "--resume"),
+        (["--device", "gpu"], "--device 'gpu' is not a device"),
     ],
 )
 def test_cli_bad_input_exits_2_and_writes_nothing(
@@ -134,3 +144,57 @@ def test_cli_config_file_runs(tmp_path: Path) -> None:
     proc = _cli("--config", "c.json", "--out", "out", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["final"]["step"] == 20
+
+
+def test_resolve_device() -> None:
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == want and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="cuda:x"):
+        resolve_device("cuda:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device is visible"):
+            resolve_device("cuda")
+
+
+def test_gpu_space_trial_runs_on_stand_in_cifar10(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """debias_family_cifar10's path end to end on the CPU: cifar10_biased (random stand-in images
+    in CIFAR-10's shapes, no download), TIW on 3-channel images, CDL, Inception FID (weights of
+    the real shapes, random values)."""
+    from search_spaces import SPACES
+    from tuner import data, extractors, metrics
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat(20)  # 20 per class
+
+    def split(root: object, download: object) -> tuple[torch.Tensor, ...]:
+        x_tr = torch.rand(len(labels), 3, 32, 32, generator=gen) * 2 - 1
+        x_te = torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
+        return x_tr, labels, x_te, torch.tensor([0, 5, 9])
+
+    monkeypatch.setattr(data, "_cifar10_split", split)
+    monkeypatch.setattr(metrics, "DEFAULT_CACHE_DIR", str(tmp_path / "fid"))
+    weights = tmp_path / "inception.pth"
+    extractors.random_inception_weights(weights, live_features=16)
+    space = SPACES["debias_family_cifar10"]
+    config = {"data": space["data"]} | space["fixed"]
+    config |= {"tiw.strength": 0.5, "cdl.coef": 0.1, "weighting.p": 0.5, "weighting.k": 1.0}
+    config |= {
+        "train.steps": 2,
+        "train.batch": 8,
+        "eval.every": 2,
+        "eval.samples": 3,
+        "sampler.steps": 2,
+        "net.width": 8,
+        "tiw.disc_steps": 2,
+        "tiw.disc_batch": 8,
+        "eval.fid_weights": str(weights),
+    }
+    trainer = Trainer(config)
+    counts = torch.bincount(trainer.dataset.labels_train, minlength=10)
+    assert counts[:5].tolist() == [20] * 5 and counts[5:].tolist() == [4] * 5
+    assert trainer.dataset.reference.shape[1:] == (3, 32, 32)
+    final = run_trial(config, tmp_path / "out")
+    assert final["step"] == 2 and math.isfinite(final["eval/fid"])
+    assert {"loss/denoise", "loss/cdl", "loss/ratio"} <= set(final)
