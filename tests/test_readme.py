@@ -1,0 +1,40 @@
+"""README.md stays true: its set-up commands, the CI script, and the configuration table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from search_spaces import SPACES
+from tuner.config import markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _first_code_block() -> list[str]:
+    block = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
+    assert _first_code_block() == ["./dev run", "./dev test"]
+    ci = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert ci[-1] == "./dev test"  # exactly the README's test command, last
+    dev = (ROOT / "dev").read_text()
+    assert "set -- --space debias_family" in dev  # ./dev run's embedded default
+
+
+def test_readme_config_table_is_the_generated_one() -> None:
+    begin, end = "<!-- config-table:begin -->\n", "<!-- config-table:end -->"
+    table = README[README.index(begin) + len(begin) : README.index(end)].strip()
+    assert table == markdown_table(), "run `python -m tuner.config` and paste it into README.md"
+
+
+def test_readme_lists_every_space() -> None:
+    for name, space in SPACES.items():
+        assert f"| `{name}` | `{space['data']}` |" in README, name
