@@ -1,0 +1,115 @@
+"""Achieved training throughput against this CPU's float32 matmul peak.
+
+The peak: the best of several timed square float32 matmuls (n = 1024, 2048) on 1 and 2 threads.
+A training step: `tuner.train.Trainer.train_step` of three configurations (the ring8 default, the
+default search's digits budget, the trainer's digits default), its FLOPs counted by
+`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and backward; the
+elementwise work it does not count is the rest of the step), its time the median of timed steps
+after warm-up. Achieved GFLOP/s = counted FLOPs / step time, and its fraction of the peak on the
+same number of threads.
+
+    .venv/bin/python bench/throughput.py            # writes bench/results/throughput.json
+    .venv/bin/python bench/throughput.py --smoke    # a few steps, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from search_spaces.budgets import IMAGE_BUDGET  # noqa: E402
+from tuner.train import Trainer  # noqa: E402
+
+CONFIGS = {
+    "ring8 default (MLP 256x3, batch 256)": {"data": "ring8"},
+    "digits, default search budget (UNet width 16, batch 64)": {
+        "data": "digits",
+        **{k: v for k, v in IMAGE_BUDGET.items() if k.startswith(("train.", "net."))},
+    },
+    "digits, trainer default (UNet width 32, batch 256)": {"data": "digits"},
+}
+
+
+def matmul_peak(threads: int, sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    best = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+        best[str(n)] = 2 * n**3 / min(times) / 1e9
+    return best
+
+
+def step_throughput(config: dict, threads: int, warmup: int, steps: int) -> dict[str, float]:
+    trainer = Trainer(config | {"train.threads": threads})
+    for _ in range(warmup):
+        trainer.train_step()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.train_step()
+    flops = counter.get_total_flops()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        trainer.train_step()
+        times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    return {"gflop_per_step": flops / 1e9, "step_ms": 1e3 * step_s, "gflops": flops / step_s / 1e9}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="a few steps, write nothing")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "throughput.json"))
+    args = parser.parse_args()
+    steps, warmup, repeats = (3, 1, 2) if args.smoke else (args.steps, 10, 10)
+    load_before = os.getloadavg()
+    result: dict = {"peak_gflops": {}, "steps": {}}
+    for threads in (1, 2):
+        peak = matmul_peak(threads, (512,) if args.smoke else (1024, 2048), repeats)
+        result["peak_gflops"][str(threads)] = {"by_n": peak, "best": max(peak.values())}
+    for name, config in CONFIGS.items():
+        result["steps"][name] = {}
+        for threads in (1, 2):
+            row = step_throughput(config, threads, warmup, steps)
+            row["fraction_of_peak"] = row["gflops"] / result["peak_gflops"][str(threads)]["best"]
+            result["steps"][name][str(threads)] = row
+            print(
+                f"{name}, {threads} thread(s): {row['gflop_per_step']:.3f} GFLOP/step, "
+                f"{row['step_ms']:.1f} ms, {row['gflops']:.1f} GFLOP/s "
+                f"({100 * row['fraction_of_peak']:.1f} % of peak)",
+                flush=True,
+            )
+    result |= {
+        "command": ".venv/bin/python bench/throughput.py",
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    print(json.dumps(result["peak_gflops"], indent=2))
+    if not args.smoke:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
