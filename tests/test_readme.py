@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -38,3 +39,22 @@ def test_readme_config_table_is_the_generated_one() -> None:
 def test_readme_lists_every_space() -> None:
     for name, space in SPACES.items():
         assert f"| `{name}` | `{space['data']}` |" in README, name
+
+
+def test_readme_figures_are_the_measured_ones() -> None:
+    """The figures README quotes are those of the committed bench/results files."""
+    search = json.loads((ROOT / "bench/results/search_default.json").read_text())
+    quoted = (
+        f"**{search['trials']} trials in {search['wall_s']:.0f} s, {search['stopped_by_asha']} "
+        f"stopped early by ASHA, {search['finished']} run to the\nend, "
+        f"{'none' if search['failed'] == 0 else search['failed']} failed, peak memory "
+        f"{search['peak_pss_gib']:.2f} GiB**"
+    )
+    assert quoted in README
+    assert f"{search['peak_rss_gib']:.2f} GiB RSS" in README
+    ring = json.loads((ROOT / "bench/results/ring8_default.json").read_text())["summary"]
+    dev, wall = ring["max_abs_dev"], ring["wall_s"]
+    assert f"**{dev['mean']:.3f} ± {dev['std']:.3f}**" in README
+    assert f"{wall['mean']:.1f} ± {wall['std']:.1f} s" in README
+    peak = json.loads((ROOT / "bench/results/throughput.json").read_text())["peak_gflops"]
+    assert f"{peak['2']['best']:.0f} GFLOP/s on 2 threads" in README
