@@ -27,20 +27,11 @@ import pytest
 import torch
 import yaml
 
+from tests.tuner.test_train import TINY
 from tuner.run import main
 from tuner.train import STATE_FILE, run_trial
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "data": "ring8",
-    "train.steps": 40,
-    "train.batch": 64,
-    "eval.every": 20,
-    "eval.samples": 200,
-    "sampler.steps": 10,
-    "net.width": 32,
-    "net.depth": 1,
-}
 
 
 # -- 5. bad input: one line naming the value, exit status 2, nothing written --------------------
