@@ -1,0 +1,205 @@
+"""Loss weightings on 8x8 digits at fixed capacity and budget: FID at few and many DDIM steps.
+
+The six arms of bench/weighting_ring.py (constant, debiased, min-SNR γ=5, P2 k=1 γ=1, EDM,
+learned), all normalised by E_q[w], trained on `digits` with the default UNet, cosine q(λ) and
+the same optimiser and budget by tuner.train.Trainer. For each trained EMA model:
+
+- FID (and KID, class-fraction error) of 1000 DDIM samples at 10, 25 and 100 steps against the
+  450-image test split, with the digits CNN extractor (tuner.metrics.image_metrics with
+  default_extractor("digits"));
+- held-out denoising error by log-SNR bin: test images x0, λ ~ U(bin) over 8 bins in [-10, 10],
+  mean ‖x̂0 − x0‖² per image (sum over the 64 pixels; it includes the irreducible MMSE, which is
+  the same for every arm).
+
+The floor of the FID at this sample size is that of 1000 training images against the test split
+(computed here once, same extractor).
+
+    .venv/bin/python bench/weighting_digits.py --seeds 0 1 --steps 1500   # writes results
+    .venv/bin/python bench/weighting_digits.py --smoke                    # seconds, writes nothing
+
+Runs are cached per (weighting, seed, configuration) under --cache, as in weighting_ring.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.weighting_ring import ARMS, BINS, cached_run, mean_std, paired, train  # noqa: E402
+from models.param import add_noise  # noqa: E402
+from tuner.data import load_dataset  # noqa: E402
+from tuner.metrics import default_extractor, image_metrics  # noqa: E402
+from tuner.train import Trainer  # noqa: E402
+
+OUT = ROOT / "bench" / "results"
+NAME = "weighting_digits"
+SAMPLER_STEPS = (10, 25, 100)
+IMAGE_METRICS = ("eval/fid", "eval/kid", "eval/mode_error")
+
+
+def fid_of(samples: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
+    m = image_metrics(samples, "digits", test, default_extractor("digits"))
+    return {k: m[k] for k in IMAGE_METRICS}
+
+
+@torch.inference_mode()
+def denoise_error_by_bin(trainer: Trainer, draws: int = 2) -> list[float]:
+    """Held-out mean ‖x̂0 − x0‖² per image in each log-SNR bin (the same points for every arm)."""
+    model, test = trainer.ema.eval(), trainer.dataset.test
+    g = torch.Generator().manual_seed(2024)
+    out = []
+    for lo, hi in zip(BINS[:-1].tolist(), BINS[1:].tolist(), strict=True):
+        x0 = test.repeat(draws, 1, 1, 1)
+        lam = lo + (hi - lo) * torch.rand(len(x0), generator=g)
+        x = add_noise(x0, torch.randn(x0.shape, generator=g), lam)
+        out.append(float((model.x0(x, lam) - x0).square().flatten(1).sum(1).mean()))
+    return out
+
+
+def run_one(config: dict[str, Any], n_samples: int) -> dict[str, Any]:
+    trainer, train_s = train(config)
+    t0 = time.perf_counter()
+    sampling = {}
+    for steps in SAMPLER_STEPS:
+        trainer.config["sampler.steps"] = steps
+        sampling[str(steps)] = fid_of(trainer.sample(n_samples), trainer.dataset.test)
+    return {
+        "sampling": sampling,
+        "denoise_err": denoise_error_by_bin(trainer),
+        "time/train_s": train_s,
+        "time/eval_s": time.perf_counter() - t0,
+    }
+
+
+def real_floor(n: int) -> dict[str, float]:
+    """FID/KID of n training images (seeded subset) against the test split."""
+    ds = load_dataset("digits")
+    idx = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(0))[:n]
+    return fid_of(ds.train[idx], ds.test) | {"n": len(idx)}
+
+
+def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for steps, m in run["sampling"].items():
+        out |= {f"ddim{steps}/{k}": v for k, v in m.items()}
+    out |= {f"denoise_err/bin{i}": v for i, v in enumerate(run["denoise_err"])}
+    return out
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
+    flat = {arm: [flat_metrics(r) for r in rs] for arm, rs in runs.items()}
+    summary: dict[str, Any] = {}
+    for arm, rows in flat.items():
+        summary[arm] = {k: mean_std([r[k] for r in rows]) for k in rows[0]}
+        summary[arm]["time/train_s"] = mean_std([r["time/train_s"] for r in runs[arm]])
+        if arm != "constant" and "constant" in flat:
+            summary[arm]["vs_constant"] = {
+                k: paired([r[k] for r in rows], [r[k] for r in flat["constant"]]) for k in rows[0]
+            }
+    return summary
+
+
+def plot(runs: dict[str, list[dict]], summary: dict[str, Any], floor: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2))
+    centres = (0.5 * (BINS[:-1] + BINS[1:])).tolist()
+    for arm in runs:
+        s = summary[arm]
+        m = [s[f"ddim{k}/eval/fid"]["mean"] for k in SAMPLER_STEPS]
+        e = [s[f"ddim{k}/eval/fid"]["std"] for k in SAMPLER_STEPS]
+        ax0.errorbar(SAMPLER_STEPS, m, yerr=e, marker="o", ms=3, capsize=2, label=arm)
+        m = [s[f"denoise_err/bin{i}"]["mean"] for i in range(len(centres))]
+        e = [s[f"denoise_err/bin{i}"]["std"] for i in range(len(centres))]
+        ax1.errorbar(centres, m, yerr=e, marker="o", ms=3, capsize=2, label=arm)
+    ax0.axhline(floor["eval/fid"], color="k", ls="--", lw=1, label=f"real data, n={floor['n']}")
+    ax0.set_xscale("log")
+    ax0.set_xticks(SAMPLER_STEPS, [str(k) for k in SAMPLER_STEPS])
+    ax0.minorticks_off()
+    ax0.set_xlabel("DDIM steps")
+    ax0.set_ylabel("FID (digits CNN), 1000 samples vs test")
+    ax0.legend(fontsize=7)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("log-SNR λ (bin centre)")
+    ax1.set_ylabel("held-out mean ‖x̂0 − x0‖² per image")
+    n_seeds = len(next(iter(runs.values())))
+    fig.suptitle(f"digits, mean ± std over {n_seeds} seeds", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--samples", type=int, default=1000, help="samples per sampler setting")
+    parser.add_argument("--smoke", action="store_true", help="seconds, write nothing")
+    parser.add_argument("--cache", default=f"/tmp/diffsearch_bench/{NAME}")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.smoke:
+        args.seeds, args.steps, args.samples, args.arms = [0], 5, 50, ["constant", "debiased"]
+    cache = None if args.smoke else Path(args.cache)
+    base = {
+        "data": "digits",
+        "train.steps": args.steps,
+        "train.batch": args.batch,
+        "train.threads": 1,
+        "eval.samples": args.samples,
+        "eval.every": args.steps,
+    }
+    extra = {"samples": args.samples, "bins": BINS.tolist(), "sampler_steps": SAMPLER_STEPS}
+    t0 = time.perf_counter()
+    runs: dict[str, list[dict]] = {arm: [] for arm in args.arms}
+    for seed in args.seeds:
+        for arm in args.arms:
+            config = base | ARMS[arm] | {"seed": seed}
+            r = cached_run(cache, config, extra, lambda c=config: run_one(c, args.samples))
+            runs[arm].append(r)
+            print(
+                f"seed {seed} {arm:9s} FID@10/25/100 "
+                + "/".join(f"{r['sampling'][str(k)]['eval/fid']:.3f}" for k in SAMPLER_STEPS)
+                + f"  ({r['time/train_s']:.0f}s train, {r['time/eval_s']:.0f}s eval)",
+                flush=True,
+            )
+    summary = summarise(runs)
+    floor = real_floor(args.samples)
+    print(f"real-data floor: {floor}")
+    print(f"total {time.perf_counter() - t0:.0f}s")
+    if args.smoke:
+        return
+    result = {
+        "command": f"OMP_NUM_THREADS=1 .venv/bin/python bench/{NAME}.py {shlex.join(sys.argv[1:])}",
+        "config": base,
+        "arms": {a: ARMS[a] for a in args.arms},
+        "seeds": args.seeds,
+        "bins": BINS.tolist(),
+        "sampler_steps": list(SAMPLER_STEPS),
+        "real_data_floor": floor,
+        "note": "time/* measured on a shared 2-core machine under load from other jobs",
+        "summary": summary,
+        "per_seed": runs,
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(runs, summary, floor, OUT / f"{NAME}.png")
+    print(f"wrote {OUT / NAME}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
