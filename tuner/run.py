@@ -333,18 +333,23 @@ def param_space(plan: dict[str, Any]) -> dict[str, Any]:
     return space
 
 
-def make_search_alg(plan: dict[str, Any]) -> Any:
+def make_search_alg(plan: dict[str, Any], max_concurrent: int = 0) -> Any:
+    """The searcher; max_concurrent (0: no limit) caps the trials it lets run at once."""
     if plan["search"] == "optuna":
         import optuna
+        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         startup = max(2, min(10, plan["num_samples"] // 3))  # TPE takes over after these
         sampler = optuna.samplers.TPESampler(seed=plan["seed"], n_startup_trials=startup)
-        return OptunaSearch(sampler=sampler)
+        searcher = OptunaSearch(sampler=sampler)
+        return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=plan["seed"])
+    # Ray ignores TuneConfig.max_concurrent_trials for a generator like this one (with only a
+    # warning): the limit has to be given to the generator itself.
+    return BasicVariantGenerator(random_state=plan["seed"], max_concurrent=max_concurrent)
 
 
 def make_scheduler(plan: dict[str, Any]) -> Any:
@@ -569,10 +574,9 @@ def run(plan: dict[str, Any], resume_required: bool) -> int:
             tune_config=tune.TuneConfig(
                 metric=plan["metric"],
                 mode=plan["mode"],
-                search_alg=make_search_alg(plan),
+                search_alg=make_search_alg(plan, max_concurrent),
                 scheduler=make_scheduler(plan),
                 num_samples=plan["num_samples"],
-                max_concurrent_trials=max_concurrent,
                 trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(

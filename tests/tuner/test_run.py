@@ -465,6 +465,7 @@ sys.exit(main(sys.argv[1:]))
 def test_diverging_trial_errors_fails_in_mlflow_and_is_never_best(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     argv = ["--space", "diverging", "--scheduler", "fifo", "--storage", str(tmp_path / "ray")]
+    argv += ["--max-concurrent", "1"]  # a grid search too keeps to it (Ray ignores it there)
     out = subprocess.run(
         [sys.executable, "-c", DIVERGING_SEARCH, *argv, "--mlflow-uri", uri],
         cwd=ROOT,
@@ -486,6 +487,8 @@ def test_diverging_trial_errors_fails_in_mlflow_and_is_never_best(tmp_path: Path
     }
     assert {lr: r.info.status for lr, r in trials.items()} == {2e-3: "FINISHED", 1e6: "FAILED"}
     assert "DivergenceError: loss became" in trials[1e6].data.tags["diffsearch.error"]
+    first, second = sorted(trials.values(), key=lambda r: r.info.start_time)
+    assert second.info.start_time >= first.info.end_time, "two trials ran at once"
     (parent,) = (r for r in runs if r.data.tags["diffsearch.role"] == "search")
     assert parent.data.tags["diffsearch.best_trial"] == trials[2e-3].data.tags["ray.trial_id"]
     board = out.stdout[out.stdout.index("leaderboard (") :].splitlines()
