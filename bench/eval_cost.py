@@ -1,4 +1,4 @@
-"""Cost of one evaluation (metrics and pictures, not sampling) for N = 1k / 2k / 5k samples.
+"""Cost of one evaluation for N = 1k / 2k / 5k samples, and its share of a trial's wall time.
 
 Digits: image_metrics (FID + KID with the digits CNN) against the 450-image test split, with a
 cold reference cache (first evaluation of a trial) and a warm one (every later evaluation), plus
@@ -6,6 +6,9 @@ FID alone and the sample-grid PNG. Low-dim: lowdim_metrics on ring8 against its 
 set, plus the scatter PNG. Inception: image_metrics with random weights of the right shapes (cost
 does not depend on the values) at a small N, since CPU Inception is slow.
 Stand-in samples: train digits resampled with noise, and noisy ring8 truth samples.
+Generation: seconds to draw N samples with each configuration's own sampler and steps. Share:
+a whole default-search trial and the README's ring8 command through run_trial, and the part of
+their wall time spent in evaluation (sampling + metrics; target <= 20 %).
 
     .venv/bin/python bench/eval_cost.py              # writes bench/results/eval_cost.json
     .venv/bin/python bench/eval_cost.py --smoke      # N = 200, no Inception, writes nothing
@@ -27,10 +30,12 @@ import torch_fidelity
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from search_spaces.budgets import IMAGE_BUDGET  # noqa: E402
 from tuner.data import load_dataset, load_digits_split  # noqa: E402
 from tuner.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR, random_inception_weights  # noqa: E402
 from tuner.metrics import image_metrics, lowdim_metrics  # noqa: E402
 from tuner.plots import save_sample_grid  # noqa: E402
+from tuner.train import Trainer, run_trial  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:
@@ -107,6 +112,60 @@ def inception_row(n: int, out: str) -> dict:
     }
 
 
+GENERATION = {
+    "default search trial (digits_biased, UNet width 16)": {
+        "data": "digits_biased",
+        **IMAGE_BUDGET,
+    },
+    "trainer default on digits (UNet width 32)": {"data": "digits"},
+    "trainer default on ring8 (MLP 256x3)": {"data": "ring8"},
+}
+SHARE = {
+    "default search trial (digits_biased, TIW 0.5)": {
+        "data": "digits_biased",
+        **IMAGE_BUDGET,
+        "weighting": "parametric",
+        "weighting.p": 0.5,
+        "weighting.k": 1.0,
+        "tiw.strength": 0.5,
+    },
+    "README ring8 command (weighting=debiased)": {"data": "ring8", "weighting": "debiased"},
+}
+
+
+def generation_rows(sizes: list[int]) -> list[dict]:
+    """Seconds to draw N samples with each configuration's own sampler and steps (untrained
+    net: the cost does not depend on the weights)."""
+    rows = []
+    for name, config in GENERATION.items():
+        trainer = Trainer(config)
+        c = trainer.config
+        for n in sizes:
+            rows.append(
+                {"config": name, "sampler": c["sampler"], "steps": c["sampler.steps"], "n": n,
+                 "sample_s": timed(lambda n=n, t=trainer: t.sample(n))}
+            )  # fmt: skip
+    return rows
+
+
+def share_rows(out: str, smoke: bool) -> list[dict]:
+    """A whole trial through run_trial: the evaluations' share of its wall time."""
+    rows = []
+    for name, config in SHARE.items():
+        if smoke:
+            config = config | {"train.steps": 20, "eval.every": 10, "eval.samples": 100}
+        t0 = time.perf_counter()
+        run_trial(config, f"{out}/{len(rows)}")
+        total = time.perf_counter() - t0
+        history = json.loads(Path(f"{out}/{len(rows)}/metrics.json").read_text())["history"]
+        eval_s = sum(h["time/eval_s"] for h in history)
+        rows.append(
+            {"trial": name, "evaluations": len(history), "total_s": total, "eval_s": eval_s,
+             "share": eval_s / total}
+        )  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000])
@@ -129,6 +188,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         result["digits"] = [digits_row(n, x_train, x_test, out) for n in sizes]
         result["lowdim_ring8"] = [lowdim_row(n, out) for n in sizes]
+        result["generation"] = generation_rows(sizes)
+        result["share"] = share_rows(out, args.smoke)
         if args.inception_n and not args.smoke:
             result["inception"] = inception_row(args.inception_n, out)
     result["machine"]["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
