@@ -1,0 +1,206 @@
+"""Per-step cost of each paper objective against plain ε-MSE on the same net and batch.
+
+A step is objective + backward + AdamW step, timed in process CPU time with one torch thread
+(wall time on a shared machine swings with other jobs), in interleaved rounds; the ratio is
+median(arm)/median(plain) and [min, max] the spread of the per-round ratios.
+Targets (issue 3): weighting alone ≤ 1.02×, TIW ≤ 1.6×, Tweedie ≤ 1.05×, consistency
+≤ (2k+3)× for k chain steps, CDL ≤ 3×.
+
+    .venv/bin/python bench/objectives_cost.py            # writes bench/results/objectives_cost.*
+    .venv/bin/python bench/objectives_cost.py --smoke    # a few steps, writes nothing
+"""
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.ambient import AmbientLoss, ConsistencyLoss  # noqa: E402
+from models.cdl import CDLLoss  # noqa: E402
+from models.discriminator import ConvDiscriminator, MLPDiscriminator  # noqa: E402
+from models.losses import DenoiseLoss  # noqa: E402
+from models.nets import MLP, UNet  # noqa: E402
+from models.objective import Objective  # noqa: E402
+from models.param import EpsModel  # noqa: E402
+from models.schedules import CosineDensity  # noqa: E402
+from models.tiw import TIWCorrection  # noqa: E402
+from models.weighting import Constant, Debiased, Normalized  # noqa: E402
+from tuner.data import load_dataset  # noqa: E402
+
+OUT = ROOT / "bench" / "results"
+TARGETS = {
+    "weighting": 1.02,
+    "tiw_full": 1.6,
+    "tiw_weight": 1.6,
+    "tiw_correction": 1.6,
+    "tweedie": 1.05,
+    "consistency_k1": 5.0,
+    "consistency_k2": 7.0,
+    "consistency_k4": 11.0,
+    "cdl_default": 3.0,
+    "cdl_m2": 3.0,
+}
+
+
+def arms(setting: str) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Objective]]:
+    """The net, one batch and every objective for a setting ("mlp" or "unet")."""
+    q = CosineDensity()
+    if setting == "mlp":
+        data = load_dataset("bimodal_biased", seed=0).train
+        net, batch = EpsModel(MLP(2, width=256, depth=3)), data[:256]
+
+        def disc() -> torch.nn.Module:
+            return MLPDiscriminator(2)
+    else:
+        data = load_dataset("digits", seed=0).train
+        net, batch = EpsModel(UNet(1, width=32, levels=2)), data[:64]
+
+        def disc() -> torch.nn.Module:
+            return ConvDiscriminator(1)
+
+    flat = data.flatten(1)
+    mean, cov = flat.mean(0), torch.cov(flat.T)
+    plain = DenoiseLoss(Constant(), q)
+    ambient = AmbientLoss(0.5 if setting == "mlp" else 0.2, Constant(), q)
+    sigma_n = ambient.sigma_n
+    objectives = {
+        "plain": Objective(plain),
+        "weighting": Objective(DenoiseLoss(Normalized(Debiased(), q), q)),
+        "tiw_full": Objective(plain, tiw=TIWCorrection(disc().requires_grad_(False), 1.0)),
+        "tiw_weight": Objective(
+            plain, tiw=TIWCorrection(disc().requires_grad_(False), 1.0, "weight")
+        ),
+        "tiw_correction": Objective(
+            plain, tiw=TIWCorrection(disc().requires_grad_(False), 1.0, "correction")
+        ),
+        "tweedie": Objective(plain, ambient=ambient),
+    }
+    for k in (1, 2, 4):
+        objectives[f"consistency_k{k}"] = Objective(
+            plain,
+            ambient=ambient,
+            consistency=ConsistencyLoss(sigma_n, chain_steps=k),
+            consistency_coef=0.015,
+        )
+    objectives["cdl_default"] = Objective(plain, cdl=CDLLoss(mean, cov), cdl_coef=1.0)
+    objectives["cdl_m2"] = Objective(plain, cdl=CDLLoss(mean, cov, mc_points=2), cdl_coef=1.0)
+    return net, batch, objectives
+
+
+def make_step(
+    net: torch.nn.Module, objective: Objective, x0: torch.Tensor
+) -> Callable[[int], None]:
+    model = copy.deepcopy(net)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(i: int) -> None:
+        terms = objective(model, x0, torch.Generator().manual_seed(i))
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].mean().backward()
+        opt.step()
+
+    return step
+
+
+def measure(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dict[str, float]]:
+    net, x0, objectives = arms(setting)
+    fns = {name: make_step(net, obj, x0) for name, obj in objectives.items()}
+    for fn in fns.values():
+        for i in range(warmup):
+            fn(i)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.process_time()  # CPU time: robust to other jobs on a shared machine
+            for i in range(steps):
+                fn(r * steps + i)
+            times[name].append((time.process_time() - t0) / steps)
+    base = statistics.median(times["plain"])
+    out = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        # spread: the ratio of each round's time to that round's plain time
+        per_round = [t / p for t, p in zip(ts, times["plain"], strict=True)]
+        out[name] = {
+            "step_ms": 1e3 * med,
+            "ratio": med / base,
+            "ratio_min": min(per_round),
+            "ratio_max": max(per_round),
+            "target": TARGETS.get(name, float("nan")),
+        }
+    return out
+
+
+def plot(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, (setting, res) in zip(axes[0], results.items(), strict=True):
+        names = [n for n in res if n != "plain"]
+        ratios = [res[n]["ratio"] for n in names]
+        ax.bar(range(len(names)), ratios, color="tab:blue", label="measured")
+        ax.scatter(
+            range(len(names)),
+            [res[n]["target"] for n in names],
+            color="tab:red",
+            marker="_",
+            s=400,
+            label="target",
+        )
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.axhline(1.0, color="k", lw=0.5)
+        ax.set_ylabel("step time / plain ε-MSE step")
+        ax.set_title(f"{setting}: plain step {res['plain']['step_ms']:.1f} ms")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="a few steps, write nothing")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--settings", default="mlp,unet")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rounds, steps, warmup = (2, 2, 1) if args.smoke else (9, 6, 5)
+    results = {}
+    for setting in args.settings.split(","):
+        t0 = time.perf_counter()
+        results[setting] = measure(setting, rounds, steps, warmup)
+        print(f"{setting} ({time.perf_counter() - t0:.0f}s)")
+        for name, r in results[setting].items():
+            print(
+                f"  {name:16s} {r['step_ms']:8.2f} ms  {r['ratio']:5.2f}x "
+                f"[{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]  target {r['target']:.2f}"
+            )
+    if args.smoke:
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "threads": args.threads,
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "torch": torch.__version__,
+        "mlp": "MLP(2, 256, 3), batch 256",
+        "unet": "UNet(1, 32, 2 levels), digits 8x8, batch 64",
+    }
+    (OUT / "objectives_cost.json").write_text(json.dumps({"meta": meta} | results, indent=2))
+    plot(results, OUT / "objectives_cost.png")
+
+
+if __name__ == "__main__":
+    main()
