@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.weighting_ring import ARMS, BINS, cached_run, mean_std, paired, train  # noqa: E402
+from bench.weighting_ring import ARMS, BINS, cached_run, summarise, train  # noqa: E402
 from models.param import add_noise  # noqa: E402
 from tuner.data import load_dataset  # noqa: E402
 from tuner.metrics import default_extractor, image_metrics  # noqa: E402
@@ -94,19 +94,6 @@ def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
         out |= {f"ddim{steps}/{k}": v for k, v in m.items()}
     out |= {f"denoise_err/bin{i}": v for i, v in enumerate(run["denoise_err"])}
     return out
-
-
-def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
-    flat = {arm: [flat_metrics(r) for r in rs] for arm, rs in runs.items()}
-    summary: dict[str, Any] = {}
-    for arm, rows in flat.items():
-        summary[arm] = {k: mean_std([r[k] for r in rows]) for k in rows[0]}
-        summary[arm]["time/train_s"] = mean_std([r["time/train_s"] for r in runs[arm]])
-        if arm != "constant" and "constant" in flat:
-            summary[arm]["vs_constant"] = {
-                k: paired([r[k] for r in rows], [r[k] for r in flat["constant"]]) for k in rows[0]
-            }
-    return summary
 
 
 def plot(runs: dict[str, list[dict]], summary: dict[str, Any], floor: dict, path: Path) -> None:
@@ -177,7 +164,7 @@ def main() -> None:
                 + f"  ({r['time/train_s']:.0f}s train, {r['time/eval_s']:.0f}s eval)",
                 flush=True,
             )
-    summary = summarise(runs)
+    summary = summarise(runs, flat_metrics)
     floor = real_floor(args.samples)
     print(f"real-data floor: {floor}")
     print(f"total {time.perf_counter() - t0:.0f}s")

@@ -162,9 +162,13 @@ def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
-    """Mean ± std over seeds of every scalar, and paired differences against constant."""
-    flat = {arm: [flat_metrics(r) for r in rs] for arm, rs in runs.items()}
+def summarise(
+    runs: dict[str, list[dict]], flatten: Callable[[dict[str, Any]], dict[str, float]] | None = None
+) -> dict[str, Any]:
+    """Mean ± std over seeds of every scalar (of flatten(run), flat_metrics by default), and
+    paired differences against constant."""
+    flatten = flatten or flat_metrics
+    flat = {arm: [flatten(r) for r in rs] for arm, rs in runs.items()}
     summary: dict[str, Any] = {}
     for arm, rows in flat.items():
         summary[arm] = {k: mean_std([r[k] for r in rows]) for k in rows[0]}
