@@ -35,6 +35,7 @@ from tuner.data import load_dataset, load_digits_split  # noqa: E402
 from tuner.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR, random_inception_weights  # noqa: E402
 from tuner.metrics import image_metrics, lowdim_metrics  # noqa: E402
 from tuner.plots import save_sample_grid  # noqa: E402
+from tuner.run import build_parser, make_plan  # noqa: E402
 from tuner.train import Trainer, run_trial  # noqa: E402
 
 
@@ -120,10 +121,12 @@ GENERATION = {
     "trainer default on digits (UNet width 32)": {"data": "digits"},
     "trainer default on ring8 (MLP 256x3)": {"data": "ring8"},
 }
+# The fixed part of a trial of `python -m tuner.run --space debias_family` (its budget, one
+# training thread, evaluations on ASHA's rungs), at one point of the space.
+DEFAULT_TRIAL = make_plan(build_parser().parse_args(["--space", "debias_family"]))["fixed"]
 SHARE = {
-    "default search trial (digits_biased, TIW 0.5)": {
-        "data": "digits_biased",
-        **IMAGE_BUDGET,
+    "default search trial (digits_biased, TIW 0.5)": DEFAULT_TRIAL
+    | {
         "weighting": "parametric",
         "weighting.p": 0.5,
         "weighting.k": 1.0,
@@ -160,7 +163,8 @@ def share_rows(out: str, smoke: bool) -> list[dict]:
         history = json.loads(Path(f"{out}/{len(rows)}/metrics.json").read_text())["history"]
         eval_s = sum(h["time/eval_s"] for h in history)
         rows.append(
-            {"trial": name, "evaluations": len(history), "total_s": total, "eval_s": eval_s,
+            {"trial": name, "evaluations": len(history), "steps": [h["step"] for h in history],
+             "threads": config.get("train.threads"), "total_s": total, "eval_s": eval_s,
              "share": eval_s / total}
         )  # fmt: skip
     return rows

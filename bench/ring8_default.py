@@ -184,7 +184,7 @@ def main() -> None:
         + " ".join(map(str, args.seeds)),
         "readme_command": "python -m tuner.train " + shlex.join(README_ARGS),
         "seeds": args.seeds,
-        "note": "wall_s measured on a shared 2-core machine under load from other jobs",
+        "note": "wall_s: each run's wall time on the 2-core machine that ran it (whatever else ran there)",
         "summary": summary,
         "floor_exact_samples": fl,
         "per_seed": [{k: v for k, v in r.items() if k != "samples_head"} for r in runs],

@@ -42,6 +42,18 @@ SAMPLERS = ("ddim", "ddpm", "heun", "picard")
 GRIDS = ("cosine", "linear", "karras")
 
 
+def evaluation_steps(steps: int, every: int, growth: float = 1.0) -> list[int]:
+    """The steps at which a trial evaluates and checkpoints: every, every·g, every·g², … below
+    `steps` (each rounded, and at least one step after the last), then `steps` itself.
+    g = 1 is every `every` steps; g = ASHA's reduction factor puts the evaluations on its rungs.
+    """
+    out, at = [], float(every)
+    while round(at) < steps:
+        out.append(round(at))
+        at = at + every if growth == 1 else max(at * growth, out[-1] + 1)
+    return out + [steps]
+
+
 class ConfigError(ValueError):
     """A configuration key or value that is not allowed (one-line message)."""
 
@@ -136,6 +148,13 @@ SPEC: dict[str, Spec] = {
     "sampler.grid": Spec("str", "cosine", "spacing of the sampler's log-SNR grid", GRIDS),
     "eval.samples": Spec("int", 2000, "samples generated per evaluation", low=2, high=1_000_000),
     "eval.every": Spec("int", 1000, "evaluate (and checkpoint) every this many steps", low=1),
+    "eval.growth": Spec(
+        "float",
+        1.0,
+        "evaluate at eval.every·growth^k and the last step (1 = every eval.every; ASHA sets 3)",
+        low=1.0,
+        high=100.0,
+    ),
     "eval.fid_weights": Spec(
         "path", None, "local Inception weights file for FID on natural images"
     ),

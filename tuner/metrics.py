@@ -73,10 +73,18 @@ def reference_cache_name(dataset_name: str, reference: Tensor, weights: str | os
 
 
 def kid_options(n_samples: int, n_reference: int) -> dict[str, int]:
-    """KID subset size and count that torch-fidelity accepts for these set sizes."""
+    """KID subset size and count that torch-fidelity accepts for these set sizes.
+
+    KID is the mean of an unbiased MMD² over random subsets of size m drawn from both sets; the
+    mean approximates the statistic on the whole sets. Drawn without replacement, a subset's
+    spread around the whole-set value carries the finite-population factor (1 − m/N), so a
+    subset that is most of its set is most of the statistic: KID_SUBSETS · (1 − m/N) subsets
+    (N the set that a subset leaves most of out) average out as much subset noise as
+    KID_SUBSETS subsets of a set many times larger. Both sets used whole: one subset.
+    """
     size = min(KID_SUBSET_SIZE, n_samples, n_reference)
-    # When both sets are used whole, every subset is the same: one is enough.
-    subsets = 1 if size == n_samples == n_reference else KID_SUBSETS
+    left_out = 1.0 - size / max(n_samples, n_reference)
+    subsets = max(1, math.ceil(KID_SUBSETS * left_out - 1e-9))
     return {"kid_subset_size": size, "kid_subsets": subsets}
 
 

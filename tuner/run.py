@@ -23,7 +23,7 @@ from typing import Any
 
 import search_spaces
 from search_spaces import POINT_KEY, SMOKE, SMOKE_NUM_SAMPLES, SPACES
-from tuner.config import ConfigError, parse_set, resolve
+from tuner.config import ConfigError, evaluation_steps, parse_set, resolve
 from tuner.tracking import default_tracking_uri
 
 SEARCHES = ("optuna", "random", "grid")
@@ -126,6 +126,8 @@ def make_plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke_test:
         fixed |= SMOKE
     fixed["train.threads"] = max(1, int(args.cpus_per_trial))
+    if args.scheduler == "asha":  # evaluate where ASHA decides, not in between
+        fixed["eval.growth"] = float(ASHA_REDUCTION)
     fixed |= sets
     fixed_keys = set(sets) | (set(SMOKE) if args.smoke_test else set())  # smoke budget wins
     params = search_spaces.params_of(space, fixed_keys=fixed_keys)
@@ -138,6 +140,17 @@ def make_plan(args: argparse.Namespace) -> dict[str, Any]:
         ends = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
         for value in ends:
             resolve(fixed | {key: value})
+    growth = base["eval.growth"]
+    if args.scheduler == "asha" and growth not in (1.0, float(ASHA_REDUCTION)):
+        raise UsageError(
+            f"eval.growth={growth:g} puts evaluations off ASHA's rungs (every·{ASHA_REDUCTION}^k): "
+            f"use eval.growth=1 or {ASHA_REDUCTION}"
+        )
+    if args.scheduler == "pbt" and growth != 1.0:
+        raise UsageError(
+            f"eval.growth={growth:g} with --scheduler pbt: PBT exploits at a fixed interval, "
+            "use eval.growth=1"
+        )
     if not params and search != "grid":
         search = "grid"  # nothing to sample: one trial of the fixed config
     metric = args.metric or metric_for(base["data"])
@@ -196,6 +209,7 @@ def make_plan(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "max_steps": base["train.steps"],
         "eval_every": base["eval.every"],
+        "eval_steps": evaluation_steps(base["train.steps"], base["eval.every"], growth),
         "fixed": fixed,
         "params": params,
         "pbt_mutations": mutable,
@@ -278,7 +292,7 @@ def describe_plan(plan: dict[str, Any], resuming: bool | None) -> str:
     if scheduler == "asha":
         scheduler = (
             f"asha on {plan['metric']} (time: step, grace {plan['eval_every']}, max {plan['max_steps']}, "
-            f"reduction {ASHA_REDUCTION})"
+            f"reduction {ASHA_REDUCTION}; evaluations at steps {', '.join(map(str, plan['eval_steps']))})"
         )
     elif scheduler == "pbt":
         scheduler = (
@@ -578,6 +592,9 @@ def run(plan: dict[str, Any], resume_required: bool) -> int:
                 scheduler=make_scheduler(plan),
                 num_samples=plan["num_samples"],
                 trial_dirname_creator=trial_dirname,
+                # A finished trial's worker process runs the next trial: no new process (and
+                # no new import of torch) between trials.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=plan["name"],

@@ -29,7 +29,7 @@ from tuner.build import (
     build_sampler,
     build_weighting,
 )
-from tuner.config import ConfigError, load_config_file, parse_set, resolve
+from tuner.config import ConfigError, evaluation_steps, load_config_file, parse_set, resolve
 from tuner.data import DataError
 
 Report = Callable[[dict[str, Any], "str | None"], None]
@@ -275,7 +275,7 @@ def run_trial(
     keep_checkpoints: int = 2,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train one configuration, evaluating and checkpointing every `eval.every` steps.
+    """Train one configuration, evaluating and checkpointing at `evaluation_steps`.
 
     Args:
         config: flat configuration (defaults fill what is missing).
@@ -299,7 +299,8 @@ def run_trial(
     (out / "config.json").write_text(json.dumps(c, indent=2) + "\n")
     if not (out / "weighting.png").exists():
         plots.save_weighting_plot(trainer.weighting, trainer.density, out / "weighting.png")
-    steps, every = c["train.steps"], c["eval.every"]
+    steps = c["train.steps"]
+    evaluate_at = set(evaluation_steps(steps, c["eval.every"], c["eval.growth"]))
     extra: dict[str, float] = {}
     if not trainer.prepared:
         t0 = time.perf_counter()
@@ -316,7 +317,7 @@ def run_trial(
             sums[k] = sums.get(k, 0.0) + v
         if progress and (trainer.step % max(1, steps // 20) == 0 or trainer.step == steps):
             _progress(trainer.step, steps, losses, count / max(t_train, 1e-9))
-        if trainer.step % every and trainer.step != steps:
+        if trainer.step not in evaluate_at:
             continue
         result = {"step": trainer.step} | {k: v / count for k, v in sums.items()}
         result |= extra | trainer.evaluate()

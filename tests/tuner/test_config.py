@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from tuner.config import DEFAULTS, SPEC, ConfigError, load_config_file, parse_set, resolve
+from tuner.config import (
+    DEFAULTS,
+    SPEC,
+    ConfigError,
+    evaluation_steps,
+    load_config_file,
+    parse_set,
+    resolve,
+)
 
 REQUIRED_KEYS = [
     "data",
@@ -62,6 +70,22 @@ def test_unknown_key_and_cross_checks() -> None:
         resolve({"train.stepz": 3})
     with pytest.raises(ConfigError, match="logsnr_min"):
         resolve({"noise.logsnr_min": 0.0, "noise.logsnr_max": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("steps", "every", "growth", "expected"),
+    [
+        (300, 100, 1.0, [100, 200, 300]),
+        (250, 100, 1.0, [100, 200, 250]),  # the last step is always evaluated
+        (300, 100, 3.0, [100, 300]),  # ASHA's rungs with reduction factor 3
+        (1000, 100, 3.0, [100, 300, 900, 1000]),
+        (1000, 100, 1.5, [100, 150, 225, 338, 506, 759, 1000]),
+        (5, 1, 1.1, [1, 2, 3, 4, 5]),  # growth too small to move a step: one step at a time
+        (50, 100, 3.0, [50]),
+    ],
+)
+def test_evaluation_steps(steps: int, every: int, growth: float, expected: list[int]) -> None:
+    assert evaluation_steps(steps, every, growth) == expected
 
 
 def test_types_are_normalised() -> None:

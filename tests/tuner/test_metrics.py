@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as inception_module
 
-from tuner import extractors
+from tuner import extractors, metrics
 from tuner.data import GaussianMixture, load_digits_split
 from tuner.extractors import (
     DIGITS_EXTRACTOR,
@@ -143,10 +143,31 @@ def test_kid_with_few_samples(digits: tuple, cache: str) -> None:
 
 @pytest.mark.parametrize(
     ("n", "m", "size", "subsets"),
-    [(20, 450, 20, 100), (450, 450, 450, 1), (5000, 450, 450, 100), (5000, 5000, 1000, 100)],
+    [
+        (20, 450, 20, 96),  # subsets leave most of the reference out: ~100 of them
+        (450, 450, 450, 1),  # both sets whole: every subset is the same
+        (500, 450, 450, 10),  # the default search's 500 samples: each subset is 90 % of them
+        (5000, 450, 450, 91),
+        (5000, 5000, 1000, 80),
+    ],
 )
 def test_kid_options(n: int, m: int, size: int, subsets: int) -> None:
     assert kid_options(n, m) == {"kid_subset_size": size, "kid_subsets": subsets}
+
+
+def test_fewer_kid_subsets_of_nearly_whole_sets_keep_kid(
+    digits: tuple, cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x_train, _, x_test, _ = digits
+    noise = torch.randn(500, *x_train.shape[1:], generator=torch.Generator().manual_seed(0))
+    fake = (x_train[:500] + 0.3 * noise).clamp(-1, 1)
+    adapted = _fid(fake, x_test, cache)["eval/kid"]  # 10 subsets of 450
+    monkeypatch.setattr(
+        metrics, "kid_options", lambda n, m: {"kid_subset_size": 450, "kid_subsets": 100}
+    )
+    full = _fid(fake, x_test, cache)["eval/kid"]
+    # measured: 0.0818 against 0.0790 with 100 subsets
+    assert full > 0.05 and abs(adapted - full) < 0.1 * full
 
 
 def test_minority_fraction_of_one_class(digits: tuple, cache: str) -> None:

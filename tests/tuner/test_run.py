@@ -19,6 +19,7 @@ import pytest
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES
 from tuner.config import SPEC, resolve
 from tuner.run import (
+    ASHA_REDUCTION,
     build_parser,
     clip_to_ranges,
     leaderboard,
@@ -55,6 +56,11 @@ def plan_of(*argv: str) -> dict:
             "--scheduler pbt takes its initial population",
         ),
         (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
+        (["--set", "eval.growth=2"], "eval.growth=2 puts evaluations off ASHA's rungs"),
+        (
+            ["--scheduler", "pbt", "--set", "eval.growth=3"],
+            "eval.growth=3 with --scheduler pbt: PBT exploits at a fixed interval",
+        ),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -115,6 +121,14 @@ def test_plan_defaults_and_asha_follows_the_evaluations() -> None:
     rungs = [milestone for milestone, _ in asha._brackets[0]._rungs]
     assert rungs and all(m % plan["eval_every"] == 0 and m <= plan["max_steps"] for m in rungs)
     assert min(rungs) == plan["eval_every"]  # grace period: the first evaluation
+    # The trials evaluate on ASHA's rungs (and at the end), not in between.
+    assert plan["fixed"]["eval.growth"] == ASHA_REDUCTION
+    assert sorted(set(rungs) | {plan["max_steps"]}) == plan["eval_steps"] == [100, 300]
+    gpu = plan_of("--space", "debias_family_cifar10")
+    gpu_rungs = [m for m, _ in make_scheduler(gpu)._brackets[0]._rungs]
+    assert sorted(set(gpu_rungs) | {gpu["max_steps"]}) == gpu["eval_steps"] == [2000, 6000, 18000]
+    every = plan_of("--space", "debias_family", "--set", "eval.growth=1")
+    assert every["eval_steps"] == [100, 200, 300]  # every eval.every steps: also on the rungs
     # Same options, same experiment (so rerunning resumes); other options, another one.
     assert plan_of("--space", "debias_family")["name"] == plan["name"]
     assert plan_of("--space", "debias_family", "--seed", "1")["name"] != plan["name"]

@@ -82,6 +82,14 @@ def test_run_trial_writes_outputs_and_resumes(tmp_path: Path) -> None:
     assert np.array_equal(np.load(tmp_path / "b" / "samples.npy"), samples)
 
 
+def test_run_trial_evaluates_on_a_geometric_schedule(tmp_path: Path) -> None:
+    reports = []
+    config = TINY | {"train.steps": 60, "eval.every": 10, "eval.growth": 3.0}
+    run_trial(config, tmp_path, report=lambda m, c: reports.append((m, c)))
+    assert [m["step"] for m, _ in reports] == [10, 30, 60]
+    assert [Path(c).name for _, c in reports] == [f"checkpoint_{s:07d}" for s in (10, 30, 60)]
+
+
 def test_divergence_is_reported(tmp_path: Path) -> None:
     trainer = Trainer(TINY | {"train.lr": 1e6, "train.grad_clip": 0.0, "train.warmup": 0})
     with pytest.raises(DivergenceError, match="at step"):
