@@ -7,12 +7,13 @@
    (target <= 1.05); trial = the trial's MLflow run span over the plain process's wall time;
    command = the whole search command (Ray start-up, MLflow set-up) over the plain process.
 2. Concurrency: four identical trials, --max-concurrent 1 and then 2 (one CPU each); the
-   throughput ratio is the first span over the second (target >= 1.8 on 2 idle cores), the
-   median over --repeats-concurrency interleaved repeats. The same four runs as plain
-   processes, one and two at a time, give the machine's own ceiling: by wall time (each
-   process's Python start-up included, which two at a time overlap) and by run_trial's own
-   time (2 x the loop time alone over the loop time of two at once: what two busy cores give).
-   Ray's per-trial loop times alone and two at a time separate Ray's own cost from the cores'.
+   throughput ratio is the first span over the second (target >= 1.8 on 2 idle cores), taken
+   within each of --repeats-concurrency repeats (whose order turns round every repeat), and
+   their median. Ray reuses a trial's worker process
+   for the next trial, so the machine's own ceiling is the same four trials on plain worker
+   processes that each run their share one after another: one worker, then two; their span is
+   the busiest worker's run_trial time (by wall time, with the processes' start-up, as well).
+   Per-trial times, alone and two at a time, separate the cores' slowdown from Ray's own.
 
 Writes bench/results/ray_overhead.json.  `.venv/bin/python bench/ray_overhead.py [--repeats N]`
 """
@@ -84,25 +85,46 @@ def bare(config: dict, scratch: Path) -> dict:
     return {"loop_s": json.loads(out.stdout.strip().splitlines()[-1])["loop_s"], "process_s": wall}
 
 
-def bare_many(config: dict, scratch: Path, n: int, concurrent: int) -> dict:
-    """n plain processes, `concurrent` at a time: the wall time (with each process's start-up)
-    and each run_trial's own time (the machine's own ceiling)."""
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from tuner.train import run_trial
+config = json.load(open(sys.argv[1]))
+loops = []
+for i in range(int(sys.argv[3])):
     t0 = time.perf_counter()
-    loops = []
-    for start in range(0, n, concurrent):
-        procs = []
-        for i in range(start, min(n, start + concurrent)):
-            path = scratch / f"config{i}.json"
-            path.write_text(json.dumps(config))
-            cmd = [sys.executable, "-c", BARE, str(path), str(scratch / f"bare{i}")]
-            procs.append(
-                subprocess.Popen(cmd, cwd=scratch, env=_env(), stdout=subprocess.PIPE, text=True)
-            )
-        for proc in procs:
-            out, _ = proc.communicate()
-            assert proc.returncode == 0
-            loops.append(json.loads(out.strip().splitlines()[-1])["loop_s"])
-    return {"wall_s": time.perf_counter() - t0, "loop_s": loops}
+    run_trial(config, Path(sys.argv[2]) / str(i))
+    loops.append(time.perf_counter() - t0)
+print(json.dumps({"loop_s": loops}))
+"""
+
+
+def bare_workers(config: dict, scratch: Path, n: int, workers: int) -> dict:
+    """n trials on `workers` plain processes, each running its share one after another (as
+    Ray's reused trial workers do): the wall time of all, and each run_trial's own time."""
+    path = scratch / "config.json"
+    path.write_text(json.dumps(config))
+    t0 = time.perf_counter()
+    share = str(n // workers)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(path), str(scratch / f"worker{w}"), share],
+            cwd=scratch,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    loops, busy = [], []
+    for proc in procs:
+        out, _ = proc.communicate()
+        assert proc.returncode == 0
+        mine = json.loads(out.strip().splitlines()[-1])["loop_s"]
+        loops += mine
+        busy.append(sum(mine))
+    # span: the busiest worker's run_trial time (as Ray's span, no process start-up in it)
+    return {"wall_s": time.perf_counter() - t0, "loop_s": loops, "span_s": max(busy)}
 
 
 def search(config: dict, scratch: Path, samples: int, concurrent: int) -> dict:
@@ -148,7 +170,7 @@ def main() -> int:
     parser.add_argument("--skip-overhead", action="store_true", help="only the concurrency part")
     parser.add_argument("--concurrency-steps", type=int, default=600)
     parser.add_argument("--out", default=str(RESULTS / "ray_overhead.json"))
-    parser.add_argument("--repeats-concurrency", type=int, default=3)
+    parser.add_argument("--repeats-concurrency", type=int, default=6)
     args = parser.parse_args()
     load_before = os.getloadavg()
     config = POINT | {"train.steps": args.steps, "eval.every": args.every}
@@ -173,32 +195,46 @@ def main() -> int:
         "train.steps": args.concurrency_steps,
         "eval.every": args.concurrency_steps // 2,
     }
-    # Per concurrency: Ray's span of the 4 trials, Ray's per-trial loop times, and the same for
-    # plain processes (wall time of all 4, and each run_trial's own time).
+    # Per concurrency: Ray's span of the 4 trials and its per-trial loop times; the same on plain
+    # worker processes (their span, wall time, and each run_trial's own time).
     rows: dict[int, dict[str, list[float]]] = {
-        c: {"ray_span": [], "ray_loop": [], "plain_wall": [], "plain_loop": []} for c in (1, 2)
+        c: {"ray_span": [], "ray_loop": [], "plain_wall": [], "plain_span": [], "plain_loop": []}
+        for c in (1, 2)
     }
-    for _ in range(args.repeats_concurrency):
-        for concurrent in (1, 2):
-            with tempfile.TemporaryDirectory() as tmp:
-                r = search(small, Path(tmp), samples=4, concurrent=concurrent)
-            with tempfile.TemporaryDirectory() as tmp:
-                p = bare_many(small, Path(tmp), 4, concurrent)
+    # Each repeat runs the four runs back to back, in an order that turns round every repeat
+    # (Ray 1, Ray 2, plain 1, plain 2, then the reverse), and each ratio is taken within one
+    # repeat, so that a drift of the machine's speed over minutes falls on both of its terms.
+    runs4 = [("ray", 1), ("ray", 2), ("plain", 1), ("plain", 2)]
+    for i in range(args.repeats_concurrency):
+        for kind, concurrent in runs4 if i % 2 == 0 else runs4[::-1]:
             row = rows[concurrent]
-            row["ray_span"].append(r["span_s"])
-            row["ray_loop"] += r["loop_s"]
-            row["plain_wall"].append(p["wall_s"])
-            row["plain_loop"] += p["loop_s"]
+            with tempfile.TemporaryDirectory() as tmp:
+                if kind == "ray":
+                    r = search(small, Path(tmp), samples=4, concurrent=concurrent)
+                    row["ray_span"].append(r["span_s"])
+                    row["ray_loop"] += r["loop_s"]
+                else:
+                    r = bare_workers(small, Path(tmp), 4, concurrent)
+                    row["plain_wall"].append(r["wall_s"])
+                    row["plain_span"].append(r["span_s"])
+                    row["plain_loop"] += r["loop_s"]
             print(
-                f"4 trials, {concurrent} at a time: Ray span {r['span_s']:.1f}s "
-                f"(trials {', '.join(f'{x:.1f}' for x in r['loop_s'])}s), plain processes "
-                f"{p['wall_s']:.1f}s (loops {', '.join(f'{x:.1f}' for x in p['loop_s'])}s)",
+                f"repeat {i}: 4 trials, {concurrent} at a time, {kind}: span {r['span_s']:.1f}s "
+                f"(trials {', '.join(f'{x:.1f}' for x in r['loop_s'])}s)",
                 flush=True,
             )
     cmed = {c: {k: statistics.median(v) for k, v in row.items()} for c, row in rows.items()}
-    # Two at a time against one: trials per second, i.e. the span (or loop time) ratio, x2 for
-    # the per-trial loop times since two run at once.
-    throughput = cmed[1]["ray_span"] / cmed[2]["ray_span"]
+    # Per-trial times: means, since a worker's first trial pays its imports (1 such trial of 4
+    # one at a time, 2 of 4 two at a time, for Ray's reused workers and the plain ones alike).
+    cmean = {c: {k: statistics.fmean(v) for k, v in row.items()} for c, row in rows.items()}
+
+    # Two at a time against one: trials per second, i.e. the ratio of the spans of the 4 trials,
+    # one ratio per repeat; the result is their median.
+    def ratios(key: str) -> list[float]:
+        return [a / b for a, b in zip(rows[1][key], rows[2][key], strict=True)]
+
+    ray_ratios, plain_ratios = ratios("ray_span"), ratios("plain_span")
+    throughput, ceiling = statistics.median(ray_ratios), statistics.median(plain_ratios)
     result = {
         "config": config,
         "seconds": {k: [round(x, 2) for x in v] for k, v in runs.items()},
@@ -214,15 +250,20 @@ def main() -> int:
             "ray_span_1_at_a_time_s": round(cmed[1]["ray_span"], 1),
             "ray_span_2_at_a_time_s": round(cmed[2]["ray_span"], 1),
             "throughput_ratio": round(throughput, 3),
-            "ray_trial_slowdown_2_at_a_time": round(cmed[2]["ray_loop"] / cmed[1]["ray_loop"], 3),
+            "throughput_ratio_per_repeat": [round(x, 3) for x in ray_ratios],
+            "machine_ceiling_ratio_per_repeat": [round(x, 3) for x in plain_ratios],
+            "ray_trial_slowdown_2_at_a_time": round(
+                cmean[2]["ray_loop"] / cmean[1]["ray_loop"], 3
+            ),
+            "plain_span_1_at_a_time_s": round(cmed[1]["plain_span"], 1),
+            "plain_span_2_at_a_time_s": round(cmed[2]["plain_span"], 1),
+            "machine_ceiling_ratio": round(ceiling, 3),
+            "ray_share_of_ceiling": round(throughput / ceiling, 3),
             "plain_processes_1_at_a_time_s": round(cmed[1]["plain_wall"], 1),
             "plain_processes_2_at_a_time_s": round(cmed[2]["plain_wall"], 1),
-            "machine_ceiling_ratio": round(cmed[1]["plain_wall"] / cmed[2]["plain_wall"], 3),
+            "machine_wall_ceiling_ratio": round(statistics.median(ratios("plain_wall")), 3),
             "plain_loop_slowdown_2_at_a_time": round(
-                cmed[2]["plain_loop"] / cmed[1]["plain_loop"], 3
-            ),
-            "machine_loop_ceiling_ratio": round(
-                2 * cmed[1]["plain_loop"] / cmed[2]["plain_loop"], 3
+                cmean[2]["plain_loop"] / cmean[1]["plain_loop"], 3
             ),
         },
         "targets": {"loop_overhead_ratio <= 1.05": med["ray_loop"] / med["bare_loop"] <= 1.05,

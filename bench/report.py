@@ -665,10 +665,11 @@ def ray_overhead(d: dict[str, Any]) -> str:
         ["trial's MLflow run span / bare process", f"{d['trial_overhead_ratio']:.3f}", ""],
         ["whole search command (Ray start, MLflow) / bare process", f"{d['command_ratio']:.3f}", ""],
         [f"throughput, {c['trials']} trials 2 at a time / 1 at a time", f"{c['throughput_ratio']:.3f}", "≥ 1.8"],
-        ["the same as plain processes, by wall time (start-ups overlap)", f"{c['machine_ceiling_ratio']:.3f}", ""],
-        ["the same as plain processes, by run_trial time (the cores' ceiling)", f"{c['machine_loop_ceiling_ratio']:.3f}", ""],
-        ["a Ray trial's time, 2 at a time / alone", f"{c['ray_trial_slowdown_2_at_a_time']:.3f}", ""],
-        ["a plain run_trial's time, 2 at a time / alone", f"{c['plain_loop_slowdown_2_at_a_time']:.3f}", ""],
+        ["the same on plain worker processes, by run_trial time (the cores' ceiling)", f"{c['machine_ceiling_ratio']:.3f}", ""],
+        ["the same on plain worker processes, by wall time (start-ups overlap)", f"{c['machine_wall_ceiling_ratio']:.3f}", ""],
+        ["Ray's throughput ratio / the cores' ceiling", f"{c['ray_share_of_ceiling']:.3f}", ""],
+        ["a Ray trial's time, 2 at a time / alone (means)", f"{c['ray_trial_slowdown_2_at_a_time']:.3f}", ""],
+        ["a plain run_trial's time, 2 at a time / alone (means)", f"{c['plain_loop_slowdown_2_at_a_time']:.3f}", ""],
     ]  # fmt: skip
     sec = d["seconds"]
     return "\n\n".join(
@@ -677,8 +678,11 @@ def ray_overhead(d: dict[str, Any]) -> str:
             f"({d['config']['train.steps']} steps, TIW and CDL off) as a bare `run_trial` and as a "
             f"one-trial search; seconds per repeat: bare loop {sec['bare_loop']}, Ray loop "
             f"{sec['ray_loop']}, search command {sec['ray_command']}. Concurrency: "
-            f"{c['trials']} trials of {c['train.steps']} steps, 1 CPU each, medians of "
-            f"{c['repeats']} interleaved repeats (load average before: "
+            f"{c['trials']} trials of {c['train.steps']} steps, 1 CPU each, on Ray's reused "
+            f"trial workers and on plain worker processes (one, then two), each ratio taken within "
+            f"one of {c['repeats']} repeats and the median shown; per repeat, Ray "
+            f"{c['throughput_ratio_per_repeat']}, plain workers "
+            f"{c['machine_ceiling_ratio_per_repeat']} (load average before: "
             f"{d['loadavg_before'][0]:.2f}).",
             table(["ratio", "measured", "target"], rows),
             ray_overhead_reading(d),
@@ -688,25 +692,36 @@ def ray_overhead(d: dict[str, Any]) -> str:
 
 def ray_overhead_reading(d: dict[str, Any]) -> str:
     loop, c = d["loop_overhead_ratio"], d["concurrency"]
-    conc, ceiling = c["throughput_ratio"], c["machine_loop_ceiling_ratio"]
+    conc, ceiling = c["throughput_ratio"], c["machine_ceiling_ratio"]
     ray_slow, plain_slow = c["ray_trial_slowdown_2_at_a_time"], c["plain_loop_slowdown_2_at_a_time"]
     text = (
         f"**Reading.** The trainable's loop under Ray Tune with MLflow logging takes {loop:.3f}× "
         f"the bare loop ({'within' if loop <= 1.05 else 'over'} the 1.05× target); the whole "
         f"command, with Ray's start-up, costs {d['command_ratio']:.2f}× a bare process on a "
         f"trial this short. Two concurrent trials give {conc:.2f}× the throughput of one "
-        f"({'meeting' if conc >= 1.8 else 'short of'} the 1.8× target). With both cores busy a "
-        f"plain run_trial takes {plain_slow:.2f}× its time alone and a Ray trial {ray_slow:.2f}×, "
-        f"so two busy cores give at most {ceiling:.2f}× here"
+        f"({'meeting' if conc >= 1.8 else 'short of'} the 1.8× target). The same four trials on "
+        f"plain worker processes give {ceiling:.2f}× (the cores' ceiling"
+        f"{', itself under the target' if ceiling < 1.8 else ''}); "
     )
-    if conc >= 1.8:
-        return text + "."
-    text += f"{' (itself under the target)' if ceiling < 1.8 else ''}, and Ray keeps "
-    text += f"{100 * conc / ceiling:.0f} % of that"
-    if ray_slow > plain_slow:
+    if conc <= ceiling:
+        text += f"Ray keeps {100 * conc / ceiling:.0f} % of it. "
+    else:
+        text += "Ray's median is above it, which only the machine's noise can explain. "
+    text += (
+        f"With both cores busy a plain run_trial takes {plain_slow:.2f}× its time alone and a "
+        f"Ray trial {ray_slow:.2f}× (means over the trials)."
+    )
+    ray_per, plain_per = c["throughput_ratio_per_repeat"], c["machine_ceiling_ratio_per_repeat"]
+    spread = min(max(ray_per) - min(ray_per), max(plain_per) - min(plain_per))
+    text += (
+        f" Repeat by repeat the ratio runs from {min(ray_per):.2f}× to {max(ray_per):.2f}× for "
+        f"Ray and from {min(plain_per):.2f}× to {max(plain_per):.2f}× for plain workers"
+    )
+    if spread > abs(conc - 1.8):
         text += (
-            ": the rest is Ray's own — its trials slow more than plain loops when they share the "
-            "cores with Ray's driver and services (not separated further here)"
+            f": the spread of either ({spread:.2f}) is wider than the distance of Ray's median "
+            f"from the target ({abs(conc - 1.8):.2f}), so these runs do not settle whether the "
+            "target is met"
         )
     return text + "."
 
@@ -819,9 +834,11 @@ def performance() -> str:
     if ray is not None:
         loop, conc = ray["loop_overhead_ratio"], ray["concurrency"]["throughput_ratio"]
         rows.append(["trainable loop under Ray + MLflow / bare loop", f"{loop:.3f}×", "≤ 1.05×", "yes" if loop <= 1.05 else "no"])  # fmt: skip
-        rows.append(["2 concurrent trials / 1, throughput", f"{conc:.2f}×", "≥ 1.8×", "yes" if conc >= 1.8 else "no"])  # fmt: skip
-        ceiling = ray["concurrency"]["machine_loop_ceiling_ratio"]
-        rows.append(["2 plain run_trial loops / 1 (the cores' ceiling)", f"{ceiling:.2f}×", "", ""])
+        per = ray["concurrency"]["throughput_ratio_per_repeat"]
+        ok = "yes" if conc >= 1.8 else f"no (repeats {min(per):.2f}–{max(per):.2f}×)"
+        rows.append(["2 concurrent trials / 1, throughput (median of repeats)", f"{conc:.2f}×", "≥ 1.8×", ok])  # fmt: skip
+        ceiling = ray["concurrency"]["machine_ceiling_ratio"]
+        rows.append(["the same on 2 plain worker processes / 1 (the cores' ceiling)", f"{ceiling:.2f}×", "", ""])  # fmt: skip
     ev = load("eval_cost")
     if ev is not None and "share" in ev:
         for r in ev["share"]:

@@ -8,6 +8,7 @@ Observed noisy data use the variance-exploding form ``y = x0 + s_n·η`` (``nois
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +236,7 @@ CIFAR10_REFERENCE_FRACTION = 0.05  # cifar10_biased reference: 5 % (Kim et al. 2
 FOLDER_TEST_FRACTION = 0.1
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CIFAR10_ROOT = "~/.cache/diffsearch/cifar10"
+DIGITS_CACHE = "~/.cache/diffsearch/digits"  # the fixed digits split (load_digits_split)
 
 
 @dataclass
@@ -321,12 +323,32 @@ def _lowdim(name: str, seed: int) -> Dataset:
     return Dataset(name, "lowdim", train, test, (2,), noise_sigma=LOWDIM_NOISE_SIGMA, truth=truth)
 
 
-def load_digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def load_digits_split(
+    cache_dir: str | os.PathLike | None = DIGITS_CACHE,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """scikit-learn's 8x8 digits, fixed stratified 75/25 split (seed-independent).
 
     Returns (x_train, y_train, x_test, y_test): images (N, 1, 8, 8) float32 in [-1, 1]
     (x/8 − 1 of the 0..16 values) and int64 labels; 1347 train and 450 test examples.
+    scikit-learn makes the split once and it is kept in ``cache_dir`` under scikit-learn's
+    version, so that a later process (each trial worker) need not import scikit-learn, SciPy
+    and pandas (1–2 s); an unreadable cache is made again, and ``cache_dir=None`` keeps none.
     """
+    keys = ("x_train", "y_train", "x_test", "y_test")
+    path = None
+    if cache_dir is not None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sklearn_version = version("scikit-learn")
+        except PackageNotFoundError:
+            sklearn_version = "missing"
+        path = Path(cache_dir).expanduser() / f"split-sklearn{sklearn_version}.pt"
+        try:
+            saved = torch.load(path, weights_only=True)
+            return tuple(saved[k] for k in keys)  # type: ignore[return-value]
+        except Exception:  # noqa: BLE001 - missing or damaged: make it again
+            pass
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -341,7 +363,16 @@ def load_digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     def labels(a: object) -> Tensor:
         return torch.as_tensor(a, dtype=torch.int64)
 
-    return images(x_tr), labels(y_tr), images(x_te), labels(y_te)
+    split = (images(x_tr), labels(y_tr), images(x_te), labels(y_te))
+    if path is not None:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:  # written whole, then renamed: a concurrent reader never sees half a file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(dict(zip(keys, split, strict=True)), tmp)
+            tmp.replace(path)
+        except OSError:  # a read-only home: no cache, nothing else changes
+            tmp.unlink(missing_ok=True)
+    return split
 
 
 def _class_biased(

@@ -229,6 +229,18 @@ def test_digits_split_is_fixed() -> None:
     assert ds.train.equal(x_tr) and ds.test.equal(x_te) and ds.labels_test.equal(y_te)
 
 
+def test_digits_split_cache_is_the_split_and_survives_damage(tmp_path: Path) -> None:
+    fresh = load_digits_split(cache_dir=None)
+    first = load_digits_split(cache_dir=tmp_path)  # made by scikit-learn, then written
+    (cached,) = tmp_path.glob("split-sklearn*.pt")
+    again = load_digits_split(cache_dir=tmp_path)  # read back
+    cached.write_bytes(cached.read_bytes()[:100])  # damaged: made again and rewritten
+    repaired = load_digits_split(cache_dir=tmp_path)
+    for split in (first, again, repaired, load_digits_split(cache_dir=tmp_path)):
+        assert all(a.equal(b) and a.dtype == b.dtype for a, b in zip(fresh, split, strict=True))
+    assert [p.name for p in tmp_path.iterdir()] == [cached.name]  # no temporary file left
+
+
 def test_digits_biased_proportions() -> None:
     x_tr, y_tr, x_te, _ = load_digits_split()
     full = torch.bincount(y_tr, minlength=10)

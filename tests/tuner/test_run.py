@@ -316,7 +316,10 @@ def resumed_search(tmp_path_factory: pytest.TempPathFactory) -> dict:
         )
         assert time.time() < deadline, "no trial finished in 300 s"
         time.sleep(0.2)
-    time.sleep(1.0)  # let the controller save the ended trial (it does so at its next step)
+    # Kill once Ray's saved experiment state holds the ended trials (saved at its next step).
+    while not _saved_ended(root / "ray", ENDED.findall(log.read_text())):
+        assert time.time() < deadline, "no ended trial in the saved experiment state in 300 s"
+        time.sleep(0.1)
     driver.kill()  # SIGKILL: no clean-up in the driver
     driver.wait()
     first = log.read_text()
@@ -338,6 +341,22 @@ def resumed_search(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "finished_before_kill": finished,
         "results_before_kill": before,
     }
+
+
+def _saved_ended(storage: Path, ended: list[str]) -> bool:
+    """Whether the newest experiment state Ray saved in `storage` marks every `ended` trial done."""
+    states = sorted(storage.glob("*/experiment_state-*.json"))
+    if not states or not ended:
+        return False
+    try:
+        saved = json.loads(states[-1].read_text())
+    except (OSError, json.JSONDecodeError):  # being written
+        return False
+    status = {}
+    for trial_state, _ in saved["trial_data"]:
+        trial = json.loads(trial_state)
+        status[trial["trial_id"]] = trial["status"]
+    return all(status.get(t) in ("TERMINATED", "ERROR") for t in ended)
 
 
 def _group(pgid: int) -> list[int]:

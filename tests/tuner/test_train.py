@@ -80,6 +80,12 @@ def test_run_trial_writes_outputs_and_resumes(tmp_path: Path) -> None:
     again = run_trial(TINY, tmp_path / "b", resume_from=first)
     assert again["eval/nll"] == final["eval/nll"]
     assert np.array_equal(np.load(tmp_path / "b" / "samples.npy"), samples)
+    # Resuming from the last checkpoint (a trial that had ended) trains and reports nothing.
+    more: list = []
+    last = run_trial(
+        TINY, tmp_path / "c", report=lambda m, c: more.append(m), resume_from=reports[-1][1]
+    )
+    assert more == [] and last == reports[-1][0]
 
 
 def test_run_trial_evaluates_on_a_geometric_schedule(tmp_path: Path) -> None:
