@@ -9,10 +9,10 @@
 2. Concurrency: four identical trials, --max-concurrent 1 and then 2 (one CPU each); the
    throughput ratio is the first span over the second (target >= 1.8 on 2 idle cores), taken
    within each of --repeats-concurrency repeats (whose order turns round every repeat), and
-   their median. Ray reuses a trial's worker process
-   for the next trial, so the machine's own ceiling is the same four trials on plain worker
-   processes that each run their share one after another: one worker, then two; their span is
-   the busiest worker's run_trial time (by wall time, with the processes' start-up, as well).
+   their median. Ray reuses a trial's worker process for the next trial, so the machine's own
+   ceiling is the same four trials on plain worker processes that each run their share one
+   after another: one worker, then two; their span is the busiest worker's run_trial time (by
+   wall time, with the processes' start-up, as well).
    Per-trial times, alone and two at a time, separate the cores' slowdown from Ray's own.
 
 Writes bench/results/ray_overhead.json.  `.venv/bin/python bench/ray_overhead.py [--repeats N]`
@@ -62,29 +62,6 @@ def _env() -> dict[str, str]:
     return os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
-BARE = """
-import json, sys, time
-from tuner.train import run_trial
-config = json.load(open(sys.argv[1]))
-t0 = time.perf_counter()
-run_trial(config, sys.argv[2])
-print(json.dumps({"loop_s": time.perf_counter() - t0}))
-"""
-
-
-def bare(config: dict, scratch: Path) -> dict:
-    """The plain loop in a fresh process: run_trial's own time, and the process's wall time."""
-    path = scratch / "config.json"
-    path.write_text(json.dumps(config))
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", BARE, str(path), str(scratch / "bare")],
-        cwd=scratch, env=_env(), check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    wall = time.perf_counter() - t0
-    return {"loop_s": json.loads(out.stdout.strip().splitlines()[-1])["loop_s"], "process_s": wall}
-
-
 WORKER = """
 import json, sys, time
 from pathlib import Path
@@ -125,6 +102,12 @@ def bare_workers(config: dict, scratch: Path, n: int, workers: int) -> dict:
         busy.append(sum(mine))
     # span: the busiest worker's run_trial time (as Ray's span, no process start-up in it)
     return {"wall_s": time.perf_counter() - t0, "loop_s": loops, "span_s": max(busy)}
+
+
+def bare(config: dict, scratch: Path) -> dict:
+    """The plain loop in a fresh process: run_trial's own time, and the process's wall time."""
+    r = bare_workers(config, scratch, n=1, workers=1)
+    return {"loop_s": r["loop_s"][0], "process_s": r["wall_s"]}
 
 
 def search(config: dict, scratch: Path, samples: int, concurrent: int) -> dict:

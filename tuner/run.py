@@ -548,8 +548,9 @@ def run(plan: dict[str, Any], resume_required: bool) -> int:
     if not _is_uri(exp_dir):
         # Save the experiment state at every controller step: a trial that ended (or started)
         # is on disk at once, so a killed driver neither loses nor reruns it, nor leaves behind
-        # a trial it had started. (Once a second instead would spare about 5 % of a core, but a
-        # trial started in that second would be orphaned by a kill, which a test caught.)
+        # a trial it had started. (Saving once a second instead spares the driver most of its
+        # CPU while trials train, but a kill orphans a trial started in that second: the
+        # killed-driver resume test caught it.)
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     saved = _read_text(f"{exp_dir}/{SEARCH_FILE}")
