@@ -76,3 +76,23 @@ def target_verdict(low: float, high: float, target: float, at_least: bool) -> st
     if at_least:
         return "yes" if low >= target else "no" if high < target else "within noise"
     return "yes" if high <= target else "no" if low > target else "within noise"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation) of `values`; the deviation of one value is 0."""
+    if len(values) == 0:
+        raise ValueError("mean_std needs at least one value")
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), std
+
+
+def direction(low: float, high: float) -> bool | None:
+    """True when the interval of a difference lies above 0, False below, None when it holds 0."""
+    return True if low > 0.0 else False if high < 0.0 else None
+
+
+def target_holds(low: float, high: float, target: float, at_least: bool) -> bool | None:
+    """target_verdict as True ('yes'), False ('no') or None ('within noise': not resolved)."""
+    return {"yes": True, "no": False, "within noise": None}[
+        target_verdict(low, high, target, at_least)
+    ]
