@@ -49,8 +49,7 @@ class DenoiseLoss:
             eps_correction: optional target shift; the target is ε − eps_correction
                 (TIW-DSM: σ·a·∇ₓ log r).
         """
-        x = add_noise(x0, eps, logsnr)
-        eps_hat = model(x, logsnr)
+        eps_hat = model(self.noisy_input(x0, eps, logsnr), logsnr)
         target = eps if eps_correction is None else eps - eps_correction
         mse = (eps_hat - target).square().flatten(1).mean(1)
         w = self.weighting(logsnr).to(mse.dtype)
@@ -61,10 +60,19 @@ class DenoiseLoss:
         u = self.logvar_head(logsnr)
         return w * torch.exp(-u) * mse + u
 
-    def __call__(self, model: nn.Module, x0: Tensor, generator: torch.Generator) -> Tensor:
-        """Draw λ ~ q then ε ~ N(0, I) (in that order) from ``generator`` and return ``core``."""
+    def draw(self, x0: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """ε ~ N(0, I) and λ ~ q for a batch, drawn from ``generator`` (λ first, then ε) on the
+        generator's device and moved to the data's."""
         logsnr = self.density.sample(x0.shape[0], generator).to(x0.device, x0.dtype)
         gen_device = generator.device if generator is not None else x0.device
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=gen_device)
-        eps = eps.to(x0.device)
+        return eps.to(x0.device), logsnr
+
+    def noisy_input(self, x0: Tensor, eps: Tensor, logsnr: Tensor) -> Tensor:
+        """The model input x_λ = α x0 + σ ε."""
+        return add_noise(x0, eps, logsnr)
+
+    def __call__(self, model: nn.Module, x0: Tensor, generator: torch.Generator) -> Tensor:
+        """``core`` at the levels and noise of ``draw``."""
+        eps, logsnr = self.draw(x0, generator)
         return self.core(model, x0, eps, logsnr)

@@ -7,6 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.registry import Registry
+
+# Backbones by data kind: "auto" in the configuration picks the one registered for the data's
+# kind; an argument whose config value is 0 takes the entry's `zero` default.
+NETS: Registry[type[nn.Module]] = Registry("net")
+
 
 class FourierEmbedding(nn.Module):
     """Sinusoidal features of the scalar c_noise (Vaswani et al. 2017 / DDPM), then a 2-layer MLP.
@@ -40,6 +46,12 @@ class _MLPBlock(nn.Module):
         return h + self.fc2(F.silu(r))
 
 
+@NETS.register(
+    "mlp",
+    params={"width": "net.width", "depth": "net.depth"},
+    kind="lowdim",
+    zero={"width": 256, "depth": 3},
+)
 class MLP(nn.Module):
     """Residual MLP for (B, D) data: forward(x: (B, D), c_noise: (B,)) -> (B, D).
 
@@ -106,6 +118,12 @@ class _Attention(nn.Module):
         return x + self.proj(a.transpose(1, 2).reshape(b, c, h, w))
 
 
+@NETS.register(
+    "unet",
+    params={"width": "net.width", "levels": "net.depth"},
+    kind="image",
+    zero={"width": 32, "levels": 2},
+)
 class UNet(nn.Module):
     """Small U-Net for (B, C, H, W) images, 8x8 up to 32x32: forward(x, c_noise: (B,)) -> x.shape.
 
@@ -189,6 +207,3 @@ class UNet(nn.Module):
             if j < self.levels - 1:
                 h = self.upsample[j](h)
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-NETS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}

@@ -9,7 +9,6 @@ from torch import Tensor, nn
 from models.ambient import AmbientLoss, ConsistencyLoss
 from models.cdl import CDLLoss
 from models.losses import DenoiseLoss
-from models.param import add_noise
 from models.tiw import TIWCorrection
 
 
@@ -62,19 +61,13 @@ class Objective:
         return self.tiw is not None and self.tiw.strength != 0.0
 
     def _denoise_term(self, model: nn.Module, x0: Tensor, generator: torch.Generator) -> Tensor:
-        if self.ambient is not None:
-            if not self._tiw_active():
-                return self.ambient(model, x0, generator)
-            eps, logsnr = self.ambient.draw(x0, generator)
-            weight, correction = self.tiw(self.ambient.noisy_input(x0, eps, logsnr), logsnr)
-            return self.ambient.core(model, x0, eps, logsnr, weight, correction)
+        term = self.ambient if self.ambient is not None else self.denoise
         if not self._tiw_active():
-            return self.denoise(model, x0, generator)
-        # the draws of DenoiseLoss.__call__ (λ then ε), then the TIW weight and correction
-        logsnr = self.denoise.density.sample(x0.shape[0], generator).to(x0.device, x0.dtype)
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        weight, correction = self.tiw(add_noise(x0, eps, logsnr), logsnr)
-        return self.denoise.core(model, x0, eps, logsnr, weight, correction)
+            return term(model, x0, generator)
+        # the term's own draws, then the TIW weight and correction at its model input
+        eps, logsnr = term.draw(x0, generator)
+        weight, correction = self.tiw(term.noisy_input(x0, eps, logsnr), logsnr)
+        return term.core(model, x0, eps, logsnr, weight, correction)
 
     def __call__(
         self, model: nn.Module, x0: Tensor, generator: torch.Generator
@@ -102,5 +95,12 @@ class Objective:
         return self.tiw.fit(dataset.train, reference, density, generator)
 
     def modules(self) -> dict[str, nn.Module]:
-        """Learned parts to checkpoint with the model."""
-        return {"discriminator": self.tiw.disc} if self._tiw_active() else {}
+        """Learned parts to checkpoint with the model: the EDM2 log-variance head (trained with
+        the model) and the TIW discriminator (pre-trained in ``prepare``, then frozen)."""
+        term = self.ambient.denoise if self.ambient is not None else self.denoise
+        out = {} if term.logvar_head is None else {"logvar_head": term.logvar_head}
+        return out | ({"discriminator": self.tiw.disc} if self._tiw_active() else {})
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The objective's own parameters that the optimiser trains with the model's."""
+        return [p for m in self.modules().values() for p in m.parameters() if p.requires_grad]

@@ -15,8 +15,7 @@ reproduce sequential DDIM; a smooth ε̂ needs far fewer.
 import torch
 from torch import Tensor
 
-from models.samplers import EpsFn, _levels
-from models.schedules import alpha_sigma
+from models.schedules import EpsFn, alpha_sigma, grid_levels
 
 
 def _eps(model: EpsFn, x: Tensor, logsnr: Tensor, clip_x0: float | None) -> Tensor:
@@ -62,7 +61,7 @@ def sample_picard(
     Returns:
         The x0 prediction at ``logsnrs[-1]``.
     """
-    levels = _levels(logsnrs)
+    levels = grid_levels(logsnrs)
     n = len(levels) - 1
     p = n if window is None else max(1, min(int(window), n))
     max_iters = n if max_iters is None else int(max_iters)

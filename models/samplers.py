@@ -12,18 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from models.schedules import alpha_sigma
-
-EpsFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def _levels(logsnrs: Tensor) -> list[float]:
-    if logsnrs.ndim != 1 or logsnrs.numel() < 2:
-        raise ValueError(f"logsnrs must be 1-D with >= 2 levels, got shape {tuple(logsnrs.shape)}")
-    levels = [float(v) for v in logsnrs]
-    if any(b <= a for a, b in zip(levels[:-1], levels[1:], strict=True)):
-        raise ValueError("logsnrs must be strictly increasing (noisiest first)")
-    return levels
+from models.picard import sample_picard
+from models.registry import Registry
+from models.schedules import EpsFn, alpha_sigma, grid_levels
 
 
 def _ab(logsnr: float) -> tuple[float, float]:
@@ -66,7 +57,7 @@ def sample_ddim(
         clip_x0: optional clamp of every x0 prediction.
     """
     _no_extra("sample_ddim", opts)
-    levels = _levels(logsnrs)
+    levels = grid_levels(logsnrs)
     for lam_t, lam_s in zip(levels[:-1], levels[1:], strict=True):
         eps, x0 = _eps_x0(model, x, lam_t, clip_x0)
         alpha_s, sigma_s = _ab(lam_s)
@@ -96,7 +87,7 @@ def sample_ddpm(
         clip_x0: optional clamp of every x0 prediction.
     """
     _no_extra("sample_ddpm", opts)
-    levels = _levels(logsnrs)
+    levels = grid_levels(logsnrs)
     for lam_t, lam_s in zip(levels[:-1], levels[1:], strict=True):
         _, x0 = _eps_x0(model, x, lam_t, clip_x0)
         alpha_t, _ = _ab(lam_t)
@@ -131,7 +122,7 @@ def sample_heun(
         clip_x0: optional clamp of every x0 prediction.
     """
     _no_extra("sample_heun", opts)
-    levels = _levels(logsnrs)
+    levels = grid_levels(logsnrs)
 
     def slope(y: Tensor, lam: float) -> Tensor:
         alpha, _ = _ab(lam)
@@ -151,8 +142,9 @@ def _s(logsnr: float) -> float:
     return float(torch.tensor(-logsnr / 2.0, dtype=torch.float64).exp())
 
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {
-    "ddim": sample_ddim,
-    "ddpm": sample_ddpm,
-    "heun": sample_heun,
-}
+# Every evaluation sampler, one signature (the module docstring), Picard iteration included.
+SAMPLERS: Registry[Callable[..., Tensor]] = Registry("sampler")
+SAMPLERS.add("ddim", sample_ddim)
+SAMPLERS.add("ddpm", sample_ddpm)
+SAMPLERS.add("heun", sample_heun)
+SAMPLERS.add("picard", sample_picard)

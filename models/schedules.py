@@ -7,9 +7,14 @@ Variance-preserving process indexed by λ = log SNR: x = α x0 + σ ε with α²
 """
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from models.registry import Registry
+
+EpsFn = Callable[[Tensor, Tensor], Tensor]  # model(x, logsnr) -> eps_hat
 
 LOGSNR_MIN = -15.0
 LOGSNR_MAX = 15.0
@@ -28,6 +33,11 @@ def bcast(v: Tensor, like: Tensor) -> Tensor:
 def _log_cosh(x: Tensor) -> Tensor:
     ax = x.abs()
     return ax + torch.log1p(torch.exp(-2.0 * ax)) - math.log(2.0)
+
+
+# The densities q(λ) a trial can train with, each truncated to [noise.logsnr_min, noise.logsnr_max].
+DENSITIES: Registry[type["NoiseDensity"]] = Registry("noise density")
+BOUNDS = {"logsnr_min": "noise.logsnr_min", "logsnr_max": "noise.logsnr_max"}
 
 
 class NoiseDensity:
@@ -86,6 +96,7 @@ class NoiseDensity:
         return f"{type(self).__name__}(logsnr_min={self.logsnr_min}, logsnr_max={self.logsnr_max})"
 
 
+@DENSITIES.register("cosine", params=BOUNDS)
 class CosineDensity(NoiseDensity):
     """Cosine schedule (Nichol & Dhariwal 2021): t ~ U, λ = −2 log tan(πt/2).
 
@@ -102,6 +113,7 @@ class CosineDensity(NoiseDensity):
         return -math.log(2.0 * math.pi) - _log_cosh(logsnr / 2.0)
 
 
+@DENSITIES.register("linear_beta", params=BOUNDS)
 class LinearBetaDensity(NoiseDensity):
     """Continuous DDPM linear-β VP schedule (Ho et al. 2020; Song et al. 2021), t ~ U.
 
@@ -147,6 +159,7 @@ class LinearBetaDensity(NoiseDensity):
         return torch.nn.functional.logsigmoid(-logsnr) - torch.log(beta)
 
 
+@DENSITIES.register("logistic", params=BOUNDS | {"loc": "noise.loc", "scale": "noise.scale"})
 class LogisticDensity(NoiseDensity):
     """λ ~ logistic(loc, scale) (Kingma & Gao 2023 shifted schedules; CDL's importance density)."""
 
@@ -175,6 +188,7 @@ class LogisticDensity(NoiseDensity):
         return -sp(z) - sp(-z) - math.log(self.scale)
 
 
+@DENSITIES.register("edm", params=BOUNDS)
 class EDMDensity(NoiseDensity):
     """EDM (Karras et al. 2022): ln s ~ N(p_mean, p_std²), λ = −2 ln s ~ N(−2 p_mean, 4 p_std²)."""
 
@@ -204,14 +218,17 @@ class EDMDensity(NoiseDensity):
         return -0.5 * z**2 - math.log(self.std * math.sqrt(2.0 * math.pi))
 
 
-DENSITIES: dict[str, type[NoiseDensity]] = {
-    "cosine": CosineDensity,
-    "linear_beta": LinearBetaDensity,
-    "logistic": LogisticDensity,
-    "edm": EDMDensity,
-}
-
 GRIDS: tuple[str, ...] = ("cosine", "linear", "karras")
+
+
+def grid_levels(logsnrs: Tensor) -> list[float]:
+    """A sampler grid as floats, checked: 1-D, at least 2 levels, strictly increasing."""
+    if logsnrs.ndim != 1 or logsnrs.numel() < 2:
+        raise ValueError(f"logsnrs must be 1-D with >= 2 levels, got shape {tuple(logsnrs.shape)}")
+    levels = [float(v) for v in logsnrs]
+    if any(b <= a for a, b in zip(levels[:-1], levels[1:], strict=True)):
+        raise ValueError("logsnrs must be strictly increasing (noisiest first)")
+    return levels
 
 
 def logsnr_grid(

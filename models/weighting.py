@@ -10,6 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from models.registry import Registry
 from models.schedules import NoiseDensity
 
 _LOG_W_MAX = 60.0  # e^60 ≈ 1e26: finite in float32 even after multiplying by an MSE
@@ -38,6 +39,11 @@ def _check_snr_max(snr_max: float) -> float:
     return float(snr_max)
 
 
+# Every weighting of METHODS.md's table, with the configuration key of each argument.
+WEIGHTINGS: Registry[type["Weighting"]] = Registry("weighting")
+SNR_MAX = {"snr_max": "weighting.snr_max"}
+
+
 class Weighting:
     """Base class: ``w(logsnr)`` -> tensor of the same shape, finite and >= 0."""
 
@@ -49,6 +55,7 @@ class Weighting:
         return f"{type(self).__name__}({args})"
 
 
+@WEIGHTINGS.register("constant")
 class Constant(Weighting):
     """w = 1: DDPM's "simple" loss (Ho et al. 2020)."""
 
@@ -56,6 +63,7 @@ class Constant(Weighting):
         return torch.ones_like(logsnr)
 
 
+@WEIGHTINGS.register("debiased", params=SNR_MAX)
 class Debiased(Weighting):
     """w = SNR^(−1/2) (Yu et al. 2024, debiased estimation)."""
 
@@ -66,6 +74,7 @@ class Debiased(Weighting):
         return _exp(-0.5 * _log_snr(logsnr, self.snr_max))
 
 
+@WEIGHTINGS.register("x0", params=SNR_MAX)
 class X0(Weighting):
     """w = 1/SNR: the x0-MSE, since ‖x0 − x̂0‖² = ‖ε − ε̂‖²/SNR."""
 
@@ -76,6 +85,8 @@ class X0(Weighting):
         return _exp(-_log_snr(logsnr, self.snr_max))
 
 
+# P2's γ is the exponent p of (SNR + k)^(−p), the parametric family's own knob.
+@WEIGHTINGS.register("p2", params={"k": "weighting.k", "gamma": "weighting.p"} | SNR_MAX)
 class P2(Weighting):
     """w = (k + SNR)^(−γ) (Choi et al. 2022, perception-prioritised weighting)."""
 
@@ -88,6 +99,7 @@ class P2(Weighting):
         return _exp(-self.gamma * _log_snr_plus(logsnr, self.k, self.snr_max))
 
 
+@WEIGHTINGS.register("min_snr", params={"gamma": "weighting.min_snr_gamma"} | SNR_MAX)
 class MinSNR(Weighting):
     """w = min(SNR, γ)/SNR (Hang et al. 2023, min-SNR-γ as an ε-MSE multiplier)."""
 
@@ -101,6 +113,7 @@ class MinSNR(Weighting):
         return _exp((math.log(self.gamma) - _log_snr(logsnr, self.snr_max)).clamp(max=0.0))
 
 
+@WEIGHTINGS.register("edm", params={"sigma_data": "weighting.sigma_data"} | SNR_MAX)
 class EDM(Weighting):
     """w = 1 + 1/(SNR σ_d²): EDM's λ(σ) = (σ² + σ_d²)/(σ σ_d)² (Karras et al. 2022, Eq. 8)
     moved from the x0-error (VE, σ² = 1/SNR) to the ε-error."""
@@ -115,6 +128,7 @@ class EDM(Weighting):
         return 1.0 + _exp(log_inv)
 
 
+@WEIGHTINGS.register("sigmoid", params={"bias": "weighting.bias"}, needs_density=True)
 class Sigmoid(Weighting):
     """Per-sample multiplier sigmoid(b − λ)/q(λ), so that the effective weight w·q is
     sigmoid(b − λ) (Kingma & Gao 2023, §4 "sigmoid weighting"). Needs the training density q."""
@@ -132,6 +146,10 @@ class Sigmoid(Weighting):
         return _exp(log_w)
 
 
+@WEIGHTINGS.register(
+    "parametric",
+    params={"p": "weighting.p", "k": "weighting.k", "clamp": "weighting.clamp"} | SNR_MAX,
+)
 class Parametric(Weighting):
     """w = (SNR + k)^(−p), optionally capped at its value at SNR = clamp (METHODS.md §1).
 
@@ -191,17 +209,8 @@ class LogVarHead(nn.Module):
         return self.linear(torch.cat([arg.cos(), arg.sin(), c], dim=1)).squeeze(1)
 
 
-WEIGHTINGS: dict[str, type[Weighting]] = {
-    "constant": Constant,
-    "debiased": Debiased,
-    "x0": X0,
-    "p2": P2,
-    "min_snr": MinSNR,
-    "edm": EDM,
-    "sigmoid": Sigmoid,
-    "parametric": Parametric,
-    "learned": EDM,  # EDM2 base weighting; the LogVarHead itself is added by the loss
-}
+# EDM2 (Karras et al. 2024): the EDM weighting with a learned u(λ) head, under its old name.
+WEIGHTINGS.add("learned", EDM, params={"sigma_data": "weighting.sigma_data"} | SNR_MAX)
 
 
 def effective_weighting(w: Weighting, density: NoiseDensity, logsnr: Tensor) -> Tensor:

@@ -10,8 +10,8 @@ SPACE = {
     "points": {
         "constant": {"weighting": "constant"},  # DDPM "simple"
         "debiased": {"weighting": "debiased"},  # Yu et al.: SNR^-1/2
-        "p2": {"weighting": "p2", "weighting.k": 1.0, "weighting.gamma": 1.0},  # Choi et al.
-        "min_snr_5": {"weighting": "min_snr", "weighting.gamma": 5.0},  # Hang et al.
+        "p2": {"weighting": "p2", "weighting.k": 1.0, "weighting.p": 1.0},  # Choi et al.
+        "min_snr_5": {"weighting": "min_snr", "weighting.min_snr_gamma": 5.0},  # Hang et al.
         "x0": {"weighting": "x0"},
         "edm": {"weighting": "edm", "noise": "edm"},  # Karras et al. 2022, with its q(λ)
         "sigmoid": {"weighting": "sigmoid", "weighting.bias": -2.0},  # Kingma & Gao 2023

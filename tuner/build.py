@@ -6,26 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
 from models.losses import DenoiseLoss
-from models.nets import MLP, UNet
+from models.nets import NETS
 from models.param import EpsModel
 from models.samplers import SAMPLERS
 from models.schedules import DENSITIES, NoiseDensity, logsnr_grid
-from models.weighting import (
-    EDM,
-    P2,
-    X0,
-    Constant,
-    Debiased,
-    LogVarHead,
-    MinSNR,
-    Normalized,
-    Parametric,
-    Sigmoid,
-    Weighting,
-)
+from models.weighting import WEIGHTINGS, LogVarHead, Normalized, Weighting
 from tuner.config import ConfigError
 from tuner.data import Dataset, load_dataset
 
@@ -45,63 +32,29 @@ def build_dataset(config: Config) -> Dataset:
 def build_net(config: Config, dataset: Dataset) -> EpsModel:
     name = config["net"]
     if name == "auto":
-        name = "mlp" if dataset.kind == "lowdim" else "unet"
-    width, depth = config["net.width"], config["net.depth"]
-    if name == "mlp":
-        if len(dataset.shape) != 1:
-            raise ConfigError(
-                f"net=mlp needs low-dimensional data; data={config['data']} is images"
-            )
-        backbone: nn.Module = MLP(dataset.shape[0], width=width or 256, depth=depth or 3)
-    elif name == "unet":
-        if len(dataset.shape) != 3:
-            raise ConfigError(
-                f"net=unet needs image data; data={config['data']} is low-dimensional"
-            )
-        levels = depth or 2
-        side = dataset.shape[-1]
-        if side % 2 ** (levels - 1):
-            raise ConfigError(f"net.depth={levels} levels do not divide an image side of {side}")
-        backbone = UNet(dataset.shape[0], width=width or 32, levels=levels)
-    else:  # config.resolve has checked the name
-        raise ConfigError(f"unknown net {name!r}; known: auto, mlp, unet")
-    return EpsModel(backbone)
+        name = next(n for n in NETS if NETS.entry(n).info["kind"] == dataset.kind)
+    entry = NETS.entry(name)
+    if entry.info["kind"] != dataset.kind:
+        shape = "images" if dataset.kind == "image" else "low-dimensional"
+        raise ConfigError(
+            f"net={name} needs {entry.info['kind']} data; data={config['data']} is {shape}"
+        )
+    args = {arg: config[key] or entry.info["zero"][arg] for arg, key in entry.params.items()}
+    if name == "unet" and dataset.shape[-1] % 2 ** (args["levels"] - 1):
+        raise ConfigError(
+            f"net.depth={args['levels']} levels do not divide an image side of {dataset.shape[-1]}"
+        )
+    return EpsModel(entry.obj(dataset.shape[0], **args))
 
 
 def build_density(config: Config) -> NoiseDensity:
-    name = config["noise"]
-    bounds = {"logsnr_min": config["noise.logsnr_min"], "logsnr_max": config["noise.logsnr_max"]}
-    if name == "logistic":
-        return DENSITIES[name](**bounds, loc=config["noise.loc"], scale=config["noise.scale"])
-    return DENSITIES[name](**bounds)
-
-
-# Every weighting of METHODS.md's table, built from the flat config. "learned" is EDM2: the
-# EDM weighting with a learned u(λ) head (the head itself is built by build_logvar_head).
-WEIGHTING_BUILDERS: dict[str, Callable[[Config, NoiseDensity], Weighting]] = {
-    "constant": lambda c, q: Constant(),
-    "debiased": lambda c, q: Debiased(snr_max=c["weighting.snr_max"]),
-    "x0": lambda c, q: X0(snr_max=c["weighting.snr_max"]),
-    "p2": lambda c, q: P2(
-        k=c["weighting.k"], gamma=c["weighting.gamma"], snr_max=c["weighting.snr_max"]
-    ),
-    "min_snr": lambda c, q: MinSNR(gamma=c["weighting.gamma"], snr_max=c["weighting.snr_max"]),
-    "edm": lambda c, q: EDM(sigma_data=c["weighting.sigma_data"], snr_max=c["weighting.snr_max"]),
-    "sigmoid": lambda c, q: Sigmoid(bias=c["weighting.bias"], density=q),
-    "parametric": lambda c, q: Parametric(
-        p=c["weighting.p"],
-        k=c["weighting.k"],
-        clamp=c["weighting.clamp"],
-        snr_max=c["weighting.snr_max"],
-    ),
-    "learned": lambda c, q: EDM(
-        sigma_data=c["weighting.sigma_data"], snr_max=c["weighting.snr_max"]
-    ),
-}
+    return DENSITIES.build(config["noise"], config)
 
 
 def build_weighting(config: Config, density: NoiseDensity) -> Weighting:
-    weighting = WEIGHTING_BUILDERS[config["weighting"]](config, density)
+    name = config["weighting"]
+    needs_density = WEIGHTINGS.entry(name).info.get("needs_density", False)
+    weighting = WEIGHTINGS.build(name, config, **({"density": density} if needs_density else {}))
     if config["weighting.normalize"]:
         weighting = Normalized(weighting, density)
     return weighting
@@ -114,11 +67,7 @@ def build_logvar_head(config: Config) -> LogVarHead | None:
 
 
 def build_objective(
-    config: Config,
-    dataset: Dataset,
-    weighting: Weighting,
-    density: NoiseDensity,
-    logvar_head: LogVarHead | None,
+    config: Config, dataset: Dataset, weighting: Weighting, density: NoiseDensity
 ) -> Any:
     """The training objective: plain denoising, composed with TIW, ambient and CDL terms.
 
@@ -134,6 +83,7 @@ def build_objective(
     from models.objective import Objective
     from models.tiw import TIWCorrection
 
+    logvar_head = build_logvar_head(config)
     tiw = None
     if config["tiw.strength"] > 0:
         if dataset.reference is None:
@@ -169,6 +119,12 @@ def build_objective(
                 config["ambient.gap"],
                 logsnr_max=config["noise.logsnr_max"],
             )
+    if config["cdl.coef"] > 0 and tweedie:
+        # CDL's classifier learns the observed (noisy) law, which the Tweedie objective corrects
+        raise ConfigError(
+            f"cdl.coef={config['cdl.coef']:g} does not compose with ambient.tweedie=true on noisy "
+            f"data (data={config['data']}): its classifier would fit the noisy law; use cdl.coef=0"
+        )
     cdl = None
     if config["cdl.coef"] > 0:
         flat = dataset.train.flatten(1)
@@ -208,9 +164,4 @@ def build_sampler(
     grid = logsnr_grid(
         config["sampler.grid"], config["sampler.steps"], config["noise.logsnr_min"], top
     )
-    name = config["sampler"]
-    if name == "picard":
-        from models.picard import sample_picard
-
-        return sample_picard, grid
-    return SAMPLERS[name], grid
+    return SAMPLERS[config["sampler"]], grid

@@ -10,36 +10,23 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-DATA_PRESETS = (
-    "ring8",
-    "bimodal",
-    "bimodal_biased",
-    "gaussian_noisy",
-    "mixture_noisy",
-    "digits",
-    "digits_biased",
-    "digits_noisy",
-    "cifar10",
-    "cifar10_biased",
-    "folder:PATH",
-)
-WEIGHTINGS = (
-    "constant",
-    "debiased",
-    "x0",
-    "p2",
-    "min_snr",
-    "edm",
-    "sigmoid",
-    "parametric",
-    "learned",
-)
-NOISES = ("cosine", "linear_beta", "logistic", "edm")
-SAMPLERS = ("ddim", "ddpm", "heun", "picard")
-GRIDS = ("cosine", "linear", "karras")
+from models.nets import NETS
+from models.samplers import SAMPLERS
+from models.schedules import DENSITIES, GRIDS
+from models.tiw import MODES as TIW_MODES
+from models.weighting import WEIGHTINGS
+from tuner.data import DATASETS
+
+# Keys of older versions, with where their meaning went (a saved config is read with a note).
+MOVED = {
+    "weighting.gamma": "weighting.gamma was split: P2's exponent is weighting.p, "
+    "min-SNR's cap is weighting.min_snr_gamma",
+}
 
 
 def evaluation_steps(steps: int, every: int, growth: float = 1.0) -> list[int]:
@@ -63,12 +50,12 @@ class Spec:
     type: str  # "int", "float", "bool", "str", "path" (str or null)
     default: Any
     help: str
-    choices: tuple[str, ...] | None = None
+    choices: Iterable[str] | None = None  # a tuple, or a registry (its names, read when checked)
     low: float | None = None  # inclusive bounds
     high: float | None = None
 
     def allowed(self) -> str:
-        if self.choices:
+        if self.choices is not None:
             return "one of " + ", ".join(self.choices)
         if self.type == "bool":
             return "true or false"
@@ -81,7 +68,7 @@ class Spec:
 
 SPEC: dict[str, Spec] = {
     # Data.
-    "data": Spec("str", "ring8", "training data preset, or folder:PATH", DATA_PRESETS),
+    "data": Spec("str", "ring8", "training data preset, or folder:PATH", DATASETS),
     "data.root": Spec(
         "path", None, "folder holding CIFAR-10 (default ~/.cache/diffsearch/cifar10)"
     ),
@@ -89,9 +76,7 @@ SPEC: dict[str, Spec] = {
     "data.size": Spec("int", 32, "image side for folder:PATH data", low=8, high=256),
     "seed": Spec("int", 0, "seeds initialisation, data draws and every training step", low=0),
     # Network.
-    "net": Spec(
-        "str", "auto", "backbone: mlp for low-dim data, unet for images", ("auto", "mlp", "unet")
-    ),
+    "net": Spec("str", "auto", "backbone: mlp for low-dim data, unet for images", ("auto", *NETS)),
     "net.width": Spec("int", 0, "hidden width (0 = 256 for mlp, 32 for unet)", low=0, high=4096),
     "net.depth": Spec(
         "int", 0, "mlp blocks or unet levels (0 = 3 for mlp, 2 for unet)", low=0, high=16
@@ -109,10 +94,14 @@ SPEC: dict[str, Spec] = {
     "train.threads": Spec("int", 1, "torch CPU threads (0 = torch default)", low=0, high=1024),
     # Weighting w(λ) of the per-example ε-MSE.
     "weighting": Spec("str", "constant", "loss weighting over log-SNR", WEIGHTINGS),
-    "weighting.p": Spec("float", 0.5, "parametric exponent p in (SNR + k)^-p", low=-2.0, high=4.0),
-    "weighting.k": Spec("float", 0.0, "parametric offset k in (SNR + k)^-p", low=0.0, high=1e4),
-    "weighting.gamma": Spec(
-        "float", 5.0, "γ of P2 (exponent) and min-SNR (SNR cap)", low=0.0, high=1e4
+    "weighting.p": Spec(
+        "float", 0.5, "exponent p in (SNR + k)^-p (parametric; P2's γ)", low=-2.0, high=4.0
+    ),
+    "weighting.k": Spec(
+        "float", 0.0, "offset k in (SNR + k)^-p (parametric and P2)", low=0.0, high=1e4
+    ),
+    "weighting.min_snr_gamma": Spec(
+        "float", 5.0, "γ of min-SNR-γ: w = min(SNR, γ)/SNR", low=1e-3, high=1e4
     ),
     "weighting.clamp": Spec(
         "float",
@@ -133,7 +122,7 @@ SPEC: dict[str, Spec] = {
     ),
     "weighting.learned": Spec("bool", False, "add the EDM2 learned u(λ) head to any weighting"),
     # Noise-level density q(λ).
-    "noise": Spec("str", "cosine", "density q(λ) of training log-SNRs", NOISES),
+    "noise": Spec("str", "cosine", "density q(λ) of training log-SNRs", DENSITIES),
     "noise.loc": Spec("float", 0.0, "location of the logistic density", low=-20.0, high=20.0),
     "noise.scale": Spec("float", 1.0, "scale of the logistic density", low=1e-3, high=20.0),
     "noise.logsnr_min": Spec(
@@ -162,7 +151,7 @@ SPEC: dict[str, Spec] = {
     "tiw.strength": Spec(
         "float", 0.0, "discriminator strength a (0 = off, 1 = TIW-DSM)", low=0.0, high=4.0
     ),
-    "tiw.mode": Spec("str", "full", "which part of TIW to apply", ("full", "weight", "correction")),
+    "tiw.mode": Spec("str", "full", "which part of TIW to apply", TIW_MODES),
     "tiw.clip": Spec(
         "float", 1e-5, "discriminator output clipped to [clip, 1 - clip]", low=1e-12, high=0.49
     ),
@@ -199,6 +188,13 @@ SPEC: dict[str, Spec] = {
 }
 
 DEFAULTS: dict[str, Any] = {key: spec.default for key, spec in SPEC.items()}
+
+
+def _known(key: str, where: str = "") -> None:
+    if key in MOVED:
+        raise ConfigError(MOVED[key])
+    if key not in SPEC:
+        raise ConfigError(f"unknown key {key!r}{where}; known keys: {', '.join(SPEC)}")
 
 
 def _check(key: str, value: Any) -> Any:
@@ -240,8 +236,7 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The full, checked configuration: DEFAULTS updated with `overrides`."""
     config = dict(DEFAULTS)
     for key, value in (overrides or {}).items():
-        if key not in SPEC:
-            raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(SPEC)}")
+        _known(key)
         config[key] = value
     for key in SPEC:
         config[key] = _check(key, config[key])
@@ -273,8 +268,7 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise ConfigError(
             f"malformed --set {item!r}; expected KEY=VALUE, e.g. --set weighting=debiased"
         )
-    if key not in SPEC:
-        raise ConfigError(f"unknown key {key!r} in --set {item!r}; known keys: {', '.join(SPEC)}")
+    _known(key, f" in --set {item!r}")
     return key, parse_value(text.strip())
 
 
@@ -291,7 +285,25 @@ def load_config_file(path: str) -> dict[str, Any]:
         data = data["config"]
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a JSON object of KEY: VALUE")
+    data, notes = migrate(data)
+    for note in notes:
+        print(f"note: {path}: {note}", file=sys.stderr)
     return data
+
+
+def migrate(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A saved configuration of an older version with its moved keys moved, and one note each."""
+    config, notes = dict(config), []
+    if "weighting.gamma" in config:
+        gamma = config.pop("weighting.gamma")
+        target = {"p2": "weighting.p", "min_snr": "weighting.min_snr_gamma"}.get(
+            config.get("weighting", DEFAULTS["weighting"])
+        )
+        if target is not None:
+            config[target] = gamma
+        read = f"read as {target}={json.dumps(gamma)}" if target else "unused here, dropped"
+        notes.append(f"{MOVED['weighting.gamma']}; {read}")
+    return config, notes
 
 
 def markdown_table() -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from models.registry import Registry
 
 LogSNR = float | Tensor | None
 
@@ -210,20 +212,6 @@ def _sigmoid64(v: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # Datasets
 # ---------------------------------------------------------------------------------------------
-
-PRESETS: tuple[str, ...] = (
-    "ring8",
-    "bimodal",
-    "bimodal_biased",
-    "gaussian_noisy",
-    "mixture_noisy",
-    "digits",
-    "digits_biased",
-    "digits_noisy",
-    "cifar10",
-    "cifar10_biased",
-    "folder:PATH",
-)
 
 TRAIN_SIZE = 20000  # low-dimensional presets
 TEST_SIZE = 5000
@@ -542,7 +530,7 @@ def load_dataset(
     """Load a dataset preset.
 
     Args:
-        name: one of PRESETS; ``folder:PATH`` loads every image under PATH.
+        name: one of DATASETS; ``folder:PATH`` loads every image under PATH.
         seed: seeds the random draws (samples of low-dim presets, noise, subsets, test split);
             the true distributions and the digits train/test split do not depend on it.
         root: folder holding ``cifar-10-batches-py`` (default ``~/.cache/diffsearch/cifar10``).
@@ -552,12 +540,25 @@ def load_dataset(
     Raises:
         DataError: one line naming the option that fixes the problem.
     """
-    if name in ("ring8", "bimodal", "bimodal_biased", "gaussian_noisy", "mixture_noisy"):
-        return _lowdim(name, seed)
-    if name in ("digits", "digits_biased", "digits_noisy"):
-        return _digits(name, seed)
-    if name in ("cifar10", "cifar10_biased"):
-        return _cifar10(name, seed, root, download)
-    if name.startswith("folder:"):
-        return _folder(name, seed, size)
-    raise DataError(f"unknown data {name!r}; set data to one of {', '.join(PRESETS)}")
+    key = FOLDER if name.startswith("folder:") else name
+    if key not in DATASETS or name == FOLDER:
+        raise DataError(f"unknown data {name!r}; set data to one of {', '.join(DATASETS)}")
+    return DATASETS[key](name, seed=seed, root=root, download=download, size=size)
+
+
+# The presets by name, each with its kind ("lowdim" or "image") and what it needs to load;
+# "folder:PATH" stands for any folder of images.
+FOLDER = "folder:PATH"
+DATASETS: Registry[Callable[..., Dataset]] = Registry("data preset")
+for _name in ("ring8", "bimodal", "bimodal_biased", "gaussian_noisy", "mixture_noisy"):
+    DATASETS.add(_name, lambda name, seed, **_: _lowdim(name, seed), kind="lowdim")
+for _name in ("digits", "digits_biased", "digits_noisy"):
+    DATASETS.add(_name, lambda name, seed, **_: _digits(name, seed), kind="image")
+for _name in ("cifar10", "cifar10_biased"):
+    DATASETS.add(
+        _name,
+        lambda name, seed, root, download, **_: _cifar10(name, seed, root, download),
+        kind="image",
+        download=True,
+    )
+DATASETS.add(FOLDER, lambda name, seed, size, **_: _folder(name, seed, size), kind="image")

@@ -23,7 +23,6 @@ import torch
 from tuner.build import (
     build_dataset,
     build_density,
-    build_logvar_head,
     build_net,
     build_objective,
     build_sampler,
@@ -78,16 +77,10 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.density = build_density(c)
         self.weighting = build_weighting(c, self.density)
-        self.logvar_head = build_logvar_head(c)
-        params = list(self.model.parameters())
-        if self.logvar_head is not None:
-            self.logvar_head.to(self.device)
-            params += list(self.logvar_head.parameters())
-        self.objective = build_objective(
-            c, self.dataset, self.weighting, self.density, self.logvar_head
-        )
+        self.objective = build_objective(c, self.dataset, self.weighting, self.density)
         for module in self.objective.modules().values():
             module.to(self.device)
+        params = list(self.model.parameters()) + self.objective.parameters()
         self.opt = torch.optim.AdamW(params, lr=c["train.lr"], weight_decay=c["train.weight_decay"])
         self.step = 0
         self.prepared = False
@@ -196,7 +189,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
-            "logvar_head": None if self.logvar_head is None else self.logvar_head.state_dict(),
             "objective": {k: m.state_dict() for k, m in self.objective.modules().items()},
             "history": json.dumps(self.history),
             "torch_rng": torch.get_rng_state(),
@@ -206,8 +198,6 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
-        if self.logvar_head is not None:
-            self.logvar_head.load_state_dict(state["logvar_head"])
         for key, module in self.objective.modules().items():
             module.load_state_dict(state["objective"][key])
         self.step = int(state["step"])

@@ -12,7 +12,7 @@ def _randomise_output(net: torch.nn.Module) -> None:
 
 
 def test_registry() -> None:
-    assert {"mlp": MLP, "unet": UNet} == NETS
+    assert {"mlp": MLP, "unet": UNet} == dict(NETS.items())
 
 
 @pytest.mark.parametrize("dim", [1, 2, 7])

@@ -82,7 +82,7 @@ def test_all_terms_at_once() -> None:
     )
     metrics = objective.prepare(ds, torch.Generator().manual_seed(0))
     assert 0.0 < metrics["loss/ratio"] < 1.0 and metrics["ratio/steps"] > 0
-    assert set(objective.modules()) == {"discriminator"}
+    assert set(objective.modules()) == {"discriminator", "logvar_head"}  # both checkpointed
     model = _model()
     terms = objective(model, ds.train[:64], torch.Generator().manual_seed(1))
     assert set(terms) == {"loss", "loss/denoise", "loss/consistency", "loss/cdl"}
@@ -121,7 +121,7 @@ def _build(overrides: dict) -> tuple[Objective, object]:
     config = resolve(overrides)
     ds = load_dataset(config["data"], seed=0)
     density = CosineDensity()
-    return build_objective(config, ds, Constant(), density, None), ds
+    return build_objective(config, ds, Constant(), density), ds
 
 
 def test_build_objective_from_config() -> None:
@@ -129,11 +129,10 @@ def test_build_objective_from_config() -> None:
     assert (
         objective.tiw is not None and objective.tiw.mode == "weight" and objective.ambient is None
     )
-    objective, ds = _build(
-        {"data": "gaussian_noisy", "ambient.consistency": 0.015, "cdl.coef": 1.0}
-    )
+    objective, ds = _build({"data": "gaussian_noisy", "ambient.consistency": 0.015})
     assert objective.ambient is not None and objective.ambient.sigma_n == ds.noise_sigma
     assert objective.consistency is not None and objective.logsnr_stop is None
+    objective, _ = _build({"data": "bimodal_biased", "cdl.coef": 1.0})
     assert objective.cdl is not None and objective.cdl.mc_points == 4
     objective, _ = _build({"data": "gaussian_noisy"})
     assert objective.logsnr_stop == pytest.approx(ambient_logsnr_stop(0.5))
@@ -143,3 +142,9 @@ def test_build_objective_from_config() -> None:
         _build({"data": "ring8", "tiw.strength": 1.0})
     with pytest.raises(ConfigError, match="ambient.consistency"):
         _build({"data": "ring8", "ambient.consistency": 0.1})
+    # CDL's classifier would learn the noisy law that the Tweedie objective corrects: refused;
+    # with naive denoising of the noisy data (which fits the noisy law too) it composes.
+    with pytest.raises(ConfigError, match=r"cdl.coef=1 .* ambient.tweedie=true"):
+        _build({"data": "gaussian_noisy", "cdl.coef": 1.0})
+    naive, _ = _build({"data": "gaussian_noisy", "cdl.coef": 1.0, "ambient.tweedie": False})
+    assert naive.cdl is not None and naive.ambient is None

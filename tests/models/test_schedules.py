@@ -34,7 +34,7 @@ def _grid(d: NoiseDensity, n: int = 20001) -> torch.Tensor:
 def test_registry_names() -> None:
     assert set(DENSITIES) == {"cosine", "linear_beta", "logistic", "edm"}
     assert GRIDS == ("cosine", "linear", "karras")
-    for cls in DENSITIES.values():
+    for _, cls in DENSITIES.items():
         d = cls(logsnr_min=-12.0, logsnr_max=9.0)
         assert d.logsnr_max == 9.0
 

@@ -21,7 +21,7 @@ REQUIRED_KEYS = [
     "weighting",
     "weighting.p",
     "weighting.k",
-    "weighting.gamma",
+    "weighting.min_snr_gamma",
     "weighting.normalize",
     "noise",
     "sampler",

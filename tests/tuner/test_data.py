@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from tuner.data import (
+    DATASETS,
     IMAGE_EXTENSIONS,
-    PRESETS,
     DataError,
     Dataset,
     GaussianMixture,
@@ -323,7 +323,7 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_dataset("mnist")
     msg = _one_line(err)
-    assert "'mnist'" in msg and all(p in msg for p in PRESETS)
+    assert "'mnist'" in msg and all(p in msg for p in DATASETS)
     for name in ("cifar10", "cifar10_biased"):
         with pytest.raises(DataError) as err:
             load_dataset(name, root=str(tmp_path), download=False)

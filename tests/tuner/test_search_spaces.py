@@ -9,7 +9,8 @@ import pytest
 import search_spaces
 from search_spaces import POINT_KEY, SMOKE, SPACES
 from tuner.build import build_density, build_weighting
-from tuner.config import DATA_PRESETS, SPEC, resolve
+from tuner.config import SPEC, resolve
+from tuner.data import DATASETS
 
 TYPES = {"float", "int", "loguniform", "categorical"}
 NAMES = list(SPACES)
@@ -47,7 +48,7 @@ def test_space_is_well_formed_data(name: str) -> None:
         "search",
         "num_samples",
     }
-    assert space["description"] and space["data"] in DATA_PRESETS and space["num_samples"] >= 1
+    assert space["description"] and space["data"] in DATASETS and space["num_samples"] >= 1
     for key, spec in space["params"].items():
         assert key in SPEC, key
         assert spec["type"] in TYPES, (key, spec)
@@ -96,12 +97,12 @@ def test_baselines_are_the_published_points() -> None:
     configs = {n: _builds(space["fixed"] | {"data": space["data"], POINT_KEY: n}) for n in names}
     assert (
         configs["min_snr_5"]["weighting"] == "min_snr"
-        and configs["min_snr_5"]["weighting.gamma"] == 5.0
+        and configs["min_snr_5"]["weighting.min_snr_gamma"] == 5.0
     )
     assert configs["edm"]["noise"] == "edm"
     assert len(search_spaces.grid(space)) == 8
     # A --set key wins over the point's value.
-    assert search_spaces.expand({POINT_KEY: "p2", "weighting.gamma": 0.5})["weighting.gamma"] == 0.5
+    assert search_spaces.expand({POINT_KEY: "p2", "weighting.p": 0.5})["weighting.p"] == 0.5
 
 
 @pytest.mark.parametrize("name", NAMES)
