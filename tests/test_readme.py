@@ -36,6 +36,15 @@ def test_readme_config_table_is_the_generated_one() -> None:
     assert table == markdown_table(), "run `python -m tuner.config` and paste it into README.md"
 
 
+def test_generated_blocks_of_readme_and_architecture_are_current() -> None:
+    from tuner.docs import FILES, render
+
+    for name in FILES:
+        text = (ROOT / name).read_text()
+        assert "<!-- config-table:begin -->" in text, name
+        assert render(text) == text, f"run `python -m tuner.docs` ({name} is stale)"
+
+
 def test_readme_lists_every_space() -> None:
     for name, space in SPACES.items():
         assert f"| `{name}` | `{space['data']}` |" in README, name

@@ -306,12 +306,32 @@ def migrate(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return config, notes
 
 
+# The registries behind the configuration's named choices, by the key that picks an entry.
+REGISTRIES = {
+    "data": DATASETS,
+    "net": NETS,
+    "weighting": WEIGHTINGS,
+    "noise": DENSITIES,
+    "sampler": SAMPLERS,
+}
+
+
 def markdown_table() -> str:
     """The configuration reference of README.md, generated from SPEC."""
     rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
     for key, spec in SPEC.items():
         allowed = spec.allowed().replace("one of ", "")
         rows.append(f"| `{key}` | `{json.dumps(spec.default)}` | {allowed} | {spec.help} |")
+    return "\n".join(rows)
+
+
+def registry_table() -> str:
+    """Every registry entry and the configuration keys it reads (docs/architecture.md)."""
+    rows = ["| key | value | reads |", "|---|---|---|"]
+    for key, registry in REGISTRIES.items():
+        for name in registry:
+            reads = ", ".join(f"`{k}`" for k in registry.entry(name).params.values()) or "–"
+            rows.append(f"| `{key}` | `{name}` | {reads} |")
     return "\n".join(rows)
 
 

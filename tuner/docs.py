@@ -1,0 +1,59 @@
+"""The generated parts of README.md and docs/architecture.md, between `<!-- NAME:begin -->` and
+`<!-- NAME:end -->` markers: `python -m tuner.docs` rewrites them, `--check` exits 1 when one is
+stale (tests/test_readme.py runs the check)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tuner.config import markdown_table, registry_table
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCKS: dict[str, Callable[[], str]] = {
+    "config-table": markdown_table,
+    "registries": registry_table,
+}
+FILES = ("README.md", "docs/architecture.md")
+
+
+def render(text: str) -> str:
+    """`text` with every generated block it holds replaced by its current content."""
+    for name, make in BLOCKS.items():
+        begin, end = f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
+        if begin not in text:
+            continue
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{begin}{make()}\n{end}{tail}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.docs", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for name in FILES:
+        path = ROOT / name
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(name)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(
+            f"stale generated blocks in {', '.join(stale)}: run python -m tuner.docs",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
