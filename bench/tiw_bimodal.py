@@ -9,26 +9,28 @@ discriminator is scored against the exact ratio: RMSE of log r and of σ∇ₓlo
 correction) on noised observed data at λ ~ q.
 
     .venv/bin/python bench/tiw_bimodal.py            # writes bench/results/tiw_bimodal.*
-    .venv/bin/python bench/tiw_bimodal.py --smoke    # tiny budget, writes nothing
+    .venv/bin/python bench/tiw_bimodal.py --smoke    # tiny budget, to a temporary folder
+    .venv/bin/python bench/tiw_bimodal.py --resummarise    # summary and verdicts again
 """
 
-import argparse
+from __future__ import annotations
+
 import json
-import statistics
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import harness
 import torch
+from harness import Result, compare, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.param import add_noise
+from models.schedules import alpha_sigma
+from tuner.stats import mean_std
+from tuner.train import Trainer
 
-from models.param import add_noise  # noqa: E402
-from models.schedules import alpha_sigma  # noqa: E402
-from tuner.train import Trainer  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
+NAME = "tiw_bimodal"
+PLAIN, FULL = "plain (a=0)", "TIW full (a=1)"
 ARMS = {
     "plain (a=0)": {"tiw.strength": 0.0},
     "TIW full (a=0.5)": {"tiw.strength": 0.5, "tiw.mode": "full"},
@@ -59,47 +61,71 @@ def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
     }
 
 
-def run_seed(seed: int, base: dict) -> dict[str, dict[str, float]]:
-    # one discriminator per seed, trained exactly as the trainer's prepare() would
+def discriminator(seed: int, base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """One seed's discriminator, trained exactly as the trainer's prepare() would: its state and
+    its metrics against the exact ratio."""
     first = Trainer(base | {"seed": seed, "tiw.strength": 1.0})
-    disc_metrics = first.prepare()
-    disc_metrics |= ratio_errors(first)
-    state = first.objective.tiw.disc.state_dict()
-    out = {"discriminator": disc_metrics}
-    for name, arm in ARMS.items():
-        t0 = time.perf_counter()
-        trainer = Trainer(base | {"seed": seed} | arm)
-        if trainer.objective.tiw is not None:
-            trainer.objective.tiw.disc.load_state_dict(state)
-            trainer.objective.tiw.disc.eval().requires_grad_(False)
-        trainer.prepared = True
-        while trainer.step < trainer.config["train.steps"]:
-            trainer.train_step()
-        metrics = trainer.evaluate()
-        metrics["time/train_s"] = time.perf_counter() - t0
-        out[name] = metrics
-        out[name + "/samples"] = trainer.last_samples[:2000].tolist()
-        print(
-            f"seed {seed} {name:16s} minority {metrics['eval/minority_fraction']:.3f} "
-            f"nll {metrics['eval/nll']:.3f} ({metrics['time/train_s']:.0f}s)",
-            flush=True,
-        )
-    return out
+    metrics = first.prepare() | ratio_errors(first)
+    return first.objective.tiw.disc.state_dict(), metrics
 
 
-def summarise(runs: list[dict]) -> dict[str, dict[str, float]]:
+def run_arm(arm: str, seed: int, base: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """One arm trained with the seed's shared discriminator, evaluated on its samples."""
+    t0 = time.perf_counter()
+    trainer = Trainer(base | {"seed": seed} | ARMS[arm])
+    if trainer.objective.tiw is not None:
+        trainer.objective.tiw.disc.load_state_dict(state)
+        trainer.objective.tiw.disc.eval().requires_grad_(False)
+    trainer.prepared = True
+    while trainer.step < trainer.config["train.steps"]:
+        trainer.train_step()
+    metrics = trainer.evaluate()
+    metrics["time/train_s"] = time.perf_counter() - t0
+    print(
+        f"seed {seed} {arm:16s} minority {metrics['eval/minority_fraction']:.3f} "
+        f"nll {metrics['eval/nll']:.3f} ({metrics['time/train_s']:.0f}s)",
+        flush=True,
+    )
+    return metrics | {"samples": trainer.last_samples[:2000].tolist()}
+
+
+def summarise(result: Result) -> Result:
+    """Mean and std over seeds of every metric but time/*, and the verdicts."""
+    runs = result["per_seed"]
     summary = {}
     for name in ["discriminator", *ARMS]:
-        keys = [k for k in runs[0][name] if not k.startswith("time/")]
         summary[name] = {}
-        for k in keys:
-            vals = [r[name][k] for r in runs]
-            summary[name][k] = statistics.mean(vals)
-            summary[name][k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return summary
+        for k in (k for k in runs[0][name] if not k.startswith("time/")):
+            mean, std = mean_std([r[name][k] for r in runs])
+            summary[name] |= {k: mean, k + "_std": std}
+    result["summary"] = summary
+
+    def col(key: str) -> dict[str, list[float]]:
+        return {arm: [r[arm][key] for r in runs] for arm in ARMS}
+
+    half, corr, weight = "TIW full (a=0.5)", "correction only", "weight only"
+    minority = col("eval/minority_fraction")
+    claims = [
+        ("TIW-DSM (a = 1) raises the minority fraction of samples above plain denoising's "
+         "(toward the unbiased 0.5)", [(FULL, PLAIN)]),
+        ("Half strength (a = 0.5) lands between plain denoising and TIW-DSM (a = 1)",
+         [(half, PLAIN), (FULL, half)]),
+        ("The paper's ablation: the correction alone raises the minority fraction over plain "
+         "denoising's", [(corr, PLAIN)]),
+        ("The weight alone raises the minority fraction over plain denoising's", [(weight, PLAIN)]),
+    ]  # fmt: skip
+    verdicts = [verdict(claim, *compare(minority, pairs, "max")) for claim, pairs in claims]
+    _, ev = compare(minority, [(corr, FULL)], "max")
+    verdicts[2]["evidence"] += f"; against the full method: {ev}"
+    for key, what in (("eval/mmd", "MMD to"), ("eval/swd", "SWD to"), ("eval/nll", "NLL under")):
+        holds, ev = compare(col(key), [(FULL, PLAIN)], "min")
+        claim = f"TIW-DSM (a = 1) lowers the {what} the unbiased truth of its samples below "
+        verdicts.append(verdict(claim + "plain denoising's", holds, ev))
+    result["verdicts"] = verdicts
+    return result
 
 
-def plot(runs: list[dict], summary: dict, path: Path) -> None:
+def plot(runs: dict[str, list[dict]], summary: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,16 +137,15 @@ def plot(runs: list[dict], summary: dict, path: Path) -> None:
     stds = [summary[n]["eval/minority_fraction_std"] for n in names]
     axes[0].bar(range(len(names)), means, yerr=stds, capsize=4)
     for i, n in enumerate(names):
-        axes[0].scatter(
-            [i] * len(runs), [r[n]["eval/minority_fraction"] for r in runs], color="k", s=8
-        )
+        values = [r["eval/minority_fraction"] for r in runs[n]]
+        axes[0].scatter([i] * len(values), values, color="k", s=8)
     axes[0].axhline(0.1, color="tab:red", ls="--", label="observed 0.1")
     axes[0].axhline(0.5, color="tab:green", ls="--", label="unbiased 0.5")
     axes[0].set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     axes[0].set_ylabel("minority fraction of samples")
     axes[0].legend(fontsize=7)
     for ax, n in zip(axes[1:], names, strict=True):
-        s = torch.tensor(runs[0][n + "/samples"])
+        s = torch.tensor(runs[n][0]["samples"])
         ax.scatter(s[:, 0], s[:, 1], s=1, alpha=0.4)
         ax.set_title(f"{n} (seed 0)", fontsize=9)
         ax.set_xlim(-3, 3)
@@ -130,13 +155,12 @@ def plot(runs: list[dict], summary: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget, write nothing")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2000)
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
-    steps, seeds = (20, 1) if args.smoke else (args.steps, args.seeds)
+    steps, seeds = (20, [0]) if args.smoke else (args.steps, args.seeds)
     base = {
         "data": "bimodal_biased",
         "train.steps": steps,
@@ -148,26 +172,30 @@ def main() -> None:
         "tiw.disc_steps": 40 if args.smoke else 1500,
     }
     t0 = time.perf_counter()
-    runs = [run_seed(seed, base) for seed in range(seeds)]
-    summary = summarise(runs)
-    print(json.dumps(summary, indent=2))
+    discs: dict[int, tuple[dict[str, Any], dict[str, float]]] = {}
+
+    def run(arm: str, seed: int) -> Result:
+        if seed not in discs:  # one discriminator per seed, shared by the arms
+            discs[seed] = discriminator(seed, base)
+        return run_arm(arm, seed, base, discs[seed][0])
+
+    runs = harness.arm_seed_loop(ARMS, seeds, run)
     print(f"total {time.perf_counter() - t0:.0f}s")
-    if args.smoke:
-        return
-    OUT.mkdir(parents=True, exist_ok=True)
-    per_seed = [{k: v for k, v in r.items() if not k.endswith("/samples")} for r in runs]
+    per_seed = [
+        {"discriminator": discs[seed][1]}
+        | {arm: {k: v for k, v in rows[i].items() if k != "samples"} for arm, rows in runs.items()}
+        for i, seed in enumerate(seeds)
+    ]
     result = {
-        "command": ".venv/bin/python bench/tiw_bimodal.py"
-        + (f" --seeds {args.seeds}" if args.seeds != 3 else "")
-        + (f" --steps {args.steps}" if args.steps != 2000 else ""),
+        "command": harness.command(args),
         "config": base,
         "arms": ARMS,
-        "seeds": seeds,
-        "summary": summary,
+        "seeds": len(seeds),
         "per_seed": per_seed,
     }
-    (OUT / "tiw_bimodal.json").write_text(json.dumps(result, indent=2))
-    plot(runs, summary, OUT / "tiw_bimodal.png")
+    result = harness.finish(args, result, summarise)
+    print(json.dumps(result["summary"], indent=2))
+    plot(runs, result["summary"], harness.out_path(args).with_suffix(".png"))
 
 
 if __name__ == "__main__":

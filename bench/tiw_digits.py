@@ -24,7 +24,8 @@ where its target is known: at λ = 8 (nearly clean) log r of an observed class-c
 log(p_ref(c)/p_obs(c)) (≈ −0.5 for classes 0–4, ≈ +1.1 for 5–9), and E_obs[r] = 1 at every λ.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/tiw_digits.py   # writes bench/results/tiw_digits.*
-    .venv/bin/python bench/tiw_digits.py --smoke    # a minute; only /tmp/tiw_digits_smoke.png
+    .venv/bin/python bench/tiw_digits.py --smoke    # a minute, to a temporary folder
+    .venv/bin/python bench/tiw_digits.py --resummarise    # summary and verdicts again
 
 Each (arm, seed) result and each seed's discriminator are cached under --cache, keyed by their
 full configuration.
@@ -32,33 +33,26 @@ full configuration.
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
-import sys
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
+from harness import Result, compare, exceeds, pm, verdict
+from weighting_ring import paired, spread
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.param import add_noise
+from models.schedules import alpha_sigma
+from tuner.data import load_dataset
+from tuner.metrics import default_extractor, digit_class_fractions, image_metrics, to_uint8
+from tuner.stats import mean_std
+from tuner.train import Trainer
 
-from bench.weighting_ring import cache_key, cached_run, mean_std, paired  # noqa: E402
-from models.param import add_noise  # noqa: E402
-from models.schedules import alpha_sigma  # noqa: E402
-from tuner.data import load_dataset  # noqa: E402
-from tuner.metrics import (  # noqa: E402
-    default_extractor,
-    digit_class_fractions,
-    image_metrics,
-    to_uint8,
-)
-from tuner.train import Trainer  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
 NAME = "tiw_digits"
+NOTE = "time/* measured on a shared 2-core machine under load from other jobs"
 ARMS: dict[str, dict[str, Any]] = {
     "plain (a=0)": {"tiw.strength": 0.0},
     "full a=0.5": {"tiw.strength": 0.5, "tiw.mode": "full"},
@@ -126,7 +120,9 @@ def discriminator(
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """One seed's pre-trained discriminator (state, metrics), cached as a .pt file."""
     config = base | {"seed": seed, "tiw.strength": 1.0}
-    file = None if cache is None else cache / f"disc-{cache_key(config, {'what': 'disc'})}.pt"
+    file = (
+        None if cache is None else cache / f"disc-{harness.cache_key(config, {'what': 'disc'})}.pt"
+    )
     if file is not None and file.exists():
         saved = torch.load(file, weights_only=True)
         return saved["state"], json.loads(saved["metrics"])
@@ -161,35 +157,6 @@ def run_arm(config: dict[str, Any], disc_state: dict[str, torch.Tensor] | None) 
         "time/eval_s": metrics["time/eval_s"],
         "samples": trainer.last_samples[:GRID].tolist(),
     }
-
-
-def run_seed(
-    cache: Path | None, base: dict[str, Any], extra: dict[str, Any], seed: int
-) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
-    """Every arm of one seed (cached), sharing one discriminator trained on first need."""
-    disc: list[tuple[dict[str, torch.Tensor], dict[str, float]]] = []
-
-    def shared() -> dict[str, torch.Tensor]:
-        if not disc:
-            disc.append(discriminator(cache, base, seed))
-        return disc[0][0]
-
-    out = {}
-    for arm, overrides in ARMS.items():
-        config = base | overrides | {"seed": seed}
-        tiw = overrides["tiw.strength"] > 0
-        r = cached_run(
-            cache, config, extra, lambda c=config, t=tiw: run_arm(c, shared() if t else None)
-        )
-        out[arm] = r | {"seed": seed}
-        print(
-            f"seed {seed} {arm:22s} minority {r['eval/minority_fraction']:.3f} "
-            f"mode_err {r['eval/mode_error']:.3f} FID {r['eval/fid']:.3f} "
-            f"({r['time/train_s']:.0f}s train, {r['time/eval_s']:.0f}s eval)",
-            flush=True,
-        )
-    shared()  # the discriminator's metrics, also when every arm was cached
-    return out, disc[0][1]
 
 
 def real_data(seed: int) -> dict[str, dict[str, Any]]:
@@ -227,18 +194,18 @@ def summarise_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if k in ("samples", "seed"):
             continue
         if isinstance(v, list):
-            cols = list(zip(*(r[k] for r in rows), strict=True))
-            out[k] = {
-                "mean": [mean_std(list(c))["mean"] for c in cols],
-                "std": [mean_std(list(c))["std"] for c in cols],
-            }
+            cols = [spread(list(c)) for c in zip(*(r[k] for r in rows), strict=True)]
+            out[k] = {"mean": [c["mean"] for c in cols], "std": [c["std"] for c in cols]}
         else:
-            out[k] = mean_std([r[k] for r in rows])
+            out[k] = spread([r[k] for r in rows])
     return out
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
-    """Mean ± std over seeds, and paired differences against plain denoising."""
+def summarise(result: Result) -> Result:
+    """Mean ± std over seeds of the arms, the real images and the discriminators; paired
+    differences against plain denoising; the verdicts."""
+    per_seed = result["per_seed"]
+    runs, discs = per_seed["arms"], per_seed["discriminator"]
     summary: dict[str, Any] = {}
     for arm, rows in runs.items():
         summary[arm] = summarise_rows(rows)
@@ -246,38 +213,80 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, Any]:
             summary[arm]["vs_plain"] = {
                 k: paired([r[k] for r in rows], [r[k] for r in runs[PLAIN]]) for k in EVAL_KEYS
             }
-    return summary
+    real = per_seed["real_data"]
+    result["real_data"] = {name: summarise_rows(rows) for name, rows in real.items()}
+    result["discriminator"] = summarise_rows([{k: v for k, v in d.items() if k != "seed"} for d in discs])  # fmt: skip
+    result["summary"] = summary
+    result["note"] = NOTE
+    result["verdicts"] = verdicts(result)
+    return result
 
 
-def verdict(summary: dict[str, Any], unbiased: dict[str, Any], real: dict[str, Any]) -> str:
-    """One line per arm, built from the numbers: does it move toward uniform, what of FID."""
-    obs = real["observed (biased)"]
-    lines = [
-        f"CNN minority share (classes 5-9) of the test split {unbiased['cnn_minority_fraction']:.3f}"
-        f", of the observed set {obs['eval/minority_fraction']['mean']:.3f}"
-        f" (FID of the observed set itself {obs['eval/fid']['mean']:.3f})"
-    ]
-    plain = summary[PLAIN]
-    lines.append(
-        f"{PLAIN}: minority {plain['eval/minority_fraction']['mean']:.3f}"
-        f"±{plain['eval/minority_fraction']['std']:.3f}, FID {plain['eval/fid']['mean']:.3f}"
-        f"±{plain['eval/fid']['std']:.3f}"
-    )
-    for arm, s in summary.items():
-        if arm == PLAIN:
-            continue
-        d = s["vs_plain"]
-        mf, me, fid = d["eval/minority_fraction"], d["eval/mode_error"], d["eval/fid"]
-        lines.append(
-            f"{arm}: minority {s['eval/minority_fraction']['mean']:.3f}"
-            f"±{s['eval/minority_fraction']['std']:.3f} "
-            f"(vs plain {mf['mean']:+.3f}±{mf['std']:.3f}); "
-            f"mode error {me['mean']:+.3f}±{me['std']:.3f} vs plain, lower in "
-            f"{me['lower_in']}/{me['of']} seeds; FID {s['eval/fid']['mean']:.3f}"
-            f"±{s['eval/fid']['std']:.3f} ({fid['mean']:+.3f}±{fid['std']:.3f} vs plain, lower in "
-            f"{fid['lower_in']}/{fid['of']})"
+def verdicts(result: Result) -> list[dict[str, Any]]:
+    """The claims of the TIW-DSM paper on digits, and of this benchmark's reading, computed."""
+    runs, unbiased = result["per_seed"]["arms"], result["unbiased"]
+
+    def col(key: str) -> dict[str, list[float]]:
+        return {arm: [r[key] for r in rows] for arm, rows in runs.items()}
+
+    half, full, weight, corr = list(ARMS)[1:]
+    share, fid = col("eval/minority_fraction"), col("eval/fid")
+    obs = result["real_data"]["observed (biased)"]["eval/minority_fraction"]["mean"]
+    holds, text = exceeds(share[PLAIN], obs)
+    out = [
+        verdict(
+            "Plain denoising sharpens the observed bias: its samples' minority share is below "
+            "the observed set's own",
+            None if holds is None else not holds,
+            f"plain {text} (95 % t); the observed set {obs:.3f}",
         )
-    return "; ".join(lines)
+    ]
+    claims = [
+        (f"{full} raises the minority share over plain denoising's", share, [(full, PLAIN)], "max"),
+        (f"{full} brings the class proportions closer to the test split's than plain denoising",
+         col("eval/mode_error"), [(full, PLAIN)], "min"),
+        (f"{full} lowers the FID against the class-uniform test split below plain denoising's",
+         fid, [(full, PLAIN)], "min"),
+        (f"Half strength ({half}) lands between plain denoising and {full} in minority share",
+         share, [(half, PLAIN), (full, half)], "max"),
+        (f"The weight alone ({weight}) raises the minority share over plain denoising's", share,
+         [(weight, PLAIN)], "max"),
+    ]  # fmt: skip
+    for claim, columns, pairs, mode in claims:
+        out.append(verdict(claim, *compare(columns, pairs, mode)))
+    holds, ev = compare(share, [(corr, PLAIN)], "max")
+    holds_fid, ev_fid = compare(fid, [(corr, PLAIN)], "min")
+    claim = f"The correction alone ({corr}) raises the minority share and lowers the FID below "
+    out.append(verdict(claim + "plain denoising's", harness.every([holds, holds_fid]),
+                       f"minority share: {ev}; FID: {ev_fid}"))  # fmt: skip
+    test = unbiased["cnn_minority_fraction"]
+    holds, text = exceeds(share[full], test)
+    out.append(
+        verdict(
+            f"The shift is partial: {full}'s minority share stays below the test split's",
+            None if holds is None else not holds,
+            f"{full} {text} (95 % t); the test split {test:.3f} (CNN; true labels "
+            f"{unbiased['true_minority_fraction']:.3f})",
+        )
+    )
+    discs = result["per_seed"]["discriminator"]
+    logr = [d["ratio/logr_minority@8"] for d in discs]
+    exact = statistics.mean(d["ratio/exact_clean_logr_minority"] for d in discs)
+    major = statistics.mean(d["ratio/logr_majority@8"] for d in discs)
+    exact_major = statistics.mean(d["ratio/exact_clean_logr_majority"] for d in discs)
+    holds, text = exceeds(logr, exact)
+    out.append(
+        verdict(
+            "The discriminator, trained on a small reference set, underestimates the minority "
+            "classes' log-ratio at λ = 8",
+            None if holds is None else not holds,
+            f"log r of minority images {text} (95 % t) against the exact {exact:.2f}: "
+            f"{100 * statistics.mean(logr) / exact:.0f} % of it (majority images "
+            f"{pm(*mean_std([d['ratio/logr_majority@8'] for d in discs]))}, "
+            f"{100 * major / exact_major:.0f} % of the exact {exact_major:.2f})",
+        )
+    )
+    return out
 
 
 def plot(
@@ -355,21 +364,17 @@ def summary_real(real: dict[str, list[dict]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--samples", type=int, default=1000, help="samples per evaluation")
     parser.add_argument("--disc-steps", type=int, default=1500, help="tiw.disc_steps (max)")
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny budget; writes only /tmp/tiw_digits_smoke.png"
-    )
-    parser.add_argument("--cache", default=f"/tmp/diffsearch_bench/{NAME}")
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     if args.smoke:
         args.seeds, args.steps, args.samples, args.disc_steps = [0], 10, 100, 30
-    cache = None if args.smoke else Path(args.cache)
+    cache = harness.cache_dir(args)
     base = {
         "data": "digits_biased",
         "train.steps": args.steps,
@@ -381,49 +386,53 @@ def main() -> None:
     }
     extra = {"what": NAME, "grid": GRID}
     t0 = time.perf_counter()
-    runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    discs, real = [], {}
+    discs: dict[int, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
+
+    def shared(seed: int) -> dict[str, torch.Tensor]:  # trained on first need, cached
+        if seed not in discs:
+            discs[seed] = discriminator(cache, base, seed)
+        return discs[seed][0]
+
+    def run(arm: str, seed: int) -> Result:
+        config = base | ARMS[arm] | {"seed": seed}
+        tiw = ARMS[arm]["tiw.strength"] > 0
+        fn = lambda: run_arm(config, shared(seed) if tiw else None)  # noqa: E731
+        r = harness.cached(cache, config, extra, fn)
+        print(
+            f"seed {seed} {arm:22s} minority {r['eval/minority_fraction']:.3f} "
+            f"mode_err {r['eval/mode_error']:.3f} FID {r['eval/fid']:.3f} "
+            f"({r['time/train_s']:.0f}s train, {r['time/eval_s']:.0f}s eval)",
+            flush=True,
+        )
+        return r | {"seed": seed}
+
+    runs = harness.arm_seed_loop(ARMS, args.seeds, run)
+    real: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:
-        arms, disc_metrics = run_seed(cache, base, extra, seed)
-        for arm, r in arms.items():
-            runs[arm].append(r)
-        discs.append(disc_metrics | {"seed": seed})
-        print(f"seed {seed} discriminator {json.dumps(disc_metrics)}", flush=True)
+        shared(seed)  # the discriminator's metrics, also when every arm was cached
+        print(f"seed {seed} discriminator {json.dumps(discs[seed][1])}", flush=True)
         for name, m in real_data(seed).items():
             real.setdefault(name, []).append(m | {"seed": seed})
-    unbiased = unbiased_reference()
-    summary = summarise(runs)
-    note = verdict(summary, unbiased, summary_real(real))
-    print(note)
     print(f"total {time.perf_counter() - t0:.0f}s")
-    if args.smoke:
-        plot(runs, summary, real, unbiased, Path("/tmp") / f"{NAME}_smoke.png")
-        return
     result = {
-        "command": f"OMP_NUM_THREADS=1 .venv/bin/python bench/{NAME}.py {shlex.join(sys.argv[1:])}",
+        "command": harness.command(args, env="OMP_NUM_THREADS=1 "),
         "config": base,
         "arms": ARMS,
         "seeds": args.seeds,
-        "note": note + "; time/* measured on a shared 2-core machine under load from other jobs",
-        "unbiased": unbiased,
-        "real_data": summary_real(real),
-        "discriminator": summarise_rows(
-            [{k: v for k, v in d.items() if k != "seed"} for d in discs]
-        ),
-        "summary": summary,
+        "note": NOTE,
+        "unbiased": unbiased_reference(),
         "per_seed": {
             "arms": {
                 a: [{k: v for k, v in r.items() if k != "samples"} for r in rs]
                 for a, rs in runs.items()
             },
-            "discriminator": discs,
+            "discriminator": [discs[seed][1] | {"seed": seed} for seed in args.seeds],
             "real_data": real,
         },
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(runs, summary, real, unbiased, OUT / f"{NAME}.png")
-    print(f"wrote {OUT / NAME}.json and .png")
+    result = harness.finish(args, result, summarise)
+    path = harness.out_path(args).with_suffix(".png")
+    plot(runs, result["summary"], real, result["unbiased"], path)
 
 
 if __name__ == "__main__":

@@ -15,33 +15,29 @@ The floor of the FID at this sample size is that of 1000 training images against
 (computed here once, same extractor).
 
     .venv/bin/python bench/weighting_digits.py --seeds 0 1 --steps 1500   # writes results
-    .venv/bin/python bench/weighting_digits.py --smoke                    # seconds, writes nothing
+    .venv/bin/python bench/weighting_digits.py --smoke                    # seconds, to /tmp
+    .venv/bin/python bench/weighting_digits.py --resummarise   # summary and verdicts again
 
 Runs are cached per (weighting, seed, configuration) under --cache, as in weighting_ring.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
-import sys
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
+from harness import Result, compare, some, verdict
+from weighting_ring import ARMS, BINS, columns, summarise_runs, train
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.param import add_noise
+from tuner.data import load_dataset
+from tuner.metrics import default_extractor, image_metrics
+from tuner.train import Trainer
 
-from bench.weighting_ring import ARMS, BINS, cached_run, summarise, train  # noqa: E402
-from models.param import add_noise  # noqa: E402
-from tuner.data import load_dataset  # noqa: E402
-from tuner.metrics import default_extractor, image_metrics  # noqa: E402
-from tuner.train import Trainer  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
 NAME = "weighting_digits"
 SAMPLER_STEPS = (10, 25, 100)
 IMAGE_METRICS = ("eval/fid", "eval/kid", "eval/mode_error")
@@ -96,6 +92,44 @@ def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def summarise(result: Result) -> Result:
+    """The summary and the verdicts, from the per-seed runs and the real-data floor."""
+    runs, steps = result["per_seed"], result["sampler_steps"]
+    result["summary"] = summarise_runs(runs, flat_metrics)
+    last, few = steps[-1], steps[0]
+    others = [a for a in runs if a != "constant"]
+    fid = columns(runs, flat_metrics, f"ddim{last}/eval/fid")
+    order = sorted(fid, key=lambda a: statistics.mean(fid[a]))
+    by_mean = ", ".join(f"{a} {statistics.mean(fid[a]):.3f}" for a in order)
+    floor = result["real_data_floor"]
+    holds = some(compare(fid, [(a, "constant")], "min")[0] for a in others)
+    _, ev = compare(fid, [(a, "constant") for a in others], "min")
+    verdicts = [
+        verdict(
+            f"Reweighting gives better digits than constant ε-MSE: some weighting has a lower "
+            f"FID than constant with {last} DDIM steps",
+            holds,
+            f"by mean FID {by_mean} (real train digits, N = {floor['n']}: "
+            f"{floor['eval/fid']:.3f}); {ev}",
+        )
+    ]
+    paper = [("debiased", b) for b in ("constant", "p2", "min_snr") if b in runs]
+    holds, ev = compare(fid, paper, "min")
+    claim = "The paper's claim: debiased weighting gives better samples than constant, P2 and "
+    verdicts.append(verdict(claim + f"min-SNR weighting ({last}-step FID)", holds, ev))
+    err = columns(runs, flat_metrics, f"ddim{last}/eval/mode_error")
+    holds, ev = compare(err, [(a, "constant") for a in others], "min")
+    claim = "Every weighting's class proportions are closer to the test split's than constant's "
+    verdicts.append(verdict(claim + f"({last} steps; total-variation error)", holds, ev))
+    both = {f"{a}@{k}": columns(runs, flat_metrics, f"ddim{k}/eval/fid")[a]
+            for a in runs for k in (few, last)}  # fmt: skip
+    holds, ev = compare(both, [(f"{a}@{last}", f"{a}@{few}") for a in runs], "min")
+    verdicts.append(verdict(f"Every weighting's FID is higher with {few} DDIM steps than with "
+                            f"{last}", holds, ev))  # fmt: skip
+    result["verdicts"] = verdicts
+    return result
+
+
 def plot(runs: dict[str, list[dict]], summary: dict[str, Any], floor: dict, path: Path) -> None:
     import matplotlib
 
@@ -129,19 +163,16 @@ def plot(runs: dict[str, list[dict]], summary: dict[str, Any], floor: dict, path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--samples", type=int, default=1000, help="samples per sampler setting")
-    parser.add_argument("--smoke", action="store_true", help="seconds, write nothing")
-    parser.add_argument("--cache", default=f"/tmp/diffsearch_bench/{NAME}")
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     if args.smoke:
         args.seeds, args.steps, args.samples, args.arms = [0], 5, 50, ["constant", "debiased"]
-    cache = None if args.smoke else Path(args.cache)
     base = {
         "data": "digits",
         "train.steps": args.steps,
@@ -152,26 +183,24 @@ def main() -> None:
     }
     extra = {"samples": args.samples, "bins": BINS.tolist(), "sampler_steps": SAMPLER_STEPS}
     t0 = time.perf_counter()
-    runs: dict[str, list[dict]] = {arm: [] for arm in args.arms}
-    for seed in args.seeds:
-        for arm in args.arms:
-            config = base | ARMS[arm] | {"seed": seed}
-            r = cached_run(cache, config, extra, lambda c=config: run_one(c, args.samples))
-            runs[arm].append(r)
-            print(
-                f"seed {seed} {arm:9s} FID@10/25/100 "
-                + "/".join(f"{r['sampling'][str(k)]['eval/fid']:.3f}" for k in SAMPLER_STEPS)
-                + f"  ({r['time/train_s']:.0f}s train, {r['time/eval_s']:.0f}s eval)",
-                flush=True,
-            )
-    summary = summarise(runs, flat_metrics)
+
+    def run(arm: str, seed: int) -> Result:
+        config = base | ARMS[arm] | {"seed": seed}
+        fn = lambda: run_one(config, args.samples)  # noqa: E731
+        r = harness.cached(harness.cache_dir(args), config, extra, fn)
+        print(
+            f"seed {seed} {arm:9s} FID@10/25/100 "
+            + "/".join(f"{r['sampling'][str(k)]['eval/fid']:.3f}" for k in SAMPLER_STEPS)
+            + f"  ({r['time/train_s']:.0f}s train, {r['time/eval_s']:.0f}s eval)",
+            flush=True,
+        )
+        return r
+
+    runs = harness.arm_seed_loop(args.arms, args.seeds, run)
     floor = real_floor(args.samples)
-    print(f"real-data floor: {floor}")
-    print(f"total {time.perf_counter() - t0:.0f}s")
-    if args.smoke:
-        return
+    print(f"real-data floor: {floor}\ntotal {time.perf_counter() - t0:.0f}s")
     result = {
-        "command": f"OMP_NUM_THREADS=1 .venv/bin/python bench/{NAME}.py {shlex.join(sys.argv[1:])}",
+        "command": harness.command(args, env="OMP_NUM_THREADS=1 "),
         "config": base,
         "arms": {a: ARMS[a] for a in args.arms},
         "seeds": args.seeds,
@@ -179,13 +208,10 @@ def main() -> None:
         "sampler_steps": list(SAMPLER_STEPS),
         "real_data_floor": floor,
         "note": "time/* measured on a shared 2-core machine under load from other jobs",
-        "summary": summary,
         "per_seed": runs,
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(runs, summary, floor, OUT / f"{NAME}.png")
-    print(f"wrote {OUT / NAME}.json and .png")
+    result = harness.finish(args, result, summarise)
+    plot(runs, result["summary"], floor, harness.out_path(args).with_suffix(".png"))
 
 
 if __name__ == "__main__":

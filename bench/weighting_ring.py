@@ -13,7 +13,8 @@ cosine q) and learned (EDM weighting + EDM2's u(λ) head). For each trained EMA 
     eval/mode_error, eval/swd, eval/mmd (tuner.metrics.lowdim_metrics).
 
     .venv/bin/python bench/weighting_ring.py --seeds 0 1 2   # writes bench/results/weighting_ring.*
-    .venv/bin/python bench/weighting_ring.py --smoke         # seconds, writes nothing
+    .venv/bin/python bench/weighting_ring.py --smoke         # seconds, to a temporary folder
+    .venv/bin/python bench/weighting_ring.py --resummarise   # summary and verdicts again
 
 Each (weighting, seed) result is cached under --cache, keyed by its full configuration, so the
 work can be split over invocations (e.g. one seed each); the JSON and PNG are written from the
@@ -22,59 +23,35 @@ requested seeds once all of their runs exist.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
+from harness import Result, compare, every, exceeds, pm, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.param import add_noise
+from tuner.metrics import lowdim_metrics
+from tuner.stats import mean_std
+from tuner.train import Trainer
 
-from models.param import add_noise  # noqa: E402
-from tuner.metrics import lowdim_metrics  # noqa: E402
-from tuner.train import Trainer  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
 NAME = "weighting_ring"
 # The arms: config overrides of each weighting (weighting.normalize stays true for all).
 ARMS: dict[str, dict[str, Any]] = {
     "constant": {"weighting": "constant"},
     "debiased": {"weighting": "debiased"},
-    "min_snr": {"weighting": "min_snr", "weighting.gamma": 5.0},
-    "p2": {"weighting": "p2", "weighting.k": 1.0, "weighting.gamma": 1.0},
+    "min_snr": {"weighting": "min_snr", "weighting.min_snr_gamma": 5.0},
+    "p2": {"weighting": "p2", "weighting.k": 1.0, "weighting.p": 1.0},
     "edm": {"weighting": "edm"},
     "learned": {"weighting": "learned"},
 }
 BINS = torch.linspace(-10.0, 10.0, 9)  # 8 log-SNR bins
 SAMPLER_STEPS = (5, 10, 50)
 SAMPLE_METRICS = ("eval/nll", "eval/mode_error", "eval/swd", "eval/mmd")
-
-
-def cache_key(config: dict[str, Any], extra: dict[str, Any]) -> str:
-    text = json.dumps({"config": config, "extra": extra}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def cached_run(
-    cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], dict]
-) -> dict[str, Any]:
-    """fn() once per (config, extra); the result is kept as JSON under `cache`."""
-    file = None if cache is None else cache / f"{cache_key(config, extra)}.json"
-    if file is not None and file.exists():
-        return json.loads(file.read_text())
-    result = fn()
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps(result))
-    return result
 
 
 def train(config: dict[str, Any]) -> tuple[Trainer, float]:
@@ -124,7 +101,7 @@ def exact_floor(n: int, seeds: list[int]) -> dict[str, dict[str, float]]:
         x = ds.truth.sample(n, torch.Generator().manual_seed(10_000 + seed))
         m = lowdim_metrics(x, ds.truth, ds.test, ds.minority)
         rows.append({k: m[k] for k in SAMPLE_METRICS})
-    return {k: mean_std([r[k] for r in rows]) for k in SAMPLE_METRICS}
+    return {k: spread([r[k] for r in rows]) for k in SAMPLE_METRICS}
 
 
 def run_one(config: dict[str, Any], n_bin: int, n_samples: int) -> dict[str, Any]:
@@ -139,17 +116,16 @@ def run_one(config: dict[str, Any], n_bin: int, n_samples: int) -> dict[str, Any
     return result
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-    }
+def spread(values: list[float]) -> dict[str, float]:
+    """{"mean", "std"} over seeds (tuner.stats.mean_std)."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std}
 
 
 def paired(a: list[float], b: list[float]) -> dict[str, float]:
     """Paired difference a − b over seeds and how often a is lower (better)."""
     diff = [x - y for x, y in zip(a, b, strict=True)]
-    return mean_std(diff) | {"lower_in": sum(d < 0 for d in diff), "of": len(diff)}
+    return spread(diff) | {"lower_in": sum(d < 0 for d in diff), "of": len(diff)}
 
 
 def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
@@ -162,22 +138,91 @@ def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def summarise(
-    runs: dict[str, list[dict]], flatten: Callable[[dict[str, Any]], dict[str, float]] | None = None
-) -> dict[str, Any]:
-    """Mean ± std over seeds of every scalar (of flatten(run), flat_metrics by default), and
-    paired differences against constant."""
-    flatten = flatten or flat_metrics
+Flatten = Callable[[dict[str, Any]], dict[str, float]]
+
+
+def summarise_runs(runs: dict[str, list[dict]], flatten: Flatten) -> dict[str, Any]:
+    """Mean ± std over seeds of every scalar of flatten(run), and paired differences against
+    constant."""
     flat = {arm: [flatten(r) for r in rs] for arm, rs in runs.items()}
     summary: dict[str, Any] = {}
     for arm, rows in flat.items():
-        summary[arm] = {k: mean_std([r[k] for r in rows]) for k in rows[0]}
-        summary[arm]["time/train_s"] = mean_std([r["time/train_s"] for r in runs[arm]])
+        summary[arm] = {k: spread([r[k] for r in rows]) for k in rows[0]}
+        summary[arm]["time/train_s"] = spread([r["time/train_s"] for r in runs[arm]])
         if arm != "constant" and "constant" in flat:
             summary[arm]["vs_constant"] = {
                 k: paired([r[k] for r in rows], [r[k] for r in flat["constant"]]) for k in rows[0]
             }
     return summary
+
+
+def columns(runs: dict[str, list[dict]], flatten: Flatten, key: str) -> dict[str, list[float]]:
+    """arm -> one flattened metric, per seed."""
+    return {arm: [flatten(r)[key] for r in rs] for arm, rs in runs.items()}
+
+
+def summarise(result: Result) -> Result:
+    """The summary and the verdicts, from the per-seed runs and the exact-samples floor."""
+    runs, floor, bins = result["per_seed"], result["exact_samples_floor"], result["bins"]
+    result["summary"] = summarise_runs(runs, flat_metrics)
+    others = [a for a in runs if a != "constant"]
+    x0 = columns(runs, flat_metrics, "x0_err/bin0")
+    gain = [statistics.mean(x0["constant"]) / statistics.mean(x0[a]) for a in others]
+    holds, ev = compare(x0, [(a, "constant") for a in others], "min")
+    verdicts = [
+        verdict(
+            f"Every other weighting has a lower x0 error than constant ε-MSE at the noisiest "
+            f"levels (λ in [{bins[0]:g}, {bins[1]:g}]): the bias of the constant weight that Yu "
+            "et al. describe",
+            holds,
+            f"{min(gain):.0f}–{max(gain):.0f}× lower by the means; {ev}",
+        )
+    ]
+    swd = columns(runs, flat_metrics, "ddim50/eval/swd")
+    for arm in others:
+        holds, ev = compare(swd, [(arm, "constant")], "min")
+        claim = f"{arm} gives better 50-step DDIM samples than constant (a lower SWD)"
+        verdicts.append(verdict(claim, holds, ev))
+    paper = [("debiased", b) for b in ("constant", "p2", "min_snr") if b in runs]
+    holds, ev = compare(swd, paper, "min")
+    claim = "The paper's claim: debiased weighting gives better samples than constant, P2 and "
+    verdicts.append(verdict(claim + "min-SNR weighting at a fixed budget (50-step SWD)", holds, ev))
+    hi_snr = [i for i in range(len(bins) - 1) if bins[i] >= 5]
+    lows = [a for a in ("debiased", "min_snr", "p2", "edm") if a in runs]
+    parts, holds_all = [], []
+    for i in hi_snr:
+        eps = columns(runs, flat_metrics, f"eps_err/bin{i}")
+        holds, ev = compare(eps, [("constant", a) for a in lows], "min")
+        holds_all.append(holds)
+        parts.append(f"λ in [{bins[i]:g}, {bins[i + 1]:g}]: {ev}")
+    claim = f"{', '.join(lows)} have a higher ε error than constant at the high-SNR levels (λ ≥ "
+    verdicts.append(verdict(claim + f"{bins[hi_snr[0]]:g}) that the last sampling steps use",
+                            every(holds_all), " | ".join(parts)))  # fmt: skip
+    nll_floor = floor["eval/nll"]["mean"]
+    nll = columns(runs, flat_metrics, "ddim50/eval/nll")
+    above = {a: exceeds(nll[a], nll_floor) for a in lows}
+    verdicts.append(
+        verdict(
+            f"The 50-step samples of {', '.join(lows)} have a higher NLL under the truth than "
+            "exact samples",
+            every(h for h, _ in above.values()),
+            f"exact samples {pm(nll_floor, floor['eval/nll']['std'])}; "
+            + ", ".join(f"{a} {text}" for a, (_, text) in above.items())
+            + " (95 % t intervals)",
+        )
+    )
+    holds, text = exceeds(columns(runs, flat_metrics, "ddim10/eval/nll")["constant"], nll_floor)
+    verdicts.append(
+        verdict(
+            "Constant's 10-step samples have a lower NLL than exact samples: the NLL of samples "
+            "is no divergence (samples that crowd the modes score below the floor; read it with "
+            "SWD)",
+            None if holds is None else not holds,
+            f"constant, DDIM-10 {text} (95 % t); exact samples {nll_floor:.2f}",
+        )
+    )
+    result["verdicts"] = verdicts
+    return result
 
 
 def plot(runs: dict[str, list[dict]], summary: dict[str, Any], floor: dict, path: Path) -> None:
@@ -229,20 +274,17 @@ def plot(runs: dict[str, list[dict]], summary: dict[str, Any], floor: dict, path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000, cache=True)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--samples", type=int, default=4000, help="samples per sampler setting")
     parser.add_argument("--bin-points", type=int, default=4000, help="points per log-SNR bin")
-    parser.add_argument("--smoke", action="store_true", help="seconds, write nothing")
-    parser.add_argument("--cache", default=f"/tmp/diffsearch_bench/{NAME}")
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     if args.smoke:
         args.seeds, args.steps, args.samples, args.bin_points = [0], 20, 200, 200
-    cache = None if args.smoke else Path(args.cache)
     base = {
         "data": "ring8",
         "train.steps": args.steps,
@@ -252,31 +294,26 @@ def main() -> None:
     }
     extra = {"samples": args.samples, "bin_points": args.bin_points, "bins": BINS.tolist()}
     t0 = time.perf_counter()
-    runs: dict[str, list[dict]] = {arm: [] for arm in args.arms}
-    for seed in args.seeds:
-        for arm in args.arms:
-            config = base | ARMS[arm] | {"seed": seed}
-            r = cached_run(
-                cache, config, extra, lambda c=config: run_one(c, args.bin_points, args.samples)
-            )
-            runs[arm].append(r)
-            s = r["sampling"]
-            print(
-                f"seed {seed} {arm:9s} nll@5/10/50 "
-                + "/".join(f"{s[str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS)
-                + f"  x0err bin0/7 {r['bins']['x0_err'][0]:.2e}/{r['bins']['x0_err'][-1]:.2e}"
-                + f"  ({r['time/train_s']:.0f}s)",
-                flush=True,
-            )
-    summary = summarise(runs)
+
+    def run(arm: str, seed: int) -> Result:
+        config = base | ARMS[arm] | {"seed": seed}
+        fn = lambda: run_one(config, args.bin_points, args.samples)  # noqa: E731
+        r = harness.cached(harness.cache_dir(args), config, extra, fn)
+        s = r["sampling"]
+        print(
+            f"seed {seed} {arm:9s} nll@5/10/50 "
+            + "/".join(f"{s[str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS)
+            + f"  x0err bin0/7 {r['bins']['x0_err'][0]:.2e}/{r['bins']['x0_err'][-1]:.2e}"
+            + f"  ({r['time/train_s']:.0f}s)",
+            flush=True,
+        )
+        return r
+
+    runs = harness.arm_seed_loop(args.arms, args.seeds, run)
     floor = exact_floor(args.samples, args.seeds)
-    print("exact samples: " + json.dumps(floor))
-    print(f"total {time.perf_counter() - t0:.0f}s")
-    if args.smoke:
-        return
-    argv = shlex.join(sys.argv[1:])
+    print(f"exact samples: {json.dumps(floor)}\ntotal {time.perf_counter() - t0:.0f}s")
     result = {
-        "command": f"OMP_NUM_THREADS=1 .venv/bin/python bench/{NAME}.py {argv}".strip(),
+        "command": harness.command(args, env="OMP_NUM_THREADS=1 "),
         "config": base,
         "arms": {a: ARMS[a] for a in args.arms},
         "seeds": args.seeds,
@@ -285,13 +322,10 @@ def main() -> None:
         "eval": extra,
         "exact_samples_floor": floor,
         "note": "time/* measured on a shared 2-core machine under load from other jobs",
-        "summary": summary,
         "per_seed": runs,
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(runs, summary, floor, OUT / f"{NAME}.png")
-    print(f"wrote {OUT / NAME}.json and .png")
+    result = harness.finish(args, result, summarise)
+    plot(runs, result["summary"], floor, harness.out_path(args).with_suffix(".png"))
 
 
 if __name__ == "__main__":
