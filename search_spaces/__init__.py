@@ -16,7 +16,7 @@ The helpers below only read that data (no Ray, no training).
 from __future__ import annotations
 
 import itertools
-import math
+import json
 import random
 from typing import Any
 
@@ -52,7 +52,9 @@ __all__ = [
     "grid",
     "grid_values",
     "params_of",
+    "describe_param",
     "sample",
+    "tune_domain",
 ]
 
 
@@ -80,20 +82,27 @@ def expand(config: dict[str, Any], space: dict[str, Any] | None = None) -> dict[
     raise KeyError(f"unknown point {name!r}")
 
 
-def _draw(spec: dict[str, Any], rng: random.Random) -> Any:
+def tune_domain(spec: dict[str, Any]) -> Any:
+    """The Ray Tune domain of one parameter: the one place a spec's type becomes a distribution
+    (what Optuna's TPE, the random search and PBT's resampling draw from)."""
+    from ray import tune
+
     kind = spec["type"]
     if kind == "categorical":
-        return rng.choice(spec["choices"])
+        return tune.choice(spec["choices"])
     if kind == "int":
-        return rng.randint(spec["low"], spec["high"])
+        return tune.randint(spec["low"], spec["high"] + 1)
     if kind == "loguniform":
-        return math.exp(rng.uniform(math.log(spec["low"]), math.log(spec["high"])))
-    return rng.uniform(spec["low"], spec["high"])
+        return tune.loguniform(spec["low"], spec["high"])
+    return tune.uniform(spec["low"], spec["high"])
 
 
 def sample(space: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     """One random draw of the space's parameters (what a random search proposes)."""
-    return {key: _draw(spec, rng) for key, spec in params_of(space).items()}
+    return {
+        key: tune_domain(spec).sample(random_state=rng.randrange(2**31))
+        for key, spec in params_of(space).items()
+    }
 
 
 def grid_values(spec: dict[str, Any]) -> list[Any]:
@@ -119,15 +128,11 @@ def grid(space: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _range(spec: dict[str, Any]) -> str:
+def describe_param(spec: dict[str, Any]) -> str:
+    """One parameter's distribution in a few words: `float [0, 1.5]`, `choice [0.0, 1.0]`."""
     if spec["type"] == "categorical":
-        return (
-            "{"
-            + ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in spec["choices"])
-            + "}"
-        )
-    scale = " log" if spec["type"] == "loguniform" else ""
-    return f"[{spec['low']:g}, {spec['high']:g}] {spec['type'] if not scale else 'float'}{scale}"
+        return "choice " + json.dumps(spec["choices"])
+    return f"{spec['type']} [{spec['low']:g}, {spec['high']:g}]"
 
 
 def describe(name: str) -> str:
@@ -138,7 +143,7 @@ def describe(name: str) -> str:
     trials = space["num_samples"] * (len(grid(space)) if search == "grid" else 1)
     lines.append(f"  data: {space['data']}    trials: {trials}    search: {search}")
     for key, spec in space["params"].items():
-        lines.append(f"  {key:<22} {_range(spec)}")
+        lines.append(f"  {key:<22} {describe_param(spec)}")
     for point, keys in space.get("points", {}).items():
         lines.append(f"  point {point:<16} " + " ".join(f"{k}={v}" for k, v in keys.items()))
     lines.append("  fixed: " + " ".join(f"{k}={v}" for k, v in space["fixed"].items()))

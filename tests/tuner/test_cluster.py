@@ -76,12 +76,13 @@ def test_kuberay_rayjob_manifest() -> None:
     gpu = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert gpu["image"].endswith("-gpu") and gpu["resources"]["limits"]["nvidia.com/gpu"] == "1"
     # The entrypoint's options are ones tuner.run accepts.
-    from tuner.run import build_parser, make_plan
+    from tuner.plan import make_plan
+    from tuner.run import build_parser
 
     argv = spec["entrypoint"].split()[3:]
     plan = make_plan(build_parser().parse_args(argv))
-    assert plan["address"] == "auto" and plan["gpus_per_trial"] == 1
-    assert plan["data"] == "cifar10_biased" and plan["metric"] == "eval/fid"
+    assert plan.address == "auto" and plan.gpus_per_trial == 1
+    assert plan.data == "cifar10_biased" and plan.metric == "eval/fid"
 
 
 # -- a real two-node cluster on loopback ----------------------------------------------------------

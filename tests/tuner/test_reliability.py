@@ -157,9 +157,11 @@ def test_services_bind_to_loopback() -> None:
     from tuner.tracking import ui_command
 
     assert "--host 127.0.0.1" in ui_command("sqlite:////tmp/mlruns/mlflow.db")
-    run_src = (ROOT / "tuner" / "run.py").read_text()
-    local_init = run_src[run_src.index("def init_ray") : run_src.index("# -- results")]
-    assert "include_dashboard=False" in local_init  # the local Ray starts no dashboard
+    import inspect
+
+    from tuner.search import init_ray
+
+    assert "include_dashboard=False" in inspect.getsource(init_ray)  # the local Ray: no dashboard
     for name in ("aws-gpu.yaml", "gcp-gpu.yaml"):
         head = " ".join(
             yaml.safe_load((ROOT / "cluster" / name).read_text())["head_start_ray_commands"]

@@ -18,22 +18,16 @@ import pytest
 
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES
 from tuner.config import SPEC, resolve
-from tuner.run import (
-    ASHA_REDUCTION,
-    build_parser,
-    clip_to_ranges,
-    leaderboard,
-    main,
-    make_plan,
-    make_scheduler,
-    summarize,
-)
+from tuner.plan import ASHA_REDUCTION, Plan, make_plan
+from tuner.results import leaderboard, summarize
+from tuner.run import build_parser, main
+from tuner.search import clip_to_ranges, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 ENDED = re.compile(r"^\[diffsearch\] trial (\S+) ended ", re.M)
 
 
-def plan_of(*argv: str) -> dict:
+def plan_of(*argv: str) -> Plan:
     return make_plan(build_parser().parse_args(list(argv)))
 
 
@@ -112,49 +106,47 @@ def test_resume_without_a_search_exits_2_before_ray_starts(
 
 def test_plan_defaults_and_asha_follows_the_evaluations() -> None:
     plan = plan_of("--space", "debias_family")
-    assert (
-        plan["search"] == "optuna" and plan["scheduler"] == "asha" and plan["metric"] == "eval/fid"
-    )
-    assert plan["num_samples"] >= 8 and plan["data"] == "digits_biased"
+    assert plan.search == "optuna" and plan.scheduler == "asha" and plan.metric == "eval/fid"
+    assert plan.num_samples >= 8 and plan.data == "digits_biased"
     asha = make_scheduler(plan)
-    assert asha._time_attr == "step" and asha._max_t == plan["max_steps"]
+    assert asha._time_attr == "step" and asha._max_t == plan.max_steps
     rungs = [milestone for milestone, _ in asha._brackets[0]._rungs]
-    assert rungs and all(m % plan["eval_every"] == 0 and m <= plan["max_steps"] for m in rungs)
-    assert min(rungs) == plan["eval_every"]  # grace period: the first evaluation
+    assert rungs and all(m % plan.eval_every == 0 and m <= plan.max_steps for m in rungs)
+    assert min(rungs) == plan.eval_every  # grace period: the first evaluation
     # The trials evaluate on ASHA's rungs (and at the end), not in between.
-    assert plan["fixed"]["eval.growth"] == ASHA_REDUCTION
-    assert sorted(set(rungs) | {plan["max_steps"]}) == plan["eval_steps"] == [100, 300]
+    assert plan.fixed["eval.growth"] == ASHA_REDUCTION
+    assert sorted(set(rungs) | {plan.max_steps}) == plan.eval_steps == [100, 300]
     gpu = plan_of("--space", "debias_family_cifar10")
     gpu_rungs = [m for m, _ in make_scheduler(gpu)._brackets[0]._rungs]
-    assert sorted(set(gpu_rungs) | {gpu["max_steps"]}) == gpu["eval_steps"] == [2000, 6000, 18000]
+    assert sorted(set(gpu_rungs) | {gpu.max_steps}) == gpu.eval_steps == [2000, 6000, 18000]
     every = plan_of("--space", "debias_family", "--set", "eval.growth=1")
-    assert every["eval_steps"] == [100, 200, 300]  # every eval.every steps: also on the rungs
+    assert every.eval_steps == [100, 200, 300]  # every eval.every steps: also on the rungs
     # Same options, same experiment (so rerunning resumes); other options, another one.
-    assert plan_of("--space", "debias_family")["name"] == plan["name"]
-    assert plan_of("--space", "debias_family", "--seed", "1")["name"] != plan["name"]
-    assert plan_of("--space", "debias_family", "--smoke-test")["name"] != plan["name"]
+    assert plan_of("--space", "debias_family").name == plan.name
+    assert plan_of("--space", "debias_family", "--seed", "1").name != plan.name
+    assert plan_of("--space", "debias_family", "--smoke-test").name != plan.name
 
 
 def test_set_fixes_a_parameter_and_smoke_budget_applies() -> None:
     plan = plan_of("--space", "debias_family", "--set", "tiw.strength=0", "--smoke-test")
-    assert "tiw.strength" not in plan["params"] and plan["fixed"]["tiw.strength"] == 0
-    assert all(plan["fixed"][k] == v for k, v in SMOKE.items())
-    assert plan["num_samples"] == SMOKE_NUM_SAMPLES
+    assert "tiw.strength" not in plan.params and plan.fixed["tiw.strength"] == 0
+    assert all(plan.fixed[k] == v for k, v in SMOKE.items())
+    assert plan.num_samples == SMOKE_NUM_SAMPLES
     lowdim = plan_of("--space", "density_ratio")
-    assert lowdim["metric"] == "eval/nll" and lowdim["mode"] == "min"
-    assert plan_of("--space", "debias_family", "--set", "data=ring8")["metric"] == "eval/nll"
+    assert lowdim.metric == "eval/nll" and lowdim.mode == "min"
+    assert plan_of("--space", "debias_family", "--set", "data=ring8").metric == "eval/nll"
 
 
 def test_baselines_grid_and_pbt_schedule() -> None:
     grid = plan_of("--space", "baselines")
-    assert grid["search"] == "grid" and grid["trials"] == 8
+    assert grid.search == "grid" and grid.trials == 8
     pbt = plan_of("--space", "debias_family", "--scheduler", "pbt")
-    assert pbt["search"] == "random"
+    assert pbt.search == "random"
     scheduler = make_scheduler(pbt)
-    assert scheduler._time_attr == "step" and scheduler._perturbation_interval == pbt["eval_every"]
+    assert scheduler._time_attr == "step" and scheduler._perturbation_interval == pbt.eval_every
     mutations = scheduler._hyperparam_mutations
-    assert set(mutations) == {k for k in pbt["params"] if k.startswith("weighting.")}
-    assert mutations["weighting.clamp"] == pbt["params"]["weighting.clamp"]["choices"]  # shifted
+    assert set(mutations) == {k for k in pbt.params if k.startswith("weighting.")}
+    assert mutations["weighting.clamp"] == pbt.params["weighting.clamp"]["choices"]  # shifted
     clipped = clip_to_ranges(
         {"weighting.p": 1.8, "weighting.k": -0.1},
         {"weighting.p": (0.0, 1.5), "weighting.k": (0.0, 5.0)},
@@ -179,9 +171,9 @@ def _result(
 
 def test_leaderboard_never_ranks_a_failed_trial_best() -> None:
     plan = plan_of("--space", "debias_family")
-    base = plan["fixed"] | {"weighting.p": 0.5, "weighting.k": 1.0, "weighting.clamp": 0.0}
+    base = plan.fixed | {"weighting.p": 0.5, "weighting.k": 1.0, "weighting.clamp": 0.0}
     base |= {"weighting.normalize": True, "tiw.strength": 0.0, "cdl.coef": 0.0}
-    steps = plan["max_steps"]
+    steps = plan.max_steps
     results = [
         _result(base | {"id": "ok"}, [100, steps], [12.0, 10.0]),
         _result(base | {"id": "diverged"}, [100], [1.0], error=RuntimeError("loss became nan")),
@@ -194,9 +186,9 @@ def test_leaderboard_never_ranks_a_failed_trial_best() -> None:
     assert [r["trial"] for r in rows][:2] == ["ok", "stopped"]
     assert {r["trial"]: r["status"] for r in rows} == {
         "ok": "FINISHED",
-        "stopped": "STOPPED",
+        "stopped": "KILLED",  # MLflow's word for a trial ASHA stopped
         "diverged": "FAILED",
-        "empty": "STOPPED",
+        "empty": "KILLED",
     }
     board = leaderboard(rows, plan)
     assert board.splitlines()[1].split()[:3] == ["1", "ok", "FINISHED"] and "FAILED" in board

@@ -110,17 +110,19 @@ def test_searchers_propose_configs_that_build(name: str) -> None:
     """The real Tune domains and Optuna's TPE (the installed versions) propose buildable configs."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from tuner.run import build_parser, make_plan, make_search_alg, param_space
+    from tuner.plan import make_plan
+    from tuner.run import build_parser
+    from tuner.search import make_search_alg, param_space
 
     plan = make_plan(build_parser().parse_args(["--space", name, "--search", "optuna"]))
     space = param_space(plan)
     searcher = make_search_alg(plan)
     assert isinstance(searcher, OptunaSearch)
-    assert searcher.set_search_properties(plan["metric"], plan["mode"], space)
+    assert searcher.set_search_properties(plan.metric, plan.mode, space)
     for i in range(6):
         proposed = searcher.suggest(f"t{i}")
         _builds(proposed)
-        searcher.on_trial_complete(f"t{i}", {plan["metric"]: float(i), "step": 1})
+        searcher.on_trial_complete(f"t{i}", {plan.metric: float(i), "step": 1})
     rng = random.Random(1)
     for _ in range(5):  # the random search draws from the same Tune domains
         drawn = {
@@ -139,4 +141,4 @@ def test_list_spaces_prints_every_space(capsys: pytest.CaptureFixture[str]) -> N
         assert f"{name}:" in out and f"data: {space['data']}" in out
         for key in space["params"]:
             assert key in out
-    assert "weighting.p            [0, 1.5] float" in out
+    assert "weighting.p            float [0, 1.5]" in out  # as the plan prints it

@@ -1,0 +1,191 @@
+"""Ray Tune's objects for a plan: the parameter space, the searcher, the scheduler, the local Ray
+instance, and the Tuner that runs (or resumes) one stage of a search."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import search_spaces
+from tuner.plan import ASHA_REDUCTION, Plan
+
+OBJECT_STORE_BYTES = 256 * 1024**2  # small trials pass nothing big through the object store
+
+
+def param_space(plan: Plan) -> dict[str, Any]:
+    from ray import tune
+
+    space = dict(plan.fixed)
+    for key, spec in plan.params.items():
+        if plan.search == "grid":
+            space[key] = tune.grid_search(search_spaces.grid_values(spec))
+        else:
+            space[key] = search_spaces.tune_domain(spec)
+    return space
+
+
+def make_search_alg(plan: Plan, max_concurrent: int = 0, study: Any = None) -> Any:
+    """The searcher; max_concurrent (0: no limit) caps the trials it lets run at once.
+
+    `study` (an Optuna RDB storage URL and study name) keeps TPE's trials where
+    `optuna-dashboard` can open them."""
+    if plan.search == "optuna":
+        import optuna
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        startup = max(2, min(10, plan.num_samples // 3))  # TPE takes over after these
+        sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup)
+        kwargs = {} if study is None else {"storage": study[0], "study_name": study[1]}
+        searcher = OptunaSearch(sampler=sampler, **kwargs)
+        return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
+    from ray.tune.search import BasicVariantGenerator
+
+    # Ray ignores TuneConfig.max_concurrent_trials for a generator like this one (with only a
+    # warning): the limit has to be given to the generator itself.
+    return BasicVariantGenerator(random_state=plan.seed, max_concurrent=max_concurrent)
+
+
+def make_scheduler(plan: Plan) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    if plan.scheduler == "asha":
+        # Rungs at grace·3^k are multiples of eval.every: every rung is an evaluation.
+        return ASHAScheduler(
+            time_attr="step",
+            max_t=plan.max_steps,
+            grace_period=min(plan.eval_every, plan.max_steps),
+            reduction_factor=ASHA_REDUCTION,
+        )
+    if plan.scheduler == "pbt":
+        # The weighting parameters become a schedule over training: at every evaluation a
+        # bottom-quartile trial continues from a top trial's checkpoint with perturbed values.
+        return PopulationBasedTraining(
+            time_attr="step",
+            perturbation_interval=plan.eval_every,
+            hyperparam_mutations={k: _mutation(plan.params[k]) for k in plan.pbt_mutations},
+            quantile_fraction=0.25,
+            resample_probability=0.25,
+            custom_explore_fn=functools.partial(clip_to_ranges, ranges=_ranges(plan)),
+        )
+    return FIFOScheduler()
+
+
+def _mutation(spec: dict[str, Any]) -> Any:
+    """PBT shifts a list's value to a neighbour; a Tune domain is resampled or scaled by 0.8/1.2."""
+    if spec["type"] == "categorical":
+        return list(spec["choices"])
+    return search_spaces.tune_domain(spec)
+
+
+def _ranges(plan: Plan) -> dict[str, tuple[float, float]]:
+    params = plan.params
+    return {
+        k: (params[k]["low"], params[k]["high"]) for k in plan.pbt_mutations if "low" in params[k]
+    }
+
+
+def clip_to_ranges(
+    config: dict[str, Any], ranges: dict[str, tuple[float, float]]
+) -> dict[str, Any]:
+    """Keep PBT's scaled values inside the space's ranges."""
+    for key, (low, high) in ranges.items():
+        value = min(max(config[key], low), high)
+        config[key] = type(config[key])(value)
+    return config
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def init_ray(plan: Plan) -> None:
+    import ray
+
+    if plan.address:
+        ray.init(address=plan.address, log_to_driver=True)
+        return
+    ray.init(
+        num_cpus=plan.num_cpus or os.cpu_count(),
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+
+
+def default_concurrency(plan: Plan) -> int:
+    """As many trials as the cluster holds now (an autoscaling cluster: pass --max-concurrent)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = resources.get("CPU", 0) // plan.cpus_per_trial
+    if plan.gpus_per_trial:
+        fits = min(fits, resources.get("GPU", 0) // plan.gpus_per_trial)
+    return max(1, int(fits))
+
+
+def save_state_at_every_step(experiment_dir: str) -> None:
+    """Save the experiment state at every controller step: a trial that ended (or started) is on
+    disk at once, so a killed driver neither loses nor reruns it, nor leaves behind a trial it
+    had started. (Saving once a second instead spares the driver most of its CPU while trials
+    train, but a kill orphans a trial started in that second: the killed-driver resume test
+    caught it.)"""
+    from tuner.storage import is_uri
+
+    if not is_uri(experiment_dir):
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def make_tuner(
+    plan: Plan,
+    trainable: Any,
+    *,
+    name: str,
+    param_space: dict[str, Any] | None,
+    search_alg: Any,
+    scheduler: Any,
+    num_samples: int,
+    callback: Any,
+    resume: bool,
+) -> Any:
+    """A Tuner for one stage of the search (`name` under the plan's storage), or the restored
+    one when `resume`: finished trials are kept, unfinished ones continue from checkpoints."""
+    from ray import tune
+
+    resources = tune.with_resources(
+        trainable, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
+    )
+    path = f"{plan.storage.rstrip('/')}/{name}"
+    if resume:
+        return tune.Tuner.restore(path, resources, resume_unfinished=True, resume_errored=False)
+    return tune.Tuner(
+        resources,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=plan.metric,
+            mode=plan.mode,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            trial_dirname_creator=trial_dirname,
+            # A finished trial's worker process runs the next trial: no new process (and no
+            # new import of torch) between trials.
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=plan.storage,
+            callbacks=[callback],
+            failure_config=tune.FailureConfig(max_failures=plan.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,  # the best by the metric, and always the latest
+                checkpoint_score_attribute=plan.metric,
+                checkpoint_score_order=plan.mode,
+            ),
+            verbose=0,  # the tracking callback prints one line per evaluation instead
+        ),
+    )
