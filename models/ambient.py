@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from models.losses import DenoiseLoss
 from models.param import add_noise, eps_to_x0
-from models.schedules import NoiseDensity, alpha_sigma, bcast
+from models.schedules import NoiseDensity, alpha_sigma, bcast, logsnr_grid
 from models.weighting import LogVarHead, Weighting
 
 _MIN_KEEP = 1e-6  # floor of 1 − ρ (λ drawn in float64 may round onto λ_n in float32)
@@ -133,7 +133,8 @@ class AmbientLoss:
 
 
 def _ddpm_step(x: Tensor, x0: Tensor, lam_t: Tensor, lam_s: Tensor, noise: Tensor) -> Tensor:
-    """One ancestral step from λ_t to λ_s >= λ_t, per example (VDM Eq. 33, as in sample_ddpm)."""
+    """One ancestral step from λ_t to λ_s >= λ_t, per example (VDM Eq. 33, as in sample_ddpm);
+    the identity where λ_s = λ_t."""
     alpha_t, _ = alpha_sigma(lam_t)
     alpha_s, sigma_s = alpha_sigma(lam_s)
     r = torch.exp(lam_t - lam_s)
@@ -142,37 +143,66 @@ def _ddpm_step(x: Tensor, x0: Tensor, lam_t: Tensor, lam_s: Tensor, noise: Tenso
     return mean + bcast((sigma_s**2 * one_minus_r).clamp_min(0.0).sqrt(), x) * noise
 
 
+_SPACING_STEPS = 1024  # the sampler spacing is tabulated on this many intervals and interpolated
+
+
 class ConsistencyLoss:
     """Consistency below the data's noise level (Daras et al. 2024, §4; METHODS.md §2).
 
-    Both chains start at the data, x = α_n·y, an exact sample of level λ_n. Each takes
-    ``chain_steps`` ancestral steps of the model's own sampler, step j raising λ by
-    δ_j ~ U(0, gap] (the same levels for both chains, fresh noise for each; capped at
-    ``logsnr_max``), to x''₁, x''₂ at λ'' <= λ_n + k·gap. With h the x0-prediction, the loss
+    The anchor is the data, x = α_n·y, an exact sample of level λ_n, and its x0-prediction
+    h = h(x, λ_n) (trained by the Tweedie term). Two chains of the model's own ancestral sampler
+    run from x, independently (same levels, fresh noise each), to x''₁, x''₂ at an end level λ'';
+    with h'' the x0-prediction there, the loss
 
-        (h(x''₁, λ'') − h(x, λ_n)) · (h(x''₂, λ'') − h(x, λ_n))   (averaged over dimensions)
+        (h(x''₁, λ'') − h) · (h(x''₂, λ'') − h)   (averaged over dimensions)
 
-    is an unbiased estimate of ‖E[h(x'', λ'') | x] − h(x, λ_n)‖² (chains independent given x);
-    it can be negative per example. Gradients flow only through h(x''₁), h(x''₂): the anchor
-    h(x, λ_n) and the chain steps are held fixed (no grad). The Tweedie objective carries no
-    signal at s_n itself (J does not depend on h there), so letting the consistency term move the
-    anchor too lets both drift together: measured on gaussian_noisy (coefficient 1, k=2, gap 4,
-    2000 steps) the anchor's coefficient in the 0.25-variance dimension fell from 0.54 to 0.39
-    (exact 0.5). Levels above λ_n + k·gap are reached only by extrapolation.
-    Cost: 2k+1 forward passes (2 with gradients), plus the Tweedie term's one.
+    is an unbiased estimate of ‖E[h(x'', λ'') | x] − h‖² (chains independent given x), which is
+    zero for the clean posterior mean (the martingale property of E[x0 | x_λ] along the reverse
+    process: exact for a posterior mean linear in x, as for Gaussian data, whatever the step
+    sizes; up to the sampler's discretisation otherwise); it can be negative per example.
+
+    Levels. The sampler walks every level from noise.logsnr_min up to ``logsnr_max`` once
+    consistency is on, so the end levels must cover all of [λ_n, logsnr_max], not a band above
+    λ_n (the public code likewise draws step differences down to t = 0): λ'' has the law of the
+    sampler's own ``grid`` spacing restricted to [λ_n, logsnr_max] (cosine: uniform in t of the
+    cosine schedule), so the chains end where the sampler spends its steps. With ``gap=0``
+    (default: no cap) a chain's ``chain_steps`` steps split [λ_n, λ''] evenly in log-SNR. With
+    ``gap`` > 0, each chain step raises λ by δ_j ~ U(0, gap] and the chain's k steps end at λ'':
+    where they span less than λ'' − λ_n, the chain first moves from the data to its start
+    λ'' − Σδ in one step of the same sampler with the anchor's prediction h (a transport step,
+    so the ends still cover every level), where they span more, they are scaled to fit.
+
+    Gradients flow only through h(x''₁), h(x''₂): the anchor and the chain steps are held fixed
+    (no grad). The Tweedie objective carries no signal at s_n itself (J does not depend on h
+    there), so letting the consistency term move the anchor too lets both drift together:
+    measured on gaussian_noisy with the earlier chains that ended within k·gap of λ_n
+    (coefficient 1, k=2, gap 4, 2000 steps) the anchor's coefficient in the 0.25-variance
+    dimension fell from 0.54 to 0.39 (exact 0.5).
+    Cost: 2k+1 forward passes (2 with gradients) with ``gap=0``, 2k+3 with a gap, plus the
+    Tweedie term's one.
 
     Args:
         sigma_n: s_n of the data (VE).
         chain_steps: k, sampler steps per chain.
-        gap: the largest log-SNR increment of one chain step.
-        logsnr_max: chains never go above this level.
+        gap: the largest log-SNR increment of one chain step; 0 = no cap.
+        logsnr_max: the sampler's last level; the chains' end levels reach it.
+        grid: the sampler grid's spacing ("cosine", "linear", "karras"; ``logsnr_grid``), whose
+            law over [λ_n, logsnr_max] the end levels follow.
     """
 
     def __init__(
-        self, sigma_n: float, chain_steps: int = 1, gap: float = 1.0, logsnr_max: float = 15.0
+        self,
+        sigma_n: float,
+        chain_steps: int = 1,
+        gap: float = 0.0,
+        logsnr_max: float = 15.0,
+        *,
+        grid: str = "cosine",
     ) -> None:
-        if chain_steps < 1 or not gap > 0.0:
-            raise ValueError(f"need chain_steps >= 1 and gap > 0, got {chain_steps}, {gap}")
+        if chain_steps < 1:
+            raise ValueError(f"consistency chain_steps must be >= 1, got {chain_steps}")
+        if not gap >= 0.0:
+            raise ValueError(f"consistency gap must be >= 0 (0 = no cap), got {gap}")
         self.sigma_n = float(sigma_n)
         self.logsnr_n = ambient_logsnr_stop(sigma_n)
         if not self.logsnr_n < logsnr_max:
@@ -183,14 +213,35 @@ class ConsistencyLoss:
         self.chain_steps = int(chain_steps)
         self.gap = float(gap)
         self.logsnr_max = float(logsnr_max)
+        self.grid = grid
+        # the sampler's spacing over [λ_n, logsnr_max], tabulated (raises on an unknown grid)
+        self._spacing = logsnr_grid(grid, _SPACING_STEPS, self.logsnr_n, self.logsnr_max).double()
+
+    def end_levels(self, u: Tensor) -> Tensor:
+        """λ'' for u in [0, 1]: the sampler grid's spacing over [λ_n, logsnr_max] (u = 0: λ_n)."""
+        pos = u.to(torch.float64) * _SPACING_STEPS
+        i = pos.floor().clamp(0, _SPACING_STEPS - 1).long()
+        frac = pos - i
+        lam = self._spacing[i] + frac * (self._spacing[i + 1] - self._spacing[i])
+        return lam.clamp(self.logsnr_n, self.logsnr_max).float()
 
     def levels(self, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-        """(k+1, n) chain levels: λ_n, then cumulative U(0, gap] increments, capped."""
-        u = torch.rand(self.chain_steps, n, generator=generator).to(device)
-        steps = self.gap * (1.0 - u)  # in (0, gap]
-        start = torch.full((1, n), self.logsnr_n, device=device)
-        lam = torch.cat([start, self.logsnr_n + steps.cumsum(0)])
-        return lam.clamp(max=self.logsnr_max)
+        """(k+2, n) levels per example: λ_n, the chain's start, then its k step ends (the last
+        is λ''). Draws u for λ'' (n), then the increments (k, n) when ``gap`` > 0."""
+        k = self.chain_steps
+        end = self.end_levels(torch.rand(n, generator=generator, dtype=torch.float64))
+        lam_n = torch.full((n,), self.logsnr_n)
+        if self.gap == 0.0:
+            start, frac = lam_n, (torch.arange(1, k + 1, dtype=torch.float32) / k)[:, None]
+        else:
+            u = torch.rand(k, n, generator=generator)
+            steps = self.gap * (1.0 - u)  # in (0, gap]
+            span = steps.sum(0)
+            start = torch.maximum(lam_n, end - span)
+            frac = steps.cumsum(0) / span
+        chain = start + frac * (end - start)
+        chain[-1] = end
+        return torch.cat([lam_n[None], start[None], chain]).to(device)
 
     def __call__(self, model: nn.Module, y: Tensor, generator: torch.Generator | None) -> Tensor:
         """Per-example two-chain consistency estimate (B,); draws levels then chain noise."""
@@ -203,14 +254,23 @@ class ConsistencyLoss:
             # the anchor h(x, λ_n) is held fixed: it is the Tweedie term's to learn
             h0 = eps_to_x0(x, model(x, lam0), lam0)
             x0_hat = torch.cat([h0, h0])
-            for j in range(1, self.chain_steps + 1):
+            if self.gap > 0.0:  # transport to the chain's start (identity where λ_n)
+                lam_start = lam[1].repeat(2)
+                chain = _ddpm_step(
+                    chain, x0_hat, lam0.repeat(2), lam_start, self._noise(chain, generator)
+                )
+                x0_hat = eps_to_x0(chain, model(chain, lam_start), lam_start)
+            for j in range(2, self.chain_steps + 2):
                 lam_t, lam_s = lam[j - 1].repeat(2), lam[j].repeat(2)
-                noise = torch.randn(chain.shape, generator=generator, dtype=y.dtype).to(y.device)
-                chain = _ddpm_step(chain, x0_hat, lam_t, lam_s, noise)
-                if j < self.chain_steps:
+                chain = _ddpm_step(chain, x0_hat, lam_t, lam_s, self._noise(chain, generator))
+                if j < self.chain_steps + 1:
                     x0_hat = eps_to_x0(chain, model(chain, lam_s), lam_s)
         lam_end = lam[-1].repeat(2)
         h_end = eps_to_x0(chain, model(chain, lam_end), lam_end)
         h1, h2 = h_end[:n], h_end[n:]
         # two independent chains: E[(h''₁ − h)(h''₂ − h) | x] = ‖E[h''|x] − h‖²
         return ((h1 - h0) * (h2 - h0)).flatten(1).mean(1)
+
+    @staticmethod
+    def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
+        return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)

@@ -136,13 +136,13 @@ def _posterior_mean_model(noise: float, above: float | None = None) -> nn.Module
     return Exact()
 
 
-@pytest.mark.parametrize("chain_steps", [1, 3])
-def test_consistency_vanishes_for_the_clean_posterior_mean(chain_steps: int) -> None:
+@pytest.mark.parametrize(("chain_steps", "gap"), [(1, 0.0), (3, 0.0), (1, 1.0), (2, 0.5)])
+def test_consistency_vanishes_for_the_clean_posterior_mean(chain_steps: int, gap: float) -> None:
     # the exact clean denoiser is consistent: E[(h''₁ − h)(h''₂ − h)] = ‖E[h''|x] − h‖² = 0,
     # while a model that is the clean denoiser at λ_n but the noisy data's denoiser (variance
     # v + s_n², what naive training learns) below s_n is not (positive expectation)
     y, _ = _noisy(40000, seed=5)
-    cons = ConsistencyLoss(SN, chain_steps=chain_steps, gap=2.0)
+    cons = ConsistencyLoss(SN, chain_steps=chain_steps, gap=gap)
     exact = cons(_posterior_mean_model(0.0), y, torch.Generator().manual_seed(0))
     mixed = cons(_posterior_mean_model(0.0, SN), y, torch.Generator().manual_seed(0))
     se = exact.std().item() / math.sqrt(len(exact))
@@ -150,48 +150,111 @@ def test_consistency_vanishes_for_the_clean_posterior_mean(chain_steps: int) -> 
     assert mixed.mean().item() > 10 * mixed.std().item() / math.sqrt(len(mixed))
 
 
-def test_consistency_estimator_is_unbiased_for_a_linear_model() -> None:
-    # h(x, λ) = c(λ)·x/α with c = 0.6 at λ_n and 0.9 below: one DDPM step from x at λ_n to λ''
-    # has mean α''(1 − r)h + (α''/α_n) r x (VDM Eq. 33), so ‖E[h''|x] − h‖² is exact
-    lam_n = ambient_logsnr_stop(SN)
+class TwoLevel(nn.Module):
+    """h(x, λ) = c(λ)·x/α with c = c_n at λ_n and c_b at every level below the data noise."""
 
-    class TwoLevel(nn.Module):
-        def forward(self, x: Tensor, logsnr: Tensor) -> Tensor:
-            c = torch.where(logsnr > lam_n + 1e-4, 0.9, 0.6)[:, None]
-            return x0_to_eps(x, c * x / alpha_sigma(logsnr)[0][:, None], logsnr)
+    def __init__(self, c_n: float = 0.6, c_b: float = 0.9, learn: bool = False) -> None:
+        super().__init__()
+        self.c_n = nn.Parameter(torch.tensor(c_n), requires_grad=learn)
+        self.c_b = nn.Parameter(torch.tensor(c_b), requires_grad=learn)
+        self.lam_n = ambient_logsnr_stop(SN)
 
-    y = torch.tensor([[1.0, -0.5]]).repeat(40000, 1)
-    cons = ConsistencyLoss(SN, chain_steps=1, gap=1.0)
-    est = cons(TwoLevel(), y, torch.Generator().manual_seed(0))
-    lam = cons.levels(40000, torch.Generator().manual_seed(0), y.device)  # the same draws
-    a_n, a_e = alpha_sigma(lam[0])[0], alpha_sigma(lam[1])[0]
-    r = torch.exp(lam[0] - lam[1])
-    x = a_n[:, None] * y
+    def coef(self, logsnr: Tensor) -> Tensor:
+        return torch.where(logsnr > self.lam_n + 1e-4, self.c_b, self.c_n)
+
+    def forward(self, x: Tensor, logsnr: Tensor) -> Tensor:
+        h = self.coef(logsnr)[:, None] * x / alpha_sigma(logsnr)[0][:, None]
+        return x0_to_eps(x, h, logsnr)
+
+
+def _step_mean(mean_x: Tensor, x0: Tensor, lam_t: Tensor, lam_s: Tensor) -> Tensor:
+    """E of one DDPM step from λ_t to λ_s: α_s(1 − r)x̂0 + (α_s/α_t) r x (VDM Eq. 33)."""
+    a_t, a_s = alpha_sigma(lam_t)[0][:, None], alpha_sigma(lam_s)[0][:, None]
+    r = torch.exp(lam_t - lam_s)[:, None]
+    return a_s * (1 - r) * x0 + a_s / a_t * r * mean_x
+
+
+@pytest.mark.parametrize(("chain_steps", "gap"), [(1, 0.0), (2, 0.0), (1, 1.0), (2, 0.7)])
+def test_consistency_estimator_is_unbiased_for_a_linear_model(chain_steps: int, gap: float) -> None:
+    # for a model linear in x every chain step's mean is linear in the previous mean, so
+    # ‖E[h''|x] − h‖² follows from the drawn levels exactly (including the transport step from
+    # λ_n to the chain's start that a gap needs)
+    model = TwoLevel()
+    n = 40000
+    y = torch.tensor([[1.0, -0.5]]).repeat(n, 1)
+    cons = ConsistencyLoss(SN, chain_steps=chain_steps, gap=gap)
+    est = cons(model, y, torch.Generator().manual_seed(0))
+    lam = cons.levels(n, torch.Generator().manual_seed(0), y.device)  # the same draws
+    x = alpha_sigma(lam[0])[0][:, None] * y
     h = 0.6 * y  # x/α_n = y
-    mean_x = (a_e * (1 - r))[:, None] * h + (a_e / a_n * r)[:, None] * x
-    want = ((0.9 * mean_x / a_e[:, None] - h).square().mean(1)).mean()
+    mean, x0 = _step_mean(x, h, lam[0], lam[1]), h  # transport (identity without a gap)
+    for j in range(2, chain_steps + 2):
+        if j > 2 or gap > 0:  # the step's x0-prediction at its start, h = c·x/α
+            x0 = model.coef(lam[j - 1])[:, None] * mean / alpha_sigma(lam[j - 1])[0][:, None]
+        mean = _step_mean(mean, x0, lam[j - 1], lam[j])
+    h_end = model.coef(lam[-1])[:, None] * mean / alpha_sigma(lam[-1])[0][:, None]
+    want = (h_end - h).square().mean(1).mean()
     se = est.std().item() / math.sqrt(len(est))
+    assert want.item() > 20 * se  # the case is not degenerate
     assert est.mean().item() == pytest.approx(want.item(), abs=4 * se)
 
 
-def test_consistency_trains_only_the_levels_below_the_anchor() -> None:
-    # h = c_n·x/α at λ_n (the anchor, the Tweedie term's to learn) and c_b·x/α below: the
-    # consistency gradient reaches c_b but leaves c_n alone
+@pytest.mark.parametrize("grid", ["cosine", "linear", "karras"])
+@pytest.mark.parametrize(("chain_steps", "gap"), [(1, 0.0), (3, 0.0), (2, 0.5)])
+def test_consistency_end_levels_cover_the_sampling_grid(
+    grid: str, chain_steps: int, gap: float
+) -> None:
+    # the sampler (50 steps on [−15, 15], the config's defaults) visits every grid level; once
+    # consistency is on it runs to logsnr_max, so every interval between two of its levels
+    # above λ_n must hold chain ends, in proportion to the sampler's spacing: the grid's levels
+    # are equally spaced in the grid's own time, so each full interval gets an equal share
     lam_n = ambient_logsnr_stop(SN)
+    levels = logsnr_grid(grid, 50, -15.0, 15.0).double()
+    above = levels[levels > lam_n]
+    cons = ConsistencyLoss(SN, chain_steps, gap, logsnr_max=15.0, grid=grid)
+    n = 200_000
+    lam = cons.levels(n, torch.Generator().manual_seed(0), torch.device("cpu")).double()
+    end = lam[-1]
+    assert bool((end >= lam_n).all()) and bool((end <= 15.0).all())
+    assert float(end.max()) > float(above[-2])  # the last interval, up to logsnr_max, is reached
+    counts = torch.stack(
+        [((end > a) & (end <= b)).sum() for a, b in zip(above[:-1], above[1:], strict=True)]
+    )
+    assert bool((counts > 0).all())
+    share = counts.double() / n
+    first = float(((end > lam_n) & (end <= above[0])).double().mean())  # the partial interval
+    # full intervals: equal shares 1/m each, m = full intervals + the partial one's fraction
+    m = len(counts) + first / float(share.mean())
+    torch.testing.assert_close(share, torch.full_like(share, 1 / m), rtol=0.05, atol=0.0)
+    # the chain's steps end at λ'' from a start at or above λ_n, increasing, each at most gap
+    steps = lam[2:] - lam[1:-1]
+    assert bool((lam[1] >= lam_n - 1e-6).all()) and bool((steps >= -1e-6).all())
+    if gap > 0:
+        assert float(steps.max()) <= gap + 1e-5
+    else:
+        assert bool((lam[1] == lam[0]).all())
+        torch.testing.assert_close(steps, steps[:1].expand_as(steps), rtol=1e-4, atol=1e-5)
 
-    class TwoLevel(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.c_n = nn.Parameter(torch.tensor(0.6))
-            self.c_b = nn.Parameter(torch.tensor(0.9))
 
-        def forward(self, x: Tensor, logsnr: Tensor) -> Tensor:
-            c = torch.where(logsnr > lam_n + 1e-4, self.c_b, self.c_n)[:, None]
-            return x0_to_eps(x, c * x / alpha_sigma(logsnr)[0][:, None], logsnr)
+def test_consistency_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="chain_steps"):
+        ConsistencyLoss(SN, chain_steps=0)
+    with pytest.raises(ValueError, match="gap"):
+        ConsistencyLoss(SN, gap=-1.0)
+    with pytest.raises(ValueError, match="grid"):
+        ConsistencyLoss(SN, grid="uniform")
+    with pytest.raises(ValueError, match="no level below"):
+        ConsistencyLoss(SN, logsnr_max=1.0)
 
-    model = TwoLevel()
+
+@pytest.mark.parametrize("gap", [0.0, 1.0])
+def test_consistency_trains_only_the_levels_below_the_anchor(gap: float) -> None:
+    # h = c_n·x/α at λ_n (the anchor, the Tweedie term's to learn) and c_b·x/α below: the
+    # consistency gradient reaches c_b but leaves c_n alone (also through the transport step)
+    model = TwoLevel(learn=True)
     y, _ = _noisy(256, seed=3)
-    ConsistencyLoss(SN, chain_steps=2)(model, y, torch.Generator().manual_seed(0)).mean().backward()
+    cons = ConsistencyLoss(SN, chain_steps=2, gap=gap)
+    cons(model, y, torch.Generator().manual_seed(0)).mean().backward()
     assert model.c_n.grad is None or model.c_n.grad == 0
     assert model.c_b.grad is not None and model.c_b.grad.abs() > 0
 
