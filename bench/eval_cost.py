@@ -11,32 +11,35 @@ a whole default-search trial and the README's ring8 command through run_trial, a
 their wall time spent in evaluation (sampling + metrics; target <= 20 %).
 
     .venv/bin/python bench/eval_cost.py              # writes bench/results/eval_cost.json
-    .venv/bin/python bench/eval_cost.py --smoke      # N = 200, no Inception, writes nothing
+    .venv/bin/python bench/eval_cost.py --smoke      # N = 200, no Inception, to a temporary folder
+    .venv/bin/python bench/eval_cost.py --resummarise    # the verdicts again
 """
 
-import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import harness
 import torch
 import torch_fidelity
+from harness import ROOT, Result, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from search_spaces.budgets import IMAGE_BUDGET
+from tuner.data import load_dataset, load_digits_split
+from tuner.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR, random_inception_weights
+from tuner.metrics import image_metrics, lowdim_metrics
+from tuner.plots import save_sample_grid
+from tuner.train import Trainer, run_trial
 
-from search_spaces.budgets import IMAGE_BUDGET  # noqa: E402
-from tuner.data import load_dataset, load_digits_split  # noqa: E402
-from tuner.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR, random_inception_weights  # noqa: E402
-from tuner.metrics import image_metrics, lowdim_metrics  # noqa: E402
-from tuner.plots import save_sample_grid  # noqa: E402
-from tuner.run import build_parser, make_plan  # noqa: E402
-from tuner.train import Trainer, run_trial  # noqa: E402
+NAME = "eval_cost"
+SHARE_TARGET = 0.2  # evaluation's share of a trial's wall time
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:
@@ -121,19 +124,29 @@ GENERATION = {
     "trainer default on digits (UNet width 32)": {"data": "digits"},
     "trainer default on ring8 (MLP 256x3)": {"data": "ring8"},
 }
-# The fixed part of a trial of `python -m tuner.run --space debias_family` (its budget, one
-# training thread, evaluations on ASHA's rungs), at one point of the space.
-DEFAULT_TRIAL = make_plan(build_parser().parse_args(["--space", "debias_family"]))["fixed"]
-SHARE = {
-    "default search trial (digits_biased, TIW 0.5)": DEFAULT_TRIAL
-    | {
-        "weighting": "parametric",
-        "weighting.p": 0.5,
-        "weighting.k": 1.0,
-        "tiw.strength": 0.5,
-    },
-    "README ring8 command (weighting=debiased)": {"data": "ring8", "weighting": "debiased"},
-}
+
+
+def default_trial() -> dict[str, Any]:
+    """The fixed part of a trial of `python -m tuner.run --space debias_family` (its budget, one
+    training thread, evaluations on ASHA's rungs), as its --dry-run prints it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "tuner.run", "--space", "debias_family", "--dry-run"]
+        env = os.environ | {"PYTHONPATH": str(ROOT)}
+        out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=True)
+    lines = out.stdout.split("\nfixed\n", 1)[1].splitlines()
+    return {k: json.loads(v) for k, v in (line.split(None, 1) for line in lines if line.strip())}
+
+
+def share_configs() -> dict[str, dict[str, Any]]:
+    """The trials whose evaluation share is measured: a default-search trial at one point of
+    the space, and the README's ring8 command."""
+    point = {"weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0}
+    return {
+        "default search trial (digits_biased, TIW 0.5)": default_trial()
+        | point
+        | {"tiw.strength": 0.5},
+        "README ring8 command (weighting=debiased)": {"data": "ring8", "weighting": "debiased"},
+    }
 
 
 def generation_rows(sizes: list[int]) -> list[dict]:
@@ -154,7 +167,7 @@ def generation_rows(sizes: list[int]) -> list[dict]:
 def share_rows(out: str, smoke: bool) -> list[dict]:
     """A whole trial through run_trial: the evaluations' share of its wall time."""
     rows = []
-    for name, config in SHARE.items():
+    for name, config in share_configs().items():
         if smoke:
             config = config | {"train.steps": 20, "eval.every": 10, "eval.samples": 100}
         t0 = time.perf_counter()
@@ -170,13 +183,28 @@ def share_rows(out: str, smoke: bool) -> list[dict]:
     return rows
 
 
+def summarise(result: Result) -> Result:
+    """The verdict on each trial's evaluation share (one run each: no spread)."""
+    result["verdicts"] = [
+        verdict(
+            f"Evaluation (sampling and metrics, at the trial's evaluation steps) takes at most "
+            f"{100 * SHARE_TARGET:.0f} % of the wall time of the {r['trial']}",
+            r["share"] <= SHARE_TARGET,
+            f"{100 * r['share']:.1f} % ({r['eval_s']:.1f} s of {r['total_s']:.0f} s; one run, "
+            "no spread measured)",
+        )
+        for r in result.get("share", [])
+    ]
+    return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser(NAME, __doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000])
     parser.add_argument("--inception-n", type=int, default=100, help="0 skips Inception")
-    parser.add_argument("--smoke", action="store_true", help="N = 200, no Inception, no output")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval_cost.json"))
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     sizes = [200] if args.smoke else args.sizes
     x_train, _, x_test, _ = load_digits_split()
     result = {
@@ -198,9 +226,7 @@ def main() -> None:
             result["inception"] = inception_row(args.inception_n, out)
     result["machine"]["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(result, indent=2))
-    if not args.smoke:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    harness.finish(args, result, summarise)
 
 
 if __name__ == "__main__":

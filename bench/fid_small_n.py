@@ -10,25 +10,23 @@ their duplicates make them noisier and higher than the whole set, so they show r
 not a larger N.
 
     .venv/bin/python bench/fid_small_n.py             # writes bench/results/fid_small_n.json
-    .venv/bin/python bench/fid_small_n.py --smoke     # few repeats, writes nothing
+    .venv/bin/python bench/fid_small_n.py --smoke     # few repeats, to a temporary folder
+    .venv/bin/python bench/fid_small_n.py --resummarise   # the verdicts again
 """
 
-import argparse
 import json
-import statistics
-import sys
-from pathlib import Path
 
+import harness
 import torch
+from harness import Result, verdict
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tuner.data import load_digits_split
+from tuner.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN
+from tuner.metrics import to_uint8
+from tuner.stats import mean_std
 
-from tuner.data import load_digits_split  # noqa: E402
-from tuner.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN  # noqa: E402
-from tuner.metrics import to_uint8  # noqa: E402
-
+NAME = "fid_small_n"
 SIZES = (50, 100, 200, 500, 1000)
 BOOTSTRAP_SIZES = (2000, 5000)
 
@@ -41,9 +39,10 @@ def fid(feats: torch.Tensor, ref_stats: dict) -> float:
 
 
 def summary(values: list[float]) -> dict:
+    mean, std = mean_std(values)
     return {
-        "mean": round(statistics.mean(values), 4),
-        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "mean": round(mean, 4),
+        "std": round(std, 4),
         "min": round(min(values), 4),
         "max": round(max(values), 4),
     }
@@ -84,13 +83,31 @@ def study(feats: torch.Tensor, ref_stats: dict, repeats: int, seed: int) -> dict
     }
 
 
+def summarise(result: Result) -> Result:
+    """The verdicts: how far each N's FID is from FID_inf, against its spread over subsets."""
+    result["verdicts"] = []
+    for name, v in result["sets"].items():
+        rows = {int(n): r for n, r in v["by_n"].items() if not r.get("bootstrap")}
+        small, large = min(rows), max(n for n, r in rows.items() if r["std"] > 0)
+        result["verdicts"].append(
+            verdict(
+                f"{name}: FID is biased upward at small N — every one of the "
+                f"{result['repeats']} subsets of {small} scores above every subset of {large}",
+                rows[small]["min"] > rows[large]["max"],
+                f"N = {small}: {rows[small]['min']:.3f}–{rows[small]['max']:.3f}; N = {large}: "
+                f"{rows[large]['min']:.3f}–{rows[large]['max']:.3f} (FID_inf {v['fid_inf']:.3f})",
+            )
+        )
+    return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser(NAME, __doc__)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="3 repeats, writes nothing")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fid_small_n.json"))
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     repeats = 3 if args.smoke else args.repeats
     x_train, _, x_test, _ = load_digits_split()
     noisy = (
@@ -113,9 +130,7 @@ def main() -> None:
         },
     }
     print(json.dumps(result, indent=2))
-    if not args.smoke:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    harness.finish(args, result, summarise)
 
 
 if __name__ == "__main__":

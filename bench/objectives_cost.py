@@ -7,36 +7,35 @@ Targets (issue 3): weighting alone ≤ 1.02×, TIW ≤ 1.6×, Tweedie ≤ 1.05×
 ≤ (2k+3)× for k chain steps, CDL ≤ 3×.
 
     .venv/bin/python bench/objectives_cost.py            # writes bench/results/objectives_cost.*
-    .venv/bin/python bench/objectives_cost.py --smoke    # a few steps, writes nothing
+    .venv/bin/python bench/objectives_cost.py --smoke    # a few steps, to a temporary folder
+    .venv/bin/python bench/objectives_cost.py --resummarise    # the verdicts again
 """
 
-import argparse
 import copy
-import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import harness
 import torch
+from harness import Result, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.ambient import AmbientLoss, ConsistencyLoss
+from models.cdl import CDLLoss
+from models.discriminator import ConvDiscriminator, MLPDiscriminator
+from models.losses import DenoiseLoss
+from models.nets import MLP, UNet
+from models.objective import Objective
+from models.param import EpsModel
+from models.schedules import CosineDensity
+from models.tiw import TIWCorrection
+from models.weighting import Constant, Debiased, Normalized
+from tuner.data import load_dataset
+from tuner.stats import median_interval, target_holds
 
-from models.ambient import AmbientLoss, ConsistencyLoss  # noqa: E402
-from models.cdl import CDLLoss  # noqa: E402
-from models.discriminator import ConvDiscriminator, MLPDiscriminator  # noqa: E402
-from models.losses import DenoiseLoss  # noqa: E402
-from models.nets import MLP, UNet  # noqa: E402
-from models.objective import Objective  # noqa: E402
-from models.param import EpsModel  # noqa: E402
-from models.schedules import CosineDensity  # noqa: E402
-from models.tiw import TIWCorrection  # noqa: E402
-from models.weighting import Constant, Debiased, Normalized  # noqa: E402
-from tuner.data import load_dataset  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
+NAME = "objectives_cost"
+NETS = ("mlp", "unet")
 TARGETS = {
     "weighting": 1.02,
     "tiw_full": 1.6,
@@ -135,6 +134,7 @@ def measure(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dic
             "ratio": med / base,
             "ratio_min": min(per_round),
             "ratio_max": max(per_round),
+            "ratio_per_round": per_round,
             "target": TARGETS.get(name, float("nan")),
         }
     return out
@@ -168,12 +168,51 @@ def plot(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def interval(r: dict[str, float]) -> tuple[float, float, str]:
+    """The interval an objective's ratio is judged on: the median's bootstrap interval over the
+    rounds where they are stored, else the spread of the per-round ratios."""
+    if "ratio_per_round" in r:
+        low, high = median_interval(r["ratio_per_round"])
+        return low, high, "median's 95 % bootstrap interval"
+    return r["ratio_min"], r["ratio_max"], "spread of the per-round ratios"
+
+
+def summarise(result: Result) -> Result:
+    """A verdict per objective on its target, on both nets; and on consistency's growth in k."""
+    nets = [n for n in NETS if n in result]
+    verdicts = []
+    for name in (n for n in result[nets[0]] if n != "plain"):
+        target, holds, parts = result[nets[0]][name]["target"], [], []
+        for net in nets:
+            r = result[net][name]
+            low, high, what = interval(r)
+            holds.append(target_holds(low, high, target, at_least=False))
+            parts.append(f"{net} {r['ratio']:.2f}× ({what} [{low:.2f}, {high:.2f}])")
+        claim = f"One {name} step costs at most {target:g}× a plain ε-MSE step ({', '.join(nets)})"
+        verdicts.append(verdict(claim, harness.every(holds), "; ".join(parts)))
+    grows = [interval(result[n]["consistency_k4"])[0] > interval(result[n]["consistency_k1"])[1]
+             for n in nets]  # fmt: skip
+    verdicts.append(
+        verdict(
+            "Consistency's cost grows with its chain length: k = 4 costs more than k = 1 (their "
+            "intervals apart)",
+            all(grows),
+            "; ".join(f"{n} k=1 {result[n]['consistency_k1']['ratio']:.2f}×, k=2 "
+                      f"{result[n]['consistency_k2']['ratio']:.2f}×, k=4 "
+                      f"{result[n]['consistency_k4']['ratio']:.2f}×" for n in nets),
+        )
+    )  # fmt: skip
+    result["verdicts"] = verdicts
+    return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a few steps, write nothing")
+    parser = harness.parser(NAME, __doc__)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--settings", default="mlp,unet")
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rounds, steps, warmup = (2, 2, 1) if args.smoke else (9, 6, 5)
@@ -187,9 +226,6 @@ def main() -> None:
                 f"  {name:16s} {r['step_ms']:8.2f} ms  {r['ratio']:5.2f}x "
                 f"[{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]  target {r['target']:.2f}"
             )
-    if args.smoke:
-        return
-    OUT.mkdir(parents=True, exist_ok=True)
     meta = {
         "threads": args.threads,
         "rounds": rounds,
@@ -198,8 +234,8 @@ def main() -> None:
         "mlp": "MLP(2, 256, 3), batch 256",
         "unet": "UNet(1, 32, 2 levels), digits 8x8, batch 64",
     }
-    (OUT / "objectives_cost.json").write_text(json.dumps({"meta": meta} | results, indent=2))
-    plot(results, OUT / "objectives_cost.png")
+    harness.finish(args, {"meta": meta} | results, summarise)
+    plot(results, harness.out_path(args).with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@
    wall time, with the processes' start-up, as well).
    Per-trial times, alone and two at a time, separate the cores' slowdown from Ray's own.
 
-Writes bench/results/ray_overhead.json.  `.venv/bin/python bench/ray_overhead.py [--repeats N]`
+    .venv/bin/python bench/ray_overhead.py [--repeats N]   # writes bench/results/ray_overhead.json
+    .venv/bin/python bench/ray_overhead.py --smoke         # a minute or two, to a temporary folder
+    .venv/bin/python bench/ray_overhead.py --resummarise   # the verdicts again
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -32,8 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+import harness
+from harness import ROOT, Result, ci, verdict
+
+from tuner.stats import direction, median_interval, paired_improvement, target_holds
+
+NAME = "ray_overhead"
 # One point of debias_family, every searched key fixed (TIW and CDL off: the plain loop).
 POINT = {
     "data": "digits_biased",
@@ -146,16 +151,71 @@ def search(config: dict, scratch: Path, samples: int, concurrent: int) -> dict:
     }
 
 
+def median_verdict(claim: str, per_repeat: list[float], target: float, at_least: bool) -> dict:
+    """Whether the median of the repeats meets `target` (a floor if at_least, else a ceiling),
+    by its bootstrap interval (tuner.stats.median_interval)."""
+    low, high = median_interval(per_repeat)
+    met = sum(r >= target if at_least else r <= target for r in per_repeat)
+    return verdict(
+        claim,
+        target_holds(low, high, target, at_least),
+        f"median {statistics.median(per_repeat):.3f}×, 95 % bootstrap interval [{low:.3f}, "
+        f"{high:.3f}] over {len(per_repeat)} repeats (they run {min(per_repeat):.3f}–"
+        f"{max(per_repeat):.3f}×; {met} of them {'at or above' if at_least else 'at or below'} "
+        f"{target:g}×)",
+    )
+
+
+def summarise(result: Result) -> Result:
+    """The verdicts on the targets, from the per-repeat ratios."""
+    c = result["concurrency"]
+    ray, plain = c["throughput_ratio_per_repeat"], c["machine_ceiling_ratio_per_repeat"]
+    mean, low, high = paired_improvement(ray, plain, "max")
+    result["verdicts"] = [
+        median_verdict(
+            "The trainable's loop under Ray Tune with MLflow logging takes at most 1.05× the "
+            "bare loop",
+            result["loop_overhead_ratio_per_repeat"],
+            1.05,
+            at_least=False,
+        ),
+        median_verdict(
+            f"{c['trials']} trials two at a time give at least 1.8× the throughput of one at a "
+            "time under Ray Tune",
+            ray,
+            1.8,
+            at_least=True,
+        ),
+        median_verdict(
+            "The same on plain worker processes (the cores' ceiling) gives at least 1.8×",
+            plain,
+            1.8,
+            at_least=True,
+        ),
+        verdict(
+            "Ray's throughput ratio falls short of the plain workers' (paired by repeat)",
+            None if direction(low, high) is None else not direction(low, high),
+            f"Ray − plain {ci(mean, low, high)} (95 % t over {len(ray)} repeats); Ray keeps "
+            f"{100 * c['ray_share_of_ceiling']:.0f} % of the ceiling by the medians",
+        ),
+    ]
+    return result
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1500, help="train.steps of the overhead trial")
+    parser = harness.parser(NAME, __doc__, steps=1500)
     parser.add_argument("--every", type=int, default=300, help="eval.every of the overhead trial")
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--skip-overhead", action="store_true", help="only the concurrency part")
     parser.add_argument("--concurrency-steps", type=int, default=600)
-    parser.add_argument("--out", default=str(RESULTS / "ray_overhead.json"))
     parser.add_argument("--repeats-concurrency", type=int, default=6)
     args = parser.parse_args()
+    if args.resummarise:
+        harness.resummarise(args, summarise)
+        return 0
+    if args.smoke:
+        args.steps, args.every, args.repeats = 40, 20, 1
+        args.concurrency_steps, args.repeats_concurrency = 40, 1
     load_before = os.getloadavg()
     config = POINT | {"train.steps": args.steps, "eval.every": args.every}
     runs: dict[str, list[float]] = {
@@ -270,9 +330,7 @@ def main() -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    harness.finish(args, result, summarise)
     return 0
 
 

@@ -11,7 +11,8 @@ The floor for these numbers is the sampling noise of a perfect model: the same s
 mean and std, i.e. the entropy of the truth).
 
     .venv/bin/python bench/ring8_default.py --seeds 0 1 2   # writes bench/results/ring8_default.*
-    .venv/bin/python bench/ring8_default.py --smoke         # 50 steps, writes nothing
+    .venv/bin/python bench/ring8_default.py --smoke         # 50 steps, to a temporary folder
+    .venv/bin/python bench/ring8_default.py --resummarise   # summary and verdicts again
 
 Each seed's numbers are cached (--cache) so the seeds can be run in separate invocations; the
 invocation that has every requested seed writes the JSON and PNG.
@@ -19,7 +20,6 @@ invocation that has every requested seed writes the JSON and PNG.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -30,15 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import torch
+from harness import Result, exceeds, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tuner.data import load_dataset
+from tuner.stats import mean_std
 
-from tuner.data import load_dataset  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
 NAME = "ring8_default"
 README_ARGS = ["--set", "data=ring8", "--set", "weighting=debiased"]
 FLOOR_DRAWS = 2000
@@ -84,7 +83,7 @@ def run_seed(seed: int, extra: list[str]) -> dict[str, Any]:
         cmd = [sys.executable, *args, "--out", str(out), "--quiet"]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, cwd=harness.ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         samples = np.load(out / "samples.npy")
         metrics = json.loads((out / "metrics.json").read_text())
@@ -141,58 +140,69 @@ def plot(runs: list[dict], fl: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+SUMMARY_KEYS = ("max_abs_dev", "tv_to_uniform", "eval/nll", "eval/mode_error", "wall_s")
+
+
+def summarise(result: Result) -> Result:
+    """Mean ± std over seeds, and the verdicts against the exact draws."""
+    runs, fl = result["per_seed"], result["floor_exact_samples"]
+    result["summary"] = {}
+    for k in SUMMARY_KEYS:
+        mean, std = mean_std([r[k] for r in runs])
+        result["summary"][k] = {"mean": mean, "std": std}
+    dev = [r["max_abs_dev"] for r in runs]
+    within = sum(d <= fl["max_dev_p95"] for d in dev)
+    holds, text = exceeds([r["eval/nll"] for r in runs], fl["nll_mean"])
+    result["verdicts"] = [
+        verdict(
+            "Every seed's mode fractions are as close to uniform as a perfect model's usually "
+            f"are: max |fraction − 1/8| within the 95th percentile of {fl['draws']} exact draws "
+            f"of {fl['n']} points",
+            within == len(dev),
+            f"{within}/{len(dev)} seeds within {fl['max_dev_p95']:.3f} (seeds "
+            f"{', '.join(f'{d:.3f}' for d in dev)}; exact draws' mean {fl['max_dev_mean']:.3f})",
+        ),
+        verdict(
+            "The samples' NLL under the true ring is above the truth's entropy (the exact draws' "
+            "mean NLL)",
+            holds,
+            f"NLL {text} (95 % t over seeds); exact draws {fl['nll_mean']:.2f} ± "
+            f"{fl['nll_std']:.2f}",
+        ),
+    ]
+    return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--smoke", action="store_true", help="50 steps, write nothing")
-    parser.add_argument("--cache", default=f"/tmp/diffsearch_bench/{NAME}")
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], cache=True)
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     extra = ["--set", "train.steps=50", "--set", "eval.every=50"] if args.smoke else []
-    cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for seed in args.seeds:
-        file = cache / f"seed{seed}.json"
-        if file.exists() and not args.smoke:
-            runs.append(json.loads(file.read_text()))
-            print(f"seed {seed}: cached", flush=True)
-            continue
-        r = run_seed(seed, extra)
-        if not args.smoke:
-            file.write_text(json.dumps(r))
-        runs.append(r)
+
+    def run(arm: str, seed: int) -> Result:
+        r = harness.cached(harness.cache_dir(args), {"seed": seed}, {"extra": extra},
+                           lambda: run_seed(seed, extra))  # fmt: skip
         print(
             f"seed {seed}: TV {r['tv_to_uniform']:.4f} max|f-1/8| {r['max_abs_dev']:.4f} "
             f"nll {r['eval/nll']:.3f} wall {r['wall_s']:.0f}s",
             flush=True,
         )
+        return r
+
+    runs = harness.arm_seed_loop(["debiased"], args.seeds, run)["debiased"]
     fl = floor(runs[0]["n_samples"], 50 if args.smoke else FLOOR_DRAWS)
-    keys = ["max_abs_dev", "tv_to_uniform", "eval/nll", "eval/mode_error", "wall_s"]
-    summary = {
-        k: {
-            "mean": float(np.mean([r[k] for r in runs])),
-            "std": float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0,
-        }
-        for k in keys
-    }
-    print(json.dumps({"summary": summary, "floor": fl}, indent=2))
-    if args.smoke:
-        return
     result = {
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python bench/ring8_default.py --seeds "
-        + " ".join(map(str, args.seeds)),
+        "command": harness.command(args, env="OMP_NUM_THREADS=1 "),
         "readme_command": "python -m tuner.train " + shlex.join(README_ARGS),
         "seeds": args.seeds,
         "note": "wall_s: each run's wall time on the 2-core machine that ran it (whatever else ran there)",
-        "summary": summary,
         "floor_exact_samples": fl,
         "per_seed": [{k: v for k, v in r.items() if k != "samples_head"} for r in runs],
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(runs, fl, OUT / f"{NAME}.png")
-    print(f"wrote {OUT / NAME}.json and .png")
+    harness.finish(args, result, summarise)
+    plot(runs, fl, harness.out_path(args).with_suffix(".png"))
 
 
 if __name__ == "__main__":

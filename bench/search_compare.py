@@ -39,7 +39,6 @@ again, so no search is a resumed one); wall_s_runs_sum adds up the cached runs' 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -52,11 +51,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
+from harness import ROOT, Result, paired, pm, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "results"
+from tuner.stats import mean_std
+
 NAME = "search_compare"
+NOTE = (
+    "at this budget the default task cannot rank members of the family finer than the seed noise; "
+    "a search that should resolve them needs more samples per FID, longer trials or several seeds "
+    "per trial."
+)
 METRIC = "eval/fid"
 BAND = 0.05  # within 5 % of the best FID any run found
 TARGET_RATIO = 0.25  # TPE + ASHA compute-to-5% <= 25 % of the grid's
@@ -233,13 +239,8 @@ def compact(c: dict[str, list[float]]) -> list[list[float]]:
 def stats(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {
-        "mean": float(np.mean(values)),
-        "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-        "min": float(min(values)),
-        "max": float(max(values)),
-        "n": len(values),
-    }
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values), "n": len(values)}
 
 
 # -- retrain --------------------------------------------------------------------------------------
@@ -329,16 +330,148 @@ def _label(best: dict[str, Any]) -> str:
     return str(w)
 
 
+def noise_of(result: Result) -> dict[str, Any]:
+    """The FID's noise over training seeds (the retrained winners) against the search's gaps."""
+    a, b = (result["retrain"][k]["final_fid"] for k in ("tpe_asha_best", "grid_best"))
+    ref = result["reference"]
+    diff = a["mean"] - b["mean"]
+    se = math.sqrt((a["std"] ** 2) / a["n"] + (b["std"] ** 2) / b["n"]) if a["n"] > 1 else None
+    noise_std = math.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2) if a["n"] > 1 else None
+    band = ref["threshold"] - ref["fid"]
+    gap = result["retrain"]["tpe_asha_best"]["search_best_fid"] - result["grid_best"]["fid"]
+    return {
+        "retrain_seed_std_pooled": noise_std,
+        "band_width": band,
+        "band_exceeds_noise_std": band > noise_std if noise_std else None,
+        "search_best_gap_tpe_minus_grid": gap,
+        "search_best_gap_exceeds_noise_std": abs(gap) > noise_std if noise_std else None,
+        "retrain_mean_diff_tpe_minus_grid": diff,
+        "retrain_diff_std_error": se,
+        "retrain_diff_t": diff / se if se else None,
+        "retrain_diff_exceeds_2se": abs(diff) > 2 * se if se else None,
+        "note": "noise = std of final eval/fid over fresh training seeds (training and the "
+        "500-sample FID together); a search's best is the minimum over many such noisy values",
+    }
+
+
+def cdl_split(result: Result, step: int) -> tuple[list[float], list[float]]:
+    """FIDs at `step` of the debias_family trials without and with the contrastive term."""
+    off, on = [], []
+    for key, trials in result["trials"].items():
+        for t in trials if result["table"][key]["arm"] in SEEDED else []:
+            fid = dict(t["fid_by_step"]).get(step)
+            if fid is not None:
+                (on if t["params"]["cdl.coef"] > 0 else off).append(fid)
+    return off, on
+
+
+def summarise(result: Result) -> Result:
+    """The retrained winners' spread, the FID's noise and the verdicts, from the stored runs."""
+    for r in result["retrain"].values():
+        r["final_fid"] = stats([s["final_fid"] for s in r["seeds"]])
+    noise = result["noise"] = noise_of(result)
+    ref, target, table = result["reference"], result["target"], result["table"]
+    reached = result["summary"]["to_5pct_of_best"]
+    grid, rt = table["grid"], result["retrain"]
+    tpe, best = rt["tpe_asha_best"], rt["grid_best"]
+    verdicts = [
+        verdict(
+            f"TPE + ASHA gets within {100 * ref['band']:g} % of the best FID any search found "
+            f"for at most {100 * TARGET_RATIO:g} % of the grid's compute (mean over search "
+            "seeds; every seed must reach)",
+            target["met"],
+            f"reached in {reached['tpe_asha']['steps']['reached']} search seeds (random search "
+            f"{reached['random']['steps']['reached']}); the grid in "
+            f"{grid['to_5pct_of_best']['steps']} steps of its {grid['total_steps']}",
+        ),
+        verdict(
+            f"The lowest FID any evaluation reached came from the grid's {best['label']} point",
+            ref["run"] == "grid",
+            f"{ref['fid']:.3f} in the {ref['run']}; the best TPE + ASHA run's "
+            f"{tpe['search_best_fid']:.3f}, a gap of {noise['search_best_gap_tpe_minus_grid']:.3f}"
+            f" ({'more' if noise['search_best_gap_exceeds_noise_std'] else 'less'} than the FID's "
+            f"seed std, {noise['retrain_seed_std_pooled']:.2f})",
+        ),
+    ]
+    verdicts.append(
+        verdict(
+            f"The {100 * ref['band']:g} % band is narrower than the noise of the metric itself "
+            "(the std of a configuration's final FID over training seeds)",
+            not noise["band_exceeds_noise_std"],
+            f"band {noise['band_width']:.3f} FID; seed std {noise['retrain_seed_std_pooled']:.2f} "
+            "(pooled over the two retrained configurations)",
+        )
+    )
+    holds, text = paired(
+        [s["final_fid"] for s in tpe["seeds"]], [s["final_fid"] for s in best["seeds"]], "min"
+    )
+    verdicts.append(
+        verdict(
+            f"Retrained on fresh training seeds, the search's best ({tpe['label']}) beats the "
+            f"grid's best ({best['label']})",
+            holds,
+            f"final FID {pm(tpe['final_fid']['mean'], tpe['final_fid']['std'])} against "
+            f"{pm(best['final_fid']['mean'], best['final_fid']['std'])}; difference "
+            f"{noise['retrain_mean_diff_tpe_minus_grid']:+.2f} ± "
+            f"{noise['retrain_diff_std_error']:.2f} (standard error); paired by seed, "
+            f"improvement {text} (95 % t)",
+        )
+    )
+    steps = sorted({s for ts in result["trials"].values() for t in ts for s, _ in t["fid_by_step"]})
+    worse, parts = [], []
+    for step in steps:
+        off, on = cdl_split(result, step)
+        if off and on:
+            worse.append(min(on) > max(off))
+            parts.append(f"step {step}: {min(on):.2f}–{max(on):.2f} against {min(off):.2f}–"
+                         f"{max(off):.2f}")  # fmt: skip
+    asha = [t for k, ts in result["trials"].items() if table[k]["arm"] == "tpe_asha" for t in ts]
+    cdl = [t for t in asha if t["params"]["cdl.coef"] > 0]
+    stopped = sum(max(s for s, _ in t["fid_by_step"]) == steps[0] for t in cdl)
+    verdicts.append(
+        verdict(
+            "Every trial with the contrastive term (cdl.coef ≥ 0.1) has a worse FID than every "
+            "trial without it, at every step both reached",
+            all(worse),
+            "; ".join(parts) + f"; ASHA stopped {stopped} of the {len(cdl)} such TPE + ASHA "
+            f"trials at step {steps[0]}",
+        )
+    )
+    off, _ = cdl_split(result, steps[-1])
+    verdicts.append(
+        verdict(
+            f"Trials without the contrastive term that ran all {steps[-1]} steps end within one "
+            "seed std of the FID of each other",
+            max(off) - min(off) < noise["retrain_seed_std_pooled"],
+            f"{len(off)} trials, final FID {min(off):.2f}–{max(off):.2f} (a span of "
+            f"{max(off) - min(off):.2f}); seed std {noise['retrain_seed_std_pooled']:.2f}",
+        )
+    )
+    searches = [t for t in table.values() if t["arm"] in SEEDED]
+    verdicts.append(
+        verdict(
+            f"A {searches[0]['trials']}-trial search spends more training steps than the whole "
+            f"{grid['trials']}-point grid",
+            all(t["total_steps"] > grid["total_steps"] for t in searches),
+            f"searches {min(t['total_steps'] for t in searches)}–"
+            f"{max(t['total_steps'] for t in searches)} steps; the grid {grid['total_steps']}",
+        )
+    )
+    result["verdicts"] = verdicts
+    result["notes"] = [{"date": "2026-12-02", "text": NOTE}]  # written by hand, not computed
+    return result
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], cache=True)
     parser.add_argument("--retrain-seeds", type=int, nargs="+", default=[101, 102, 103])
-    parser.add_argument("--smoke", action="store_true", help="tiny searches, write nothing")
-    parser.add_argument("--cache", default=f"/tmp/diffsearch_bench/{NAME}")
     args = parser.parse_args()
+    if args.resummarise:
+        harness.resummarise(args, summarise)
+        return 0
     if args.smoke:
         args.seeds, args.retrain_seeds = [0], args.retrain_seeds[:1]
-        args.cache = str(Path(args.cache) / "smoke")
+        args.cache = args.cache / "smoke"
         shutil.rmtree(args.cache, ignore_errors=True)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -468,7 +601,6 @@ def main() -> int:
             file.write_text(json.dumps(r))
             seeds.append(r)
             print(f"retrain {label} seed {s}: fid {r['final_fid']:.4f}", flush=True)
-        fids = [r["final_fid"] for r in seeds]
         retrain_out[label] = {
             "from": key,
             "label": _label(config),
@@ -478,28 +610,8 @@ def main() -> int:
                 if k.startswith(("weighting", "noise", "tiw.strength", "cdl.coef"))
             },
             "search_best_fid": table[key]["best_fid"],
-            "final_fid": stats(fids),
             "seeds": seeds,
         }
-    a, b = retrain_out["tpe_asha_best"]["final_fid"], retrain_out["grid_best"]["final_fid"]
-    diff = a["mean"] - b["mean"]
-    se = math.sqrt((a["std"] ** 2) / a["n"] + (b["std"] ** 2) / b["n"]) if a["n"] > 1 else None
-    noise_std = math.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2) if a["n"] > 1 else None
-    noise = {
-        "retrain_seed_std_pooled": noise_std,
-        "band_width": threshold - ref,
-        "band_exceeds_noise_std": (threshold - ref) > noise_std if noise_std else None,
-        "search_best_gap_tpe_minus_grid": table[tpe_key]["best_fid"] - grid_best,
-        "search_best_gap_exceeds_noise_std": (
-            abs(table[tpe_key]["best_fid"] - grid_best) > noise_std if noise_std else None
-        ),
-        "retrain_mean_diff_tpe_minus_grid": diff,
-        "retrain_diff_std_error": se,
-        "retrain_diff_t": diff / se if se else None,
-        "retrain_diff_exceeds_2se": abs(diff) > 2 * se if se else None,
-        "note": "noise = std of final eval/fid over fresh training seeds (training and the "
-        "500-sample FID together); a search's best is the minimum over many such noisy values",
-    }
     r5 = ratios["to_5pct_of_best"]["tpe_asha"]
     met = r5["mean_vs_grid_as_run"] is not None and r5["mean_vs_grid_as_run"] <= TARGET_RATIO
     if r5["all_seeds_reached"] and not r5["grid_reached"]:
@@ -514,13 +626,8 @@ def main() -> int:
         "mean_ratio_vs_grid_all_orders": r5["mean_vs_grid_all_orders_mean"],
     }
     wall = time.perf_counter() - t_start
-    command = ".venv/bin/python bench/search_compare.py" + (" --smoke" if args.smoke else "")
-    if args.seeds != [0, 1, 2] and not args.smoke:
-        command += " --seeds " + " ".join(map(str, args.seeds))
-    if args.retrain_seeds != [101, 102, 103] and not args.smoke:
-        command += " --retrain-seeds " + " ".join(map(str, args.retrain_seeds))
     result = {
-        "command": command,
+        "command": harness.command(args),
         "arms": {
             arm: {
                 "command": _cmd_text(["-m", "tuner.run", *ARMS[arm]])
@@ -547,7 +654,6 @@ def main() -> int:
         "ratios": ratios,
         "target": target,
         "retrain": retrain_out,
-        "noise": noise,
         "curves": {
             k: {"columns": ["cum_steps", "cum_trial_s", "best_fid"], "points": compact(c)}
             for k, c in curves.items()
@@ -575,18 +681,8 @@ def main() -> int:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "note": "wall times on a shared 2-core machine; compute is counted in training steps",
     }
-    brief = {k: result[k] for k in ("reference", "target", "noise")}
-    brief["to_5pct"] = {k: v["to_5pct_of_best"] for k, v in table.items()}
-    brief["retrain"] = {k: (v["label"], v["final_fid"]) for k, v in retrain_out.items()}
-    print(json.dumps(brief, indent=2, default=str))
-    if args.smoke:
-        plot(result, curves, cache / f"{NAME}.png")
-        print(f"smoke: nothing written to bench/results (plot at {cache / NAME}.png)")
-        return 0
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, curves, OUT / f"{NAME}.png")
-    print(f"wrote {OUT / NAME}.json and .png")
+    result = harness.finish(args, result, summarise)
+    plot(result, curves, harness.out_path(args).with_suffix(".png"))
     return 0
 
 

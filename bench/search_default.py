@@ -6,11 +6,12 @@ a second, and writes bench/results/search_default.json: wall time, peak memory (
 pages counted once; RSS for reference), trials, how many ASHA stopped, and the leaderboard.
 
     .venv/bin/python bench/search_default.py [--keep DIR] [-- extra tuner.run options]
+    .venv/bin/python bench/search_default.py --smoke           # --smoke-test, to a temporary folder
+    .venv/bin/python bench/search_default.py --resummarise     # the targets' verdicts again
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -19,11 +20,22 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+import harness
+from harness import ROOT, Result, verdict
+
+NAME = "search_default"
 GIB = 1024**3
+# The targets of the default search, by their name in the results file: (claim, field, test).
+TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
+    "wall_s <= 600": ("it finishes within 10 minutes", "wall_s", lambda v: v <= 600),
+    "trials >= 8": ("it runs at least 8 trials", "trials", lambda v: v >= 8),
+    "asha stopped some": ("ASHA stops some trials early", "stopped_by_asha", lambda v: v > 0),
+    "peak memory < 4 GiB": ("its peak memory (PSS) stays under 4 GiB", "peak_pss_gib",
+                            lambda v: v < 4),
+}  # fmt: skip
 
 
 def _children() -> dict[int, list[int]]:
@@ -93,14 +105,32 @@ def parse_leaderboard(out: str) -> list[dict[str, str]]:
     return rows
 
 
+def summarise(result: Result) -> Result:
+    """The targets and their verdicts (one run: no spread)."""
+    result["targets"] = {name: test(result[field]) for name, (_, field, test) in TARGETS.items()}
+    result["verdicts"] = [
+        verdict(
+            f"The default search on {result['cpus']} cores: {claim}",
+            result["targets"][name],
+            f"{field} = {result[field]} (one run, no spread measured)",
+        )
+        for name, (claim, field, _) in TARGETS.items()
+    ]
+    return result
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser(NAME, __doc__)
     parser.add_argument(
         "--keep", help="scratch folder to use and keep (default: a temp folder, removed)"
     )
-    parser.add_argument("--out", default=str(RESULTS / "search_default.json"))
     parser.add_argument("extra", nargs="*", help="extra tuner.run options (after --)")
     args = parser.parse_args()
+    if args.resummarise:
+        harness.resummarise(args, summarise)
+        return 0
+    if args.smoke:
+        args.extra = [*args.extra, "--smoke-test"]
     scratch = Path(args.keep or tempfile.mkdtemp(prefix="search_default_"))
     scratch.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "tuner.run", "--space", "debias_family", *args.extra]
@@ -133,16 +163,12 @@ def main() -> int:
         "stopped_by_asha": statuses.count("STOPPED"),
         "failed": statuses.count("FAILED"),
         "best": {"trial": rows[0]["trial"], metric: rows[0][metric]} if rows and metric else None,
-        "targets": {"wall_s <= 600": wall <= 600, "trials >= 8": len(rows) >= 8,
-                    "asha stopped some": statuses.count("STOPPED") > 0,
-                    "peak memory < 4 GiB": sampler.peak_pss < 4 * GIB},
         "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "leaderboard": rows,
     }  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    result = harness.finish(args, result, summarise)
     print(json.dumps({k: v for k, v in result.items() if k != "leaderboard"}, indent=2))
     if not args.keep:
         import shutil

@@ -9,28 +9,26 @@ after warm-up. Achieved GFLOP/s = counted FLOPs / step time, and its fraction of
 same number of threads.
 
     .venv/bin/python bench/throughput.py            # writes bench/results/throughput.json
-    .venv/bin/python bench/throughput.py --smoke    # a few steps, writes nothing
+    .venv/bin/python bench/throughput.py --smoke    # a few steps, to a temporary folder
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
+import harness
 import torch
+from harness import Result
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from search_spaces.budgets import IMAGE_BUDGET
+from tuner.train import Trainer
 
-from search_spaces.budgets import IMAGE_BUDGET  # noqa: E402
-from tuner.train import Trainer  # noqa: E402
-
+NAME = "throughput"
 CONFIGS = {
     "ring8 default (MLP 256x3, batch 256)": {"data": "ring8"},
     "digits, default search budget (UNet width 16, batch 64)": {
@@ -73,12 +71,18 @@ def step_throughput(config: dict, threads: int, warmup: int, steps: int) -> dict
     return {"gflop_per_step": flops / 1e9, "step_ms": 1e3 * step_s, "gflops": flops / step_s / 1e9}
 
 
+def summarise(result: Result) -> Result:
+    """No claims: throughput has no target; the page shows the measured rates."""
+    result["verdicts"] = []
+    return result
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="a few steps, write nothing")
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "throughput.json"))
+    parser = harness.parser(NAME, __doc__, steps=40)
     args = parser.parse_args()
+    if args.resummarise:
+        harness.resummarise(args, summarise)
+        return 0
     steps, warmup, repeats = (3, 1, 2) if args.smoke else (args.steps, 10, 10)
     load_before = os.getloadavg()
     result: dict = {"peak_gflops": {}, "steps": {}}
@@ -105,9 +109,7 @@ def main() -> int:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(result["peak_gflops"], indent=2))
-    if not args.smoke:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    harness.finish(args, result, summarise)
     return 0
 
 

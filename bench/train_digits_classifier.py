@@ -5,25 +5,25 @@ augmentation, evaluates on the test split, and writes the weights to tuner/asset
 and the accuracy to bench/results/digits_classifier.json.
 
     .venv/bin/python bench/train_digits_classifier.py            # the committed weights
-    .venv/bin/python bench/train_digits_classifier.py --smoke    # a few epochs, writes nothing
+    .venv/bin/python bench/train_digits_classifier.py --smoke    # a few epochs, to /tmp only
+    .venv/bin/python bench/train_digits_classifier.py --resummarise    # the verdict again
 """
 
-import argparse
 import hashlib
-import json
 import sys
 import time
-from pathlib import Path
 
+import harness
 import torch
 import torch.nn.functional as F
+from harness import ROOT, Result, verdict
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tuner.data import load_digits_split
+from tuner.extractors import DIGITS_WEIGHTS, DigitsCNN
 
-from tuner.data import load_digits_split  # noqa: E402
-from tuner.extractors import DIGITS_WEIGHTS, DigitsCNN  # noqa: E402
+NAME = "digits_classifier"  # bench/results/digits_classifier.json
+TARGET_ACCURACY = 0.97
 
 
 def shift(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -79,25 +79,38 @@ def train(seed: int, epochs: int, batch: int = 64, lr: float = 3e-3) -> tuple[Di
     return net, info
 
 
+def summarise(result: Result) -> Result:
+    """The verdict on the test accuracy (one training run)."""
+    acc = result["test_accuracy"]
+    result["verdicts"] = [
+        verdict(
+            f"The digits CNN classifies at least {100 * TARGET_ACCURACY:.0f} % of the test digits "
+            "right",
+            acc >= TARGET_ACCURACY,
+            f"{100 * acc:.1f} % of {result['n_test']} (seed {result['seed']}, one training run)",
+        )
+    ]
+    return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = harness.parser(NAME, __doc__)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--smoke", action="store_true", help="3 epochs, write nothing")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "digits_classifier.json"))
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     net, info = train(args.seed, 3 if args.smoke else args.epochs)
-    print(json.dumps(info, indent=2))
-    if args.smoke:
-        return
-    DIGITS_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), DIGITS_WEIGHTS)
-    info["weights"] = str(DIGITS_WEIGHTS.relative_to(ROOT))
-    info["weights_sha256"] = hashlib.sha256(DIGITS_WEIGHTS.read_bytes()).hexdigest()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
-    if info["test_accuracy"] < 0.97:
-        sys.exit(f"test accuracy {info['test_accuracy']:.4f} is below the required 0.97")
+    if not args.smoke:  # the committed weights, only from a full run
+        DIGITS_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), DIGITS_WEIGHTS)
+        info["weights"] = str(DIGITS_WEIGHTS.relative_to(ROOT))
+        info["weights_sha256"] = hashlib.sha256(DIGITS_WEIGHTS.read_bytes()).hexdigest()
+    info = harness.finish(args, info, summarise)
+    if not args.smoke and info["test_accuracy"] < TARGET_ACCURACY:
+        sys.exit(
+            f"test accuracy {info['test_accuracy']:.4f} is below the required {TARGET_ACCURACY}"
+        )
 
 
 if __name__ == "__main__":
