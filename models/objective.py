@@ -57,6 +57,11 @@ class Objective:
             return self.ambient.logsnr_n
         return None
 
+    @property
+    def discriminator(self) -> nn.Module | None:
+        """The TIW discriminator when TIW is on (pre-trained by ``prepare``), else None."""
+        return self.tiw.disc if self._tiw_active() else None
+
     def _tiw_active(self) -> bool:
         return self.tiw is not None and self.tiw.strength != 0.0
 

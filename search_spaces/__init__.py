@@ -8,6 +8,8 @@ A space is a dict:
     "fixed": {config key: value} — the same for every trial (budget keys included);
     "points": {name: {config key: value}} — optional named points (the baselines), searched
               as one categorical parameter "point";
+    "baseline": {config key: value} — what a user trains without this tool (over "fixed"); the
+                search's confirmation stage compares its best trials with it on fresh seeds;
     "search": optional default search ("grid" for the baselines);
     "num_samples": default number of trials.
 The helpers below only read that data (no Ray, no training).

@@ -14,5 +14,7 @@ SPACE = {
         "ambient.gap": {"type": "float", "low": 0.25, "high": 3.0, "grid": [1.0]},
     },
     "fixed": {**LOWDIM_BUDGET},
+    # What a user trains without this tool: plain denoising of the noisy data.
+    "baseline": {"ambient.tweedie": False, "ambient.consistency": 0.0},
     "num_samples": 12,
 }

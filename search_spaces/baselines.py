@@ -18,6 +18,7 @@ SPACE = {
         "learned": {"weighting": "learned", "noise": "edm"},  # EDM2 u(λ) head
     },
     "fixed": {**IMAGE_BUDGET},
+    "baseline": {"weighting": "constant"},
     "search": "grid",
     "num_samples": 1,
 }

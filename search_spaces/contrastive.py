@@ -15,5 +15,6 @@ SPACE = {
         "cdl.fraction": {"type": "float", "low": 0.1, "high": 0.5, "grid": [0.25]},
     },
     "fixed": {**LOWDIM_BUDGET, "sampler.steps": 10},
+    "baseline": {"cdl.coef": 0.0},  # the same denoising term without the contrastive one
     "num_samples": 12,
 }

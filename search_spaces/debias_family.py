@@ -22,5 +22,7 @@ SPACE = {
         "cdl.coef": {"type": "categorical", "choices": [0.0, 0.1, 1.0]},
     },
     "fixed": {"weighting": "parametric", **IMAGE_BUDGET},
+    # What a user trains without this tool: constant ε-MSE (DDPM "simple"), no TIW, no CDL.
+    "baseline": {"weighting": "constant", "tiw.strength": 0.0, "cdl.coef": 0.0},
     "num_samples": 16,
 }

@@ -15,5 +15,6 @@ SPACE = {
     "data": "cifar10_biased",
     "params": DEBIAS_FAMILY["params"],
     "fixed": {"weighting": "parametric", **GPU_IMAGE_BUDGET},
+    "baseline": DEBIAS_FAMILY["baseline"],
     "num_samples": 64,
 }

@@ -15,5 +15,6 @@ SPACE = {
         "tiw.disc_lr": {"type": "loguniform", "low": 3e-4, "high": 1e-2, "grid": [2e-3]},
     },
     "fixed": {k: v for k, v in LOWDIM_BUDGET.items() if k != "tiw.disc_steps"},  # searched
+    "baseline": {"tiw.strength": 0.0},  # plain denoising of the biased data
     "num_samples": 12,
 }

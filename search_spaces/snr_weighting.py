@@ -14,5 +14,6 @@ SPACE = {
         "noise.loc": {"type": "float", "low": -3.0, "high": 3.0, "grid": [0.0]},
     },
     "fixed": {"weighting": "parametric", "weighting.normalize": True, **IMAGE_BUDGET},
+    "baseline": {"weighting": "constant", "noise": "cosine"},  # DDPM "simple", cosine q(λ)
     "num_samples": 12,
 }

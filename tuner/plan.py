@@ -27,6 +27,8 @@ SCHEDULERS = ("asha", "pbt", "fifo")
 IMAGE_METRIC = "eval/fid"
 LOWDIM_METRIC = "eval/nll"
 ASHA_REDUCTION = 3
+CONFIRM, CONFIRM_SEEDS = 2, 3  # image spaces' default confirmation: top 2 on 3 fresh seeds
+SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS = 1, 2
 
 
 class UsageError(ValueError):
@@ -64,6 +66,8 @@ class Plan:
     address: str | None
     num_cpus: int | None
     smoke_test: bool
+    confirm: int = 0  # top trials retrained on fresh seeds with the baseline (0 = off)
+    confirm_seeds: int = 0  # fresh training seeds of the confirmation
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -87,6 +91,22 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise UsageError(f"--{option.replace('_', '-')} {value} must be at least {least}")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+
+
+def _confirmation(args: argparse.Namespace, metric: str) -> tuple[int, int]:
+    """(K, N): on by default for image spaces (K = 0 turns it off)."""
+    smoke = args.smoke_test
+    default_k = (SMOKE_CONFIRM if smoke else CONFIRM) if metric == IMAGE_METRIC else 0
+    k = default_k if args.confirm is None else args.confirm
+    default_n = SMOKE_CONFIRM_SEEDS if smoke else CONFIRM_SEEDS
+    n = default_n if args.confirm_seeds is None else args.confirm_seeds
+    if k < 0:
+        raise UsageError(f"--confirm {k} must be at least 0 (0 turns the confirmation off)")
+    if n < 2:
+        raise UsageError(f"--confirm-seeds {n} must be at least 2 (an interval needs 2 seeds)")
+    if k and "baseline" not in SPACES[args.space]:
+        raise UsageError(f"--confirm {k}: space {args.space} names no baseline to compare with")
+    return k, (n if k else 0)
 
 
 def _search_of(args: argparse.Namespace, space: dict[str, Any]) -> str:
@@ -207,6 +227,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         trials = num_samples
     storage = args.storage if is_uri(args.storage) else str(Path(args.storage).resolve())
     name = _experiment_name(args, search, num_samples, sets, metric)
+    confirm, confirm_seeds = _confirmation(args, metric)
     return Plan(
         space=args.space,
         data=base["data"],
@@ -235,6 +256,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         address=args.address,
         num_cpus=args.num_cpus,
         smoke_test=args.smoke_test,
+        confirm=confirm,
+        confirm_seeds=confirm_seeds,
     )
 
 
@@ -247,6 +270,15 @@ def _scheduler_line(plan: Plan) -> str:
     if plan.scheduler == "pbt":
         return f"pbt every {plan.eval_every} steps, mutating {', '.join(plan.pbt_mutations)}"
     return plan.scheduler
+
+
+def _confirm_line(plan: Plan) -> str:
+    if not plan.confirm:
+        return "off"
+    return (
+        f"top {plan.confirm} and the baseline on {plan.confirm_seeds} fresh seeds "
+        f"({plan.confirm_seeds * (plan.confirm + 1)} trials)"
+    )
 
 
 def describe_plan(plan: Plan, resuming: bool | None) -> str:
@@ -262,6 +294,7 @@ def describe_plan(plan: Plan, resuming: bool | None) -> str:
         f"scheduler   {_scheduler_line(plan)}",
         f"resources   {plan.cpus_per_trial:g} CPU, {plan.gpus_per_trial:g} GPU per trial; "
         f"max concurrent {plan.max_concurrent or 'auto'}; max failures {plan.max_failures}",
+        f"confirm     {_confirm_line(plan)}",
         f"ray         {plan.address or 'local instance'}",
         f"experiment  {plan.experiment_dir}{state}",
         f"mlflow      {plan.mlflow_uri}  experiment {plan.mlflow_experiment}",

@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the search algorithm")
     p.add_argument(
+        "--confirm",
+        type=int,
+        metavar="K",
+        help="retrain the top K trials and the baseline on fresh seeds (default 2 for image "
+        "spaces, 0 = off)",
+    )
+    p.add_argument(
+        "--confirm-seeds", type=int, metavar="N", help="fresh training seeds (default 3)"
+    )
+    p.add_argument(
         "--storage", default="ray_results", help="Ray results folder or a cloud URI (s3://, gs://)"
     )
     p.add_argument("--name", help="experiment name (default: derived from the space and options)")
@@ -68,9 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _search_stage(plan: Plan, search_id: str, resuming: bool) -> Any:
+def known_disc_configs(plan: Plan) -> list[dict[str, Any]]:
+    """The configs whose TIW discriminators the search can train before its trials: all of
+    them unless a searched parameter changes a discriminator's key."""
+    from search_spaces import POINT_KEY, expand
+    from tuner.config import resolve
+    from tuner.discriminators import KEYS
+
+    if any(k in KEYS for k in plan.params):
+        return []  # the trials train (and share) their own
+    points = plan.params.get(POINT_KEY, {}).get("choices", [None])
+    configs = [
+        expand(plan.fixed | ({POINT_KEY: p} if p else {}), SPACES[plan.space]) for p in points
+    ]
+    return [resolve(c | {"tiw.strength": 1.0}) for c in configs]  # the key ignores the strength
+
+
+def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any:
     """Run (or resume) the search's trials; returns Ray's ResultGrid."""
-    from tuner import tracking
+    from ray import tune
+
+    from tuner import discriminators, tracking
     from tuner.plan import search_params
     from tuner.search import (
         default_concurrency,
@@ -81,6 +109,11 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool) -> Any:
     )
     from tuner.trainable import train_trial, trial_config
 
+    if not resuming:
+        tiw = plan.fixed.get("tiw.strength", 0) > 0 or "tiw.strength" in plan.params
+        if tiw:
+            configs = known_disc_configs(plan)
+            discriminators.pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
     callback = tracking.MlflowTracking(
         tracking_uri=plan.mlflow_uri,
         experiment=plan.mlflow_experiment,
@@ -94,10 +127,10 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool) -> Any:
     max_concurrent = 0 if resuming else plan.max_concurrent or default_concurrency(plan)
     tuner = make_tuner(
         plan,
-        train_trial,
+        tune.with_parameters(train_trial, disc_cache=cache),
         name=plan.name,
         param_space=None if resuming else param_space(plan),
-        search_alg=None if resuming else make_search_alg(plan, max_concurrent),
+        search_alg=None if resuming else make_search_alg(plan, max_concurrent, study=search_id),
         scheduler=None if resuming else make_scheduler(plan),
         num_samples=plan.num_samples,
         callback=callback,
@@ -106,42 +139,65 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool) -> Any:
     return tuner.fit()
 
 
-def _report(plan: Plan, rows: list[dict[str, Any]], search_id: str, wall_s: float) -> int:
-    """Print the leaderboard, write best.json, attach both to the parent run."""
+def _write_best(plan: Plan, config: dict[str, Any], local_dir: Path) -> Path:
+    best_json = json.dumps(config, indent=2) + "\n"
+    write_text(f"{plan.experiment_dir}/best.json", best_json)
+    if is_uri(plan.experiment_dir):
+        (local_dir / "best.json").write_text(best_json)
+    return local_dir / "best.json"
+
+
+def _report(
+    plan: Plan,
+    rows: list[dict[str, Any]],
+    importance: dict | None,
+    verdict: dict | None,
+    search_id: str,
+) -> int:
+    """Write best.json (the confirmed winner, else the search's best), attach the summary to the
+    parent run, and print where everything is."""
     from tuner import tracking
-    from tuner.results import leaderboard, ranked
+    from tuner.confirm import verdict_metrics
+    from tuner.results import counts, leaderboard, ranked
+    from tuner.search import optuna_storage
 
     exp_dir = plan.experiment_dir
-    board = leaderboard(rows, plan)
-    print(f"\nleaderboard ({plan.mode} {plan.metric}; {wall_s:.0f}s)\n{board}", flush=True)
-    best = next(iter(ranked(rows)), None)
     local_dir = Path(exp_dir) if not is_uri(exp_dir) else Path(os.getcwd())
+    board = leaderboard(rows, plan)
     (local_dir / "leaderboard.txt").write_text(board + "\n")
     files = [str(local_dir / "leaderboard.txt")]
+    metrics = counts(rows) | {
+        f"importance/{k}": v for k, v in (importance or {}).get("importances", {}).items()
+    }
+    best = next(iter(ranked(rows)), None)
+    winner = (verdict or {}).get("winner")
+    if verdict is not None:
+        if is_uri(exp_dir):  # confirm.py wrote it to the experiment folder
+            (local_dir / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+        files.append(str(local_dir / "verdict.json"))
+        metrics |= verdict_metrics(verdict)
+        print(f"verdict: {verdict['conclusion']}", flush=True)
     if best is None:
         print("no trial produced the metric; nothing written to best.json", file=sys.stderr)
     else:
-        best_json = json.dumps(best["config"], indent=2) + "\n"
-        write_text(f"{exp_dir}/best.json", best_json)
-        if is_uri(exp_dir):
-            (local_dir / "best.json").write_text(best_json)
-        files.append(str(local_dir / "best.json"))
+        metrics[f"best/{plan.metric}"] = best["best"]
+        chosen = winner["config"] if winner else best["config"]
+        files.append(str(_write_best(plan, chosen, local_dir)))
+        which = f"confirmed winner, trial {winner['trial']}" if winner else f"trial {best['trial']}"
         print(
-            f"best: trial {best['trial']}  {plan.metric} {best['best']:.4g} "
-            f"at up to step {best['step']}"
-        )
-        print(
-            f"wrote {exp_dir}/best.json; reproduce with: "
+            f"wrote {exp_dir}/best.json ({which}); reproduce with: "
             f"python -m tuner.train --config {exp_dir}/best.json"
         )
+        tag = {
+            "trial": winner["trial"] if winner else best["trial"],
+            "metric": f"{best['best']:.6g}",
+        }
         tracking.log_summary(
-            plan.mlflow_uri,
-            plan.mlflow_experiment,
-            search_id,
-            files,
-            {"trial": best["trial"], "metric": f"{best['best']:.6g}"},
+            plan.mlflow_uri, plan.mlflow_experiment, search_id, files, tag, metrics=metrics
         )
     print(f"review in MLflow: {tracking.ui_command(plan.mlflow_uri)}", flush=True)
+    if plan.search == "optuna":
+        print(f"review the Optuna study: optuna-dashboard {optuna_storage(plan)} --host 127.0.0.1")
     return 0 if best is not None else 1
 
 
@@ -149,7 +205,9 @@ def run(plan: Plan, resume_required: bool) -> int:
     from ray import tune
 
     from tuner import tracking
-    from tuner.results import summarize
+    from tuner.confirm import confirmation_table, run_confirmation
+    from tuner.importance import describe, param_importances
+    from tuner.results import leaderboard, summarize
     from tuner.search import init_ray, save_state_at_every_step
 
     exp_dir = plan.experiment_dir
@@ -169,9 +227,20 @@ def run(plan: Plan, resume_required: bool) -> int:
         search_id = f"{plan.name}-{uuid.uuid4().hex[:8]}"
         record = {"search_id": search_id, "plan": plan.to_json()}
         write_text(f"{exp_dir}/{SEARCH_FILE}", json.dumps(record, indent=2))
+    cache = f"{exp_dir.rstrip('/')}/discriminators"
     t0 = time.perf_counter()
-    rows = summarize(_search_stage(plan, search_id, resuming), plan)
-    return _report(plan, rows, search_id, time.perf_counter() - t0)
+    rows = summarize(_search_stage(plan, search_id, resuming, cache), plan)
+    board = leaderboard(rows, plan)
+    wall = time.perf_counter() - t0
+    print(f"\nleaderboard ({plan.mode} {plan.metric}; {wall:.0f}s)\n{board}", flush=True)
+    importance = param_importances(rows, plan)
+    print(describe(importance, plan.metric), flush=True)
+    verdict = None
+    if plan.confirm and any(r["status"] != "FAILED" and r["best"] is not None for r in rows):
+        verdict = run_confirmation(plan, rows, search_id, cache)
+        print(f"\nconfirmed on fresh seeds ({plan.mode} {plan.metric})", flush=True)
+        print(confirmation_table(plan, verdict), flush=True)
+    return _report(plan, rows, importance, verdict, search_id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Any
 
 import search_spaces
@@ -25,11 +26,20 @@ def param_space(plan: Plan) -> dict[str, Any]:
     return space
 
 
-def make_search_alg(plan: Plan, max_concurrent: int = 0, study: Any = None) -> Any:
+def optuna_storage(plan: Plan) -> str:
+    """Where the search's Optuna study is kept (SQLite, beside a local MLflow store)."""
+    from tuner.tracking import is_local_store
+
+    uri = plan.mlflow_uri
+    folder = Path(uri.removeprefix("sqlite:///")).parent if is_local_store(uri) else Path("mlruns")
+    return f"sqlite:///{folder.resolve() / 'optuna.db'}"
+
+
+def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = None) -> Any:
     """The searcher; max_concurrent (0: no limit) caps the trials it lets run at once.
 
-    `study` (an Optuna RDB storage URL and study name) keeps TPE's trials where
-    `optuna-dashboard` can open them."""
+    With `study` (a study name), TPE keeps its trials in `optuna_storage(plan)`, where
+    `optuna-dashboard` opens them."""
     if plan.search == "optuna":
         import optuna
         from ray.tune.search import ConcurrencyLimiter
@@ -38,7 +48,11 @@ def make_search_alg(plan: Plan, max_concurrent: int = 0, study: Any = None) -> A
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         startup = max(2, min(10, plan.num_samples // 3))  # TPE takes over after these
         sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup)
-        kwargs = {} if study is None else {"storage": study[0], "study_name": study[1]}
+        kwargs: dict[str, Any] = {}
+        if study is not None:
+            storage = optuna_storage(plan)
+            Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            kwargs = {"storage": optuna.storages.RDBStorage(storage), "study_name": study}
         searcher = OptunaSearch(sampler=sampler, **kwargs)
         return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     from ray.tune.search import BasicVariantGenerator

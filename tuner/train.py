@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tuner import discriminators
 from tuner.build import (
     build_dataset,
     build_density,
@@ -56,8 +57,11 @@ def step_generator(seed: int, step: int, stream: int = TRAIN_STREAM) -> torch.Ge
 class Trainer:
     """Everything one trial needs: data, model, EMA, optimiser, objective, evaluation."""
 
-    def __init__(self, config: dict[str, Any], device: str = "cpu") -> None:
+    def __init__(
+        self, config: dict[str, Any], device: str = "cpu", disc_cache: str | None = None
+    ) -> None:
         self.config = resolve(config)
+        self.disc_cache = disc_cache
         self.device = torch.device(device)
         c = self.config
         if c["train.threads"]:
@@ -89,10 +93,17 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------------
     def prepare(self) -> dict[str, float]:
-        """One-off work before step 0 (the TIW discriminator's pre-training)."""
-        metrics = self.objective.prepare(
-            self.dataset, step_generator(self.config["seed"], 0, PREPARE_STREAM)
-        )
+        """One-off work before step 0: the TIW discriminator, from the cache or pre-trained."""
+        disc = self.objective.discriminator
+        metrics = None
+        if disc is not None and self.disc_cache:
+            metrics = discriminators.load(self.disc_cache, self.config, disc)
+            disc.eval()
+        if metrics is None:
+            generator = step_generator(self.config["seed"], 0, PREPARE_STREAM)
+            metrics = self.objective.prepare(self.dataset, generator)
+            if disc is not None and self.disc_cache:
+                discriminators.store(self.disc_cache, self.config, disc, metrics)
         self.prepared = True
         return metrics
 
@@ -264,6 +275,7 @@ def run_trial(
     progress: bool = False,
     keep_checkpoints: int = 2,
     device: str = "cpu",
+    disc_cache: str | None = None,
 ) -> dict[str, Any]:
     """Train one configuration, evaluating and checkpointing at `evaluation_steps`.
 
@@ -275,12 +287,14 @@ def run_trial(
         progress: print progress lines on stderr.
         keep_checkpoints: how many of the newest checkpoint folders to keep.
         device: torch device that trains and samples ("cpu", "cuda", "cuda:1").
+        disc_cache: folder or URI of the shared TIW discriminators (tuner/discriminators.py);
+            None trains the trial's own.
     Returns:
         The metrics of the last evaluation.
     """
     from tuner import plots
 
-    trainer = Trainer(config, device=device)
+    trainer = Trainer(config, device=device, disc_cache=disc_cache)
     c = trainer.config
     out = Path(out_dir)
     if resume_from is not None:
@@ -378,8 +392,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         t0 = time.perf_counter()
+        cache = str(Path(discriminators.DEFAULT_CACHE).expanduser())
         final = run_trial(
-            config, out, resume_from=resume_from, progress=not args.quiet, device=device
+            config,
+            out,
+            resume_from=resume_from,
+            progress=not args.quiet,
+            device=device,
+            disc_cache=cache,
         )
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)

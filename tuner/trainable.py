@@ -22,9 +22,26 @@ from tuner.train import STATE_FILE, CheckpointError, run_trial
 ARTIFACTS = ("samples_{step:07d}.png", "samples_{step}.png", "weighting.png")
 
 
-def trial_config(config: dict[str, Any]) -> dict[str, Any]:
+CANDIDATE_KEY = "candidate"  # a confirmation trial's label of the configuration it retrains
+
+
+def trial_overrides(
+    config: dict[str, Any], candidates: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A Ray trial config as config keys: a named point expanded, or a confirmation trial's
+    candidate looked up and given the trial's seed."""
+    if CANDIDATE_KEY in config:
+        if not candidates or config[CANDIDATE_KEY] not in candidates:
+            raise KeyError(f"unknown confirmation candidate {config[CANDIDATE_KEY]!r}")
+        return candidates[config[CANDIDATE_KEY]] | {"seed": config["seed"]}
+    return search_spaces.expand(config)
+
+
+def trial_config(
+    config: dict[str, Any], candidates: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The full flat configuration of a Ray trial config (named point expanded, defaults filled)."""
-    return resolve(search_spaces.expand(config))
+    return resolve(trial_overrides(config, candidates))
 
 
 def _reportable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -56,15 +73,15 @@ def run_with_fallback(
     overrides: dict[str, Any],
     out_dir: Path,
     report: Any,
-    candidates: list[Path],
+    folders: list[Path],
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """run_trial resumed from the first candidate checkpoint folder that loads.
+    """run_trial resumed from the first of the checkpoint `folders` that loads.
 
     A damaged checkpoint is named in a warning and the next (older) candidate is tried; when none
     loads, the trial starts again from step 0. It never resumes from a half-read state.
     """
-    for folder in candidates:
+    for folder in folders:
         try:
             return run_trial(overrides, out_dir, report=report, resume_from=folder, **kwargs)
         except CheckpointError as e:
@@ -72,8 +89,19 @@ def run_with_fallback(
     return run_trial(overrides, out_dir, report=report, **kwargs)
 
 
-def train_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one trial of `tuner.train.run_trial`."""
+def train_trial(
+    config: dict[str, Any],
+    disc_cache: str | None = None,
+    candidates: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Ray Tune function trainable: one trial of `tuner.train.run_trial`.
+
+    Args:
+        config: the trial's config from the search (a named point expanded), or, in the
+            confirmation stage, ``{"candidate": label, "seed": s}`` naming one of `candidates`.
+        disc_cache: folder or URI of the search's shared TIW discriminators.
+        candidates: the confirmation stage's configurations by label.
+    """
     # Ray runs each trial in a working folder of its own on the node (not synced to storage);
     # what must survive goes into the checkpoints, which Ray persists.
     out_dir = Path.cwd() / f"trial_{tune.get_context().get_trial_id()}"
@@ -90,13 +118,14 @@ def train_trial(config: dict[str, Any]) -> None:
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir)
         tune.report(_reportable(metrics), checkpoint=checkpoint)
 
-    overrides = search_spaces.expand(config)
+    overrides = trial_overrides(config, candidates)
+    kwargs = {"device": _device(), "disc_cache": disc_cache}
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        run_trial(overrides, out_dir, report=report, device=_device())
+        run_trial(overrides, out_dir, report=report, **kwargs)
         return
     # Ray's checkpoint first, then the trial's own older ones on this node (newest first).
     local = sorted(out_dir.glob(f"checkpoint_*/{STATE_FILE}"), reverse=True)
     with checkpoint.as_directory() as resume_from:
-        candidates = [Path(resume_from)] + [p.parent for p in local]
-        run_with_fallback(overrides, out_dir, report, candidates, device=_device())
+        folders = [Path(resume_from)] + [p.parent for p in local]
+        run_with_fallback(overrides, out_dir, report, folders, **kwargs)

@@ -18,7 +18,7 @@ import pytest
 
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES
 from tuner.config import SPEC, resolve
-from tuner.plan import ASHA_REDUCTION, Plan, make_plan
+from tuner.plan import ASHA_REDUCTION, SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS, Plan, make_plan
 from tuner.results import leaderboard, summarize
 from tuner.run import build_parser, main
 from tuner.search import clip_to_ranges, make_scheduler
@@ -282,56 +282,63 @@ def test_tracking_keeps_one_run_per_trial_and_maps_statuses(tmp_path: Path) -> N
 
 
 # -- end to end: a smoke search, its driver killed after the first trial ends, then rerun ----------
-@pytest.fixture(scope="module")
-def resumed_search(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("search")
-    uri = f"sqlite:///{root}/mlruns/mlflow.db"
-    cmd = [
-        sys.executable,
-        "-m",
-        "tuner.run",
-        "--smoke-test",
-        "--storage",
-        str(root / "ray"),
-        "--mlflow-uri",
-        uri,
-    ]
-    log = root / "first.log"
-    with log.open("w") as f:
-        driver = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
-        )
+def _kill_once_saved(driver: subprocess.Popen, log: Path, storage: Path, after: str) -> list[str]:
+    """SIGKILL the driver once a trial whose end is logged after the line `after` is marked
+    ended in the experiment state Ray saved; returns the trials ended after `after`."""
     deadline = time.time() + 300
-    while not ENDED.search(log.read_text()):
-        assert driver.poll() is None, (
-            f"the search ended before a trial did:\n{log.read_text()[-3000:]}"
-        )
-        assert time.time() < deadline, "no trial finished in 300 s"
-        time.sleep(0.2)
-    # Kill once Ray's saved experiment state holds the ended trials (saved at its next step).
-    while not _saved_ended(root / "ray", ENDED.findall(log.read_text())):
-        assert time.time() < deadline, "no ended trial in the saved experiment state in 300 s"
+
+    def ended() -> list[str]:
+        text = log.read_text()
+        return ENDED.findall(text[text.index(after) :]) if after in text else []
+
+    while not ended() or not _saved_ended(storage, ended()):
+        assert driver.poll() is None, f"the search ended too soon:\n{log.read_text()[-3000:]}"
+        assert time.time() < deadline, f"no trial ended after {after!r} in 300 s"
         time.sleep(0.1)
     driver.kill()  # SIGKILL: no clean-up in the driver
     driver.wait()
-    first = log.read_text()
-    finished = ENDED.findall(first)
-    experiment = next((root / "ray").iterdir())
-    before = {p.parent.name: p.read_text() for p in experiment.glob("trial_*/result.json")}
     time.sleep(2)
     for pid in _group(driver.pid):  # ours that Ray's fate-sharing has not ended yet
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return ended()
+
+
+@pytest.fixture(scope="module")
+def resumed_search(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A smoke search killed after its first trial ended, rerun, killed again after its first
+    confirmation trial ended, and rerun to the end."""
+    root = tmp_path_factory.mktemp("search")
+    uri = f"sqlite:///{root}/mlruns/mlflow.db"
+    cmd = [sys.executable, "-m", "tuner.run", "--smoke-test", "--storage", str(root / "ray")]
+    cmd += ["--mlflow-uri", uri]
+    logs, finished, results = [], [], []
+    for i, after in enumerate(("[diffsearch]", "confirmation: ")):
+        log = root / f"run{i}.log"
+        with log.open("w") as f:
+            driver = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finished.append(_kill_once_saved(driver, log, root / "ray", after))
+        logs.append(log.read_text())
+        results.append(
+            {p.parent.name: p.read_text() for p in (root / "ray").glob("*/trial_*/result.json")}
+        )
+    last = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert last.returncode == 0, last.stdout[-3000:] + last.stderr[-3000:]
+    experiment = next(p for p in (root / "ray").iterdir() if "-confirm" not in p.name)
     return {
         "root": root,
         "uri": uri,
         "experiment": experiment,
-        "first": first,
-        "second": second.stdout,
-        "finished_before_kill": finished,
-        "results_before_kill": before,
+        "confirm_dir": next(p for p in (root / "ray").iterdir() if "-confirm" in p.name),
+        "first": logs[0],
+        "second": logs[1],
+        "last": last.stdout,
+        "finished_before_kill": finished[0],
+        "confirmed_before_kill": finished[1],
+        "results_before_kill": results[0],
+        "results_before_second_kill": results[1],
     }
 
 
@@ -361,7 +368,7 @@ def _group(pgid: int) -> list[int]:
     return pids
 
 
-def _runs(uri: str) -> tuple:
+def _runs(uri: str, stage: str = "search") -> tuple:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -369,7 +376,7 @@ def _runs(uri: str) -> tuple:
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("diffsearch.role") == "search"]
     children = [r for r in runs if r.data.tags.get("diffsearch.role") == "trial"]
-    return client, parents, children
+    return client, parents, [r for r in children if r.data.tags["diffsearch.stage"] == stage]
 
 
 def test_resume_after_killed_driver_loses_and_reruns_nothing(resumed_search: dict) -> None:
@@ -430,6 +437,58 @@ def test_mlflow_rows_of_the_search(resumed_search: dict) -> None:
     assert (
         "mlflow ui --backend-store-uri " + resumed_search["uri"] + " --host 127.0.0.1"
         in resumed_search["second"]
+    )
+
+
+def test_confirmation_resumes_without_rerunning_finished_trials(resumed_search: dict) -> None:
+    confirm = resumed_search["confirm_dir"]
+    assert resumed_search["confirmed_before_kill"]
+    assert "(resuming)" in resumed_search["last"].split("confirmation: ", 1)[1].splitlines()[0]
+    for trial_id in resumed_search["confirmed_before_kill"]:
+        name = f"trial_{trial_id}"
+        before = resumed_search["results_before_second_kill"][name]
+        assert (confirm / name / "result.json").read_text() == before
+        assert f"[diffsearch] trial {trial_id} " not in resumed_search["last"]
+    # (K + 1) configurations × N seeds, each one MLflow run under the search's parent run
+    k, n = SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS
+    assert len(list(confirm.glob("trial_*"))) == (k + 1) * n
+    client, (parent,), runs = _runs(resumed_search["uri"], stage="confirmation")
+    assert len(runs) == (k + 1) * n
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.params["seed"] for r in runs} == {str(s) for s in range(1, n + 1)}
+
+
+def test_verdict_json_and_the_parent_run_hold_the_verdict(resumed_search: dict) -> None:
+    verdict = json.loads((resumed_search["experiment"] / "verdict.json").read_text())
+    assert set(verdict) == {
+        "metric", "mode", "seeds", "baseline", "candidates", "winner", "resolved", "conclusion",
+    }  # fmt: skip
+    assert verdict["metric"] == "eval/fid" and verdict["mode"] == "min"
+    assert verdict["seeds"] == list(range(1, SMOKE_CONFIRM_SEEDS + 1))  # the search used 0
+    base = verdict["baseline"]
+    assert base["config"]["weighting"] == "constant" and base["config"]["tiw.strength"] == 0
+    assert len(base["values"]) == SMOKE_CONFIRM_SEEDS and None not in base["values"]
+    (candidate,) = verdict["candidates"]
+    fields = {"trial", "config", "values", "mean", "ci", "improvement", "improvement_ci"}
+    assert fields <= set(candidate) and candidate["config"] == resolve(candidate["config"])
+    # paired, positive = better: the baseline's FID minus the candidate's, seed by seed
+    gains = [b - c for b, c in zip(base["values"], candidate["values"], strict=True)]
+    assert candidate["improvement"] == pytest.approx(sum(gains) / len(gains))
+    low, high = candidate["improvement_ci"]
+    assert low <= candidate["improvement"] <= high
+    assert verdict["winner"] == candidate and verdict["resolved"] == (low > 0)
+    assert ("not resolved" in verdict["conclusion"]) == (not verdict["resolved"])
+    best = json.loads((resumed_search["experiment"] / "best.json").read_text())
+    assert best == candidate["config"]  # best.json is the confirmed winner
+    client, (parent,), _ = _runs(resumed_search["uri"])
+    assert parent.data.metrics["verdict/resolved"] == float(verdict["resolved"])
+    assert parent.data.metrics["verdict/improvement"] == pytest.approx(candidate["improvement"])
+    assert "verdict.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "not resolved" in resumed_search["last"] or verdict["resolved"]
+    out = resumed_search["last"]
+    assert "parameter importance (fANOVA" in out and out.index("leaderboard (") < out.index(
+        "parameter importance"
     )
 
 
