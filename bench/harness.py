@@ -216,6 +216,6 @@ def every(holds: Iterable[bool | None]) -> bool | None:
 
 
 def some(holds: Iterable[bool | None]) -> bool | None:
-    """A claim that one of several comparisons holds: True if any does, False if none can."""
+    """A claim that one of several comparisons holds: True if any does, False if all fail."""
     holds = list(holds)
     return True if True in holds else None if None in holds else False

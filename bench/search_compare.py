@@ -30,7 +30,8 @@ eval/fid compared. The spread of those FIDs over seeds is the noise against whic
 differences are judged (a search's best is also the minimum of many noisy evaluations).
 
     .venv/bin/python bench/search_compare.py            # writes bench/results/search_compare.*
-    .venv/bin/python bench/search_compare.py --smoke    # tuner.run --smoke-test, writes nothing
+    .venv/bin/python bench/search_compare.py --smoke    # tuner.run --smoke-test, to /tmp
+    .venv/bin/python bench/search_compare.py --resummarise   # retrain spread, noise, verdicts
 
 Each finished arm run and each retrain is cached under --cache, so a rerun after an interruption
 redoes only what did not finish (an unfinished arm's scratch folder is removed and it starts
@@ -365,6 +366,10 @@ def cdl_split(result: Result, step: int) -> tuple[list[float], list[float]]:
     return off, on
 
 
+def _f(x: float | None, spec: str) -> str:
+    return "— (one retrain seed)" if x is None else format(x, spec)
+
+
 def summarise(result: Result) -> Result:
     """The retrained winners' spread, the FID's noise and the verdicts, from the stored runs."""
     for r in result["retrain"].values():
@@ -374,6 +379,8 @@ def summarise(result: Result) -> Result:
     reached = result["summary"]["to_5pct_of_best"]
     grid, rt = table["grid"], result["retrain"]
     tpe, best = rt["tpe_asha_best"], rt["grid_best"]
+    std = noise["retrain_seed_std_pooled"]
+    gap_vs = {True: "more than", False: "less than", None: "against"}
     verdicts = [
         verdict(
             f"TPE + ASHA gets within {100 * ref['band']:g} % of the best FID any search found "
@@ -382,26 +389,24 @@ def summarise(result: Result) -> Result:
             target["met"],
             f"reached in {reached['tpe_asha']['steps']['reached']} search seeds (random search "
             f"{reached['random']['steps']['reached']}); the grid in "
-            f"{grid['to_5pct_of_best']['steps']} steps of its {grid['total_steps']}",
+            f"{grid['to_5pct_of_best']['steps'] or 'never'} steps of its {grid['total_steps']}",
         ),
         verdict(
             f"The lowest FID any evaluation reached came from the grid's {best['label']} point",
             ref["run"] == "grid",
             f"{ref['fid']:.3f} in the {ref['run']}; the best TPE + ASHA run's "
             f"{tpe['search_best_fid']:.3f}, a gap of {noise['search_best_gap_tpe_minus_grid']:.3f}"
-            f" ({'more' if noise['search_best_gap_exceeds_noise_std'] else 'less'} than the FID's "
-            f"seed std, {noise['retrain_seed_std_pooled']:.2f})",
+            f" ({gap_vs[noise['search_best_gap_exceeds_noise_std']]} the FID's seed std, "
+            f"{_f(std, '.2f')})",
         ),
-    ]
-    verdicts.append(
         verdict(
             f"The {100 * ref['band']:g} % band is narrower than the noise of the metric itself "
             "(the std of a configuration's final FID over training seeds)",
-            not noise["band_exceeds_noise_std"],
-            f"band {noise['band_width']:.3f} FID; seed std {noise['retrain_seed_std_pooled']:.2f} "
-            "(pooled over the two retrained configurations)",
-        )
-    )
+            None if std is None else not noise["band_exceeds_noise_std"],
+            f"band {noise['band_width']:.3f} FID; seed std {_f(std, '.2f')} (pooled over the "
+            "two retrained configurations)",
+        ),
+    ]
     holds, text = paired(
         [s["final_fid"] for s in tpe["seeds"]], [s["final_fid"] for s in best["seeds"]], "min"
     )
@@ -413,7 +418,7 @@ def summarise(result: Result) -> Result:
             f"final FID {pm(tpe['final_fid']['mean'], tpe['final_fid']['std'])} against "
             f"{pm(best['final_fid']['mean'], best['final_fid']['std'])}; difference "
             f"{noise['retrain_mean_diff_tpe_minus_grid']:+.2f} ± "
-            f"{noise['retrain_diff_std_error']:.2f} (standard error); paired by seed, "
+            f"{_f(noise['retrain_diff_std_error'], '.2f')} (standard error); paired by seed, "
             f"improvement {text} (95 % t)",
         )
     )
@@ -432,19 +437,21 @@ def summarise(result: Result) -> Result:
         verdict(
             "Every trial with the contrastive term (cdl.coef ≥ 0.1) has a worse FID than every "
             "trial without it, at every step both reached",
-            all(worse),
-            "; ".join(parts) + f"; ASHA stopped {stopped} of the {len(cdl)} such TPE + ASHA "
-            f"trials at step {steps[0]}",
+            all(worse) if worse else None,
+            "; ".join(parts or ["no step with trials of both"]) + f"; ASHA stopped {stopped} of "
+            f"the {len(cdl)} such TPE + ASHA trials at step {steps[0]}",
         )
     )
     off, _ = cdl_split(result, steps[-1])
+    span = max(off) - min(off) if len(off) > 1 else None
     verdicts.append(
         verdict(
             f"Trials without the contrastive term that ran all {steps[-1]} steps end within one "
             "seed std of the FID of each other",
-            max(off) - min(off) < noise["retrain_seed_std_pooled"],
-            f"{len(off)} trials, final FID {min(off):.2f}–{max(off):.2f} (a span of "
-            f"{max(off) - min(off):.2f}); seed std {noise['retrain_seed_std_pooled']:.2f}",
+            None if span is None or std is None else span < std,
+            f"{len(off)} trials, final FID {_f(min(off, default=None), '.2f')}–"
+            f"{_f(max(off, default=None), '.2f')} (a span of {_f(span, '.2f')}); seed std "
+            f"{_f(std, '.2f')}",
         )
     )
     searches = [t for t in table.values() if t["arm"] in SEEDED]
