@@ -437,8 +437,8 @@ def render(results: Results | None = None) -> str:
         "from those files by `.venv/bin/python bench/report.py` (a test checks it is current). "
         "Spreads are the standard deviation over seeds. Each claim is a verdict its script "
         "computed (through `tuner/stats.py`) from its measurements: **holds**, **does not hold**, "
-        "or **not resolved** where the interval of the difference holds none; intervals are 95 % "
-        "Student-t over seeds unless said. A note is written by hand and carries its date. The "
+        "or **not resolved** where its 95 % interval (Student-t over seeds unless said) still "
+        "holds both answers. A note is written by hand and carries its date. The "
         f"files that record their machine say: {machines(results)}.",
     ]
     for title, name, script, fn in SECTIONS:
