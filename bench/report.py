@@ -45,8 +45,8 @@ INTERIM: dict[str, tuple[str, str, str]] = {
 
 
 def ms(entry: dict[str, float], key: str, digits: int = 3) -> str:
-    """mean ± std of a summary entry holding key and key_std."""
-    return pm(entry[key], entry[key + "_std"], digits)
+    """mean ± std of a summary entry holding key and key_std ("—" where it has none)."""
+    return pm(entry[key], entry[key + "_std"], digits) if key in entry else "—"
 
 
 def sd(v: dict[str, float], digits: int = 3) -> str:
@@ -190,7 +190,7 @@ def tiw_digits(d: dict[str, Any]) -> list[str]:
 def ambient_gaussian(d: dict[str, Any]) -> list[str]:
     head = ["arm", "variance, dim 0", "variance, dim 1", "rel. error to the clean covariance"]
     rows = [[arm, ms(v, "var_x"), ms(v, "var_y"), ms(v, "rel_err_clean", 2)] for arm, v in d["summary"].items()]  # fmt: skip
-    rows += [[f"closed form: {k}", f"{v[0]:.3g}", f"{v[1]:.3g}", ""] for k, v in d["closed_form"].items()]  # fmt: skip
+    rows += [[f"closed form: {k}", f"{v[0]:.3g}", f"{v[1]:.3g}", ""] for k, v in d.get("closed_form", {}).items()]  # fmt: skip
     c = d["config"]
     return [
         f"`{d.get('command', '.venv/bin/python bench/ambient_gaussian.py')}` — gaussian_noisy "
