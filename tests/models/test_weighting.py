@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from models.schedules import CosineDensity, EDMDensity, LinearBetaDensity, LogisticDensity
+from models.param import add_noise, eps_to_v, eps_to_x0
+from models.schedules import (
+    CosineDensity,
+    EDMDensity,
+    LinearBetaDensity,
+    LogisticDensity,
+    alpha_sigma,
+)
 from models.weighting import (
     EDM,
     P2,
@@ -28,25 +35,67 @@ def _snr(lam: torch.Tensor, snr_max: float = SNR_MAX) -> torch.Tensor:
     return lam.exp().clamp(max=snr_max)
 
 
-def _named(density: CosineDensity) -> dict[str, tuple[Weighting, torch.Tensor]]:
-    """Each registry member with non-default knobs and its formula from METHODS.md §1."""
-    snr = _snr(LAM)
-    q = density.log_prob(LAM).exp()
+def _losses(lam: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-level ε-, x0- and v-MSE of one fixed wrong prediction, through models.param.
+
+    x = α x0 + σ ε, ε̂ = ε + δ; x̂0 and v̂ follow from ε̂ by the parameterisation, so the ratios
+    of these losses are the conversion factors between the papers' loss spaces, computed here
+    rather than typed (float64).
+    """
+    g = torch.Generator().manual_seed(0)
+    n = lam.numel()
+    x0 = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    eps = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    eps_hat = eps + 0.3 * torch.randn(n, 3, generator=g, dtype=torch.float64)
+    x = add_noise(x0, eps, lam)
+    v = eps_to_v(x, eps, lam)
     return {
-        "constant": (Constant(), torch.ones_like(LAM)),
-        "debiased": (Debiased(), snr**-0.5),
-        "x0": (X0(), 1 / snr),
-        "p2": (P2(k=1.0, gamma=0.5), (1 + snr) ** -0.5),
-        "p2_default": (P2(), 1 / (1 + snr)),
-        "min_snr": (MinSNR(gamma=5.0), snr.clamp(max=5.0) / snr),
-        "edm": (EDM(sigma_data=0.5), 1 + 1 / (snr * 0.25)),
+        "eps": (eps_hat - eps).square().sum(1),
+        "x0": (eps_to_x0(x, eps_hat, lam) - x0).square().sum(1),
+        "v": (eps_to_v(x, eps_hat, lam) - v).square().sum(1),
+    }
+
+
+def _derived(density: CosineDensity) -> dict[str, tuple[Weighting, torch.Tensor]]:
+    """Each registry member with non-default knobs and its value derived another way: the
+    paper's weight in the paper's own loss space, converted to a multiplier of the ε-MSE by the
+    computed loss ratios (``_losses``), or an identity with the VP schedule's α, σ. SNR is capped
+    by evaluating at λ_c = min(λ, log snr_max)."""
+    lam_c = LAM.clamp(max=math.log(SNR_MAX))
+    loss = _losses(lam_c)
+    per_x0 = loss["x0"] / loss["eps"]  # x0-MSE per unit ε-MSE (= 1/SNR)
+    alpha, sigma = alpha_sigma(lam_c)
+    snr = alpha**2 / sigma**2
+    s_ve = sigma / alpha  # EDM's σ (VE): y = x0 + σ n
+    lam_1000 = LAM.clamp(max=math.log(1000.0))
+    loss_1000 = _losses(lam_1000)
+    mass = (2 / math.pi) * (math.atan(math.exp(7.5)) - math.atan(math.exp(-7.5)))
+    q = 1 / (torch.cosh(LAM / 2) * 2 * math.pi * mass)
+    return {
+        # DDPM "simple": the ε-MSE itself
+        "constant": (Constant(), loss["eps"] / loss["eps"]),
+        # Yu et al.: between the ε- and x0-losses, their geometric mean per example
+        "debiased": (Debiased(), (loss["eps"] * loss["x0"]).sqrt() / loss["eps"]),
+        # the x0-MSE
+        "x0": (X0(), per_x0),
+        # Choi et al. with k = 1: (1 + SNR)^−γ = σ^(2γ) of the VP schedule
+        "p2": (P2(k=1.0, gamma=0.5), sigma),
+        "p2_default": (P2(), sigma**2),
+        # Hang et al.: min(SNR, γ) on the x0-MSE
+        "min_snr": (MinSNR(gamma=5.0), snr.clamp(max=5.0) * per_x0),
+        # Karras et al. 2022, Eq. 8: λ(σ) = (σ² + σ_d²)/(σ σ_d)² on the VE denoiser's x0-error
+        "edm": (EDM(sigma_data=0.5), (s_ve**2 + 0.25) / (s_ve**2 * 0.25) * per_x0),
+        # Kingma & Gao: the effective weight w·q is sigmoid(b − λ), with the cosine schedule's
+        # q = sech(λ/2)/(2π Z) in closed form (Z: its mass on [−15, 15], F = (2/π) atan e^{λ/2})
         "sigmoid": (Sigmoid(bias=2.0, density=density), torch.sigmoid(2.0 - LAM) / q),
-        "parametric": (Parametric(p=0.7, k=0.3), (snr + 0.3) ** -0.7),
+        # the family (SNR + k)^−p, min-capped at its value at SNR = clamp, with the SNR read
+        # off the computed losses (ε-MSE/x0-MSE)
+        "parametric": (Parametric(p=0.7, k=0.3), (1 / per_x0 + 0.3) ** -0.7),
         "parametric_clamped": (
             Parametric(p=1.0, k=0.5, clamp=2.0),
-            torch.minimum(1 / (snr + 0.5), torch.full_like(snr, 1 / 2.5)),
+            torch.minimum(1 / (1 / per_x0 + 0.5), torch.full_like(per_x0, 1 / 2.5)),
         ),
-        "snr_max_1000": (X0(snr_max=1000.0), 1 / _snr(LAM, 1000.0)),
+        "snr_max_1000": (X0(snr_max=1000.0), loss_1000["x0"] / loss_1000["eps"]),
     }
 
 
@@ -66,13 +115,21 @@ def test_registry_names() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_named_weightings_match_formulas(dtype: torch.dtype) -> None:
+def test_named_weightings_match_their_papers(dtype: torch.dtype) -> None:
     density = CosineDensity()
-    for name, (w, ref) in _named(density).items():
+    for name, (w, ref) in _derived(density).items():
         got = w(LAM.to(dtype))
         assert got.dtype == dtype and got.shape == LAM.shape, name
         rtol = 1e-5 if dtype == torch.float32 else 1e-10
         torch.testing.assert_close(got.double(), ref, rtol=rtol, atol=0, msg=name)
+
+
+def test_loss_space_conversions_are_the_documented_identities() -> None:
+    # the computed ratios behind _derived: x0-MSE = ε-MSE/SNR, v-MSE = ε-MSE·(SNR + 1)/SNR
+    loss = _losses(LAM)
+    snr = LAM.exp()
+    torch.testing.assert_close(loss["x0"], loss["eps"] / snr, rtol=1e-9, atol=0)
+    torch.testing.assert_close(loss["v"], loss["eps"] * (snr + 1) / snr, rtol=1e-9, atol=0)
 
 
 def test_snr_is_clamped_before_weighting() -> None:
@@ -187,14 +244,47 @@ def test_sigmoid_effective_weight_and_its_mean() -> None:
     assert Normalized(w, density).mean == pytest.approx(expected, rel=1e-6)
 
 
-def test_effective_weighting_is_w_times_q() -> None:
-    density = LogisticDensity(loc=2.0, scale=1.5)
-    lam = torch.linspace(-14.0, 14.0, 57, dtype=torch.float64)
-    w = MinSNR(gamma=3.0)
-    torch.testing.assert_close(
-        effective_weighting(w, density, lam), w(lam) * density.log_prob(lam).exp()
-    )
-    assert (effective_weighting(w, density, torch.tensor([16.0, -16.0])) == 0).all()
+def _gauss(lam: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    return torch.distributions.Normal(mean, std).log_prob(lam).exp()
+
+
+def test_effective_weightings_match_kingma_gao_table() -> None:
+    # Kingma & Gao 2023, Table 1 (the weighting implied by each loss and noise schedule, up to a
+    # constant): ε-MSE with the cosine schedule sech(λ/2); v-MSE (EDM's w with σ_d = 1, since
+    # v-MSE = ε-MSE·(1 + 1/SNR)) with the cosine schedule e^{−λ/2}; EDM N(λ; 2.4, 2.4²)
+    # (e^{−λ} + 0.5²)/0.5². The debiased weighting with the cosine schedule is their sigmoid
+    # weighting with b = 0 (e^{−λ/2}·sech(λ/2) = 2 sigmoid(−λ)). Checked as the ratio of our
+    # w(λ)·q(λ) to the table's entry being one constant over λ (no SNR cap inside [−9, 9]).
+    lam = torch.linspace(-9.0, 9.0, 73, dtype=torch.float64)
+    cos = CosineDensity()
+    table = {
+        "eps-MSE, cosine": (Constant(), cos, 1 / torch.cosh(lam / 2)),
+        "v-MSE, cosine": (EDM(sigma_data=1.0), cos, torch.exp(-lam / 2)),
+        "EDM": (EDM(), EDMDensity(), _gauss(lam, 2.4, 2.4) * (torch.exp(-lam) + 0.25) / 0.25),
+        "debiased, cosine": (Debiased(), cos, torch.sigmoid(-lam)),
+    }
+    for name, (w, density, entry) in table.items():
+        ratio = effective_weighting(w, density, lam) / entry
+        torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), rtol=1e-6, atol=0, msg=name)
+    # with EDM's own density the constant is the truncation's normaliser: exactly 1/Z
+    z = float(torch.special.ndtr(torch.tensor((15 - 2.4) / 2.4)))
+    z -= float(torch.special.ndtr(torch.tensor((-15 - 2.4) / 2.4)))
+    edm = effective_weighting(EDM(), EDMDensity(), lam) / table["EDM"][2]
+    torch.testing.assert_close(edm, torch.full_like(edm, 1 / z), rtol=1e-6, atol=0)
+    assert (effective_weighting(MinSNR(), cos, torch.tensor([16.0, -16.0])) == 0).all()
+
+
+def test_sigmoid_effective_weight_integrates_to_softplus() -> None:
+    # ∫_lo^λ sigmoid(b − u) du = softplus(b − lo) − softplus(b − λ): the cumulative trapezoid of
+    # the sigmoid weighting's w·q over a fine grid
+    density = CosineDensity(logsnr_min=-10.0, logsnr_max=12.0)
+    w = Sigmoid(bias=1.5, density=density)
+    lam = torch.linspace(-10.0, 12.0, 22001, dtype=torch.float64)
+    eff = effective_weighting(w, density, lam)
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumulative_trapezoid(eff, lam)])
+    sp = torch.nn.functional.softplus
+    want = sp(torch.tensor(11.5, dtype=torch.float64)) - sp(1.5 - lam)
+    torch.testing.assert_close(cum[::1000], want[::1000], rtol=0, atol=1e-7)
 
 
 def test_invalid_knobs() -> None:
