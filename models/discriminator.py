@@ -81,7 +81,7 @@ class ConvDiscriminator(nn.Module):
 
 def _split(data: Tensor, holdout: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Random (train, held-out) split; the held-out part has at least one example."""
-    perm = torch.randperm(len(data), generator=generator)
+    perm = torch.randperm(len(data), generator=generator, device=generator.device)
     n_hold = min(len(data) - 1, max(1, round(holdout * len(data))))
     return data[perm[n_hold:]], data[perm[:n_hold]]
 
@@ -91,7 +91,8 @@ def _noised(
 ) -> tuple[Tensor, Tensor]:
     """x_λ = α x0 + σ ε with λ ~ q, one level per example (draw order: λ then ε)."""
     logsnr = density.sample(len(data), generator).to(data.device, data.dtype)
-    eps = torch.randn(data.shape, generator=generator, dtype=data.dtype).to(data.device)
+    eps = torch.randn(data.shape, generator=generator, dtype=data.dtype, device=generator.device)
+    eps = eps.to(data.device)
     return add_noise(data, eps, logsnr), logsnr
 
 
@@ -159,8 +160,8 @@ def train_discriminator(
     best, best_state, bad, step, train_sum, train_n = math.inf, None, 0, 0, 0.0, 0
     last_train = math.nan
     while step < steps:
-        i_ref = torch.randint(len(ref_tr), (half,), generator=generator).to(device)
-        i_obs = torch.randint(len(obs_tr), (half,), generator=generator).to(device)
+        i_ref = torch.randint(len(ref_tr), (half,), generator=generator, device=generator.device)
+        i_obs = torch.randint(len(obs_tr), (half,), generator=generator, device=generator.device)
         loss = _balanced_loss(
             disc,
             _noised(ref_tr[i_ref], density, generator),

@@ -3,6 +3,7 @@
 x = α x0 + σ ε, α² = sigmoid(λ), σ² = sigmoid(−λ); ``logsnr`` is (B,), one level per example.
 """
 
+import torch
 from torch import Tensor, nn
 
 from models.schedules import alpha_sigma, bcast
@@ -50,9 +51,10 @@ class EpsModel(nn.Module):
     per example (the role of EDM's c_noise preconditioning, Karras et al. 2022 Table 1).
     """
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, autocast: torch.dtype | None = None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.autocast = autocast  # e.g. torch.bfloat16: the backbone runs under autocast
 
     def forward(self, x: Tensor, logsnr: Tensor) -> Tensor:
         if logsnr.ndim == 0:
@@ -61,7 +63,12 @@ class EpsModel(nn.Module):
         # ε̂ → x exactly and the implied x̂0 = α·x − σ·F stays bounded, which keeps the first
         # sampler steps (x̂0 divided by a tiny α) from amplifying the net's error.
         alpha, sigma = _ab(logsnr.to(x.dtype), x)
-        return sigma * x + alpha * self.backbone(x, logsnr.to(x.dtype) / 8.0)
+        c_noise = logsnr.to(x.dtype) / 8.0
+        if self.autocast is None:
+            return sigma * x + alpha * self.backbone(x, c_noise)
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast):
+            out = self.backbone(x, c_noise)
+        return sigma * x + alpha * out.to(x.dtype)  # the loss is computed in float32
 
     def x0(self, x: Tensor, logsnr: Tensor) -> Tensor:
         return eps_to_x0(x, self(x, logsnr), logsnr)

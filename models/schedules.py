@@ -81,8 +81,9 @@ class NoiseDensity:
         return lam.to(u.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``n`` levels by inverse CDF; returns (n,) float32."""
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        """Draw ``n`` levels by inverse CDF on the generator's device; returns (n,) float32."""
+        device = None if generator is None else generator.device
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
         return self.icdf(u).to(torch.float32)
 
     def log_prob(self, logsnr: Tensor) -> Tensor:

@@ -52,5 +52,6 @@ SMOKE = {
     "net.width": 16,
     "net.depth": 1,
     "tiw.disc_steps": 20,
+    "train.log_every": 4,  # 10 logged points of loss/... per finished trial
 }
 SMOKE_NUM_SAMPLES = 4

@@ -74,6 +74,12 @@ SPEC: dict[str, Spec] = {
     ),
     "data.download": Spec("bool", False, "allow downloading CIFAR-10 (needs a network)"),
     "data.size": Spec("int", 32, "image side for folder:PATH data", low=8, high=256),
+    "data.flip": Spec(
+        "str",
+        "auto",
+        "random horizontal flips of training images (auto: on for CIFAR-10 and folders)",
+        ("auto", "on", "off"),
+    ),
     "seed": Spec("int", 0, "seeds initialisation, data draws and every training step", low=0),
     # Network.
     "net": Spec("str", "auto", "backbone: mlp for low-dim data, unet for images", ("auto", *NETS)),
@@ -92,6 +98,16 @@ SPEC: dict[str, Spec] = {
     ),
     "train.grad_clip": Spec("float", 1.0, "gradient-norm clip (0 = off)", low=0.0),
     "train.threads": Spec("int", 1, "torch CPU threads (0 = torch default)", low=0, high=1024),
+    "train.precision": Spec(
+        "str",
+        "float32",
+        "the net's forward and backward: float32, or bf16 autocast (losses stay float32)",
+        ("float32", "bf16"),
+    ),
+    "train.compile": Spec("bool", False, "torch.compile the net (CUDA trials; slow to start)"),
+    "train.log_every": Spec(
+        "int", 10, "log loss/... and time/... every this many steps", low=1, high=1_000_000
+    ),
     # Weighting w(λ) of the per-example ε-MSE.
     "weighting": Spec("str", "constant", "loss weighting over log-SNR", WEIGHTINGS),
     "weighting.p": Spec(

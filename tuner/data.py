@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from models.registry import Registry
+from models.registry import Entry, Registry
 
 LogSNR = float | Tensor | None
 
@@ -519,6 +519,11 @@ def _folder(name: str, seed: int, size: int | None) -> Dataset:
     return Dataset(name, "image", x[train_idx], x[test_idx], (3, size, size))
 
 
+def preset_entry(name: str) -> Entry:
+    """The registry entry of a data name (any folder:PATH is the folder preset)."""
+    return DATASETS.entry(FOLDER if name.startswith("folder:") else name)
+
+
 def load_dataset(
     name: str,
     *,
@@ -546,8 +551,8 @@ def load_dataset(
     return DATASETS[key](name, seed=seed, root=root, download=download, size=size)
 
 
-# The presets by name, each with its kind ("lowdim" or "image") and what it needs to load;
-# "folder:PATH" stands for any folder of images.
+# The presets by name, each with its kind ("lowdim" or "image"), what it needs to load, and
+# whether natural-image flips augment it by default; "folder:PATH" stands for any folder.
 FOLDER = "folder:PATH"
 DATASETS: Registry[Callable[..., Dataset]] = Registry("data preset")
 for _name in ("ring8", "bimodal", "bimodal_biased", "gaussian_noisy", "mixture_noisy"):
@@ -560,5 +565,8 @@ for _name in ("cifar10", "cifar10_biased"):
         lambda name, seed, root, download, **_: _cifar10(name, seed, root, download),
         kind="image",
         download=True,
+        flip=True,
     )
-DATASETS.add(FOLDER, lambda name, seed, size, **_: _folder(name, seed, size), kind="image")
+DATASETS.add(
+    FOLDER, lambda name, seed, size, **_: _folder(name, seed, size), kind="image", flip=True
+)

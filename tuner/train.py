@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import shutil
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.param import EpsModel
 from tuner import discriminators
 from tuner.build import (
     build_dataset,
@@ -30,10 +32,11 @@ from tuner.build import (
     build_weighting,
 )
 from tuner.config import ConfigError, evaluation_steps, load_config_file, parse_set, resolve
-from tuner.data import DataError
+from tuner.data import DataError, preset_entry
 
 Report = Callable[[dict[str, Any], "str | None"], None]
 STATE_FILE = "state.pt"
+CURVE_FILE = "curve.json"  # in a checkpoint folder: the logged points since the last evaluation
 EVAL_BATCH = 1000
 
 
@@ -48,10 +51,33 @@ class CheckpointError(RuntimeError):
 TRAIN_STREAM, PREPARE_STREAM, EVAL_STREAM = 0, 1, 2
 
 
-def step_generator(seed: int, step: int, stream: int = TRAIN_STREAM) -> torch.Generator:
-    """A generator seeded from (seed, stream, step) alone, so any step can be replayed."""
+def step_generator(
+    seed: int, step: int, stream: int = TRAIN_STREAM, device: str | torch.device = "cpu"
+) -> torch.Generator:
+    """A generator on `device` seeded from (seed, stream, step) alone, so any step can be
+    replayed; every draw of a step comes from it on the trial's device (no host copies)."""
     state = np.random.SeedSequence([seed, stream, step]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def flips(config: dict[str, Any], kind: str) -> bool:
+    """Whether training images get random horizontal flips (data.flip, auto by the preset)."""
+    if config["data.flip"] == "auto":
+        return kind == "image" and bool(preset_entry(config["data"]).info.get("flip", False))
+    return config["data.flip"] == "on"
+
+
+def _compiled(model: EpsModel) -> EpsModel:
+    """The model with its backbone compiled by torch.compile (state_dict keys unchanged)."""
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        raise ConfigError(
+            f"train.compile=true: torch.compile is not available with torch {torch.__version__} "
+            "on this platform; use train.compile=false"
+        )
+    model.backbone.compile()
+    return model
 
 
 class Trainer:
@@ -77,8 +103,16 @@ class Trainer:
                 except ValueError as e:
                     raise ConfigError(str(e)) from None
         self.train_data = self.dataset.train.to(self.device)
+        self.flip = flips(c, self.dataset.kind)
         self.model = build_net(c, self.dataset).to(self.device)
-        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.channels_last = self.device.type == "cuda" and self.dataset.kind == "image"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)  # evaluates in float32
+        if c["train.precision"] == "bf16":
+            self.model.autocast = torch.bfloat16
+        if c["train.compile"]:
+            self.model = _compiled(self.model)
         self.density = build_density(c)
         self.weighting = build_weighting(c, self.density)
         self.objective = build_objective(c, self.dataset, self.weighting, self.density)
@@ -100,7 +134,7 @@ class Trainer:
             metrics = discriminators.load(self.disc_cache, self.config, disc)
             disc.eval()
         if metrics is None:
-            generator = step_generator(self.config["seed"], 0, PREPARE_STREAM)
+            generator = step_generator(self.config["seed"], 0, PREPARE_STREAM, self.device)
             metrics = self.objective.prepare(self.dataset, generator)
             if disc is not None and self.disc_cache:
                 discriminators.store(self.disc_cache, self.config, disc, metrics)
@@ -115,21 +149,35 @@ class Trainer:
             else self.config["train.lr"]
         )
 
+    def batch(self, gen: torch.Generator) -> torch.Tensor:
+        """The step's examples (and their flips), drawn on the trial's device."""
+        n = self.config["train.batch"]
+        idx = torch.randint(len(self.train_data), (n,), generator=gen, device=gen.device)
+        x0 = self.train_data[idx]
+        if self.flip:
+            mirror = torch.rand(n, generator=gen, device=gen.device) < 0.5
+            x0 = torch.where(mirror[:, None, None, None], x0.flip(-1), x0)
+        if self.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        return x0
+
     def train_step(self) -> dict[str, float]:
         """One optimiser step seeded from (seed, step); returns its loss/... metrics."""
         if not self.prepared:
             self.prepare()
         c = self.config
-        gen = step_generator(c["seed"], self.step)
-        idx = torch.randint(len(self.train_data), (c["train.batch"],), generator=gen)
-        x0 = self.train_data[idx.to(self.device)]
+        gen = step_generator(c["seed"], self.step, TRAIN_STREAM, self.device)
+        x0 = self.batch(gen)
         self.model.train()
         terms = self.objective(self.model, x0, gen)
         loss = terms["loss"].mean()
-        if not torch.isfinite(loss):
-            bad = [k for k, v in terms.items() if k != "loss" and not torch.isfinite(v).all()]
+        means = {k: v.mean() for k, v in terms.items() if k != "loss"} | {"loss/total": loss}
+        values = dict(zip(means, torch.stack(list(means.values())).tolist(), strict=True))
+        if not math.isfinite(values["loss/total"]):  # one device sync per step, here
+            bad = [k for k, v in values.items() if k != "loss/total" and not math.isfinite(v)]
             raise DivergenceError(
-                f"loss became {loss.item()} at step {self.step} in term {', '.join(bad) or 'loss'}"
+                f"loss became {values['loss/total']} at step {self.step} in term "
+                f"{', '.join(bad) or 'loss'}"
             )
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
@@ -147,9 +195,7 @@ class Trainer:
             for p_ema, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                 p_ema.lerp_(p, 1.0 - decay)
         self.step += 1
-        return {k: v.mean().item() for k, v in terms.items() if k != "loss"} | {
-            "loss/total": loss.item()
-        }
+        return values
 
     # -- evaluation ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -157,14 +203,14 @@ class Trainer:
         """`n` samples in data space from the EMA model (the same starting noise every call)."""
         c = self.config
         sampler, grid = build_sampler(c, getattr(self.objective, "logsnr_stop", None))
-        gen = step_generator(c["seed"], draw, EVAL_STREAM)
+        gen = step_generator(c["seed"], draw, EVAL_STREAM, self.device)
         self.ema.eval()
         out = []
+        grid = grid.to(self.device)
         for start in range(0, n, EVAL_BATCH):
-            x = torch.randn((min(EVAL_BATCH, n - start), *self.dataset.shape), generator=gen)
-            out.append(
-                sampler(self.ema, x.to(self.device), grid.to(self.device), generator=gen).cpu()
-            )
+            shape = (min(EVAL_BATCH, n - start), *self.dataset.shape)
+            x = torch.randn(shape, generator=gen, device=gen.device)
+            out.append(sampler(self.ema, x, grid, generator=gen).cpu())
         samples = torch.cat(out)
         return samples.clamp(-1, 1) if self.dataset.kind == "image" else samples
 
@@ -256,15 +302,37 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return found[-1].parent if found else None
 
 
-def _progress(step: int, total: int, losses: dict[str, float], rate: float) -> None:
-    loss = losses.get("loss/total", float("nan"))
-    end = "\r" if sys.stderr.isatty() else "\n"
-    print(
-        f"step {step}/{total}  loss {loss:.4f}  {rate:.1f} steps/s",
-        end=end,
-        file=sys.stderr,
-        flush=True,
-    )
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _say(text: str, overwrite: bool = False) -> None:
+    end = "\r" if overwrite and sys.stderr.isatty() else "\n"
+    print(text, end=end, file=sys.stderr, flush=True)
+
+
+HEADLINE = ("eval/fid", "eval/nll")  # the metric a sample grid's caption shows, if present
+
+
+class _Window:
+    """Losses and step times since the last logged point (every train.log_every steps)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count, self.seconds = 0, 0.0
+
+    def add(self, losses: dict[str, float], seconds: float) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count, self.seconds = self.count + 1, self.seconds + seconds
+
+    def point(self, step: int) -> dict[str, Any]:
+        """The window's means as one logged point, and a fresh window."""
+        out = {"step": step} | {k: v / self.count for k, v in self.sums.items()}
+        out["time/step_s"] = self.seconds / self.count
+        self.__init__()
+        return out
 
 
 def run_trial(
@@ -303,42 +371,62 @@ def run_trial(
     (out / "config.json").write_text(json.dumps(c, indent=2) + "\n")
     if not (out / "weighting.png").exists():
         plots.save_weighting_plot(trainer.weighting, trainer.density, out / "weighting.png")
-    steps = c["train.steps"]
+    steps, log_every = c["train.steps"], c["train.log_every"]
     evaluate_at = set(evaluation_steps(steps, c["eval.every"], c["eval.growth"]))
+    shown_every = log_every * max(1, round(steps / 20 / log_every))  # about 20 progress lines
     extra: dict[str, float] = {}
     if not trainer.prepared:
         t0 = time.perf_counter()
         extra = trainer.prepare() | {"time/prepare_s": time.perf_counter() - t0}
-    sums: dict[str, float] = {}
-    count, t_train, t_start = 0, 0.0, time.perf_counter()
+    window, curve = _Window(), []
+    start_step, t_start = trainer.step, time.perf_counter()
     result: dict[str, Any] = trainer.history[-1] if trainer.history else {}
     while trainer.step < steps:
         t0 = time.perf_counter()
-        losses = trainer.train_step()
-        t_train += time.perf_counter() - t0
-        count += 1
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + v
-        if progress and (trainer.step % max(1, steps // 20) == 0 or trainer.step == steps):
-            _progress(trainer.step, steps, losses, count / max(t_train, 1e-9))
-        if trainer.step not in evaluate_at:
+        window.add(trainer.train_step(), time.perf_counter() - t0)
+        at_eval = trainer.step in evaluate_at
+        if trainer.step % log_every and not at_eval:
             continue
-        result = {"step": trainer.step} | {k: v / count for k, v in sums.items()}
-        result |= extra | trainer.evaluate()
-        result["time/step_s"] = t_train / count
+        point = window.point(trainer.step)  # what is logged is what is shown
+        if progress and (trainer.step % shown_every == 0 or at_eval):
+            done = trainer.step - start_step
+            eta = (time.perf_counter() - t_start) / done * (steps - trainer.step)
+            _say(
+                f"step {trainer.step}/{steps}  loss {point['loss/total']:.4f}  "
+                f"{1 / point['time/step_s']:.1f} steps/s  eta {_duration(eta)}",
+                overwrite=not at_eval,
+            )
+        if not at_eval:
+            curve.append(point)
+            continue
+        if progress:
+            _say(f"evaluating at step {trainer.step}: {c['eval.samples']} samples ...")
+        result = point | extra | trainer.evaluate()
         result["time/total_s"] = time.perf_counter() - t_start
         trainer.history.append(result)
-        extra, sums, count, t_train = {}, {}, 0, 0.0
+        extra = {}
         ckpt = out / f"checkpoint_{trainer.step:07d}"
         ckpt.mkdir(exist_ok=True)
         trainer.save(ckpt / STATE_FILE)
         (ckpt / "config.json").write_text(json.dumps(c, indent=2) + "\n")
-        kind = trainer.dataset.kind
+        (ckpt / CURVE_FILE).write_text(json.dumps(curve) + "\n")
+        curve = []
+        headline = next((k for k in HEADLINE if k in result), None)
+        caption = f"step {trainer.step}" + (
+            f" · {headline} {result[headline]:.4g}" if headline else ""
+        )
         grid_png = out / f"samples_{trainer.step:07d}.png"
-        plots.save_sample_grid(trainer.last_samples, grid_png, kind, truth=trainer.dataset.truth)
+        plots.save_sample_grid(
+            trainer.last_samples,
+            grid_png,
+            trainer.dataset.kind,
+            truth=trainer.dataset.truth,
+            caption=caption,
+        )
         if progress:
             shown = {k: round(v, 4) for k, v in result.items() if k.startswith("eval/")}
-            print(f"eval at step {trainer.step}: {shown}", file=sys.stderr, flush=True)
+            took = result["time/eval_s"]
+            _say(f"eval at step {trainer.step} ({took:.1f} s): {shown}")
         for old in sorted(out.glob("checkpoint_*"))[:-keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         if report is not None:

@@ -212,3 +212,70 @@ def test_gpu_space_trial_runs_on_stand_in_cifar10(
     final = run_trial(config, tmp_path / "out")
     assert final["step"] == 2 and math.isfinite(final["eval/fid"])
     assert {"loss/denoise", "loss/cdl", "loss/ratio"} <= set(final)
+
+
+# -- the accelerator path, checked on the CPU ---------------------------------------------------
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"data": "bimodal_biased", "tiw.strength": 1.0, "tiw.disc_steps": 10},
+        {"data": "digits", "net": "unet", "net.width": 8, "data.flip": "on"},
+        {"weighting": "edm", "weighting.learned": True},
+    ],
+)
+def test_a_training_step_creates_every_tensor_on_the_trial_device(extra: dict) -> None:
+    """With the default device set to "meta", a tensor created without naming its device (a
+    draw on the host, a constant) would be a meta tensor and break the step."""
+    trainer = Trainer(TINY | extra)
+    trainer.prepare()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    torch.set_default_device("meta")
+    try:
+        losses = trainer.train_step()
+    finally:
+        torch.set_default_device(None)
+    assert all(math.isfinite(v) for v in losses.values())
+    after = list(trainer.model.parameters())
+    assert all(p.device.type == "cpu" for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+def test_flips_mirror_about_half_the_batch_and_only_where_asked() -> None:
+    digits = TINY | {"data": "digits", "net": "unet", "net.width": 8}
+    plain, flipped = Trainer(digits), Trainer(digits | {"data.flip": "on"})
+    assert not plain.flip and flipped.flip  # auto: off for digits
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    a, b = plain.batch(gen()), flipped.batch(gen())
+    mirrored = [
+        not torch.equal(x, y) and torch.equal(x.flip(-1), y) for x, y in zip(a, b, strict=True)
+    ]
+    same = [torch.equal(x, y) for x, y in zip(a, b, strict=True)]
+    assert (
+        all(m or s for m, s in zip(mirrored, same, strict=True))
+        and 0.3 < sum(mirrored) / len(a) < 0.7
+    )
+    from tuner.config import resolve
+    from tuner.train import flips
+
+    assert flips(resolve({"data": "cifar10"}), "image")  # auto: on for natural images
+    assert not flips(resolve({"data": "digits_biased"}), "image")
+
+
+def test_bf16_autocast_trains_and_stays_finite() -> None:
+    config = TINY | {"train.precision": "bf16", "train.steps": 30}
+    trainer = Trainer(config)
+    assert trainer.model.autocast is torch.bfloat16 and trainer.ema.autocast is None
+    losses = [trainer.train_step()["loss/total"] for _ in range(30)]
+    assert all(math.isfinite(v) for v in losses) and np.mean(losses[-10:]) < np.mean(losses[:10])
+    x = torch.randn(8, 2)
+    lam = torch.zeros(8)
+    assert trainer.model(x, lam).dtype == torch.float32  # the loss is reduced in float32
+
+
+def test_compile_where_unavailable_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
+    with pytest.raises(ConfigError, match=r"^train.compile=true: torch.compile is not available"):
+        Trainer(TINY | {"train.compile": True})
