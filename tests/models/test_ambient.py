@@ -141,13 +141,19 @@ def test_consistency_vanishes_for_the_clean_posterior_mean(chain_steps: int, gap
     # the exact clean denoiser is consistent: E[(h''₁ − h)(h''₂ − h)] = ‖E[h''|x] − h‖² = 0,
     # while a model that is the clean denoiser at λ_n but the noisy data's denoiser (variance
     # v + s_n², what naive training learns) below s_n is not (positive expectation)
+    # (x0 units, where this mixed model's discrepancy stands far above the estimator's noise;
+    # the ε-units estimate is the same per example times SNR(λ''), see the units test)
     y, _ = _noisy(40000, seed=5)
-    cons = ConsistencyLoss(SN, chain_steps=chain_steps, gap=gap)
+    cons = ConsistencyLoss(SN, chain_steps=chain_steps, gap=gap, units="x0")
     exact = cons(_posterior_mean_model(0.0), y, torch.Generator().manual_seed(0))
     mixed = cons(_posterior_mean_model(0.0, SN), y, torch.Generator().manual_seed(0))
     se = exact.std().item() / math.sqrt(len(exact))
     assert abs(exact.mean().item()) < 4 * se
     assert mixed.mean().item() > 10 * mixed.std().item() / math.sqrt(len(mixed))
+    exact_eps = ConsistencyLoss(SN, chain_steps, gap)(
+        _posterior_mean_model(0.0), y, torch.Generator().manual_seed(0)
+    )
+    assert abs(exact_eps.mean().item()) < 4 * exact_eps.std().item() / math.sqrt(len(y))
 
 
 class TwoLevel(nn.Module):
@@ -174,15 +180,18 @@ def _step_mean(mean_x: Tensor, x0: Tensor, lam_t: Tensor, lam_s: Tensor) -> Tens
     return a_s * (1 - r) * x0 + a_s / a_t * r * mean_x
 
 
+@pytest.mark.parametrize("units", ["eps", "x0"])
 @pytest.mark.parametrize(("chain_steps", "gap"), [(1, 0.0), (2, 0.0), (1, 1.0), (2, 0.7)])
-def test_consistency_estimator_is_unbiased_for_a_linear_model(chain_steps: int, gap: float) -> None:
+def test_consistency_estimator_is_unbiased_for_a_linear_model(
+    chain_steps: int, gap: float, units: str
+) -> None:
     # for a model linear in x every chain step's mean is linear in the previous mean, so
     # ‖E[h''|x] − h‖² follows from the drawn levels exactly (including the transport step from
     # λ_n to the chain's start that a gap needs)
     model = TwoLevel()
     n = 40000
     y = torch.tensor([[1.0, -0.5]]).repeat(n, 1)
-    cons = ConsistencyLoss(SN, chain_steps=chain_steps, gap=gap)
+    cons = ConsistencyLoss(SN, chain_steps=chain_steps, gap=gap, units=units)
     est = cons(model, y, torch.Generator().manual_seed(0))
     lam = cons.levels(n, torch.Generator().manual_seed(0), y.device)  # the same draws
     x = alpha_sigma(lam[0])[0][:, None] * y
@@ -193,9 +202,11 @@ def test_consistency_estimator_is_unbiased_for_a_linear_model(chain_steps: int, 
             x0 = model.coef(lam[j - 1])[:, None] * mean / alpha_sigma(lam[j - 1])[0][:, None]
         mean = _step_mean(mean, x0, lam[j - 1], lam[j])
     h_end = model.coef(lam[-1])[:, None] * mean / alpha_sigma(lam[-1])[0][:, None]
-    want = (h_end - h).square().mean(1).mean()
+    # in ε units each example's discrepancy is scaled by SNR(λ'') = e^λ''
+    scale = lam[-1].exp() if units == "eps" else torch.ones(n)
+    want = (scale * (h_end - h).square().mean(1)).mean()
     se = est.std().item() / math.sqrt(len(est))
-    assert want.item() > 20 * se  # the case is not degenerate
+    assert want.item() > 5 * se  # the case is not degenerate
     assert est.mean().item() == pytest.approx(want.item(), abs=4 * se)
 
 
@@ -236,6 +247,24 @@ def test_consistency_end_levels_cover_the_sampling_grid(
         torch.testing.assert_close(steps, steps[:1].expand_as(steps), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("gap", [0.0, 1.0])
+def test_consistency_units_differ_by_the_end_levels_snr(gap: float) -> None:
+    # the same draws in both units: per example, the ε-units estimate is SNR(λ'') times the
+    # x0-units one (ε̂'' − ε̃'' = SNR''^½ (h − h''))
+    torch.manual_seed(0)
+    model = EpsModel(MLP(2, width=32, depth=1))
+    nn.init.normal_(model.backbone.out.weight, std=0.3)
+    y, _ = _noisy(256, seed=4)
+    got = {}
+    for units in ("eps", "x0"):
+        cons = ConsistencyLoss(SN, chain_steps=2, gap=gap, units=units)
+        with torch.no_grad():
+            got[units] = cons(model, y, torch.Generator().manual_seed(1))
+    snr = cons.levels(256, torch.Generator().manual_seed(1), y.device)[-1].exp()
+    assert float(got["x0"].abs().min()) > 0
+    torch.testing.assert_close(got["eps"], snr * got["x0"], rtol=2e-3, atol=1e-6)
+
+
 def test_consistency_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="chain_steps"):
         ConsistencyLoss(SN, chain_steps=0)
@@ -243,6 +272,8 @@ def test_consistency_rejects_bad_settings() -> None:
         ConsistencyLoss(SN, gap=-1.0)
     with pytest.raises(ValueError, match="grid"):
         ConsistencyLoss(SN, grid="uniform")
+    with pytest.raises(ValueError, match="units"):
+        ConsistencyLoss(SN, units="v")
     with pytest.raises(ValueError, match="no level below"):
         ConsistencyLoss(SN, logsnr_max=1.0)
 
