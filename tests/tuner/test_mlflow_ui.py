@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 
 from search_spaces import SMOKE
-from tuner.config import SPEC
 from tuner.tracking import review_link, review_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,9 +48,6 @@ CHROMIUM_FLAGS = [
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 PAGE_TIMEOUT_MS = 60_000
 SCREENSHOTS = os.environ.get("DIFFSEARCH_SCREENSHOTS")
-NEEDS_WIRING = pytest.mark.xfail(
-    reason="needs the search command to pass searched keys / log_every", strict=False
-)
 
 
 # -- the smoke search and its store ---------------------------------------------------------------
@@ -63,8 +59,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     uri = f"sqlite:///{root}/mlruns/mlflow.db"
     cmd = [sys.executable, "-m", "tuner.run", "--smoke-test", "--storage", str(root / "ray")]
     cmd += ["--mlflow-uri", uri]
-    if "train.log_every" in SPEC:  # a point every 2 of the smoke test's 40 steps
-        cmd += ["--set", "train.log_every=2"]
+    cmd += ["--set", "train.log_every=2"]  # a loss point every 2 of the smoke test's 40 steps
     out = subprocess.run(
         cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ | QUIET
     )
@@ -73,7 +68,10 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = (r for r in runs if r.data.tags.get("diffsearch.role") == "search")
-    children = [r for r in runs if r.data.tags.get("diffsearch.role") == "trial"]
+    trials = [r for r in runs if r.data.tags.get("diffsearch.role") == "trial"]
+    children = [r for r in trials if r.data.tags.get("diffsearch.stage") == "search"]
+    confirmation = [r for r in trials if r.data.tags.get("diffsearch.stage") == "confirmation"]
+    assert len(children) + len(confirmation) == len(trials)
     searched = [k.removeprefix("param.") for k in parent.data.params if k.startswith("param.")]
     return {
         "uri": uri,
@@ -81,7 +79,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "experiment": experiment,
         "search": parent.data.tags["diffsearch.search"],
         "parent": parent,
-        "children": children,
+        "children": children,  # the search stage's trials
+        "confirmation": confirmation,  # the retrained candidates, if the search confirms
         "searched": searched,
     }
 
@@ -130,7 +129,18 @@ def test_every_child_run_name_holds_its_searched_values(smoke: dict) -> None:
                 assert math.isclose(float(text), logged, rel_tol=0.05, abs_tol=1e-12), key
 
 
-@NEEDS_WIRING
+def test_confirmation_run_names_hold_the_candidate_and_seed(smoke: dict) -> None:
+    trials = {r.data.tags["ray.trial_id"] for r in smoke["children"]}
+    for run in smoke["confirmation"]:
+        values, trial = run.info.run_name.split(" · ")
+        assert trial == run.data.tags["ray.trial_id"]
+        candidate, seed = values.rsplit(" seed=", 1)
+        assert seed == run.data.params["seed"]
+        name = candidate.removeprefix("candidate=")
+        assert name == "baseline" or name.removeprefix("trial ") in trials, run.info.run_name
+        assert "candidate" not in run.data.params
+
+
 def test_a_finished_trial_has_a_loss_curve(smoke: dict) -> None:
     finished = [r for r in smoke["children"] if r.info.status == "FINISHED"]
     assert finished
@@ -142,13 +152,13 @@ def test_a_finished_trial_has_a_loss_curve(smoke: dict) -> None:
 
 
 def test_every_stopped_trial_says_at_which_step_asha_stopped_it(smoke: dict) -> None:
-    for run in smoke["children"]:
+    for run in smoke["children"] + smoke["confirmation"]:
         end = run.data.tags["diffsearch.end"]
         if run.info.status == "KILLED":
             assert end == f"stopped by ASHA at step {_fid_steps(smoke, run)[-1]}"
         elif run.info.status == "FINISHED":
             assert end == "finished" and _fid_steps(smoke, run)[-1] == SMOKE["train.steps"]
-        assert run.data.tags["diffsearch.stage"] == "search"
+    assert all(r.info.status != "KILLED" for r in smoke["confirmation"])  # no early stopping
 
 
 def test_the_experiment_is_a_training_experiment(smoke: dict) -> None:
