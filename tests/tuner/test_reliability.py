@@ -27,7 +27,6 @@ import pytest
 import torch
 import yaml
 
-from tests.tuner.test_train import TINY
 from tuner.run import main
 from tuner.train import STATE_FILE, run_trial
 
@@ -94,30 +93,32 @@ def test_cluster_yaml_that_does_not_validate_is_rejected_naming_the_field() -> N
 
 
 # -- 4. damaged checkpoint: named, then an older checkpoint or step 0, never a wrong resume -----
-def _steps_of_run(candidates: list[Path], out: Path) -> tuple[list[int], list[str]]:
+def _steps_of_run(config: dict, candidates: list[Path], out: Path) -> tuple[list[int], list[str]]:
     from tuner.trainable import run_with_fallback
 
     steps: list[int] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run_with_fallback(
-            TINY | {"train.steps": 60}, out, lambda m, c: steps.append(int(m["step"])), candidates
+            config | {"train.steps": 60}, out, lambda m, c: steps.append(int(m["step"])), candidates
         )
     return steps, [str(w.message) for w in caught if "checkpoint" in str(w.message)]
 
 
-def test_damaged_checkpoint_falls_back_to_the_previous_one_then_step_0(tmp_path: Path) -> None:
-    run_trial(TINY, tmp_path / "first")  # checkpoints at steps 20 and 40
+def test_damaged_checkpoint_falls_back_to_the_previous_one_then_step_0(
+    tiny: dict, tmp_path: Path
+) -> None:
+    run_trial(tiny, tmp_path / "first")  # checkpoints at steps 20 and 40
     ck20, ck40 = (tmp_path / "first" / f"checkpoint_{s:07d}" for s in (20, 40))
     data = (ck40 / STATE_FILE).read_bytes()
     (ck40 / STATE_FILE).write_bytes(data[: len(data) // 2])  # truncated
 
-    steps, warned = _steps_of_run([ck40, ck20], tmp_path / "resumed")
+    steps, warned = _steps_of_run(tiny, [ck40, ck20], tmp_path / "resumed")
     assert steps == [40, 60]  # resumed at step 20, the previous checkpoint
     assert len(warned) == 1 and f"checkpoint {ck40 / STATE_FILE} is damaged" in warned[0]
 
     (ck20 / STATE_FILE).write_bytes(b"not a checkpoint at all")  # corrupt
-    steps, warned = _steps_of_run([ck40, ck20], tmp_path / "restarted")
+    steps, warned = _steps_of_run(tiny, [ck40, ck20], tmp_path / "restarted")
     assert steps == [20, 40, 60]  # nothing loads: restarted from step 0
     assert len(warned) == 2 and str(ck20 / STATE_FILE) in warned[1]
 
@@ -182,12 +183,12 @@ def test_cluster_files_open_no_port_to_the_world() -> None:
     assert "IpPermissions" not in yaml.safe_dump(aws)  # no extra security-group ingress
 
 
-def test_trainer_checkpoint_is_plain_tensors() -> None:
+def test_trainer_checkpoint_is_plain_tensors(tiny: dict) -> None:
     """What torch.load(weights_only=True) accepts: a state written by the Trainer loads back."""
     from tuner.train import Trainer
 
     buf = io.BytesIO()
-    torch.save(Trainer(TINY).state_dict(), buf)
+    torch.save(Trainer(tiny).state_dict(), buf)
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
     assert state["step"] == 0

@@ -19,16 +19,6 @@ from tuner.train import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "data": "ring8",
-    "train.steps": 40,
-    "train.batch": 64,
-    "eval.every": 20,
-    "eval.samples": 200,
-    "sampler.steps": 10,
-    "net.width": 32,
-    "net.depth": 1,
-}
 
 
 def _params(trainer: Trainer) -> list[torch.Tensor]:
@@ -45,8 +35,8 @@ def _params(trainer: Trainer) -> list[torch.Tensor]:
         {"weighting": "parametric", "weighting.p": 1.0, "cdl.coef": 0.5},
     ],
 )
-def test_resume_is_bit_identical(tmp_path: Path, extra: dict) -> None:
-    config = TINY | extra
+def test_resume_is_bit_identical(tiny: dict, tmp_path: Path, extra: dict) -> None:
+    config = tiny | extra
     straight = Trainer(config)
     for _ in range(30):
         straight.train_step()
@@ -63,9 +53,9 @@ def test_resume_is_bit_identical(tmp_path: Path, extra: dict) -> None:
         assert torch.equal(a, b)
 
 
-def test_run_trial_writes_outputs_and_resumes(tmp_path: Path) -> None:
+def test_run_trial_writes_outputs_and_resumes(tiny: dict, tmp_path: Path) -> None:
     reports = []
-    final = run_trial(TINY, tmp_path / "a", report=lambda m, c: reports.append((m, c)))
+    final = run_trial(tiny, tmp_path / "a", report=lambda m, c: reports.append((m, c)))
     assert [m["step"] for m, _ in reports] == [20, 40]
     assert all(Path(c, "state.pt").exists() for _, c in reports[-1:])
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
@@ -77,39 +67,39 @@ def test_run_trial_writes_outputs_and_resumes(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "samples_0000040.png").exists()
     # Resuming from the first checkpoint reproduces the uninterrupted run exactly.
     first = reports[0][1]
-    again = run_trial(TINY, tmp_path / "b", resume_from=first)
+    again = run_trial(tiny, tmp_path / "b", resume_from=first)
     assert again["eval/nll"] == final["eval/nll"]
     assert np.array_equal(np.load(tmp_path / "b" / "samples.npy"), samples)
     # Resuming from the last checkpoint (a trial that had ended) trains and reports nothing.
     more: list = []
     last = run_trial(
-        TINY, tmp_path / "c", report=lambda m, c: more.append(m), resume_from=reports[-1][1]
+        tiny, tmp_path / "c", report=lambda m, c: more.append(m), resume_from=reports[-1][1]
     )
     assert more == [] and last == reports[-1][0]
 
 
-def test_run_trial_evaluates_on_a_geometric_schedule(tmp_path: Path) -> None:
+def test_run_trial_evaluates_on_a_geometric_schedule(tiny: dict, tmp_path: Path) -> None:
     reports = []
-    config = TINY | {"train.steps": 60, "eval.every": 10, "eval.growth": 3.0}
+    config = tiny | {"train.steps": 60, "eval.every": 10, "eval.growth": 3.0}
     run_trial(config, tmp_path, report=lambda m, c: reports.append((m, c)))
     assert [m["step"] for m, _ in reports] == [10, 30, 60]
     assert [Path(c).name for _, c in reports] == [f"checkpoint_{s:07d}" for s in (10, 30, 60)]
 
 
-def test_divergence_is_reported(tmp_path: Path) -> None:
-    trainer = Trainer(TINY | {"train.lr": 1e6, "train.grad_clip": 0.0, "train.warmup": 0})
+def test_divergence_is_reported(tiny: dict, tmp_path: Path) -> None:
+    trainer = Trainer(tiny | {"train.lr": 1e6, "train.grad_clip": 0.0, "train.warmup": 0})
     with pytest.raises(DivergenceError, match="at step"):
         for _ in range(200):
             trainer.train_step()
 
 
-def test_damaged_checkpoint_is_named(tmp_path: Path) -> None:
-    trainer = Trainer(TINY)
+def test_damaged_checkpoint_is_named(tiny: dict, tmp_path: Path) -> None:
+    trainer = Trainer(tiny)
     trainer.save(tmp_path / "state.pt")
     data = (tmp_path / "state.pt").read_bytes()
     (tmp_path / "state.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="state.pt"):
-        Trainer(TINY).load(tmp_path / "state.pt")
+        Trainer(tiny).load(tmp_path / "state.pt")
 
 
 def test_latest_checkpoint(tmp_path: Path) -> None:
@@ -153,8 +143,8 @@ def test_cli_bad_input_exits_2_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_config_file_runs(tmp_path: Path) -> None:
-    (tmp_path / "c.json").write_text(json.dumps(TINY | {"train.steps": 20}))
+def test_cli_config_file_runs(tiny: dict, tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text(json.dumps(tiny | {"train.steps": 20}))
     proc = _cli("--config", "c.json", "--out", "out", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["final"]["step"] == 20
@@ -224,10 +214,10 @@ def test_gpu_space_trial_runs_on_stand_in_cifar10(
         {"weighting": "edm", "weighting.learned": True},
     ],
 )
-def test_a_training_step_creates_every_tensor_on_the_trial_device(extra: dict) -> None:
+def test_a_training_step_creates_every_tensor_on_the_trial_device(tiny: dict, extra: dict) -> None:
     """With the default device set to "meta", a tensor created without naming its device (a
     draw on the host, a constant) would be a meta tensor and break the step."""
-    trainer = Trainer(TINY | extra)
+    trainer = Trainer(tiny | extra)
     trainer.prepare()
     before = [p.detach().clone() for p in trainer.model.parameters()]
     torch.set_default_device("meta")
@@ -241,8 +231,8 @@ def test_a_training_step_creates_every_tensor_on_the_trial_device(extra: dict) -
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
 
 
-def test_flips_mirror_about_half_the_batch_and_only_where_asked() -> None:
-    digits = TINY | {"data": "digits", "net": "unet", "net.width": 8}
+def test_flips_mirror_about_half_the_batch_and_only_where_asked(tiny: dict) -> None:
+    digits = tiny | {"data": "digits", "net": "unet", "net.width": 8}
     plain, flipped = Trainer(digits), Trainer(digits | {"data.flip": "on"})
     assert not plain.flip and flipped.flip  # auto: off for digits
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
@@ -262,8 +252,8 @@ def test_flips_mirror_about_half_the_batch_and_only_where_asked() -> None:
     assert not flips(resolve({"data": "digits_biased"}), "image")
 
 
-def test_bf16_autocast_trains_and_stays_finite() -> None:
-    config = TINY | {"train.precision": "bf16", "train.steps": 30}
+def test_bf16_autocast_trains_and_stays_finite(tiny: dict) -> None:
+    config = tiny | {"train.precision": "bf16", "train.steps": 30}
     trainer = Trainer(config)
     assert trainer.model.autocast is torch.bfloat16 and trainer.ema.autocast is None
     losses = [trainer.train_step()["loss/total"] for _ in range(30)]
@@ -273,9 +263,9 @@ def test_bf16_autocast_trains_and_stays_finite() -> None:
     assert trainer.model(x, lam).dtype == torch.float32  # the loss is reduced in float32
 
 
-def test_compile_where_unavailable_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_where_unavailable_is_one_line(tiny: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch._dynamo
 
     monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
     with pytest.raises(ConfigError, match=r"^train.compile=true: torch.compile is not available"):
-        Trainer(TINY | {"train.compile": True})
+        Trainer(tiny | {"train.compile": True})
