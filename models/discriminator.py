@@ -106,6 +106,27 @@ def _balanced_loss(
     return 0.5 * (loss_ref + loss_obs)
 
 
+def _train_step(
+    disc: nn.Module,
+    opt: torch.optim.Optimizer,
+    ref: Tensor,
+    obs: Tensor,
+    half: int,
+    density: NoiseDensity,
+    generator: torch.Generator,
+) -> float:
+    """One step on `half` noised examples of each set; returns its loss."""
+    i_ref = torch.randint(len(ref), (half,), generator=generator, device=generator.device)
+    i_obs = torch.randint(len(obs), (half,), generator=generator, device=generator.device)
+    loss = _balanced_loss(
+        disc, _noised(ref[i_ref], density, generator), _noised(obs[i_obs], density, generator)
+    )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def train_discriminator(
     disc: nn.Module,
     observed: Tensor,
@@ -160,18 +181,9 @@ def train_discriminator(
     best, best_state, bad, step, train_sum, train_n = math.inf, None, 0, 0, 0.0, 0
     last_train = math.nan
     while step < steps:
-        i_ref = torch.randint(len(ref_tr), (half,), generator=generator, device=generator.device)
-        i_obs = torch.randint(len(obs_tr), (half,), generator=generator, device=generator.device)
-        loss = _balanced_loss(
-            disc,
-            _noised(ref_tr[i_ref], density, generator),
-            _noised(obs_tr[i_obs], density, generator),
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = _train_step(disc, opt, ref_tr, obs_tr, half, density, generator)
         step += 1
-        train_sum, train_n = train_sum + loss.item(), train_n + 1
+        train_sum, train_n = train_sum + loss, train_n + 1
         if step % eval_every and step != steps:
             continue
         last_train, train_sum, train_n = train_sum / train_n, 0.0, 0

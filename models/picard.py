@@ -15,6 +15,7 @@ reproduce sequential DDIM; a smooth ε̂ needs far fewer.
 import torch
 from torch import Tensor
 
+from models.param import eps_to_x0, x0_to_eps
 from models.schedules import EpsFn, alpha_sigma, grid_levels
 
 
@@ -23,10 +24,7 @@ def _eps(model: EpsFn, x: Tensor, logsnr: Tensor, clip_x0: float | None) -> Tens
     eps = model(x, logsnr)
     if clip_x0 is None:
         return eps
-    shape = (-1,) + (1,) * (x.ndim - 1)
-    alpha, sigma = (a.reshape(shape) for a in alpha_sigma(logsnr))
-    x0 = ((x - sigma * eps) / alpha).clamp(-clip_x0, clip_x0)
-    return (x - alpha * x0) / sigma
+    return x0_to_eps(x, eps_to_x0(x, eps, logsnr).clamp(-clip_x0, clip_x0), logsnr)
 
 
 @torch.no_grad()

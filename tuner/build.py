@@ -66,43 +66,38 @@ def build_logvar_head(config: Config) -> LogVarHead | None:
     return None
 
 
-def build_objective(
-    config: Config, dataset: Dataset, weighting: Weighting, density: NoiseDensity
-) -> Any:
-    """The training objective: plain denoising, composed with TIW, ambient and CDL terms.
-
-    Noisy data (``dataset.noise_sigma > 0``) get the ambient Tweedie objective when
-    ``ambient.tweedie`` (else naive denoising of the noisy data), plus the consistency term when
-    ``ambient.consistency > 0``; ``tiw.strength > 0`` needs a reference set; ``cdl.coef > 0``
-    adds CDL with a Gaussian reference of the training data's moments (full covariance up to
-    1024 dimensions, per-dimension variances above).
-    """
-    from models.ambient import AmbientLoss, ConsistencyLoss
-    from models.cdl import CDLLoss
+def build_tiw(config: Config, dataset: Dataset) -> Any:
+    """TIW-DSM's weight and correction from a fresh discriminator (None when tiw.strength=0)."""
     from models.discriminator import ConvDiscriminator, MLPDiscriminator
-    from models.objective import Objective
     from models.tiw import TIWCorrection
 
-    logvar_head = build_logvar_head(config)
-    tiw = None
-    if config["tiw.strength"] > 0:
-        if dataset.reference is None:
-            raise ConfigError(
-                f"tiw.strength={config['tiw.strength']:g} needs a dataset with a reference set; "
-                f"data={config['data']} has none (use bimodal_biased or digits_biased)"
-            )
-        lowdim = len(dataset.shape) == 1
-        disc = MLPDiscriminator(dataset.shape[0]) if lowdim else ConvDiscriminator(dataset.shape[0])
-        tiw = TIWCorrection(
-            disc,
-            config["tiw.strength"],
-            config["tiw.mode"],
-            config["tiw.clip"],
-            steps=config["tiw.disc_steps"],
-            lr=config["tiw.disc_lr"],
-            batch=config["tiw.disc_batch"],
+    if config["tiw.strength"] == 0:
+        return None
+    if dataset.reference is None:
+        raise ConfigError(
+            f"tiw.strength={config['tiw.strength']:g} needs a dataset with a reference set; "
+            f"data={config['data']} has none (use bimodal_biased or digits_biased)"
         )
-    ambient = consistency = None
+    lowdim = len(dataset.shape) == 1
+    disc = MLPDiscriminator(dataset.shape[0]) if lowdim else ConvDiscriminator(dataset.shape[0])
+    return TIWCorrection(
+        disc,
+        config["tiw.strength"],
+        config["tiw.mode"],
+        config["tiw.clip"],
+        steps=config["tiw.disc_steps"],
+        lr=config["tiw.disc_lr"],
+        batch=config["tiw.disc_batch"],
+    )
+
+
+def build_ambient(
+    config: Config, dataset: Dataset, weighting: Weighting, density: NoiseDensity, head: Any
+) -> tuple[Any, Any]:
+    """The Tweedie objective and the consistency term on noisy data (None, None on clean data
+    or with ambient.tweedie=false, i.e. naive denoising of the noisy data)."""
+    from models.ambient import AmbientLoss, ConsistencyLoss
+
     tweedie = dataset.noise_sigma > 0 and config["ambient.tweedie"]
     if config["ambient.consistency"] > 0 and not tweedie:
         raise ConfigError(
@@ -110,44 +105,64 @@ def build_objective(
             f"(data={config['data']} has noise_sigma={dataset.noise_sigma:g}) "
             "and ambient.tweedie=true"
         )
-    if tweedie:
-        ambient = AmbientLoss(dataset.noise_sigma, weighting, density, logvar_head)
-        if config["ambient.consistency"] > 0:
-            consistency = ConsistencyLoss(
-                dataset.noise_sigma,
-                config["ambient.chain_steps"],
-                config["ambient.gap"],
-                logsnr_max=config["noise.logsnr_max"],
-            )
-    if config["cdl.coef"] > 0 and tweedie:
+    if not tweedie:
+        return None, None
+    if config["cdl.coef"] > 0:
         # CDL's classifier learns the observed (noisy) law, which the Tweedie objective corrects
         raise ConfigError(
             f"cdl.coef={config['cdl.coef']:g} does not compose with ambient.tweedie=true on noisy "
             f"data (data={config['data']}): its classifier would fit the noisy law; use cdl.coef=0"
         )
-    cdl = None
-    if config["cdl.coef"] > 0:
-        flat = dataset.train.flatten(1)
-        cov = torch.cov(flat.T) if flat.shape[1] <= 1024 else flat.var(0)
-        cdl = CDLLoss(
-            flat.mean(0),
-            cov,
-            zeta_loc=config["cdl.zeta_loc"],
-            zeta_scale=config["cdl.zeta_scale"],
-            zeta_min=config["cdl.zeta_min"],
-            zeta_max=config["cdl.zeta_max"],
-            mc_points=config["cdl.mc_points"],
-            fraction=config["cdl.fraction"],
-            logsnr_min=config["noise.logsnr_min"],
+    consistency = None
+    if config["ambient.consistency"] > 0:
+        consistency = ConsistencyLoss(
+            dataset.noise_sigma,
+            config["ambient.chain_steps"],
+            config["ambient.gap"],
             logsnr_max=config["noise.logsnr_max"],
         )
+    return AmbientLoss(dataset.noise_sigma, weighting, density, head), consistency
+
+
+def build_cdl(config: Config, dataset: Dataset) -> Any:
+    """CDL with a Gaussian reference of the training data's moments (full covariance up to 1024
+    dimensions, per-dimension variances above); None when cdl.coef=0."""
+    from models.cdl import CDLLoss
+
+    if config["cdl.coef"] == 0:
+        return None
+    flat = dataset.train.flatten(1)
+    cov = torch.cov(flat.T) if flat.shape[1] <= 1024 else flat.var(0)
+    return CDLLoss(
+        flat.mean(0),
+        cov,
+        zeta_loc=config["cdl.zeta_loc"],
+        zeta_scale=config["cdl.zeta_scale"],
+        zeta_min=config["cdl.zeta_min"],
+        zeta_max=config["cdl.zeta_max"],
+        mc_points=config["cdl.mc_points"],
+        fraction=config["cdl.fraction"],
+        logsnr_min=config["noise.logsnr_min"],
+        logsnr_max=config["noise.logsnr_max"],
+    )
+
+
+def build_objective(
+    config: Config, dataset: Dataset, weighting: Weighting, density: NoiseDensity
+) -> Any:
+    """The training objective: plain denoising (or the ambient Tweedie objective on noisy data),
+    composed with TIW, consistency and CDL terms (models/objective.py)."""
+    from models.objective import Objective
+
+    head = build_logvar_head(config)
+    ambient, consistency = build_ambient(config, dataset, weighting, density, head)
     return Objective(
-        DenoiseLoss(weighting, density, logvar_head),
-        tiw=tiw,
+        DenoiseLoss(weighting, density, head),
+        tiw=build_tiw(config, dataset),
         ambient=ambient,
         consistency=consistency,
         consistency_coef=config["ambient.consistency"],
-        cdl=cdl,
+        cdl=build_cdl(config, dataset),
         cdl_coef=config["cdl.coef"],
     )
 

@@ -335,6 +335,60 @@ class _Window:
         return out
 
 
+def _open(
+    config: dict[str, Any],
+    out: Path,
+    resume_from: str | Path | None,
+    device: str,
+    disc_cache: str | None,
+) -> Trainer:
+    """The trial's trainer (resumed from a checkpoint folder if given) and its output folder."""
+    from tuner import plots
+
+    trainer = Trainer(config, device=device, disc_cache=disc_cache)
+    if resume_from is not None:
+        trainer.load(Path(resume_from) / STATE_FILE)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(trainer.config, indent=2) + "\n")
+    if not (out / "weighting.png").exists():
+        plots.save_weighting_plot(trainer.weighting, trainer.density, out / "weighting.png")
+    return trainer
+
+
+def _show_step(point: dict[str, Any], steps: int, eta_s: float, keep: bool) -> None:
+    _say(
+        f"step {point['step']}/{steps}  loss {point['loss/total']:.4f}  "
+        f"{1 / point['time/step_s']:.1f} steps/s  eta {_duration(eta_s)}",
+        overwrite=not keep,
+    )
+
+
+def _checkpoint(
+    trainer: Trainer, out: Path, result: dict[str, Any], curve: list[dict], keep: int
+) -> Path:
+    """After an evaluation: the checkpoint folder (state, config, the curve since the last one),
+    the captioned sample grid, and only the `keep` newest checkpoints left."""
+    from tuner import plots
+
+    ckpt = out / f"checkpoint_{trainer.step:07d}"
+    ckpt.mkdir(exist_ok=True)
+    trainer.save(ckpt / STATE_FILE)
+    (ckpt / "config.json").write_text(json.dumps(trainer.config, indent=2) + "\n")
+    (ckpt / CURVE_FILE).write_text(json.dumps(curve) + "\n")
+    headline = next((k for k in HEADLINE if k in result), None)
+    caption = f"step {trainer.step}" + (f" · {headline} {result[headline]:.4g}" if headline else "")
+    plots.save_sample_grid(
+        trainer.last_samples,
+        out / f"samples_{trainer.step:07d}.png",
+        trainer.dataset.kind,
+        truth=trainer.dataset.truth,
+        caption=caption,
+    )
+    for old in sorted(out.glob("checkpoint_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return ckpt
+
+
 def run_trial(
     config: dict[str, Any],
     out_dir: str | Path,
@@ -360,17 +414,9 @@ def run_trial(
     Returns:
         The metrics of the last evaluation.
     """
-    from tuner import plots
-
-    trainer = Trainer(config, device=device, disc_cache=disc_cache)
-    c = trainer.config
     out = Path(out_dir)
-    if resume_from is not None:
-        trainer.load(Path(resume_from) / STATE_FILE)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(c, indent=2) + "\n")
-    if not (out / "weighting.png").exists():
-        plots.save_weighting_plot(trainer.weighting, trainer.density, out / "weighting.png")
+    trainer = _open(config, out, resume_from, device, disc_cache)
+    c = trainer.config
     steps, log_every = c["train.steps"], c["train.log_every"]
     evaluate_at = set(evaluation_steps(steps, c["eval.every"], c["eval.growth"]))
     shown_every = log_every * max(1, round(steps / 20 / log_every))  # about 20 progress lines
@@ -389,13 +435,8 @@ def run_trial(
             continue
         point = window.point(trainer.step)  # what is logged is what is shown
         if progress and (trainer.step % shown_every == 0 or at_eval):
-            done = trainer.step - start_step
-            eta = (time.perf_counter() - t_start) / done * (steps - trainer.step)
-            _say(
-                f"step {trainer.step}/{steps}  loss {point['loss/total']:.4f}  "
-                f"{1 / point['time/step_s']:.1f} steps/s  eta {_duration(eta)}",
-                overwrite=not at_eval,
-            )
+            seconds_per_step = (time.perf_counter() - t_start) / (trainer.step - start_step)
+            _show_step(point, steps, seconds_per_step * (steps - trainer.step), at_eval)
         if not at_eval:
             curve.append(point)
             continue
@@ -405,30 +446,11 @@ def run_trial(
         result["time/total_s"] = time.perf_counter() - t_start
         trainer.history.append(result)
         extra = {}
-        ckpt = out / f"checkpoint_{trainer.step:07d}"
-        ckpt.mkdir(exist_ok=True)
-        trainer.save(ckpt / STATE_FILE)
-        (ckpt / "config.json").write_text(json.dumps(c, indent=2) + "\n")
-        (ckpt / CURVE_FILE).write_text(json.dumps(curve) + "\n")
+        ckpt = _checkpoint(trainer, out, result, curve, keep_checkpoints)
         curve = []
-        headline = next((k for k in HEADLINE if k in result), None)
-        caption = f"step {trainer.step}" + (
-            f" · {headline} {result[headline]:.4g}" if headline else ""
-        )
-        grid_png = out / f"samples_{trainer.step:07d}.png"
-        plots.save_sample_grid(
-            trainer.last_samples,
-            grid_png,
-            trainer.dataset.kind,
-            truth=trainer.dataset.truth,
-            caption=caption,
-        )
         if progress:
             shown = {k: round(v, 4) for k, v in result.items() if k.startswith("eval/")}
-            took = result["time/eval_s"]
-            _say(f"eval at step {trainer.step} ({took:.1f} s): {shown}")
-        for old in sorted(out.glob("checkpoint_*"))[:-keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+            _say(f"eval at step {trainer.step} ({result['time/eval_s']:.1f} s): {shown}")
         if report is not None:
             report(result, str(ckpt))
     if trainer.last_samples is None:  # resumed at the end: sample once more for samples.npy

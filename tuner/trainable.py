@@ -19,7 +19,7 @@ import search_spaces
 from tuner.config import resolve
 from tuner.train import STATE_FILE, CheckpointError, run_trial
 
-ARTIFACTS = ("samples_{step:07d}.png", "samples_{step}.png", "weighting.png")
+ARTIFACTS = ("samples_{step:07d}.png", "weighting.png")
 
 
 CANDIDATE_KEY = "candidate"  # a confirmation trial's label of the configuration it retrains
