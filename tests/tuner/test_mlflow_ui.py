@@ -295,7 +295,11 @@ def test_the_chart_view_compares_the_searched_parameters(page: Any, ui: str, smo
         page.get_by_text(f"{run.info.run_name} ({METRIC})", exact=True).first.wait_for(
             state="attached"
         )
-    page.wait_for_timeout(1500)  # let the plots finish drawing
+    # The parallel-coordinates chart (the first card) full screen, as a reviewer reads it.
+    page.locator("[data-component-id=fullscreen_button_chartcard]").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Parallel Coordinates", exact=False).first.wait_for()
+    page.wait_for_timeout(1500)  # let the plot finish drawing
     _screenshot(page, "mlflow_compare.png")
 
 
