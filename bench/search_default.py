@@ -1,11 +1,13 @@
-"""Measure the embedded default search: `python -m tuner.run --space debias_family`, nothing else.
+"""Measure the embedded default search: `python -m tuner.run --space debias_family`, nothing else,
+once per search seed (`--seed S`, the search algorithm's seed).
 
-Runs it in a fresh scratch folder (so it starts a new search rather than resuming one), samples
-the memory of the driver and every process under it (Ray's raylet, GCS and trial workers) twice
-a second, and writes bench/results/search_default.json: wall time, peak memory (PSS: shared
-pages counted once; RSS for reference), trials, how many ASHA stopped, and the leaderboard.
+Runs each in a fresh scratch folder (so it starts a new search rather than resuming one),
+samples the memory of the driver and every process under it (Ray's raylet, GCS and trial
+workers) twice a second, and writes bench/results/search_default.json: per search seed the wall
+time (confirmation included), peak memory (PSS: shared pages counted once; RSS for reference),
+trials, how many ASHA stopped, the leaderboard, and the confirmation's verdict.json.
 
-    .venv/bin/python bench/search_default.py [--keep DIR] [-- extra tuner.run options]
+    .venv/bin/python bench/search_default.py [--seeds 0 1 2] [--keep DIR] [-- extra options]
     .venv/bin/python bench/search_default.py --smoke           # --smoke-test, to a temporary folder
     .venv/bin/python bench/search_default.py --resummarise     # the targets' verdicts again
 """
@@ -28,13 +30,17 @@ from harness import ROOT, Result, verdict
 
 NAME = "search_default"
 GIB = 1024**3
-# The targets of the default search, by their name in the results file: (claim, field, test).
+# The targets of the default search, by their name in the results file: (claim, field, test),
+# each to hold in every search seed's run.
 TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
-    "wall_s <= 600": ("it finishes within 10 minutes", "wall_s", lambda v: v <= 600),
-    "trials >= 8": ("it runs at least 8 trials", "trials", lambda v: v >= 8),
+    "wall_s <= 600": ("it finishes within 10 minutes, confirmation included", "wall_s",
+                      lambda v: v <= 600),
+    "trials >= 16": ("it runs at least 16 trials", "trials", lambda v: v >= 16),
     "asha stopped some": ("ASHA stops some trials early", "stopped_by_asha", lambda v: v > 0),
     "peak memory < 4 GiB": ("its peak memory (PSS) stays under 4 GiB", "peak_pss_gib",
                             lambda v: v < 4),
+    "resolved": ("its confirmed winner beats the baseline on fresh seeds (verdict.json "
+                 "resolved)", "resolved", lambda v: v is True),
 }  # fmt: skip
 
 
@@ -106,34 +112,29 @@ def parse_leaderboard(out: str) -> list[dict[str, str]]:
 
 
 def summarise(result: Result) -> Result:
-    """The targets and their verdicts (one run: no spread)."""
-    result["targets"] = {name: test(result[field]) for name, (_, field, test) in TARGETS.items()}
+    """Each target's verdict over the search seeds' runs (it holds when it holds in every one)."""
+    runs = result["runs"]
+    result["targets"] = {
+        name: all(test(run[field]) for run in runs) for name, (_, field, test) in TARGETS.items()
+    }
+    seeds = ", ".join(str(run["seed"]) for run in runs)
     result["verdicts"] = [
         verdict(
-            f"The default search on {result['cpus']} cores: {claim}",
+            f"The default search on {result['cpus']} cores, search seeds {seeds}: {claim}",
             result["targets"][name],
-            f"{field} = {result[field]} (one run, no spread measured)",
+            f"{field} = {', '.join(str(run[field]) for run in runs)} (one run per seed)",
         )
         for name, (claim, field, _) in TARGETS.items()
     ]
     return result
 
 
-def main() -> int:
-    parser = harness.parser(NAME, __doc__)
-    parser.add_argument(
-        "--keep", help="scratch folder to use and keep (default: a temp folder, removed)"
-    )
-    parser.add_argument("extra", nargs="*", help="extra tuner.run options (after --)")
-    args = parser.parse_args()
-    if args.resummarise:
-        harness.resummarise(args, summarise)
-        return 0
-    if args.smoke:
-        args.extra = [*args.extra, "--smoke-test"]
-    scratch = Path(args.keep or tempfile.mkdtemp(prefix="search_default_"))
+def run_search(seed: int, extra: list[str], keep: str | None) -> Result:
+    """One default search with `--seed seed` in a fresh folder: its figures and verdict."""
+    scratch = Path(keep or tempfile.mkdtemp(prefix="search_default_")) / f"seed{seed}"
     scratch.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "tuner.run", "--space", "debias_family", *args.extra]
+    cmd = [sys.executable, "-m", "tuner.run", "--space", "debias_family", "--seed", str(seed)]
+    cmd += extra
     env = os.environ | {"PYTHONPATH": str(ROOT)}  # the project, from a scratch working folder
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -150,9 +151,11 @@ def main() -> int:
     (scratch / "output.txt").write_text(out)
     rows = parse_leaderboard(out)
     statuses = [r.get("status", "") for r in rows]
-    metric = next((k for k in (rows[0] if rows else {}) if k.startswith("best ")), None)
-    result = {
-        "command": "python -m tuner.run --space debias_family " + " ".join(args.extra),
+    found = sorted(scratch.glob("ray_results/*/verdict.json"))
+    verdict_json = json.loads(found[0].read_text()) if found else None
+    run = {
+        "seed": seed,
+        "command": " ".join(cmd[2:]),
         "returncode": proc.returncode,
         "wall_s": round(wall, 1),
         "peak_pss_gib": round(sampler.peak_pss / GIB, 3),
@@ -160,21 +163,45 @@ def main() -> int:
         "peak_processes": sampler.peak_processes,
         "trials": len(rows),
         "finished": statuses.count("FINISHED"),
-        "stopped_by_asha": statuses.count("STOPPED"),
+        "stopped_by_asha": statuses.count("KILLED"),
         "failed": statuses.count("FAILED"),
-        "best": {"trial": rows[0]["trial"], metric: rows[0][metric]} if rows and metric else None,
-        "cpus": os.cpu_count(),
+        "resolved": None if verdict_json is None else verdict_json["resolved"],
+        "verdict": verdict_json,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "leaderboard": rows,
-    }  # fmt: skip
-    result = harness.finish(args, result, summarise)
-    print(json.dumps({k: v for k, v in result.items() if k != "leaderboard"}, indent=2))
-    if not args.keep:
+    }
+    if not keep:
         import shutil
 
-        shutil.rmtree(scratch, ignore_errors=True)
-    return 0 if proc.returncode == 0 else 1
+        shutil.rmtree(scratch.parent, ignore_errors=True)
+    return run
+
+
+def main() -> int:
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2])
+    parser.add_argument(
+        "--keep", help="scratch folder to use and keep (default: a temp folder, removed)"
+    )
+    parser.add_argument("extra", nargs="*", help="extra tuner.run options (after --)")
+    args = parser.parse_args()
+    if args.resummarise:
+        harness.resummarise(args, summarise)
+        return 0
+    if args.smoke:
+        args.extra = [*args.extra, "--smoke-test"]
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_search(seed, args.extra, args.keep))
+        print(json.dumps({k: v for k, v in runs[-1].items() if k not in ("leaderboard",)}))
+    result = {
+        "command": "python -m tuner.run --space debias_family --seed S " + " ".join(args.extra),
+        "cpus": os.cpu_count(),
+        "seeds": args.seeds,
+        "runs": runs,
+    }
+    harness.finish(args, result, summarise)
+    return 0 if all(run["returncode"] == 0 for run in runs) else 1
 
 
 if __name__ == "__main__":

@@ -217,6 +217,29 @@ def _state(ci: list[float] | None) -> str:
     return "not resolved"
 
 
+def verdict_markdown(plan: Plan, result: dict[str, Any]) -> str:
+    """The verdict for the parent run's description: the confirmed numbers and the conclusion."""
+    from tuner.tracking import markdown_table
+
+    head = ["configuration", f"{plan.metric} per seed", "mean [95 %]", "improvement [95 %]", ""]
+    base = result["baseline"]
+
+    def values(vs: list[float | None]) -> str:
+        return " ".join("-" if v is None else f"{v:.4g}" for v in vs)
+
+    rows = [["baseline", values(base["values"]), _cell(base["mean"], base["ci"]), "", ""]]
+    rows += [
+        [f"trial {c['trial']}", values(c["values"]), _cell(c["mean"], c["ci"])]
+        + [_cell(c["improvement"], c["improvement_ci"]), _state(c["improvement_ci"])]
+        for c in result["candidates"]
+    ]
+    seeds = ", ".join(map(str, result["seeds"]))
+    return (
+        f"### Confirmation on fresh seeds ({seeds})\n\n{markdown_table(head, rows)}\n\n"
+        f"**{result['conclusion']}**"
+    )
+
+
 def verdict_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The parent run's verdict metrics."""
     out = {"verdict/resolved": float(result["resolved"])}

@@ -93,14 +93,3 @@ def leaderboard(rows: list[dict[str, Any]], plan: Plan) -> str:
         cells += ["-" if row["best"] is None else f"{row['best']:.4g}", str(row["step"])]
         body.append(cells)
     return table(head, body)
-
-
-def counts(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The parent run's summary metrics of a search stage."""
-    statuses = [r["status"] for r in rows]
-    return {
-        "trials/run": float(len(rows)),
-        "trials/finished": float(statuses.count("FINISHED")),
-        "trials/stopped": float(statuses.count("KILLED")),
-        "trials/failed": float(statuses.count("FAILED")),
-    }

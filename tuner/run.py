@@ -21,8 +21,17 @@ from typing import Any
 import search_spaces
 from search_spaces import SPACES
 from tuner.checks import SEARCH_FILE, check_environment
-from tuner.config import ConfigError
-from tuner.plan import SCHEDULERS, SEARCHES, Plan, UsageError, describe_plan, make_plan
+from tuner.config import ConfigError, run_cli
+from tuner.plan import (
+    CONNECT_TIMEOUT,
+    SCHEDULERS,
+    SEARCHES,
+    Plan,
+    UsageError,
+    describe_plan,
+    make_plan,
+)
+from tuner.search import init_ray, shutdown_ray
 from tuner.storage import is_uri, read_text, write_text
 
 
@@ -72,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--mlflow-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)"
     )
     p.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:10001")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT,
+        metavar="S",
+        help=f"seconds a Ray at --address has to answer in (default {CONNECT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--wait-for-nodes",
+        action="store_true",
+        help="with --address: trials that no node fits wait for nodes to join (as on an "
+        "autoscaling cluster) instead of an error",
+    )
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--smoke-test", action="store_true", help="a tiny search (about two minutes)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit")
@@ -157,8 +179,8 @@ def _report(
     """Write best.json (the confirmed winner, else the search's best), attach the summary to the
     parent run, and print where everything is."""
     from tuner import tracking
-    from tuner.confirm import verdict_metrics
-    from tuner.results import counts, leaderboard, ranked
+    from tuner.confirm import verdict_markdown, verdict_metrics
+    from tuner.results import leaderboard, ranked
     from tuner.search import optuna_storage
 
     exp_dir = plan.experiment_dir
@@ -166,9 +188,8 @@ def _report(
     board = leaderboard(rows, plan)
     (local_dir / "leaderboard.txt").write_text(board + "\n")
     files = [str(local_dir / "leaderboard.txt")]
-    metrics = counts(rows) | {
-        f"importance/{k}": v for k, v in (importance or {}).get("importances", {}).items()
-    }
+    # (the tracking callback has logged the trial counts and the best value already)
+    metrics = {f"importance/{k}": v for k, v in (importance or {}).get("importances", {}).items()}
     best = next(iter(ranked(rows)), None)
     winner = (verdict or {}).get("winner")
     if verdict is not None:
@@ -180,7 +201,6 @@ def _report(
     if best is None:
         print("no trial produced the metric; nothing written to best.json", file=sys.stderr)
     else:
-        metrics[f"best/{plan.metric}"] = best["best"]
         chosen = winner["config"] if winner else best["config"]
         files.append(str(_write_best(plan, chosen, local_dir)))
         which = f"confirmed winner, trial {winner['trial']}" if winner else f"trial {best['trial']}"
@@ -193,9 +213,17 @@ def _report(
             "metric": f"{best['best']:.6g}",
         }
         tracking.log_summary(
-            plan.mlflow_uri, plan.mlflow_experiment, search_id, files, tag, metrics=metrics
+            plan.mlflow_uri,
+            plan.mlflow_experiment,
+            search_id,
+            files,
+            tag,
+            metrics=metrics,
+            append=verdict_markdown(plan, verdict) if verdict else "",
         )
     print(f"review in MLflow: {tracking.ui_command(plan.mlflow_uri)}", flush=True)
+    link = tracking.review_url(plan.mlflow_uri, plan.mlflow_experiment, search_id)
+    print(f"review link: {link}", flush=True)
     if plan.search == "optuna":
         print(f"review the Optuna study: optuna-dashboard {optuna_storage(plan)} --host 127.0.0.1")
     return 0 if best is not None else 1
@@ -251,15 +279,23 @@ def main(argv: list[str] | None = None) -> int:
             print("\n\n".join(search_spaces.describe(name) for name in SPACES))
             return 0
         plan = make_plan(args)
-        check_environment(plan, resume=args.resume)
+        check_environment(plan, resume=args.resume, fetch=not args.dry_run)
+        if plan.address:  # join the cluster and check its nodes (a dry run leaves again)
+            init_ray(plan)
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
+        if plan.address:
+            shutdown_ray()
         print(describe_plan(plan, None))
         return 0
-    return run(plan, resume_required=args.resume)
+    try:
+        return run(plan, resume_required=args.resume)
+    except UsageError as e:  # what only the started local instance could tell (init_ray)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

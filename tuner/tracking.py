@@ -803,6 +803,7 @@ def log_summary(
     metrics: dict[str, float] | None = None,
     description: str = "",
     tags: dict[str, str] | None = None,
+    append: str = "",
 ) -> str | None:
     """Attach files, metrics, a markdown description and tags to the search's parent run.
 
@@ -814,6 +815,7 @@ def log_summary(
         description: markdown, the run's description in the UI (`mlflow.note.content`); an
             empty one keeps the description the tracking callback wrote.
         tags: further tags.
+        append: markdown added under the description (e.g. the confirmation's verdict).
 
     Returns:
         The parent run's id, or None if the search has no parent run.
@@ -831,7 +833,8 @@ def log_summary(
     now = int(time.time() * 1000)
     logged = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if _numeric(v)]
     all_tags = {f"diffsearch.best_{k}": str(v) for k, v in best.items()} | dict(tags or {})
-    if description:
-        all_tags[TAG_NOTE] = fit_note(description)
+    if description or append:
+        note = description or parent.data.tags.get(TAG_NOTE, "")
+        all_tags[TAG_NOTE] = fit_note(f"{note}\n\n{append}" if append else note)
     log_metrics(mlflow, run_id, logged, [RunTag(k, v) for k, v in all_tags.items()])
     return run_id

@@ -115,12 +115,12 @@ def test_plan_defaults_and_asha_follows_the_evaluations() -> None:
     assert min(rungs) == plan.eval_every  # grace period: the first evaluation
     # The trials evaluate on ASHA's rungs (and at the end), not in between.
     assert plan.fixed["eval.growth"] == ASHA_REDUCTION
-    assert sorted(set(rungs) | {plan.max_steps}) == plan.eval_steps == [100, 300]
+    assert sorted(set(rungs) | {plan.max_steps}) == plan.eval_steps == [100, 300, 900]
     gpu = plan_of("--space", "debias_family_cifar10")
     gpu_rungs = [m for m, _ in make_scheduler(gpu)._brackets[0]._rungs]
     assert sorted(set(gpu_rungs) | {gpu.max_steps}) == gpu.eval_steps == [2000, 6000, 18000]
     every = plan_of("--space", "debias_family", "--set", "eval.growth=1")
-    assert every.eval_steps == [100, 200, 300]  # every eval.every steps: also on the rungs
+    assert every.eval_steps == list(range(100, 901, 100))  # every eval.every: also the rungs
     # Same options, same experiment (so rerunning resumes); other options, another one.
     assert plan_of("--space", "debias_family").name == plan.name
     assert plan_of("--space", "debias_family", "--seed", "1").name != plan.name
