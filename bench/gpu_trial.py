@@ -162,6 +162,28 @@ def concurrent(config: dict[str, Any], device: str, steps: int, k: int) -> dict[
     return {"trials": k, "steps_per_s_each": rates, "steps_per_s_total": sum(rates)}
 
 
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """Shares of the matmul peaks, and the evaluation's share of a whole GPU_IMAGE_BUDGET trial
+    (its training steps at bf16 plus an evaluation of eval.samples at each evaluation step)."""
+    from tuner.config import evaluation_steps
+
+    for precision in ("float32", "bf16"):
+        peak = result["matmul_peak_flops"][precision]
+        result[precision]["share_of_matmul_peak"] = result[precision]["achieved_flops"] / peak
+    b = GPU_IMAGE_BUDGET
+    evals = len(evaluation_steps(b["train.steps"], b["eval.every"], 3.0))  # ASHA's rungs
+    train_s = b["train.steps"] / result["bf16"]["steps_per_s"]
+    eval_s = evals * result["evaluation"]["eval_s_per_10k"] * b["eval.samples"] / 1e4
+    result["budget_trial"] = {
+        "steps": b["train.steps"],
+        "evaluations": evals,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "eval_share": eval_s / (train_s + eval_s),
+    }
+    return result
+
+
 def main() -> int:
     args = harness.parser(NAME, __doc__).parse_args()
     smoke = args.smoke
@@ -194,10 +216,7 @@ def main() -> int:
         )
         bf16 = base | {"train.precision": "bf16"}
         result["concurrent"] = [concurrent(bf16, device, steps, k) for k in (1, 2, 4)]
-    for precision in ("float32", "bf16"):
-        peak = result["matmul_peak_flops"][precision]
-        result[precision]["share_of_matmul_peak"] = result[precision]["achieved_flops"] / peak
-    harness.finish(args, result, lambda r: r)
+    harness.finish(args, result, summarise)
     return 0
 
 
