@@ -36,7 +36,6 @@ from typing import Any
 from ray import tune
 
 TAG_SEARCH = "diffsearch.search"
-TAG_SPACE = "diffsearch.space"
 TAG_ROLE = "diffsearch.role"
 TAG_STAGE = "diffsearch.stage"
 TAG_END = "diffsearch.end"
@@ -249,6 +248,45 @@ def log_metrics(
 
 
 # -- the saved review view ------------------------------------------------------------------------
+def _parallel_chart(metric: str, searched: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "type": "PARALLEL",
+        "uuid": "diffsearch-parallel",
+        "metricSectionId": "diffsearch-search",
+        "selectedParams": list(searched),
+        "selectedMetrics": [metric],
+        "showAllRuns": True,
+        "runsCountToCompare": 100,
+        "deleted": False,
+        "isGenerated": False,
+        "displayName": f"searched parameters against {metric}",
+    }
+
+
+def _line_chart(key: str) -> dict[str, Any]:
+    return {
+        "type": "LINE",
+        "uuid": f"diffsearch-line-{key}",
+        "metricSectionId": "diffsearch-search",
+        "metricKey": key,
+        "displayName": key,
+        "runsCountToCompare": 100,
+        "lineSmoothness": 0,
+        "xAxisScaleType": "linear",
+        "scaleType": "linear",
+        "range": {},
+        "xAxisKey": "step",
+        "selectedXAxisMetricKey": "",
+        "yAxisKey": "metric",
+        "yAxisExpressions": [],
+        "ignoreOutliers": False,
+        "useGlobalXaxisKey": False,
+        "useGlobalLineSmoothing": False,
+        "deleted": False,
+        "isGenerated": False,
+    }
+
+
 def view_state(search: str, metric: str, mode: str, searched: tuple[str, ...]) -> dict[str, Any]:
     """The runs page of one search as a reviewer wants it (MLflow 3.17's view-state keys).
 
@@ -257,44 +295,8 @@ def view_state(search: str, metric: str, mode: str, searched: tuple[str, ...]) -
     10); and charts: parallel coordinates of the searched parameters against the metric, the
     metric and the denoising loss over steps.
     """
-    charts = [
-        {
-            "type": "PARALLEL",
-            "uuid": "diffsearch-parallel",
-            "metricSectionId": "diffsearch-search",
-            "selectedParams": list(searched),
-            "selectedMetrics": [metric],
-            "showAllRuns": True,
-            "runsCountToCompare": 100,
-            "deleted": False,
-            "isGenerated": False,
-            "displayName": f"searched parameters against {metric}",
-        }
-    ]
-    for key in (metric, "loss/denoise"):
-        charts.append(
-            {
-                "type": "LINE",
-                "uuid": f"diffsearch-line-{key}",
-                "metricSectionId": "diffsearch-search",
-                "metricKey": key,
-                "displayName": key,
-                "runsCountToCompare": 100,
-                "lineSmoothness": 0,
-                "xAxisScaleType": "linear",
-                "scaleType": "linear",
-                "range": {},
-                "xAxisKey": "step",
-                "selectedXAxisMetricKey": "",
-                "yAxisKey": "metric",
-                "yAxisExpressions": [],
-                "ignoreOutliers": False,
-                "useGlobalXaxisKey": False,
-                "useGlobalLineSmoothing": False,
-                "deleted": False,
-                "isGenerated": False,
-            }
-        )
+    charts = [_parallel_chart(metric, searched)]
+    charts += [_line_chart(key) for key in (metric, "loss/denoise")]
     section = {
         "uuid": "diffsearch-search",
         "name": "search",
