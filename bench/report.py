@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import RESULTS, ROOT, pm, verdict_word  # noqa: E402
+from harness import RESULTS, ROOT, ci, pm, verdict_word  # noqa: E402
 
 PAGE = ROOT / "docs" / "results.md"
 Results = dict[str, dict[str, Any]]
@@ -42,6 +42,12 @@ INTERIM: dict[str, tuple[str, str, str]] = {
         "paper's claim of fewer Picard iterations and better few-step sampling does not reproduce "
         "on this 2-D mixture at this budget."),
 }  # fmt: skip
+# A key the current version of a script writes: a file without it is to be re-measured.
+CURRENT = {"search_compare": "runs", "search_default": "runs"}
+
+
+def pending(name: str, d: dict[str, Any]) -> bool:
+    return name in CURRENT and CURRENT[name] not in d
 
 
 def ms(entry: dict[str, float], key: str, digits: int = 3) -> str:
@@ -220,9 +226,9 @@ def cdl_mismatch(d: dict[str, Any]) -> list[str]:
 
 def performance(results: Results) -> list[str]:
     """The verdicts of the cost and overhead files, in one table."""
-    names = {"objectives_cost": "objectives", "ray_overhead": "Ray", "eval_cost": "evaluation"}
-    rows = [[what, v["claim"], verdict_word(v["holds"]), evidence(v["evidence"])]
-            for name, what in names.items() for v in results.get(name, {}).get("verdicts", [])]  # fmt: skip
+    names = {"objectives_cost": "objectives", "ray_overhead": "Ray", "eval_cost": "evaluation", "search_default": "default search"}  # fmt: skip
+    rows = [[what, v["claim"], verdict_word(v["holds"]), evidence(v["evidence"])] for name, what in names.items()
+            if not pending(name, results.get(name, {})) for v in results.get(name, {}).get("verdicts", [])]  # fmt: skip
     return ["Gathered from the sections below (the same files and verdicts).",
             table(["", "claim", "verdict", "evidence"], rows) if rows else ""]  # fmt: skip
 
@@ -249,58 +255,52 @@ def objectives_cost(d: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def iv(mean: float | None, interval: list[float] | None) -> str:
+    return "—" if mean is None or interval is None else ci(mean, *interval)  # mean [95 % interval]
+
+
 def search_compare(d: dict[str, Any]) -> list[str]:
-    ref, arms = d["reference"], d["arms"]
-    rows = [[k, f"{r['best_fid']:.3f}", str(r["to_5pct_of_best"]["steps"]) if r["to_5pct_of_best"]["reached"] else "never",
-             str(r["total_steps"]), f"{r['stopped_early']}/{r['trials']}"] for k, r in d["table"].items()]  # fmt: skip
-    band_rows = []
-    for band, b in d["band_sensitivity"].items():
-        cell = {a: f"{b[a]['reached']}, " + ("—" if b[a]["mean_vs_grid_as_run"] is None else f"{b[a]['mean_vs_grid_as_run']:.2f}×")
-                for a in ("tpe_asha", "random")}  # fmt: skip
-        band_rows.append([f"{100 * float(band):.0f} %", f"{b['threshold']:.3f}", str(b["grid_as_run"]), cell["tpe_asha"], cell["random"]])  # fmt: skip
-    retrain = [[f"{v['from']} best", v["label"], f"{v['search_best_fid']:.3f}",
-                ", ".join(f"{r['final_fid']:.3f} (seed {r['seed']})" for r in v["seeds"]), sd(v["final_fid"])]
-               for v in d["retrain"].values()]  # fmt: skip
+    def fids(values: list[float | None]) -> str:
+        return " ".join("—" if v is None else f"{v:.3f}" for v in values)
 
-    def at(arm: str) -> str:  # the steps at which an arm's trials were evaluated
-        keys = [k for k in d["trials"] if d["table"][k]["arm"] == arm]
-        steps = sorted({s for k in keys for t in d["trials"][k] for s, _ in t["fid_by_step"]})
-        a = arms[arm]
-        seeds = f", search seeds {', '.join(map(str, a['seeds']))}" if a["seeds"] else ""
-        return f"`{a['command']}` ({a['plan']['trials']} trials{seeds}; evaluated at steps {', '.join(map(str, steps))})"
-
-    orders = d["grid_all_orders"]["to_5pct_of_best"]
+    ref, arms, conf, orders = d["reference"], d["arms"], d["confirmation"], d["grid_all_orders"]
+    rows = [[k, f"{r['best_search_fid']:.3f}", f"{r['to_5pct_of_best']['steps']} ({r['to_5pct_of_best']['trial_s']:.0f} s)" if r["to_5pct_of_best"]["reached"] else "never",
+             f"{r['total_steps']} ({r['total_trial_s']:.0f} s)", f"{r['stopped_early']}/{r['trials']}"] for k, r in d["table"].items()]  # fmt: skip
+    won = [[k, c["label"], fids(c["values"]), iv(c["mean"], c["ci"]), fids(c["baseline"]["values"]), iv(c["improvement"], c["improvement_ci"]),
+            "yes" if c["resolved"] else "no"] for k, c in conf.items() if c]  # fmt: skip
+    per_arm = [[arm, s["reached"], sd(s["steps"], 2) if s["steps"]["n"] else "—", sd(s["trial_s"], 2) if s["trial_s"]["n"] else "—", s["resolved"]] for arm, s in d["arms_summary"].items()]  # fmt: skip
+    bands = [[f"{100 * float(band):.0f} %", f"{b['threshold']:.3f}", str(b["grid_as_run"])] + [f"{b[a]['reached']}, " + ("—" if b[a]["mean_vs_grid_as_run"] is None else f"{b[a]['mean_vs_grid_as_run']:.2f}×") for a in ("tpe_asha", "random")]
+             for band, b in d["band_sensitivity"].items()]  # fmt: skip
+    at = {arm: f"`{a['command']}` ({a['plan']['trials']} trials{', search seeds ' + ', '.join(map(str, a['seeds'])) if a['seeds'] else ''}; "
+          f"evaluated at steps {', '.join(map(str, a['plan']['eval_steps']))})" for arm, a in arms.items()}  # fmt: skip
+    reused = f" The runs {', '.join(d['reused'])} are `bench/search_default.py`'s, reused." if d["reused"] else ""  # fmt: skip
     return [
-        f"`{d['command']}` — three searches, each a scratch folder of its own, on the default task "
-        f"(digits_biased, {arms['grid']['plan']['max_steps']} steps per trial): TPE + ASHA "
-        f"{at('tpe_asha')}, random search without early stopping {at('random')} and the grid of "
-        f"the published points {at('grid')}. Reference: the best FID any of them found, "
-        f"{ref['fid']:.3f} (from the {ref['run']}); a search reaches when its best-so-far FID is "
-        f"≤ {ref['threshold']:.3f} ({100 * ref['band']:g} % above). Compute = training steps "
-        "summed over trials in the order results were reported.",
-        table(["search", "best FID", "steps to reach 5 %", "total steps", "stopped by ASHA"], rows),
-        f"The grid's order of points is arbitrary: averaged over all {orders['orders']} orders it "
-        f"reaches in {orders['mean_steps']:.0f} steps ({orders['min_steps']}–{orders['max_steps']}). "
-        "The same comparison for wider bands (reached seeds; mean steps over the grid's as run):",
-        table(["band", "threshold", "grid steps", "TPE + ASHA", "random"], band_rows),
-        "The winners retrained from their `best.json` with fresh training seeds:",
-        table(["config", "", "FID in the search", "final FID per seed", "mean ± std"], retrain),
-        figure("search_compare", "search compute to reach the best FID"),
+        f"`{d['command']}` — three searches, each in a scratch folder of its own, on the default task (digits_biased, {arms['grid']['plan']['max_steps']} steps per trial), "
+        f"each with its confirmation stage (the top trials and the baseline, constant ε-MSE, retrained on the fresh seeds {', '.join(map(str, conf[ref['run']]['seeds']))}): "
+        f"TPE + ASHA {at['tpe_asha']}, random search without early stopping {at['random']} and the grid of the published points {at['grid']}.{reused} Reference: the best "
+        f"confirmed FID, {ref['fid']:.3f} (the mean over the fresh seeds of the {ref['run']} winner, {ref['label']}); a search reaches when its best-so-far FID during the "
+        f"search is ≤ {ref['threshold']:.3f} ({100 * ref['band']:g} % above). Compute = training steps (and trial-seconds) of the search stage, summed over trials in the order results were reported.",
+        table(["search", "best FID in the search", "steps (trial-s) to reach 5 %", "total steps (trial-s)", "stopped early"], rows),
+        "Each run's confirmed winner against the baseline on the fresh seeds (improvement: the baseline's FID minus the winner's, paired by seed, 95 % t interval):",
+        table(["search", "confirmed winner", "FID per seed", "mean [95 %]", "baseline per seed", "improvement [95 %]", "resolved"], won),
+        table(["arm", "runs reaching 5 %", "steps to 5 %", "trial-s to 5 %", "winner resolved"], per_arm),
+        f"The grid's order of points is arbitrary: averaged over all {orders['orders']} orders it reaches in " + (f"{orders['mean_steps']:.0f} steps "
+        f"({orders['min_steps']}–{orders['max_steps']})." if orders["orders"] else "— (never).") + " The same for wider bands (reached seeds; mean steps over the grid's as run):",
+        table(["band", "threshold", "grid steps", "TPE + ASHA", "random"], bands),
+        figure("search_compare", "search compute to reach the best confirmed FID, and the confirmed winners"),
     ]  # fmt: skip
 
 
 def search_default(d: dict[str, Any]) -> list[str]:
-    board = d["leaderboard"]
-    head = list(board[0]) if board else []
+    won = [(r["verdict"] or {}).get("winner") or {} for r in d["runs"]]
+    rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
+             str(r["resolved"]).lower(), iv(w.get("improvement"), w.get("improvement_ci"))] for r, w in zip(d["runs"], won, strict=True)]  # fmt: skip
     return [
-        f"`.venv/bin/python bench/search_default.py` runs `{d['command'].strip()}` in a fresh "
-        f"folder: {d['trials']} trials in {d['wall_s']:.0f} s on {d['cpus']} cores, "
-        f"{d['finished']} run to the end, {d['stopped_by_asha']} stopped by ASHA, "
-        f"{d['failed']} failed; peak memory {d['peak_pss_gib']:.2f} GiB PSS "
-        f"({d['peak_rss_gib']:.2f} GiB RSS) over {d['peak_processes']} processes (load "
-        f"average before: {d['loadavg_before'][0]:.2f}). Its leaderboard:",
-        table(head, [[str(r.get(h, "")) for h in head] for r in board]) if board else "",
-    ]
+        f"`.venv/bin/python bench/search_default.py` runs `{d['command'].strip()}` once per search seed S ({', '.join(map(str, d['seeds']))}), each in a fresh "
+        f"folder, on {d['cpus']} cores: wall time with the confirmation stage, peak memory summed over the driver, Ray and the workers (PSS: shared pages "
+        "counted once; RSS for reference), and the confirmed winner's paired improvement in FID over the baseline on the fresh seeds (95 % t interval).",
+        table(["seed", "wall s", "trials", "stopped by ASHA", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]"], rows),
+    ]  # fmt: skip
 
 
 def ring8_default(d: dict[str, Any]) -> list[str]:
@@ -447,6 +447,9 @@ def render(results: Results | None = None) -> str:
         elif name not in results:
             body = [f"*Not measured yet: run `.venv/bin/python bench/{script}` to write "
                     f"`bench/results/{name}.json`.*"]  # fmt: skip
+        elif pending(name, results[name]):
+            body = [f"*Re-measurement pending: `bench/results/{name}.json` was written by an earlier version of `bench/{script}` "
+                    f"(before the confirmation stage); `.venv/bin/python bench/{script}` measures it again.*"]  # fmt: skip
         else:
             body = fn(results[name]) + verdicts(name, script, results[name])
         parts += [f"## {title}", "\n\n".join(p for p in body if p)]

@@ -1,52 +1,56 @@
-"""The search itself: TPE + ASHA vs random search vs the grid of published points (issue 7).
+"""The search itself: TPE + ASHA vs random search vs the grid of published points (issue 15, §5).
 
-Each arm is the CLI, run as a subprocess from a scratch folder with its own Ray storage and
-MLflow database, on the default task of the spaces (digits_biased, IMAGE_BUDGET: 300 steps per
-trial, FID of 500 samples every 100 steps), so every FID is comparable:
+Each arm is the CLI as a user runs it (bench/searches.py: a fresh scratch folder as its working
+folder, so its own ./ray_results and ./mlruns), on the default task of the spaces (digits_biased,
+IMAGE_BUDGET: 900 steps per trial, FID of 500 samples), each with its confirmation stage on
+(tuner/confirm.py: the top K=2 trials and the space's baseline retrained on N=3 fresh training
+seeds, written to verdict.json):
 
-    tpe_asha   python -m tuner.run --space debias_family --set eval.growth=1 --seed S  (TPE + ASHA)
+    tpe_asha   python -m tuner.run --space debias_family --seed S     (the default: TPE + ASHA,
+               evaluated at ASHA's rungs 100/300/900)
     random     python -m tuner.run --space debias_family --search random --scheduler fifo --seed S
     grid       python -m tuner.run --space baselines --scheduler fifo      (the 8 published points)
 
-for search seeds S in --seeds (the grid has no search seed: it runs once). Every result a trial
-reported is read back from Ray's <experiment>/trial_*/result.json and all results of a search
-are put in the order they were reported (Ray's timestamp; ties by the trial's own clock). The
-compute spent up to a result is the sum over trials of the steps each had trained at its latest
-report by then (an ASHA-stopped trial counts the steps it ran; a running trial counts its last
-reported step, so compute is a lower bound by at most eval.every per other running trial). The
-best-so-far FID is a function of that compute. The reference is the best FID any run of any arm
-found; a run "reaches" when its best-so-far is <= 1.05 x reference, and its compute-to-5% is the
-compute at that result (or never). The grid's order of points is arbitrary, so its compute-to-5%
-is also given averaged over all orders of its points run one after another. Compute is also
-reported in trial-seconds (Ray's time_total_s of each trial, setup included, summed the same way),
-since trials differ in cost per step (the TIW discriminator, the contrastive term). The target
-(TPE + ASHA needs <= 25 % of the grid's compute) is judged on the mean over search seeds and only
-when every seed reaches; the same table at 10, 15 and 20 % bands is given as band_sensitivity.
+for search seeds S in --seeds (the grid has no search seed: it runs once); the FIFO arms
+evaluate every 100 steps. The tpe_asha runs are the ones bench/search_default.py measured (its
+results file, --default-results) where that file holds a run of the same command for the seed,
+so the expensive default runs are not done twice; the results say which runs were reused.
 
-Retrain: the best.json of the TPE + ASHA run whose best FID is lowest and the best.json of the grid
-are each trained again with `python -m tuner.train --config best.json --set seed=K --quiet` for
-fresh training seeds K (--retrain-seeds; the searches trained with seed 0), and their final
-eval/fid compared. The spread of those FIDs over seeds is the noise against which the search's
-differences are judged (a search's best is also the minimum of many noisy evaluations).
+Every result a trial of the search stage reported is read back from Ray's
+<experiment>/trial_*/result.json and all results of a search are put in the order they were
+reported (Ray's timestamp; ties by the trial's own clock). The compute spent up to a result is
+the sum over trials of the steps each had trained at its latest report by then (an ASHA-stopped
+trial counts the steps it ran; a running trial counts its last reported step, so compute is a
+lower bound by at most one evaluation interval per other running trial); the confirmation's
+compute is not counted. The best-so-far FID is a function of that compute. The reference is the
+best confirmed FID: the lowest mean over the fresh seeds of any run's confirmed winner. A run
+"reaches" when its best-so-far search-time FID is <= 1.05 x reference, and its compute-to-5% is
+the compute at that result (or never). The grid's order of points is arbitrary, so its
+compute-to-5% is also given averaged over all orders of its points run one after another.
+Compute is also given in trial-seconds (Ray's time_total_s of each trial, setup included, summed
+the same way), since trials differ in cost per step (the TIW discriminator, the contrastive
+term). The target (TPE + ASHA needs <= 25 % of the grid's compute) is judged on the mean over
+search seeds with its 95 % t interval, and only when every seed reaches; the same question at
+10, 15 and 20 % bands is given as band_sensitivity. Each run's confirmed winner is compared with
+the baseline seed by seed (verdict.json's paired improvement and its interval).
 
     .venv/bin/python bench/search_compare.py            # writes bench/results/search_compare.*
     .venv/bin/python bench/search_compare.py --smoke    # tuner.run --smoke-test, to /tmp
-    .venv/bin/python bench/search_compare.py --resummarise   # retrain spread, noise, verdicts
+    .venv/bin/python bench/search_compare.py --resummarise   # everything again from the runs
 
-Each finished arm run and each retrain is cached under --cache, so a rerun after an interruption
-redoes only what did not finish (an unfinished arm's scratch folder is removed and it starts
-again, so no search is a resumed one); wall_s_runs_sum adds up the cached runs' wall times.
+Each finished run is cached under --cache (by its command), so a rerun after an interruption
+redoes only what did not finish (an unfinished run's scratch folder is removed and it starts
+again, so no search is a resumed one); wall_s_runs_sum adds up the runs' wall times.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,116 +58,99 @@ from typing import Any
 
 import harness
 import numpy as np
-from harness import ROOT, Result, paired, pm, verdict
+import search_default
+from harness import Result, ci, every, paired, pm, verdict
+from searches import run_search
 
-from tuner.stats import mean_std
+from tuner.stats import direction, mean_interval, mean_std, target_holds
 
 NAME = "search_compare"
-NOTE = (
-    "at this budget the default task cannot rank members of the family finer than the seed noise; "
-    "a search that should resolve them needs more samples per FID, longer trials or several seeds "
-    "per trial."
-)
 METRIC = "eval/fid"
-BAND = 0.05  # within 5 % of the best FID any run found
+BAND = 0.05  # within 5 % of the best confirmed FID
 TARGET_RATIO = 0.25  # TPE + ASHA compute-to-5% <= 25 % of the grid's
 SENSITIVITY_BANDS = (0.05, 0.10, 0.15, 0.20)
+FORMAT = 2  # of a cached run (1: the runs before the confirmation stage)
 
 ARMS: dict[str, list[str]] = {
-    # Every arm evaluates every 100 steps (the fifo arms' cadence), so that the arms' FIDs and
-    # compute line up (and as the committed results were measured, before eval.growth existed).
-    "tpe_asha": ["--space", "debias_family", "--set", "eval.growth=1"],
+    "tpe_asha": search_default.DEFAULT,  # exactly the default search
     "random": ["--space", "debias_family", "--search", "random", "--scheduler", "fifo"],
     "grid": ["--space", "baselines", "--scheduler", "fifo"],
 }
 SEEDED = ("tpe_asha", "random")  # the grid has no search seed
 COLORS = {"tpe_asha": "tab:blue", "random": "tab:orange", "grid": "tab:green"}
 LABELS = {"tpe_asha": "TPE + ASHA", "random": "random, FIFO", "grid": "grid of baselines"}
+WHOSE = {"tpe_asha": "every TPE + ASHA search", "random": "every random search",
+         "grid": "the grid"}  # fmt: skip
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+def arm_args(arm: str, seed: int | None, smoke: bool) -> list[str]:
+    """An arm's tuner.run arguments (the tpe_asha arm's are search_default's for the seed)."""
+    extra = ["--smoke-test"] if smoke else []
+    if arm == "tpe_asha":
+        return search_default.default_args(seed, extra)
+    return [*ARMS[arm], *([] if seed is None else ["--seed", str(seed)]), *extra]
 
 
-def _cmd_text(args: list[str]) -> str:
-    return "python " + shlex.join(args)
+def run_key(arm: str, seed: int | None) -> str:
+    return arm if seed is None else f"{arm}/seed{seed}"
 
 
-# -- one search -----------------------------------------------------------------------------------
-def _read_trials(exp: Path, param_keys: list[str]) -> list[dict[str, Any]]:
-    """Every trial's reported results from Ray's result.json (one JSON object per line)."""
-    trials = []
-    for folder in sorted(exp.glob("trial_*")):
-        file = folder / "result.json"
-        if not file.exists():
-            continue
-        rows, config = [], {}
-        for line in file.read_text().splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            config = r.get("config", config)
-            fid = r.get(METRIC)
-            rows.append(
-                {
-                    "step": int(r["step"]),
-                    "fid": float(fid) if isinstance(fid, (int, float)) else float("nan"),
-                    "timestamp": int(r["timestamp"]),
-                    "time_total_s": float(r["time_total_s"]),
-                }
-            )
-        trials.append(
-            {
-                "trial": folder.name.removeprefix("trial_"),
-                "params": {k: config.get(k) for k in param_keys},
-                "results": rows,
-            }
-        )
-    return trials
-
-
-def run_arm(arm: str, seed: int | None, scratch: Path, smoke: bool) -> dict[str, Any]:
-    """One search as a subprocess in a fresh scratch folder; its trials' results read back."""
-    shutil.rmtree(scratch, ignore_errors=True)  # an unfinished earlier attempt starts again
-    scratch.mkdir(parents=True)
-    args = ["-m", "tuner.run", *ARMS[arm]]
-    if seed is not None:
-        args += ["--seed", str(seed)]
-    if smoke:
-        args += ["--smoke-test"] + ([] if arm == "grid" else ["--num-samples", "2"])
-    storage, db = scratch / "ray_results", scratch / "mlflow.db"
-    full = [*args, "--storage", str(storage), "--mlflow-uri", f"sqlite:///{db}"]
-    t0 = time.perf_counter()
-    with open(scratch / "output.txt", "w") as log:
-        proc = subprocess.run(
-            [sys.executable, *full], cwd=scratch, env=_env(), stdout=log, stderr=subprocess.STDOUT
-        )
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = (scratch / "output.txt").read_text()[-3000:]
-        raise RuntimeError(f"{_cmd_text(full)} exited {proc.returncode}:\n{tail}")
-    (exp,) = [p.parent for p in storage.glob("*/search.json")]
-    plan = json.loads((exp / "search.json").read_text())["plan"]
-    best = json.loads((exp / "best.json").read_text())
+# -- the runs -------------------------------------------------------------------------------------
+def reusable(path: Path, smoke: bool) -> dict[int, Result]:
+    """search_default's runs, by seed, that ran exactly the tpe_asha arm's command and finished."""
+    if not path.exists():
+        return {}
+    runs = json.loads(path.read_text()).get("runs", [])
     return {
-        "arm": arm,
-        "seed": seed,
-        "command": _cmd_text(args) + " --storage DIR --mlflow-uri sqlite:///DIR/mlflow.db",
-        "wall_s": wall,
-        "experiment": exp.name,
-        "plan": {k: plan[k] for k in ("search", "scheduler", "trials", "max_steps", "eval_every")},
-        "params": list(plan["params"]),
-        "best_json": best,
-        "leaderboard": (exp / "leaderboard.txt").read_text(),
-        "trials": _read_trials(exp, list(plan["params"])),
+        r["seed"]: r
+        for r in runs
+        if r.get("args") == arm_args("tpe_asha", r["seed"], smoke)
+        and r["returncode"] == 0
+        and r.get("trial_results")
     }
 
 
-# -- analysis -------------------------------------------------------------------------------------
-def events(run: dict[str, Any]) -> list[tuple[int, int, float, float]]:
+def run_arm(arm: str, seed: int | None, scratch: Path, smoke: bool) -> Result:
+    """One search as a subprocess in a fresh scratch folder, read back, the folder removed."""
+    shutil.rmtree(scratch, ignore_errors=True)  # an unfinished earlier attempt starts again
+    try:
+        run = run_search(arm_args(arm, seed, smoke), scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if run["returncode"] != 0:
+        raise RuntimeError(f"{run['command']} exited {run['returncode']}:\n{run['output_tail']}")
+    return {"arm": arm, "seed": seed, "source": "run", **run}
+
+
+def collect(args: argparse.Namespace) -> dict[str, Result]:
+    """Every arm's run: reused from search_default's results, cached, or run now."""
+    reuse = reusable(Path(args.default_results), args.smoke)
+    cache = harness.cache_dir(args)
+    runs: dict[str, Result] = {}
+    for arm, seed in [(arm, s) for arm in SEEDED for s in args.seeds] + [("grid", None)]:
+        key = run_key(arm, seed)
+        if arm == "tpe_asha" and seed in reuse:
+            path = Path(args.default_results).resolve()
+            shown = path.relative_to(harness.ROOT) if path.is_relative_to(harness.ROOT) else path
+            source = f"{shown} (runs, seed {seed})"
+            runs[key] = {"arm": arm, "seed": seed, **reuse[seed], "source": source}
+            print(f"{key}: reused from {source}", flush=True)
+            continue
+        print(f"{key}: running {' '.join(arm_args(arm, seed, args.smoke))}", flush=True)
+        scratch = harness.CACHE / NAME / "scratch" / key.replace("/", "_")
+        config, extra = {"args": arm_args(arm, seed, args.smoke)}, {"format": FORMAT}
+        runs[key] = harness.cached(
+            cache, config, extra, lambda a=arm, s=seed, d=scratch: run_arm(a, s, d, args.smoke)
+        )
+        print(f"{key}: {runs[key]['trials']} trials in {runs[key]['wall_s']:.0f}s", flush=True)
+    return runs
+
+
+# -- compute against the best-so-far FID ----------------------------------------------------------
+def events(run: Result) -> list[tuple[int, int, float, float]]:
     """All results of a search in report order: (trial index, step, fid, time_total_s)."""
     out = []
-    for i, t in enumerate(run["trials"]):
+    for i, t in enumerate(run["trial_results"]):
         rows = t["results"]
         if not rows:
             continue
@@ -176,7 +163,7 @@ def events(run: dict[str, Any]) -> list[tuple[int, int, float, float]]:
     return [e[1:] for e in out]
 
 
-def curve(run: dict[str, Any]) -> dict[str, list[float]]:
+def curve(run: Result) -> dict[str, list[float]]:
     """Best-so-far FID against cumulative steps and trial-seconds, one point per result."""
     steps: dict[int, int] = {}
     secs: dict[int, float] = {}
@@ -201,10 +188,10 @@ def reach(c: dict[str, list[float]], threshold: float) -> dict[str, Any]:
     return {"steps": None, "trial_s": None, "reached": False}
 
 
-def grid_over_orders(run: dict[str, Any], threshold: float) -> dict[str, Any]:
+def grid_over_orders(run: Result, threshold: float) -> dict[str, Any]:
     """The grid's compute-to-threshold averaged over every order of its points, run in turn."""
     cost, hit = [], []
-    for t in run["trials"]:
+    for t in run["trial_results"]:
         rows = t["results"]
         cost.append(max((r["step"] for r in rows), default=0))
         hit.append(next((r["step"] for r in rows if r["fid"] <= threshold), None))
@@ -237,341 +224,168 @@ def compact(c: dict[str, list[float]]) -> list[list[float]]:
     return out
 
 
-def stats(values: list[float]) -> dict[str, float | None]:
+def spread(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
     mean, std = mean_std(values)
     return {"mean": mean, "std": std, "min": min(values), "max": max(values), "n": len(values)}
 
 
-# -- retrain --------------------------------------------------------------------------------------
-def retrain(config: dict[str, Any], seed: int, scratch: Path) -> dict[str, Any]:
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    cfg = scratch / "best.json"
-    cfg.write_text(json.dumps(config, indent=2) + "\n")
-    out = scratch / "out"
-    args = ["-m", "tuner.train", "--config", str(cfg), "--set", f"seed={seed}"]
-    t0 = time.perf_counter()
-    subprocess.run(
-        [sys.executable, *args, "--out", str(out), "--quiet"],
-        cwd=scratch,
-        env=_env(),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - t0
-    m = json.loads((out / "metrics.json").read_text())
-    return {
-        "seed": seed,
-        "final_fid": float(m["final"][METRIC]),
-        "history_fid": [[h["step"], float(h[METRIC])] for h in m["history"]],
-        "wall_s": wall,
-    }
-
-
-# -- plot -----------------------------------------------------------------------------------------
-def plot(result: dict[str, Any], curves: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
-    seen = set()
-    for key, c in curves.items():
-        arm = key.split("/")[0]
-        label = LABELS[arm] if arm not in seen else None
-        seen.add(arm)
-        ax0.step(c["steps"], c["best"], where="post", color=COLORS[arm], label=label, lw=1.3)
-        hit = result["table"][key]["to_5pct_of_best"]["steps"]
-        if hit is not None:
-            ax0.plot([hit], [c["best"][c["steps"].index(hit)]], "o", color=COLORS[arm], ms=4)
-    ref = result["reference"]["fid"]
-    ax0.axhline(ref, color="k", lw=0.8, ls=":", label=f"best found {ref:.3f}")
-    ax0.axhline(
-        result["reference"]["threshold"], color="k", lw=1, ls="--", label="within 5 % of it"
-    )
-    lows = [b for c in curves.values() for b in c["best"] if math.isfinite(b)]
-    band = result["reference"]["threshold"] - ref
-    ax0.set_ylim(ref - band, max(min(max(lows), 2 * ref), ref + 4 * band))
-    ax0.set_xlabel("cumulative training steps over all trials")
-    ax0.set_ylabel(f"best-so-far {METRIC}")
-    ax0.set_title("best FID found vs compute (one line per search run; dot: within 5 %)")
-    ax0.legend(fontsize=8)
-    rt = result["retrain"]
-    for x, key in enumerate(("tpe_asha_best", "grid_best")):
-        r = rt[key]
-        fids = [s["final_fid"] for s in r["seeds"]]
-        ax1.scatter([x] * len(fids), fids, color=COLORS[key.split("_best")[0]], zorder=3)
-        ax1.errorbar(
-            x + 0.15, r["final_fid"]["mean"], yerr=r["final_fid"]["std"], fmt="k_", capsize=4
-        )
-        ax1.scatter([x - 0.15], [r["search_best_fid"]], marker="x", color="0.4")
-    ax1.scatter([], [], marker="x", color="0.4", label="its best during the search")
-    ax1.errorbar([], [], yerr=[], fmt="k_", capsize=4, label="mean ± std over seeds")
-    ax1.set_xticks([0, 1])
-    ax1.set_xticklabels([f"search best\n{rt['tpe_asha_best']['label']}", rt["grid_best"]["label"]])
-    ax1.set_xlim(-0.6, 1.6)
-    ax1.set_ylabel(f"final {METRIC}, fresh training seeds")
-    ax1.set_title("retrained from best.json")
-    ax1.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
-# -- main -----------------------------------------------------------------------------------------
-def _label(best: dict[str, Any]) -> str:
-    w = best.get("weighting")
+# -- the confirmation stage -----------------------------------------------------------------------
+def label(config: dict[str, Any]) -> str:
+    """A configuration in a few words: its weighting, and TIW / CDL where they are on."""
+    w = config.get("weighting")
+    text = str(w)
     if w == "parametric":
-        return (
-            f"p={best['weighting.p']:.2f} k={best['weighting.k']:.2f} "
-            f"clamp={best['weighting.clamp']:g}"
+        text = (
+            f"p={config['weighting.p']:.2f} k={config['weighting.k']:.2f} "
+            f"clamp={config['weighting.clamp']:g}"
+            + (" norm" if config["weighting.normalize"] else "")
         )
-    return str(w)
+    if config.get("tiw.strength"):
+        text += f" tiw={config['tiw.strength']:.2f}"
+    if config.get("cdl.coef"):
+        text += f" cdl={config['cdl.coef']:g}"
+    return text
 
 
-def noise_of(result: Result) -> dict[str, Any]:
-    """The FID's noise over training seeds (the retrained winners) against the search's gaps."""
-    a, b = (result["retrain"][k]["final_fid"] for k in ("tpe_asha_best", "grid_best"))
-    ref = result["reference"]
-    diff = a["mean"] - b["mean"]
-    se = math.sqrt((a["std"] ** 2) / a["n"] + (b["std"] ** 2) / b["n"]) if a["n"] > 1 else None
-    noise_std = math.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2) if a["n"] > 1 else None
-    band = ref["threshold"] - ref["fid"]
-    gap = result["retrain"]["tpe_asha_best"]["search_best_fid"] - result["grid_best"]["fid"]
+def confirmed(run: Result) -> dict[str, Any] | None:
+    """A run's confirmed winner against its baseline, from its verdict.json (None: none)."""
+    v = run.get("verdict")
+    if not v or not v.get("winner"):
+        return None
+    w, base = v["winner"], v["baseline"]
     return {
-        "retrain_seed_std_pooled": noise_std,
-        "band_width": band,
-        "band_exceeds_noise_std": band > noise_std if noise_std else None,
-        "search_best_gap_tpe_minus_grid": gap,
-        "search_best_gap_exceeds_noise_std": abs(gap) > noise_std if noise_std else None,
-        "retrain_mean_diff_tpe_minus_grid": diff,
-        "retrain_diff_std_error": se,
-        "retrain_diff_t": diff / se if se else None,
-        "retrain_diff_exceeds_2se": abs(diff) > 2 * se if se else None,
-        "note": "noise = std of final eval/fid over fresh training seeds (training and the "
-        "500-sample FID together); a search's best is the minimum over many such noisy values",
+        "trial": w["trial"],
+        "label": label(w["config"]),
+        "seeds": v["seeds"],
+        "values": w["values"],
+        "mean": w["mean"],
+        "ci": w["ci"],
+        "improvement": w["improvement"],
+        "improvement_ci": w["improvement_ci"],
+        "resolved": v["resolved"],
+        "is_baseline": w["config"] == base["config"],  # the baseline was among the top trials
+        "baseline": {"label": label(base["config"]), **{k: base[k] for k in ("values", "mean", "ci")}},
+        "candidates": len(v["candidates"]),
+    }  # fmt: skip
+
+
+def reference_of(confirmation: dict[str, Any]) -> dict[str, Any]:
+    """The best confirmed FID: the lowest mean of any run's confirmed winner."""
+    means = {k: c["mean"] for k, c in confirmation.items() if c and c["mean"] is not None}
+    if not means:
+        raise ValueError("no run has a confirmed winner: there is no reference FID")
+    key = min(means, key=means.get)
+    return {
+        "fid": means[key],
+        "run": key,
+        "label": confirmation[key]["label"],
+        "band": BAND,
+        "threshold": (1 + BAND) * means[key],
+        "note": "the lowest mean eval/fid over the fresh seeds of any run's confirmed winner",
     }
 
 
-def cdl_split(result: Result, step: int) -> tuple[list[float], list[float]]:
-    """FIDs at `step` of the debias_family trials without and with the contrastive term."""
-    off, on = [], []
-    for key, trials in result["trials"].items():
-        for t in trials if result["table"][key]["arm"] in SEEDED else []:
-            fid = dict(t["fid_by_step"]).get(step)
-            if fid is not None:
-                (on if t["params"]["cdl.coef"] > 0 else off).append(fid)
-    return off, on
+def noise_of(runs: dict[str, Result], reference: dict[str, Any]) -> dict[str, Any]:
+    """The FID's noise over fresh training seeds: the std of each confirmed configuration's
+    final FIDs (each distinct configuration once), pooled, against the 5 % band."""
+    configs: dict[str, list[float]] = {}
+    for run in runs.values():
+        v = run.get("verdict") or {}
+        for c in [*v.get("candidates", []), v.get("baseline")]:
+            values = [x for x in (c or {}).get("values", []) if x is not None]
+            if len(values) > 1:
+                configs[json.dumps(c["config"], sort_keys=True)] = values
+    variances = [mean_std(vs)[1] ** 2 for vs in configs.values()]
+    std = math.sqrt(float(np.mean(variances))) if variances else None
+    band = reference["threshold"] - reference["fid"]
+    return {
+        "seed_std_pooled": std,
+        "configurations": len(variances),
+        "band_width": band,
+        "band_exceeds_noise_std": None if std is None else band > std,
+        "note": "std of final eval/fid over the confirmation's fresh training seeds (training and "
+        "the 500-sample FID together); a search's best is the minimum of many such noisy values",
+    }
 
 
-def _f(x: float | None, spec: str) -> str:
-    return "— (one retrain seed)" if x is None else format(x, spec)
-
-
-def summarise(result: Result) -> Result:
-    """The retrained winners' spread, the FID's noise and the verdicts, from the stored runs."""
-    for r in result["retrain"].values():
-        r["final_fid"] = stats([s["final_fid"] for s in r["seeds"]])
-    noise = result["noise"] = noise_of(result)
-    ref, target, table = result["reference"], result["target"], result["table"]
-    reached = result["summary"]["to_5pct_of_best"]
-    grid, rt = table["grid"], result["retrain"]
-    tpe, best = rt["tpe_asha_best"], rt["grid_best"]
-    std = noise["retrain_seed_std_pooled"]
-    gap_vs = {True: "more than", False: "less than", None: "against"}
-    verdicts = [
-        verdict(
-            f"TPE + ASHA gets within {100 * ref['band']:g} % of the best FID any search found "
-            f"for at most {100 * TARGET_RATIO:g} % of the grid's compute (mean over search "
-            "seeds; every seed must reach)",
-            target["met"],
-            f"reached in {reached['tpe_asha']['steps']['reached']} search seeds (random search "
-            f"{reached['random']['steps']['reached']}); the grid in "
-            f"{grid['to_5pct_of_best']['steps'] or 'never'} steps of its {grid['total_steps']}",
-        ),
-        verdict(
-            f"The lowest FID any evaluation reached came from the grid's {best['label']} point",
-            ref["run"] == "grid",
-            f"{ref['fid']:.3f} in the {ref['run']}; the best TPE + ASHA run's "
-            f"{tpe['search_best_fid']:.3f}, a gap of {noise['search_best_gap_tpe_minus_grid']:.3f}"
-            f" ({gap_vs[noise['search_best_gap_exceeds_noise_std']]} the FID's seed std, "
-            f"{_f(std, '.2f')})",
-        ),
-        verdict(
-            f"The {100 * ref['band']:g} % band is narrower than the noise of the metric itself "
-            "(the std of a configuration's final FID over training seeds)",
-            None if std is None else not noise["band_exceeds_noise_std"],
-            f"band {noise['band_width']:.3f} FID; seed std {_f(std, '.2f')} (pooled over the "
-            "two retrained configurations)",
-        ),
-    ]
-    holds, text = paired(
-        [s["final_fid"] for s in tpe["seeds"]], [s["final_fid"] for s in best["seeds"]], "min"
-    )
-    verdicts.append(
-        verdict(
-            f"Retrained on fresh training seeds, the search's best ({tpe['label']}) beats the "
-            f"grid's best ({best['label']})",
-            holds,
-            f"final FID {pm(tpe['final_fid']['mean'], tpe['final_fid']['std'])} against "
-            f"{pm(best['final_fid']['mean'], best['final_fid']['std'])}; difference "
-            f"{noise['retrain_mean_diff_tpe_minus_grid']:+.2f} ± "
-            f"{_f(noise['retrain_diff_std_error'], '.2f')} (standard error); paired by seed, "
-            f"improvement {text} (95 % t)",
-        )
-    )
-    steps = sorted({s for ts in result["trials"].values() for t in ts for s, _ in t["fid_by_step"]})
-    worse, parts = [], []
-    for step in steps:
-        off, on = cdl_split(result, step)
-        if off and on:
-            worse.append(min(on) > max(off))
-            parts.append(f"step {step}: {min(on):.2f}–{max(on):.2f} against {min(off):.2f}–"
-                         f"{max(off):.2f}")  # fmt: skip
-    asha = [t for k, ts in result["trials"].items() if table[k]["arm"] == "tpe_asha" for t in ts]
-    cdl = [t for t in asha if t["params"]["cdl.coef"] > 0]
-    stopped = sum(max(s for s, _ in t["fid_by_step"]) == steps[0] for t in cdl)
-    verdicts.append(
-        verdict(
-            "Every trial with the contrastive term (cdl.coef ≥ 0.1) has a worse FID than every "
-            "trial without it, at every step both reached",
-            all(worse) if worse else None,
-            "; ".join(parts or ["no step with trials of both"]) + f"; ASHA stopped {stopped} of "
-            f"the {len(cdl)} such TPE + ASHA trials at step {steps[0]}",
-        )
-    )
-    off, _ = cdl_split(result, steps[-1])
-    span = max(off) - min(off) if len(off) > 1 else None
-    verdicts.append(
-        verdict(
-            f"Trials without the contrastive term that ran all {steps[-1]} steps end within one "
-            "seed std of the FID of each other",
-            None if span is None or std is None else span < std,
-            f"{len(off)} trials, final FID {_f(min(off, default=None), '.2f')}–"
-            f"{_f(max(off, default=None), '.2f')} (a span of {_f(span, '.2f')}); seed std "
-            f"{_f(std, '.2f')}",
-        )
-    )
-    searches = [t for t in table.values() if t["arm"] in SEEDED]
-    verdicts.append(
-        verdict(
-            f"A {searches[0]['trials']}-trial search spends more training steps than the whole "
-            f"{grid['trials']}-point grid",
-            all(t["total_steps"] > grid["total_steps"] for t in searches),
-            f"searches {min(t['total_steps'] for t in searches)}–"
-            f"{max(t['total_steps'] for t in searches)} steps; the grid {grid['total_steps']}",
-        )
-    )
-    result["verdicts"] = verdicts
-    result["notes"] = [{"date": "2026-12-02", "text": NOTE}]  # written by hand, not computed
-    return result
-
-
-def main() -> int:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], cache=True)
-    parser.add_argument("--retrain-seeds", type=int, nargs="+", default=[101, 102, 103])
-    args = parser.parse_args()
-    if args.resummarise:
-        harness.resummarise(args, summarise)
-        return 0
-    if args.smoke:
-        args.seeds, args.retrain_seeds = [0], args.retrain_seeds[:1]
-        args.cache = args.cache / "smoke"
-        shutil.rmtree(args.cache, ignore_errors=True)
-    cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
-    t_start = time.perf_counter()
-
-    runs: dict[str, dict[str, Any]] = {}
-    plan = [(arm, s) for arm in SEEDED for s in args.seeds] + [("grid", None)]
-    for arm, seed in plan:
-        key = arm if seed is None else f"{arm}/seed{seed}"
-        file = cache / f"{key.replace('/', '_')}.json"
-        if file.exists():
-            runs[key] = json.loads(file.read_text())
-            print(f"{key}: cached", flush=True)
-            continue
-        print(f"{key}: running", flush=True)
-        run = run_arm(arm, seed, cache / "scratch" / key.replace("/", "_"), args.smoke)
-        file.write_text(json.dumps(run))
-        runs[key] = run
-        print(f"{key}: {len(run['trials'])} trials in {run['wall_s']:.0f}s", flush=True)
-
-    curves = {k: curve(r) for k, r in runs.items()}
-    ref_key = min(curves, key=lambda k: curves[k]["best"][-1])
-    ref = curves[ref_key]["best"][-1]
-    threshold = (1 + BAND) * ref
-    grid_best = curves["grid"]["best"][-1]
-    grid_match = (1 + BAND) * grid_best  # secondary: match the best published point
+# -- the summary ----------------------------------------------------------------------------------
+def table_of(runs: dict[str, Result], curves: dict[str, dict], threshold: float) -> dict:
+    """One row per run: its search-time best, compute to reach the threshold, totals."""
     table: dict[str, Any] = {}
     for k, r in runs.items():
-        c = curves[k]
+        c, max_steps = curves[k], r["plan"]["max_steps"]
+        trials = r["trial_results"]
         table[k] = {
             "arm": r["arm"],
             "seed": r["seed"],
-            "best_fid": round(c["best"][-1], 4),
+            "source": r["source"],
+            "best_search_fid": round(c["best"][-1], 4),
             "to_5pct_of_best": reach(c, threshold),
-            "to_5pct_of_grid_best": reach(c, grid_match),
             "total_steps": c["steps"][-1],
             "total_trial_s": round(c["trial_s"][-1], 1),
-            "trials": len(r["trials"]),
-            "stopped_early": sum(
-                1 for t in r["trials"] if t["results"][-1]["step"] < r["plan"]["max_steps"]
-            ),
+            "trials": len(trials),
+            "stopped_early": sum(1 for t in trials if t["results"][-1]["step"] < max_steps),
             "wall_s": round(r["wall_s"], 1),
         }
-    grid_orders = {
-        "to_5pct_of_best": grid_over_orders(runs["grid"], threshold),
-        "to_5pct_of_grid_best": grid_over_orders(runs["grid"], grid_match),
+    return table
+
+
+def per_arm(table: dict[str, Any], confirmation: dict[str, Any], grid: dict[str, Any]) -> dict:
+    """Per arm: how many runs reach and at what compute, its ratio to the grid's, how many runs'
+    confirmed winners resolve against the baseline."""
+    g_steps = table["grid"]["to_5pct_of_best"]["steps"]
+    out: dict[str, Any] = {}
+    for arm in ARMS:
+        keys = [k for k, t in table.items() if t["arm"] == arm]
+        hits = [table[k]["to_5pct_of_best"] for k in keys]
+        done = [h for h in hits if h["reached"]]
+        ratios = [h["steps"] / g_steps for h in done] if g_steps else []
+        orders = grid["mean_steps"]
+        out[arm] = {
+            "runs": len(keys),
+            "reached": f"{len(done)}/{len(keys)}",
+            "all_reached": len(done) == len(keys),
+            "steps": spread([h["steps"] for h in done]),
+            "trial_s": spread([h["trial_s"] for h in done]),
+            "vs_grid_as_run_per_seed": ratios if len(done) == len(keys) else None,
+            "vs_grid_all_orders_per_seed": [h["steps"] / orders for h in done] if orders else None,
+            "resolved": f"{sum(bool(confirmation[k] and confirmation[k]['resolved']) for k in keys)}"
+            f"/{len(keys)}",
+        }
+    return out
+
+
+def target_of(arms: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+    """TPE + ASHA's compute-to-5% over the grid's (as run): the mean over seeds with its 95 % t
+    interval against 25 %; every seed must reach, and a grid that never reaches loses."""
+    tpe, grid_hit = arms["tpe_asha"], table["grid"]["to_5pct_of_best"]
+    ratios = tpe["vs_grid_as_run_per_seed"]
+    mean = low = high = None
+    if not tpe["all_reached"]:
+        holds = False
+    elif not grid_hit["reached"]:
+        holds = True  # any finite compute is below 25 % of the grid's, which never reaches
+    else:
+        mean, low, high = mean_interval(ratios)
+        holds = target_holds(low, high, TARGET_RATIO, at_least=False)
+    return {
+        "criterion": "mean over search seeds of TPE + ASHA's steps to reach <= 1.05 x the best "
+        "confirmed FID, <= 0.25 x the grid's steps to reach it (as run), by its 95 % t interval; "
+        "every seed must reach",
+        "holds": holds,
+        "grid_reached": grid_hit["reached"],
+        "tpe_asha_all_seeds_reached": tpe["all_reached"],
+        "ratio_per_seed": ratios,
+        "mean_ratio": mean,
+        "mean_ratio_ci": None if mean is None else [low, high],
     }
 
-    def per_arm(arm: str, crit: str, unit: str) -> dict[str, Any]:
-        rows = [t for t in table.values() if t["arm"] == arm]
-        vals = [t[crit][unit] for t in rows if t[crit]["reached"]]
-        return {"reached": f"{len(vals)}/{len(rows)}", **stats(vals)}
 
-    summary: dict[str, Any] = {}
-    ratios: dict[str, Any] = {}
-    for crit in ("to_5pct_of_best", "to_5pct_of_grid_best"):
-        summary[crit] = {
-            arm: {u: per_arm(arm, crit, u) for u in ("steps", "trial_s")} for arm in ARMS
-        }
-        g = table["grid"][crit]
-        g_total = table["grid"]["total_steps"]
-        ratios[crit] = {}
-        for arm in SEEDED:
-            rows = [t for t in table.values() if t["arm"] == arm]
-            per_seed = {}
-            for t in rows:
-                s = t[crit]["steps"]
-                per_seed[f"seed{t['seed']}"] = {
-                    "vs_grid_as_run": (s / g["steps"]) if s is not None and g["reached"] else None,
-                    "vs_grid_all_orders_mean": (
-                        s / grid_orders[crit]["mean_steps"]
-                        if s is not None and grid_orders[crit]["mean_steps"]
-                        else None
-                    ),
-                    "vs_grid_total": s / g_total if s is not None else None,
-                }
-            reached = all(t[crit]["reached"] for t in rows)
-            mean_s = summary[crit][arm]["steps"]["mean"]
-            ratios[crit][arm] = {
-                "per_seed": per_seed,
-                "all_seeds_reached": reached,
-                "mean_vs_grid_as_run": (mean_s / g["steps"] if reached and g["reached"] else None),
-                "mean_vs_grid_all_orders_mean": (
-                    mean_s / grid_orders[crit]["mean_steps"]
-                    if reached and grid_orders[crit]["mean_steps"]
-                    else None
-                ),
-                "grid_reached": g["reached"],
-            }
-
-    # The same question at wider bands: the 5 % band is narrower than the seed-to-seed noise.
-    sensitivity: dict[str, Any] = {}
+def sensitivity_of(runs: dict[str, Result], curves: dict[str, dict], ref: float) -> dict:
+    """The same question at wider bands (the 5 % band may be narrower than the seed noise)."""
+    out: dict[str, Any] = {}
     for band in SENSITIVITY_BANDS:
         thr = (1 + band) * ref
         g_run = reach(curves["grid"], thr)["steps"]
@@ -580,7 +394,7 @@ def main() -> int:
         for arm in SEEDED:
             per = [reach(curves[k], thr)["steps"] for k in runs if runs[k]["arm"] == arm]
             done = [v for v in per if v is not None]
-            mean = float(np.mean(per)) if len(done) == len(per) else None
+            mean = float(np.mean(per)) if per and len(done) == len(per) else None
             row[arm] = {
                 "steps_per_seed": per,
                 "reached": f"{len(done)}/{len(per)}",
@@ -588,108 +402,296 @@ def main() -> int:
                 "mean_vs_grid_as_run": mean / g_run if mean is not None and g_run else None,
                 "mean_vs_grid_all_orders": mean / g_all if mean is not None and g_all else None,
             }
-        sensitivity[f"{band:.2f}"] = row
+        out[f"{band:.2f}"] = row
+    return out
 
-    # Retrain the TPE + ASHA best (from its lowest run) and the grid's best over fresh seeds.
-    tpe_key = min(
-        (k for k in runs if runs[k]["arm"] == "tpe_asha"), key=lambda k: table[k]["best_fid"]
-    )
-    retrain_out: dict[str, Any] = {}
-    for label, key in (("tpe_asha_best", tpe_key), ("grid_best", "grid")):
-        config = runs[key]["best_json"]
-        seeds = []
-        for s in args.retrain_seeds:
-            file = cache / f"retrain_{label}_seed{s}.json"
-            if file.exists():
-                seeds.append(json.loads(file.read_text()))
-                print(f"retrain {label} seed {s}: cached", flush=True)
-                continue
-            r = retrain(config, s, cache / "scratch" / f"retrain_{label}_seed{s}")
-            file.write_text(json.dumps(r))
-            seeds.append(r)
-            print(f"retrain {label} seed {s}: fid {r['final_fid']:.4f}", flush=True)
-        retrain_out[label] = {
-            "from": key,
-            "label": _label(config),
-            "config": {
-                k: v
-                for k, v in config.items()
-                if k.startswith(("weighting", "noise", "tiw.strength", "cdl.coef"))
-            },
-            "search_best_fid": table[key]["best_fid"],
-            "seeds": seeds,
-        }
-    r5 = ratios["to_5pct_of_best"]["tpe_asha"]
-    met = r5["mean_vs_grid_as_run"] is not None and r5["mean_vs_grid_as_run"] <= TARGET_RATIO
-    if r5["all_seeds_reached"] and not r5["grid_reached"]:
-        met = True  # the grid never gets within 5 %: any finite compute is below 25 % of it
-    target = {
-        "criterion": "mean over search seeds of TPE + ASHA steps to reach <= 1.05 x best FID "
-        "found, <= 0.25 x the grid's steps to reach it (as run); every seed must reach",
-        "met": bool(met),
-        "grid_reached": r5["grid_reached"],
-        "tpe_asha_all_seeds_reached": r5["all_seeds_reached"],
-        "mean_ratio_vs_grid_as_run": r5["mean_vs_grid_as_run"],
-        "mean_ratio_vs_grid_all_orders": r5["mean_vs_grid_all_orders_mean"],
+
+def summarise(result: Result) -> Result:
+    """Everything from the stored runs: curves, the reference, the table, the confirmation, the
+    targets and the verdicts."""
+    runs = result["runs"]
+    curves = {k: curve(r) for k, r in runs.items()}
+    confirmation = result["confirmation"] = {k: confirmed(r) for k, r in runs.items()}
+    ref = result["reference"] = reference_of(confirmation)
+    table = result["table"] = table_of(runs, curves, ref["threshold"])
+    grid = result["grid_all_orders"] = grid_over_orders(runs["grid"], ref["threshold"])
+    arms = result["arms_summary"] = per_arm(table, confirmation, grid)
+    result["target"] = target_of(arms, table)
+    result["band_sensitivity"] = sensitivity_of(runs, curves, ref["fid"])
+    result["noise"] = noise_of(runs, ref)
+    result["curves"] = {
+        k: {"columns": ["cum_steps", "cum_trial_s", "best_fid"], "points": compact(c)}
+        for k, c in curves.items()
     }
-    wall = time.perf_counter() - t_start
+    result["reused"] = [k for k, r in runs.items() if r["source"] != "run"]
+    result["wall_s_runs_sum"] = round(sum(r["wall_s"] for r in runs.values()), 1)
+    result["verdicts"] = verdicts_of(result)
+    return result
+
+
+# -- the verdicts ---------------------------------------------------------------------------------
+def _target_verdict(result: Result) -> dict[str, Any]:
+    target, arms, grid = result["target"], result["arms_summary"], result["table"]["grid"]
+    ratios = target["ratio_per_seed"]
+    if target["mean_ratio"] is not None:
+        low, high = target["mean_ratio_ci"]
+        shown = f"ratio per seed {', '.join(f'{x:.2f}' for x in ratios)}, mean {ci(target['mean_ratio'], low, high)}"  # fmt: skip
+    else:
+        shown = "no ratio: " + ("the grid never reaches" if target["tpe_asha_all_seeds_reached"]
+                                else "not every seed reaches")  # fmt: skip
+    return verdict(
+        f"TPE + ASHA gets within {100 * BAND:g} % of the best confirmed FID for at most "
+        f"{100 * TARGET_RATIO:g} % of the grid's compute (mean over search seeds with its 95 % t "
+        "interval; every seed must reach)",
+        target["holds"],
+        f"reached in {arms['tpe_asha']['reached']} search seeds (random search "
+        f"{arms['random']['reached']}); the grid in {grid['to_5pct_of_best']['steps'] or 'never'}"
+        f" steps of its {grid['total_steps']}; {shown}",
+    )
+
+
+def _improvement(c: dict[str, Any] | None) -> tuple[bool | None, str]:
+    if c is None or c["improvement_ci"] is None:
+        return None, "no confirmed improvement"
+    low, high = c["improvement_ci"]
+    itself = " (the baseline itself)" if c["is_baseline"] else ""
+    return direction(low, high), f"{c['label']}{itself}: {ci(c['improvement'], low, high)}"
+
+
+def _resolve_verdicts(result: Result) -> list[dict[str, Any]]:
+    """Per arm: its confirmed winner beats the baseline in every run."""
+    out = []
+    for arm in ARMS:
+        keys = [k for k, t in result["table"].items() if t["arm"] == arm]
+        parts = [(k, *_improvement(result["confirmation"][k])) for k in keys]
+        out.append(
+            verdict(
+                f"The confirmed winner of {WHOSE[arm]} beats the baseline (constant "
+                "ε-MSE) on the fresh seeds",
+                every(h for _, h, _ in parts),
+                "; ".join(f"{k}: {text}" for k, _, text in parts) + " (paired improvement in FID,"
+                f" 95 % t); resolved in {result['arms_summary'][arm]['resolved']} runs",
+            )
+        )
+    return out
+
+
+def _against_grid(result: Result) -> list[dict[str, Any]]:
+    """Per search arm: its confirmed winners beat the grid's, paired by confirmation seed."""
+    conf, out = result["confirmation"], []
+    grid = conf["grid"]
+    for arm in SEEDED:
+        holds, parts = [], []
+        for k in (k for k, t in result["table"].items() if t["arm"] == arm):
+            c = conf[k]
+            if not (c and grid and c["seeds"] == grid["seeds"] and None not in c["values"] + grid["values"]):  # fmt: skip
+                holds.append(None)
+                parts.append(f"{k}: not comparable")
+                continue
+            h, text = paired(c["values"], grid["values"], "min")
+            holds.append(h)
+            parts.append(f"{k} ({c['label']}) {pm(*mean_std(c['values']))}: {text}")
+        grid_text = "none" if grid is None else f"{grid['label']} {pm(*mean_std(grid['values']))}"
+        out.append(
+            verdict(
+                f"The confirmed winner of {WHOSE[arm]} beats the grid's confirmed "
+                "winner (paired by confirmation seed)",
+                every(holds),
+                f"grid {grid_text}; " + "; ".join(parts) + " (improvement in FID, 95 % t)",
+            )
+        )
+    return out
+
+
+def cdl_split(result: Result, step: int) -> tuple[list[float], list[float]]:
+    """FIDs at `step` of the debias_family trials without and with the contrastive term."""
+    off, on = [], []
+    for run in result["runs"].values():
+        for t in run["trial_results"] if run["arm"] in SEEDED else []:
+            fid = next((r["fid"] for r in t["results"] if r["step"] == step), None)
+            if fid is not None and math.isfinite(fid):
+                (on if t["params"]["cdl.coef"] > 0 else off).append(fid)
+    return off, on
+
+
+def _f(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def _cdl_verdicts(result: Result, std: float | None) -> list[dict[str, Any]]:
+    searched = [r for r in result["runs"].values() if r["arm"] in SEEDED]
+    steps = sorted({x["step"] for r in searched for t in r["trial_results"] for x in t["results"]})
+    worse, parts = [], []
+    for step in steps:
+        off, on = cdl_split(result, step)
+        if off and on:
+            worse.append(min(on) > max(off))
+            parts.append(f"step {step}: {min(on):.2f}–{max(on):.2f} against {min(off):.2f}–"
+                         f"{max(off):.2f}")  # fmt: skip
+    asha = [t for r in searched if r["arm"] == "tpe_asha" for t in r["trial_results"]]
+    cdl = [t for t in asha if t["params"]["cdl.coef"] > 0]
+    stopped = sum(t["results"][-1]["step"] == steps[0] for t in cdl) if steps else 0
+    off, _ = cdl_split(result, steps[-1]) if steps else ([], [])
+    span = max(off) - min(off) if len(off) > 1 else None
+    return [
+        verdict(
+            "Every trial with the contrastive term (cdl.coef ≥ 0.1) has a worse FID than every "
+            "trial without it, at every step both reached",
+            all(worse) if worse else None,
+            "; ".join(parts or ["no step with trials of both"]) + f"; ASHA stopped {stopped} of "
+            f"the {len(cdl)} such TPE + ASHA trials at step {steps[0] if steps else '—'}",
+        ),
+        verdict(
+            f"Trials without the contrastive term that ran all {steps[-1] if steps else '—'} "
+            "steps end within one seed std of the FID of each other",
+            None if span is None or std is None else span < std,
+            f"{len(off)} trials, final FID {_f(min(off, default=None), '.2f')}–"
+            f"{_f(max(off, default=None), '.2f')} (a span of {_f(span, '.2f')}); seed std "
+            f"{_f(std, '.2f')} (pooled over the confirmed configurations)",
+        ),
+    ]
+
+
+def verdicts_of(result: Result) -> list[dict[str, Any]]:
+    ref, noise, table = result["reference"], result["noise"], result["table"]
+    std = noise["seed_std_pooled"]
+    searches = [t for t in table.values() if t["arm"] in SEEDED]
+    grid = table["grid"]
+    return [
+        _target_verdict(result),
+        *_resolve_verdicts(result),
+        *_against_grid(result),
+        verdict(
+            f"The {100 * BAND:g} % band is narrower than the noise of the metric itself (the std "
+            "of a configuration's final FID over fresh training seeds)",
+            None if std is None else not noise["band_exceeds_noise_std"],
+            f"band {noise['band_width']:.3f} FID (5 % of {ref['fid']:.3f}, the {ref['run']} "
+            f"winner's); seed std {_f(std, '.2f')} (pooled over {noise['configurations']} "
+            "confirmed configurations)",
+        ),
+        *_cdl_verdicts(result, std),
+        verdict(
+            f"A {searches[0]['trials']}-trial search spends more training steps than the whole "
+            f"{grid['trials']}-point grid (search stage)",
+            all(t["total_steps"] > grid["total_steps"] for t in searches),
+            f"searches {min(t['total_steps'] for t in searches)}–"
+            f"{max(t['total_steps'] for t in searches)} steps; the grid {grid['total_steps']}",
+        ),
+    ]
+
+
+# -- plot -----------------------------------------------------------------------------------------
+def _plot_curves(ax: Any, result: Result) -> None:
+    ref, seen, lows = result["reference"], set(), []
+    for key, c in result["curves"].items():
+        arm = result["table"][key]["arm"]
+        steps, _, best = zip(*c["points"], strict=True)
+        lows += [b for b in best if math.isfinite(b)]
+        ax.step(steps, best, where="post", color=COLORS[arm], lw=1.3,
+                label=None if arm in seen else LABELS[arm])  # fmt: skip
+        seen.add(arm)
+        hit = result["table"][key]["to_5pct_of_best"]["steps"]
+        if hit is not None:
+            ax.plot([hit], [best[list(steps).index(hit)]], "o", color=COLORS[arm], ms=4)
+    ax.axhline(ref["fid"], color="k", lw=0.8, ls=":", label=f"best confirmed {ref['fid']:.3f}")
+    ax.axhline(ref["threshold"], color="k", lw=1, ls="--", label="within 5 % of it")
+    band = ref["threshold"] - ref["fid"]
+    ax.set_ylim(min(min(lows), ref["fid"]) - band, max(min(max(lows), 2 * ref["fid"]), ref["fid"] + 4 * band))  # fmt: skip
+    ax.set_xlabel("cumulative training steps over all trials (search stage)")
+    ax.set_ylabel(f"best-so-far {METRIC} during the search")
+    ax.set_title("best FID found vs compute (one line per search run; dot: within 5 %)")
+    ax.legend(fontsize=8)
+
+
+def _plot_confirmation(ax: Any, result: Result) -> None:
+    """Per run (one row each): the baseline's and the confirmed winner's FID on each fresh seed
+    (a line joins a seed's pair), and each one's mean with its 95 % interval."""
+    names = []
+    for y, (key, c) in enumerate(result["confirmation"].items()):
+        names.append(f"{key}: {c['label'] if c else 'no winner'}")
+        if c is None:
+            continue
+        color, base = COLORS[result["table"][key]["arm"]], c["baseline"]
+        for b, w in zip(base["values"], c["values"], strict=True):
+            if None not in (b, w):
+                ax.plot([b, w], [y + 0.15, y - 0.15], color="0.75", lw=0.8, zorder=1)
+        for entry, dy, col in ((base, 0.15, "0.4"), (c, -0.15, color)):
+            ax.scatter(entry["values"], [y + dy] * len(entry["values"]), color=col, s=14, zorder=3)
+            if entry["ci"] is not None and all(map(math.isfinite, entry["ci"])):
+                low, high = entry["ci"]
+                ax.errorbar(entry["mean"], y + dy, xerr=[[entry["mean"] - low], [high - entry["mean"]]],
+                            fmt="|", color=col, ms=10, capsize=2, lw=0.8, zorder=2)  # fmt: skip
+    ax.scatter([], [], color="0.4", s=14, label="baseline (constant ε-MSE)")
+    ax.scatter([], [], color="k", s=14, label="confirmed winner (its arm's colour)")
+    ax.errorbar([], [], xerr=[], fmt="|", color="k", label="mean, 95 % t interval")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"final {METRIC} per fresh training seed (a line joins a seed's pair)")
+    ax.set_title("confirmation: each run's winner against the baseline")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
+
+
+def plot(result: Result, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [1.6, 1]})
+    _plot_curves(ax0, result)
+    _plot_confirmation(ax1, result)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- main -----------------------------------------------------------------------------------------
+def arm_of(arm: str, runs: dict[str, Result], args: argparse.Namespace) -> dict[str, Any]:
+    """An arm's command (S: the search seed), seeds, plan and searched parameters."""
+    seed = " --seed S" if arm in SEEDED else ""
+    smoke = " --smoke-test" if args.smoke else ""
+    first = next(r for r in runs.values() if r["arm"] == arm)
+    return {
+        "command": f"python -m tuner.run {' '.join(ARMS[arm])}{seed}{smoke}",
+        "seeds": args.seeds if arm in SEEDED else None,
+        "plan": first["plan"],
+        "params": first["params"],
+    }
+
+
+def main() -> int:
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], cache=True)
+    parser.add_argument(
+        "--default-results",
+        type=Path,
+        help="bench/search_default.py's results, whose runs of the tpe_asha command are reused "
+        "(default: its results file, or its smoke file with --smoke)",
+    )
+    args = parser.parse_args()
+    if args.resummarise:
+        harness.resummarise(args, summarise)
+        return 0
+    if args.smoke:
+        args.seeds = args.seeds[:1]
+    if args.default_results is None:
+        of_default = argparse.Namespace(name=search_default.NAME, out=None, smoke=args.smoke)
+        args.default_results = harness.out_path(of_default)
+    load_before, t_start = os.getloadavg(), time.perf_counter()
+    runs = collect(args)
     result = {
         "command": harness.command(args),
-        "arms": {
-            arm: {
-                "command": _cmd_text(["-m", "tuner.run", *ARMS[arm]])
-                + (" --seed S" if arm in SEEDED else ""),
-                "seeds": args.seeds if arm in SEEDED else None,
-                "plan": next(r["plan"] for r in runs.values() if r["arm"] == arm),
-                "params": next(r["params"] for r in runs.values() if r["arm"] == arm),
-            }
-            for arm in ARMS
-        },
-        "env": {"OMP_NUM_THREADS": "1", "cwd": "a scratch folder per run"},
-        "reference": {
-            "fid": ref,
-            "run": ref_key,
-            "band": BAND,
-            "threshold": threshold,
-            "note": "the lowest eval/fid of any evaluation (any step) of any trial of any run",
-        },
-        "grid_best": {"fid": grid_best, "threshold": grid_match},
-        "table": table,
-        "summary": summary,
-        "grid_all_orders": grid_orders,
-        "band_sensitivity": sensitivity,
-        "ratios": ratios,
-        "target": target,
-        "retrain": retrain_out,
-        "curves": {
-            k: {"columns": ["cum_steps", "cum_trial_s", "best_fid"], "points": compact(c)}
-            for k, c in curves.items()
-        },
-        "trials": {
-            k: [
-                {
-                    "trial": t["trial"],
-                    "params": t["params"],
-                    "fid_by_step": [[x["step"], round(x["fid"], 4)] for x in t["results"]],
-                }
-                for t in r["trials"]
-            ]
-            for k, r in runs.items()
-        },
-        "leaderboards": {k: r["leaderboard"] for k, r in runs.items()},
-        "wall_s_this_invocation": round(wall, 1),  # short when the runs came from the cache
-        "wall_s_runs_sum": round(
-            sum(r["wall_s"] for r in runs.values())
-            + sum(s["wall_s"] for v in retrain_out.values() for s in v["seeds"]),
-            1,
-        ),
+        "arms": {arm: arm_of(arm, runs, args) for arm in ARMS},
+        "env": {"cwd": "a fresh scratch folder per run (its own ./ray_results and ./mlruns)"},
+        "runs": runs,
+        "wall_s_this_invocation": round(time.perf_counter() - t_start, 1),
         "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "note": "wall times on a shared 2-core machine; compute is counted in training steps",
     }
     result = harness.finish(args, result, summarise)
-    plot(result, curves, harness.out_path(args).with_suffix(".png"))
+    plot(result, harness.out_path(args).with_suffix(".png"))
     return 0
 
 

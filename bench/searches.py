@@ -1,0 +1,201 @@
+"""One search as a user runs it, measured: `python -m tuner.run ARGS` in a fresh scratch folder
+(its own ./ray_results and ./mlruns), shared by bench/search_default.py and
+bench/search_compare.py so that both measure a search the same way and one's runs can stand for
+the other's.
+
+`run_search` samples the memory of the driver and every process under it (Ray's raylet, GCS and
+trial workers) twice a second, and reads back what the search wrote before its scratch folder is
+removed: the leaderboard it printed, the plan (search.json), the confirmation's verdict.json and
+every result each trial reported to Ray (`read_trials`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import ROOT, Result
+
+GIB = 1024**3
+PLAN_KEYS = ("search", "scheduler", "trials", "max_steps", "eval_every", "eval_steps")
+
+
+# -- memory of a process tree ---------------------------------------------------------------------
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _descendants(root: int) -> list[int]:
+    tree, out, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(tree.get(pid, []))
+    return out
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in bytes; (0, 0) once it is gone."""
+    try:
+        fields = dict(
+            line.split(":", 1)
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+        )
+        return int(fields["Pss"].split()[0]) * 1024, int(fields["Rss"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+class Sampler(threading.Thread):
+    """The peak PSS and RSS summed over a process and its descendants, sampled every period."""
+
+    def __init__(self, root: int, period: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.root, self.period = root, period
+        self.peak_pss = self.peak_rss = 0
+        self.peak_processes = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            pids = _descendants(self.root)
+            pss = rss = 0
+            for pid in pids:
+                p, r = _memory(pid)
+                pss, rss = pss + p, rss + r
+            self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
+            self.peak_processes = max(self.peak_processes, len(pids))
+            self.done.wait(self.period)
+
+
+# -- what a search wrote ----------------------------------------------------------------------------
+def parse_leaderboard(out: str) -> list[dict[str, str]]:
+    """The search stage's leaderboard as the run printed it: one dict per row, by column."""
+    if "leaderboard (" not in out:
+        return []
+    lines = out[out.index("leaderboard (") :].splitlines()[1:]
+    head = re.split(r"\s{2,}", lines[0].strip())
+    rows = []
+    for line in lines[1:]:
+        if not line[:1].isdigit():
+            break
+        rows.append(dict(zip(head, re.split(r"\s{2,}", line.strip()), strict=False)))
+    return rows
+
+
+def read_trials(exp: Path, param_keys: list[str], metric: str) -> list[dict[str, Any]]:
+    """Every trial's reported results from Ray's <exp>/trial_*/result.json (one JSON object per
+    line): its searched values and, per report, the step, the metric (NaN where it has none),
+    Ray's timestamp and the trial's time_total_s."""
+    trials = []
+    for folder in sorted(exp.glob("trial_*")):
+        file = folder / "result.json"
+        if not file.exists():
+            continue
+        rows, config = [], {}
+        for line in file.read_text().splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            config = r.get("config", config)
+            value = r.get(metric)
+            rows.append(
+                {
+                    "step": int(r["step"]),
+                    "fid": float(value) if isinstance(value, (int, float)) else float("nan"),
+                    "timestamp": int(r["timestamp"]),
+                    "time_total_s": float(r["time_total_s"]),
+                }
+            )
+        trials.append(
+            {
+                "trial": folder.name.removeprefix("trial_"),
+                "params": {k: config.get(k) for k in param_keys},
+                "results": rows,
+            }
+        )
+    return trials
+
+
+def read_experiment(scratch: Path) -> Result:
+    """The search's plan, its verdict.json and its trials' results, from the scratch folder."""
+    found = [p.parent for p in scratch.glob("ray_results/*/search.json")]
+    if len(found) != 1:
+        return {
+            "experiment": None,
+            "plan": None,
+            "params": [],
+            "verdict": None,
+            "trial_results": [],
+        }
+    exp = found[0]
+    plan = json.loads((exp / "search.json").read_text())["plan"]
+    verdict = exp / "verdict.json"
+    return {
+        "experiment": exp.name,
+        "plan": {k: plan[k] for k in PLAN_KEYS},
+        "params": list(plan["params"]),
+        "verdict": json.loads(verdict.read_text()) if verdict.exists() else None,
+        "trial_results": read_trials(exp, list(plan["params"]), plan["metric"]),
+    }
+
+
+def run_search(args: list[str], scratch: Path) -> Result:
+    """`python -m tuner.run *args` with scratch (new, empty) as its working folder: wall time,
+    peak memory, the leaderboard's counts by status and what the search wrote."""
+    scratch.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "tuner.run", *args]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}  # the project, from a scratch working folder
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    sampler = Sampler(proc.pid)
+    sampler.start()
+    out = proc.stdout.read() if proc.stdout else ""
+    proc.wait()
+    wall = time.perf_counter() - t0
+    sampler.done.set()
+    sampler.join()
+    (scratch / "output.txt").write_text(out)
+    rows = parse_leaderboard(out)
+    statuses = [r.get("status", "") for r in rows]
+    written = read_experiment(scratch)
+    verdict = written["verdict"]
+    return {
+        "args": args,
+        "command": "python " + shlex.join(["-m", "tuner.run", *args]),
+        "returncode": proc.returncode,
+        "output_tail": out[-3000:] if proc.returncode else "",
+        "wall_s": round(wall, 1),
+        "peak_pss_gib": round(sampler.peak_pss / GIB, 3),
+        "peak_rss_gib": round(sampler.peak_rss / GIB, 3),
+        "peak_processes": sampler.peak_processes,
+        "trials": len(rows),
+        "finished": statuses.count("FINISHED"),
+        "stopped_by_asha": statuses.count("KILLED"),
+        "failed": statuses.count("FAILED"),
+        "resolved": None if verdict is None else verdict["resolved"],
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "leaderboard": rows,
+        **written,
+    }
