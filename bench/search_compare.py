@@ -71,10 +71,13 @@ TARGET_RATIO = 0.25  # TPE + ASHA compute-to-5% <= 25 % of the grid's
 SENSITIVITY_BANDS = (0.05, 0.10, 0.15, 0.20)
 FORMAT = 2  # of a cached run (1: the runs before the confirmation stage)
 
+# The FIFO arms evaluate where the default search does (eval.growth=3: steps 100, 300, 900), so
+# that no arm gets more evaluations, i.e. more chances at a low search-time FID, than another.
+ALIGNED = ["--set", "eval.growth=3"]
 ARMS: dict[str, list[str]] = {
     "tpe_asha": search_default.DEFAULT,  # exactly the default search
-    "random": ["--space", "debias_family", "--search", "random", "--scheduler", "fifo"],
-    "grid": ["--space", "baselines", "--scheduler", "fifo"],
+    "random": ["--space", "debias_family", "--search", "random", "--scheduler", "fifo", *ALIGNED],
+    "grid": ["--space", "baselines", "--scheduler", "fifo", *ALIGNED],
 }
 SEEDED = ("tpe_asha", "random")  # the grid has no search seed
 COLORS = {"tpe_asha": "tab:blue", "random": "tab:orange", "grid": "tab:green"}
