@@ -25,7 +25,8 @@ class Objective:
         tiw: TIW-DSM weight and ε-correction from a discriminator (pre-trained in ``prepare``).
         ambient: Tweedie objective on noisy data (replaces ``denoise``).
         consistency: consistency loss below the data's noise level, weight ``consistency_coef``.
-        cdl: contrastive diffusion loss, weight ``cdl_coef``.
+        cdl: contrastive diffusion loss, weight ``cdl_coef``; with TIW its examples carry the
+            TIW weight r^a of their clean x0, so it contrasts the law TIW targets.
     """
 
     def __init__(
@@ -48,6 +49,8 @@ class Objective:
         self.consistency_coef = float(consistency_coef)
         self.cdl = cdl if cdl_coef > 0.0 else None
         self.cdl_coef = float(cdl_coef)
+        density = (ambient or denoise).density
+        self.tiw_clean_logsnr = float(density.logsnr_max)  # where r(x0) is read for CDL
 
     @property
     def logsnr_stop(self) -> float | None:
@@ -85,9 +88,18 @@ class Objective:
             terms["loss/consistency"] = self.consistency(model, x0, generator)
             total = total + self.consistency_coef * terms["loss/consistency"]
         if self.cdl is not None:
-            terms["loss/cdl"] = self.cdl(model, x0, generator)
+            terms["loss/cdl"] = self.cdl(model, x0, generator, weight=self._cdl_weight(x0))
             total = total + self.cdl_coef * terms["loss/cdl"]
         return {"loss": total} | terms
+
+    def _cdl_weight(self, x0: Tensor) -> Tensor | None:
+        """With TIW, CDL's clean examples (and the noised ones built from them) are weighted by
+        r^a at the cleanest level, so its classifier sees the law TIW targets, not the observed
+        (biased) one (METHODS.md §4); None without TIW."""
+        if not self._tiw_active():
+            return None
+        clean = torch.full((x0.shape[0],), self.tiw_clean_logsnr, device=x0.device)
+        return self.tiw.weight(x0, clean)
 
     def prepare(self, dataset: Any, generator: torch.Generator) -> dict[str, float]:
         """Pre-train the TIW discriminator on (dataset.train, dataset.reference); no-op else."""

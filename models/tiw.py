@@ -68,6 +68,13 @@ class TIWCorrection:
         bound = math.log((1.0 - self.clip) / self.clip)
         return self.disc(x_t, logsnr).clamp(-bound, bound)
 
+    def weight(self, x_t: Tensor, logsnr: Tensor) -> Tensor:
+        """The importance weight r^a alone (B,), detached (1 where the mode uses no weight)."""
+        if self.mode == "correction" or self.strength == 0.0:
+            return torch.ones_like(logsnr)
+        with torch.no_grad():
+            return torch.exp(self.strength * self.log_ratio(x_t, logsnr))
+
     def __call__(self, x_t: Tensor, logsnr: Tensor) -> tuple[Tensor, Tensor]:
         """Weight (B,) and ε-correction (like x_t) at x_t = α x0 + σ ε; both detached."""
         a = self.strength

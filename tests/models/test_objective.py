@@ -148,3 +148,38 @@ def test_build_objective_from_config() -> None:
         _build({"data": "gaussian_noisy", "cdl.coef": 1.0})
     naive, _ = _build({"data": "gaussian_noisy", "cdl.coef": 1.0, "ambient.tweedie": False})
     assert naive.cdl is not None and naive.ambient is None
+
+
+class LinearLogit(nn.Module):
+    """log r = x₁ + λ/10: a discriminator whose ratio is known at every input."""
+
+    def forward(self, x: Tensor, logsnr: Tensor) -> Tensor:
+        return x[:, 0] + logsnr / 10.0
+
+
+@pytest.mark.parametrize(
+    ("strength", "mode"), [(1.0, "full"), (0.5, "weight"), (1.0, "correction")]
+)
+def test_cdl_with_tiw_weights_its_examples_by_the_clean_ratio(strength: float, mode: str) -> None:
+    density = CosineDensity()
+    x0 = _x0()
+    seen: list[Tensor | None] = []
+
+    class Recorded(CDLLoss):
+        def __call__(self, model: nn.Module, x0: Tensor, generator, weight=None) -> Tensor:  # noqa: ANN001
+            seen.append(weight)
+            return super().__call__(model, x0, generator, weight=weight)
+
+    cdl = Recorded(x0.mean(0), torch.cov(x0.T))
+    tiw = TIWCorrection(LinearLogit(), strength, mode)
+    objective = Objective(DenoiseLoss(Constant(), density), tiw=tiw, cdl=cdl, cdl_coef=1.0)
+    terms = objective(_model(), x0, torch.Generator().manual_seed(3))
+    (weight,) = seen
+    # r^a of each clean example, read at the density's cleanest level (λ = 15): exp(a(x₁ + 1.5))
+    want = torch.exp(strength * (x0[:, 0] + 1.5)) if mode != "correction" else torch.ones(64)
+    torch.testing.assert_close(weight, want)
+    assert torch.isfinite(terms["loss/cdl"]).all()
+    Objective(DenoiseLoss(Constant(), density), cdl=cdl, cdl_coef=1.0)(
+        _model(), x0, torch.Generator().manual_seed(3)
+    )
+    assert seen[-1] is None  # without TIW the classifier's examples are not reweighted
