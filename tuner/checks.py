@@ -1,23 +1,51 @@
-"""Checks of a plan that need the file system or the network, run before Ray or MLflow start
-(and by --dry-run); each failure is one UsageError line."""
+"""Checks of a plan that need the file system, the network or the machine, run before Ray or MLflow
+start (and by --dry-run); each failure is one UsageError line, and a check that has to create
+something to find out (a storage folder, a file in it) removes it again.
+
+What only a running Ray can tell (the nodes of a cluster) is checked by tuner.search.init_ray,
+with `resource_problem` from here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import sys
+import tempfile
+import time
 from pathlib import Path
 
+from tuner.data import DataError, preset_entry
 from tuner.plan import Plan, UsageError
 from tuner.storage import is_uri, read_text
 
 SEARCH_FILE = "search.json"  # in the experiment folder: the search's id and plan
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray Client
+# server) answers with a SETTINGS frame (frame type 4) before any call, so no token is needed.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+H2_SETTINGS = 4
 
 
-def writable_folder(path: Path) -> Path | None:
-    """The nearest existing ancestor of `path` when it is a folder we may write in, else None."""
-    for parent in (path, *path.parents):
-        if parent.exists():
-            ok = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
-            return parent if ok else None
+def write_problem(path: Path) -> str | None:
+    """None when this user can create `path` as a folder (if needed) and write a file in it, else
+    why not. Tried for real, since permission bits say nothing to root or about /proc; what the
+    try created (folders, the file) is removed again."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):  # outermost first
+            folder.mkdir()
+            made.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".diffsearch-write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"{e.strerror or type(e).__name__}: {e.filename or path}"
+    finally:
+        for folder in reversed(made):  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return None
 
 
@@ -37,8 +65,11 @@ def _check_folder_data(data: str) -> None:
 
 def _check_mlflow(uri: str) -> None:
     if uri.startswith("sqlite:///"):
-        if writable_folder(Path(uri.removeprefix("sqlite:///")).parent) is None:
-            raise UsageError(f"--mlflow-uri {uri}: its folder is not one this user can write")
+        problem = write_problem(Path(uri.removeprefix("sqlite:///")).parent)
+        if problem is not None:
+            raise UsageError(
+                f"--mlflow-uri {uri}: its folder is not one this user can write ({problem})"
+            )
     elif uri.startswith(("http://", "https://")):
         import urllib.error
         import urllib.request
@@ -55,15 +86,216 @@ def _check_mlflow(uri: str) -> None:
             ) from None
 
 
-def check_environment(plan: Plan, resume: bool) -> None:
-    """Checks that need the file system or the network; each failure is one UsageError line."""
+def _check_storage(storage: str) -> None:
+    if is_uri(storage):
+        return  # cloud storage: Ray's pyarrow file system reports it when the search writes
+    problem = write_problem(Path(storage))
+    if problem is not None:
+        raise UsageError(f"--storage {storage} is not a folder this user can write ({problem})")
+
+
+# -- data and FID weights: present on the driver, or fetchable ----------------------------------
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+def _check_cifar10(plan: Plan, config: dict, fetch: bool) -> None:
+    from tuner import data
+
+    root, download = config["data.root"], config["data.download"]
+    where = data.cifar10_path(root)
+    if plan.address:
+        how = "downloads it itself (data.download=true)" if download else "needs it there"
+        _note(f"data {plan.data}: on a cluster each node reads CIFAR-10 from {where} or {how}")
+        return
+    try:
+        data.check_cifar10(root, download, timeout=plan.connect_timeout)
+        if fetch:  # once, on the driver, before the trials (which would race for it)
+            data.fetch_cifar10(root)
+    except DataError as e:
+        raise UsageError(f"data {plan.data}: {e}") from None
+
+
+def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
+    """Inception FID (CIFAR-10, folders): a weights file given, cached by torch, or reachable."""
+    from tuner.data import url_problem
+    from tuner.metrics import default_extractor
+
+    if default_extractor(plan.data) != "inception-v3-compat":
+        return
+    given = config["eval.fid_weights"]
+    if plan.address:
+        _note("Inception FID: each node needs eval.fid_weights or its own download of the weights")
+        return
+    if given:
+        if not Path(given).expanduser().is_file():
+            raise UsageError(f"eval.fid_weights={given}: no such file (Inception FID weights)")
+        return
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    cached = Path(torch.hub.get_dir(), "checkpoints", os.path.basename(URL_INCEPTION_V3))
+    if cached.is_file():
+        return
+    problem = url_problem(URL_INCEPTION_V3, timeout=plan.connect_timeout)
+    if problem is not None:
+        raise UsageError(
+            f"Inception FID weights are not cached at {cached} and cannot be downloaded "
+            f"({problem}); set --set eval.fid_weights=PATH to torch-fidelity's "
+            f"{os.path.basename(URL_INCEPTION_V3)}"
+        )
+    if fetch:
+        from tuner.metrics import inception_weights
+
+        try:
+            inception_weights(None)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+
+def _check_data(plan: Plan, fetch: bool) -> None:
+    from tuner.config import resolve
+
     if plan.data.startswith("folder:"):
         _check_folder_data(plan.data)
-    if not is_uri(plan.storage) and writable_folder(Path(plan.storage)) is None:
-        raise UsageError(f"--storage {plan.storage} is not a folder this user can write")
+    config = resolve(plan.fixed)
+    if preset_entry(plan.data).info.get("download"):
+        _check_cifar10(plan, config, fetch)
+    if preset_entry(plan.data).info["kind"] == "image":
+        _check_fid_weights(plan, config, fetch)
+
+
+# -- resources and the Ray address ---------------------------------------------------------------
+def resource_problem(
+    cpus: float, gpus: float, nodes: list[dict[str, float]], where: str
+) -> str | None:
+    """None when some node holds a trial's CPUs and GPUs together, else one line naming the
+    option that asks for too much and what the nodes hold."""
+    if any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+        return None
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    held = f"{where} holds {most_cpus:g} CPUs and {most_gpus:g} GPUs"
+    if len(nodes) != 1:
+        held = f"{where} has {len(nodes)} nodes, with at most {most_cpus:g} CPUs and "
+        held += f"{most_gpus:g} GPUs on one"
+    if most_cpus < cpus:
+        return f"--cpus-per-trial {cpus:g} is more CPUs than any node has: {held}"
+    if most_gpus < gpus:
+        return f"--gpus-per-trial {gpus:g} is more GPUs than any node has: {held}"
+    return f"--cpus-per-trial {cpus:g} with --gpus-per-trial {gpus:g}: no node has both: {held}"
+
+
+def local_gpus() -> int:
+    """The GPUs a local Ray instance will hold: Ray's own count (its NVIDIA accelerator manager,
+    capped by CUDA_VISIBLE_DEVICES), else torch's."""
+    try:
+        from ray._private.accelerators import get_accelerator_manager_for_resource
+
+        manager = get_accelerator_manager_for_resource("GPU")
+        count = manager.get_current_node_num_accelerators()
+        visible = manager.get_current_process_visible_accelerator_ids()
+        return min(count, len(visible)) if visible is not None else count
+    except Exception:  # noqa: BLE001 - a Ray without this module: ask torch
+        import torch
+
+        return torch.cuda.device_count()
+
+
+def _check_local_resources(plan: Plan) -> None:
+    node = {"CPU": float(plan.num_cpus or os.cpu_count() or 1)}
+    node["GPU"] = float(local_gpus()) if plan.gpus_per_trial else 0.0
+    problem = resource_problem(
+        plan.cpus_per_trial, plan.gpus_per_trial, [node], "the local Ray instance"
+    )
+    if problem is not None:
+        raise UsageError(f"{problem}; ask for at most that, or join a cluster (--address)")
+
+
+def dialed_address(address: str) -> tuple[str, int]:
+    """The host and port Ray dials for --address: `auto` read as Ray reads it, and 127.0.0.1 /
+    localhost rewritten to this machine's address as Ray does."""
+    rest = address.removeprefix("ray://")
+    if address == rest:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            rest = canonicalize_bootstrap_address(address) or ""
+        except ConnectionError:
+            raise UsageError(
+                "--address auto: no running Ray found (RAY_ADDRESS is unset and no cluster "
+                "started with `ray start` is recorded on this machine); pass HOST:PORT"
+            ) from None
+        except ValueError:
+            rest = ""
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(
+            f"--address {address!r} is not allowed; expected auto, HOST:PORT or ray://HOST:PORT"
+        )
+    return host.strip("[]"), int(port)
+
+
+def answer_problem(host: str, port: int, timeout: float) -> str | None:
+    """None when a gRPC server (as Ray's are) answers at host:port within `timeout` seconds."""
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if tls:
+                return None  # the handshake below is plaintext HTTP/2; a connection will do
+            sock.sendall(H2_PREFACE)
+            head = b""
+            while len(head) < 4:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(9)
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except OSError as e:
+        return (e.strerror or type(e).__name__).lower()
+    if len(head) < 4 or head[3] != H2_SETTINGS:
+        return "something answers there, but not Ray (no gRPC)"
+    return None
+
+
+def check_address(plan: Plan) -> tuple[str, int]:
+    """That a Ray answers at --address within --connect-timeout; returns what was dialed."""
+    assert plan.address
+    host, port = dialed_address(plan.address)
+    problem = answer_problem(host, port, plan.connect_timeout)
+    if problem is not None:
+        given = plan.address.removeprefix("ray://").rpartition(":")[0]
+        why = f" (Ray's address for {given} on this machine)" if given not in (host, "auto") else ""
+        raise UsageError(
+            f"--address {plan.address}: no Ray answers at {host}:{port}{why}: {problem} "
+            f"(--connect-timeout {plan.connect_timeout:g} s); start one with `ray start --head` "
+            "or pass the head's HOST:PORT"
+        )
+    return host, port
+
+
+def check_environment(plan: Plan, resume: bool, fetch: bool = False) -> None:
+    """Checks that need the file system, the network or the machine; each failure is one
+    UsageError line and leaves nothing behind.
+
+    Args:
+        plan: the resolved plan.
+        resume: --resume was given (there must be a search to resume).
+        fetch: fetch what a local search needs and lacks (CIFAR-10, Inception weights) on the
+            driver, once, before Ray starts; --dry-run only checks that it could.
+    """
+    _check_storage(plan.storage)
     _check_mlflow(plan.mlflow_uri)
     if resume and read_text(f"{plan.experiment_dir}/{SEARCH_FILE}") is None:
         raise UsageError(
             f"--resume: no search to resume at {plan.experiment_dir} "
             "(run the same command without --resume to start it)"
         )
+    if plan.address:
+        check_address(plan)
+    else:
+        _check_local_resources(plan)
+    _check_data(plan, fetch)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from models.nets import NETS
 from models.samplers import SAMPLERS
@@ -351,5 +352,19 @@ def registry_table() -> str:
     return "\n".join(rows)
 
 
+def run_cli(main: Callable[[], int | None]) -> NoReturn:
+    """`sys.exit(main())` for a command line, ending quietly when whoever reads stdout has gone
+    (`python -m tuner.config | head`): no BrokenPipeError traceback, exit status 1 (Python's
+    recipe, in the `signal` module's docs: "Note on SIGPIPE")."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush finds no pipe
+        sys.exit(1)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    run_cli(lambda: print(markdown_table()))

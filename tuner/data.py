@@ -7,6 +7,7 @@ Observed noisy data use the variance-exploding form ``y = x0 + s_n·η`` (``nois
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -436,23 +437,115 @@ def _digits(name: str, seed: int) -> Dataset:
     )
 
 
-def _cifar10_split(root: str | None, download: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    path = Path(root or CIFAR10_ROOT).expanduser()
-    if not download and not (path / "cifar-10-batches-py").is_dir():
+def cifar10_path(root: str | None) -> Path:
+    """The folder that holds (or will hold) cifar-10-batches-py: data.root or the default."""
+    return Path(root or CIFAR10_ROOT).expanduser()
+
+
+def cifar10_present(root: str | None) -> bool:
+    """Every file torchvision reads is under data.root (whether they are intact is checked, by
+    their md5, when they are loaded)."""
+    from torchvision.datasets import CIFAR10
+
+    folder = cifar10_path(root) / CIFAR10.base_folder
+    names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list]
+    return all((folder / name).is_file() for name in [*names, CIFAR10.meta["filename"]])
+
+
+def url_problem(url: str, timeout: float = 5.0) -> str | None:
+    """None when the server of `url` answers a HEAD request within `timeout` seconds, else what
+    went wrong, in a few words (the proxy variables are read at each call)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        opener = urllib.request.build_opener()
+        opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError as err:
+        return None if err.code == 405 else f"HTTP {err.code} {err.reason}"
+    except (OSError, ValueError) as err:  # URLError, refused, timed out, a malformed proxy
+        return f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+    return None
+
+
+def _offline_hint(path: Path) -> str:
+    return (
+        f"offline, put cifar-10-batches-py under {path} or set data.root=PATH to a folder "
+        "that holds it"
+    )
+
+
+def check_cifar10(root: str | None, download: bool, timeout: float = 5.0) -> None:
+    """Raise a one-line DataError unless CIFAR-10 is under data.root, or data.download allows a
+    download and its server answers within `timeout` seconds. Writes nothing."""
+    from torchvision.datasets import CIFAR10
+
+    path = cifar10_path(root)
+    if cifar10_present(root):
+        return
+    if not download:
         raise DataError(
             f"CIFAR-10 not found under {path}; set data.root=PATH to a folder that holds "
             "cifar-10-batches-py, or data.download=true when online"
         )
+    problem = url_problem(CIFAR10.url, timeout)
+    if problem is not None:
+        raise DataError(
+            f"CIFAR-10 is not under {path} and cannot be downloaded ({problem} for "
+            f"{CIFAR10.url}); {_offline_hint(path)}"
+        )
+
+
+def fetch_cifar10(root: str | None) -> None:
+    """Download and extract CIFAR-10 under data.root unless it is there. A failed download
+    leaves nothing it created: no archive, no half-extracted folder, no empty data.root."""
+    import shutil
+    import tarfile
+
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    path = cifar10_path(root)
+    if cifar10_present(root):
+        return
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    archive, folder = path / CIFAR10.filename, path / CIFAR10.base_folder
+    kept = {p for p in (archive, folder) if p.exists()}
+    try:
+        download_and_extract_archive(
+            CIFAR10.url, str(path), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
+        )
+    except (OSError, RuntimeError, tarfile.TarError) as err:
+        for made in (archive, folder):
+            if made not in kept and made.is_dir():
+                shutil.rmtree(made, ignore_errors=True)
+            elif made not in kept:
+                made.unlink(missing_ok=True)
+        for made in missing:  # innermost first; only the empty folders this call made
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        reason = " ".join(str(getattr(err, "reason", err)).split())[:200]
+        raise DataError(
+            f"CIFAR-10 could not be downloaded into {path} ({type(err).__name__}: {reason}); "
+            f"{_offline_hint(path)}"
+        ) from None
+
+
+def _cifar10_split(root: str | None, download: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    path = cifar10_path(root)
+    if not cifar10_present(root):
+        check_cifar10(root, download)
+        fetch_cifar10(root)
     try:
         from torchvision.datasets import CIFAR10
 
-        splits = [CIFAR10(str(path), train=t, download=download) for t in (True, False)]
-    except (RuntimeError, OSError) as err:  # offline download, missing or corrupt archive
+        splits = [CIFAR10(str(path), train=t, download=False) for t in (True, False)]
+    except (RuntimeError, OSError) as err:  # a missing or corrupt file
         reason = " ".join(str(err).split())[:200]
+        fix = "" if download else ", or data.download=true when online"
         raise DataError(
             f"CIFAR-10 could not be loaded from {path} ({type(err).__name__}: {reason}); "
-            "set data.root=PATH to a folder that holds cifar-10-batches-py, "
-            "or data.download=true when online"
+            f"set data.root=PATH to a folder that holds an intact cifar-10-batches-py{fix}"
         ) from None
 
     def images(ds: object) -> Tensor:
@@ -554,11 +647,23 @@ def load_dataset(
 # The presets by name, each with its kind ("lowdim" or "image"), what it needs to load, and
 # whether natural-image flips augment it by default; "folder:PATH" stands for any folder.
 FOLDER = "folder:PATH"
+# `minority`: the preset tracks a minority component or classes (Dataset.minority is set), so
+# its evaluations report eval/minority_* (tuner.metrics.reported_metrics).
 DATASETS: Registry[Callable[..., Dataset]] = Registry("data preset")
 for _name in ("ring8", "bimodal", "bimodal_biased", "gaussian_noisy", "mixture_noisy"):
-    DATASETS.add(_name, lambda name, seed, **_: _lowdim(name, seed), kind="lowdim")
+    DATASETS.add(
+        _name,
+        lambda name, seed, **_: _lowdim(name, seed),
+        kind="lowdim",
+        minority=_name == "bimodal_biased",
+    )
 for _name in ("digits", "digits_biased", "digits_noisy"):
-    DATASETS.add(_name, lambda name, seed, **_: _digits(name, seed), kind="image")
+    DATASETS.add(
+        _name,
+        lambda name, seed, **_: _digits(name, seed),
+        kind="image",
+        minority=_name == "digits_biased",
+    )
 for _name in ("cifar10", "cifar10_biased"):
     DATASETS.add(
         _name,
@@ -566,6 +671,7 @@ for _name in ("cifar10", "cifar10_biased"):
         kind="image",
         download=True,
         flip=True,
+        minority=_name == "cifar10_biased",
     )
 DATASETS.add(
     FOLDER, lambda name, seed, size, **_: _folder(name, seed, size), kind="image", flip=True

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torch_fidelity import KEY_METRIC_FID, KEY_METRIC_KID_MEAN, calculate_metrics
 
-from tuner.data import GaussianMixture
+from tuner.data import GaussianMixture, preset_entry
 from tuner.extractors import (
     DIGITS_EXTRACTOR,
     DIGITS_WEIGHTS,
@@ -32,6 +32,26 @@ from tuner.extractors import (
 )
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "diffsearch", "fid")
+
+# The eval/... metrics an evaluation can report, each with the direction that is better. The one
+# list: image_metrics and lowdim_metrics report exactly `reported_metrics(...)` of it, and the
+# search takes its default, its mode and its check of --metric from it (`preset_metrics`).
+FID, KID, NLL, MMD, SWD = "eval/fid", "eval/kid", "eval/nll", "eval/mmd", "eval/swd"
+MODE_ERROR, MINORITY_FRACTION, MINORITY_ERROR = (
+    "eval/mode_error",
+    "eval/minority_fraction",
+    "eval/minority_error",
+)
+METRICS: dict[str, str] = {
+    FID: "min",
+    KID: "min",
+    NLL: "min",
+    MMD: "min",
+    SWD: "min",
+    MODE_ERROR: "min",
+    MINORITY_FRACTION: "max",
+    MINORITY_ERROR: "min",
+}
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default; lowered to the sample count when larger
 KID_SUBSETS = 100
 
@@ -39,6 +59,34 @@ KID_SUBSETS = 100
 def default_extractor(dataset_name: str) -> str:
     """The digits CNN for the digits presets, torch-fidelity's Inception-v3 otherwise."""
     return DIGITS_EXTRACTOR if dataset_name.startswith("digits") else INCEPTION_EXTRACTOR
+
+
+def reported_metrics(
+    kind: str, extractor: str | None = None, minority: bool = False, kid: bool = True
+) -> tuple[str, ...]:
+    """The eval/... names one evaluation reports, in order.
+
+    Args:
+        kind: "image" or "lowdim" (a dataset's kind).
+        extractor: the image feature extractor; only the digits CNN also classifies, which gives
+            the mode and minority metrics.
+        minority: the data tracks a minority component or classes (the biased presets).
+        kid: images: KID is computed too.
+    """
+    if kind == "lowdim":
+        names = [NLL, MMD, SWD, MODE_ERROR]
+    else:
+        classifies = extractor == DIGITS_EXTRACTOR
+        names = [FID] + ([KID] if kid else []) + ([MODE_ERROR] if classifies else [])
+        minority = minority and classifies
+    return tuple(names + ([MINORITY_FRACTION, MINORITY_ERROR] if minority else []))
+
+
+def preset_metrics(data: str) -> tuple[str, ...]:
+    """The eval/... names the trainer reports for a data preset (or folder:PATH)."""
+    info = preset_entry(data).info
+    extractor = default_extractor(data) if info["kind"] == "image" else None
+    return reported_metrics(info["kind"], extractor, minority=bool(info.get("minority")))
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -125,6 +173,7 @@ def image_metrics(
             fraction among the samples is reported.
 
     Returns:
+        `reported_metrics("image", extractor, minority is not None, kid)`:
         {"eval/fid", "eval/kid"}; with "digits-cnn" also "eval/mode_error" (total variation
         between the classifier's class fractions on samples and on the reference) and, for
         minority not None, "eval/minority_fraction" and "eval/minority_error" (its distance to
@@ -159,17 +208,17 @@ def image_metrics(
     if kid:
         options.update(kid_options(len(fake), len(real)))
     out = calculate_metrics(**options)
-    metrics = {"eval/fid": float(out[KEY_METRIC_FID])}
+    values = {FID: float(out[KEY_METRIC_FID])}
     if kid:
-        metrics["eval/kid"] = float(out[KEY_METRIC_KID_MEAN])
+        values[KID] = float(out[KEY_METRIC_KID_MEAN])
     if extractor == DIGITS_EXTRACTOR:
         frac, ref = digit_class_fractions(fake), digit_class_fractions(real)
-        metrics["eval/mode_error"] = 0.5 * float((frac - ref).abs().sum())
+        values[MODE_ERROR] = 0.5 * float((frac - ref).abs().sum())
         if minority is not None:
             classes = [minority] if isinstance(minority, int) else list(minority)
-            metrics["eval/minority_fraction"] = float(frac[classes].sum())
-            metrics["eval/minority_error"] = abs(float(frac[classes].sum() - ref[classes].sum()))
-    return metrics
+            values[MINORITY_FRACTION] = float(frac[classes].sum())
+            values[MINORITY_ERROR] = abs(float(frac[classes].sum() - ref[classes].sum()))
+    return {k: values[k] for k in reported_metrics("image", extractor, minority is not None, kid)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +284,7 @@ def lowdim_metrics(
         generator_seed: seed of the subsampling and of the SWD projections.
 
     Returns:
+        `reported_metrics("lowdim", minority=minority is not None)`:
         eval/nll (mean -log p_truth(samples), exact), eval/mmd (unbiased MMD², can be slightly
         negative), eval/swd, eval/mode_error (total variation between the samples' mode
         fractions and truth.weights) and, for minority not None, eval/minority_fraction and
@@ -251,14 +301,14 @@ def lowdim_metrics(
     fractions = truth.mode_fractions(xf) * kept
     weights = truth.weights
     enough = len(xf) >= 2
-    metrics = {
-        "eval/nll": float(-truth.log_prob(xf).double().mean()) if finite.all() else math.inf,
-        "eval/mmd": mmd_rbf(xf, test, gen) if enough else math.inf,
-        "eval/swd": sliced_wasserstein(xf, test, gen) if enough else math.inf,
+    values = {
+        NLL: float(-truth.log_prob(xf).double().mean()) if finite.all() else math.inf,
+        MMD: mmd_rbf(xf, test, gen) if enough else math.inf,
+        SWD: sliced_wasserstein(xf, test, gen) if enough else math.inf,
         # total variation, with the non-finite samples as one more category of weight 0
-        "eval/mode_error": 0.5 * (float((fractions - weights).abs().sum()) + 1.0 - kept),
+        MODE_ERROR: 0.5 * (float((fractions - weights).abs().sum()) + 1.0 - kept),
     }
     if minority is not None:
-        metrics["eval/minority_fraction"] = float(fractions[minority])
-        metrics["eval/minority_error"] = abs(float(fractions[minority] - weights[minority]))
-    return metrics
+        values[MINORITY_FRACTION] = float(fractions[minority])
+        values[MINORITY_ERROR] = abs(float(fractions[minority] - weights[minority]))
+    return {k: values[k] for k in reported_metrics("lowdim", minority=minority is not None)}

@@ -2,7 +2,7 @@
 
 `make_plan` turns the parsed command line into a frozen `Plan` (or raises `UsageError` /
 `ConfigError` with one line); `describe_plan` prints it. Nothing here starts Ray, MLflow or a
-trial, or touches the file system.
+trial, or touches the file system (tuner/checks.py does what needs them).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ LOWDIM_METRIC = "eval/nll"
 ASHA_REDUCTION = 3
 CONFIRM, CONFIRM_SEEDS = 2, 3  # image spaces' default confirmation: top 2 on 3 fresh seeds
 SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS = 1, 2
+CONNECT_TIMEOUT = 5.0  # seconds a Ray at --address (or a download server) has to answer in
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's seeds are 32-bit
 
 
 class UsageError(ValueError):
@@ -68,6 +71,8 @@ class Plan:
     smoke_test: bool
     confirm: int = 0  # top trials retrained on fresh seeds with the baseline (0 = off)
     confirm_seeds: int = 0  # fresh training seeds of the confirmation
+    connect_timeout: float = CONNECT_TIMEOUT  # seconds --address has to answer in
+    wait_for_nodes: bool = False  # trials no node fits wait for nodes to join instead of failing
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -84,13 +89,34 @@ def _check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str])
         raise UsageError(f"{option} {value!r} is not known; choose one of {', '.join(allowed)}")
 
 
+def _check_range(option: str, value: float | None, low: float, high: float, kind: str) -> None:
+    """A numeric option in [low, high] (and finite), worded like a --set value."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and low <= value <= high):
+        lo, hi = (f"{v:.0f}" if float(v).is_integer() else f"{v:g}" for v in (low, high))
+        raise UsageError(f"{option} {value:g} is not allowed; expected {kind} in [{lo}, {hi}]")
+
+
 def _check_counts(args: argparse.Namespace) -> None:
     for option, least in (("num_samples", 1), ("max_concurrent", 1), ("max_failures", 0)):
         value = getattr(args, option)
         if value is not None and value < least:
             raise UsageError(f"--{option.replace('_', '-')} {value} must be at least {least}")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    _check_range("--seed", args.seed, 0, MAX_SEED, "an integer")
+    _check_range("--num-cpus", args.num_cpus, 1, math.inf, "an integer")
+    _check_range("--cpus-per-trial", args.cpus_per_trial, 1e-4, math.inf, "a number")
+    _check_range("--gpus-per-trial", args.gpus_per_trial, 0, math.inf, "a number")
+    _check_range("--connect-timeout", args.connect_timeout, 0.1, 600, "a number of seconds")
+    if args.address is not None and args.num_cpus is not None:
+        raise UsageError(
+            f"--num-cpus {args.num_cpus} sizes the local Ray instance; with --address "
+            f"{args.address} the cluster's nodes say how many CPUs there are"
+        )
+    if args.name is not None and (args.name in ("", ".", "..") or "/" in args.name):
+        raise UsageError(
+            f"--name {args.name!r} is not allowed; expected a folder name (no '/', not '.' or '..')"
+        )
 
 
 def _confirmation(args: argparse.Namespace, metric: str) -> tuple[int, int]:
@@ -149,12 +175,18 @@ def _check_schedule(scheduler: str, growth: float) -> None:
 
 
 def _metric_and_mode(args: argparse.Namespace, data: str) -> tuple[str, str]:
+    """The metric to optimise, checked against what the trainer reports for the data (the one
+    list, tuner.metrics), and whether lower or higher is better."""
+    from tuner.metrics import METRICS, preset_metrics
+
+    reported = preset_metrics(data)
     metric = args.metric or metric_for(data)
-    if args.metric is not None and not metric.startswith("eval/"):
+    if metric not in reported:
         raise UsageError(
-            f"--metric {metric!r} must be an eval/... metric, e.g. {IMAGE_METRIC} or {LOWDIM_METRIC}"
+            f"--metric {metric!r} is not reported for data {data}; choose one of "
+            f"{', '.join(reported)}"
         )
-    return metric, "max" if metric.endswith(("fraction", "accuracy")) else "min"
+    return metric, METRICS[metric]
 
 
 def _pbt_mutations(scheduler: str, params: dict[str, dict[str, Any]], space: str) -> list[str]:
@@ -258,6 +290,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         smoke_test=args.smoke_test,
         confirm=confirm,
         confirm_seeds=confirm_seeds,
+        connect_timeout=args.connect_timeout,
+        wait_for_nodes=args.wait_for_nodes,
     )
 
 
@@ -281,6 +315,13 @@ def _confirm_line(plan: Plan) -> str:
     )
 
 
+def _ray_line(plan: Plan) -> str:
+    if not plan.address:
+        return "local instance"
+    wait = "; trials no node fits wait for nodes" if plan.wait_for_nodes else ""
+    return f"{plan.address} (answering within {plan.connect_timeout:g} s{wait})"
+
+
 def describe_plan(plan: Plan, resuming: bool | None) -> str:
     search = {
         "optuna": f"optuna TPE (seed {plan.seed})",
@@ -295,7 +336,7 @@ def describe_plan(plan: Plan, resuming: bool | None) -> str:
         f"resources   {plan.cpus_per_trial:g} CPU, {plan.gpus_per_trial:g} GPU per trial; "
         f"max concurrent {plan.max_concurrent or 'auto'}; max failures {plan.max_failures}",
         f"confirm     {_confirm_line(plan)}",
-        f"ray         {plan.address or 'local instance'}",
+        f"ray         {_ray_line(plan)}",
         f"experiment  {plan.experiment_dir}{state}",
         f"mlflow      {plan.mlflow_uri}  experiment {plan.mlflow_experiment}",
         "parameters",

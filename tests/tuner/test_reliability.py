@@ -1,4 +1,5 @@
-"""Reliability (issue 6): bad input, damaged checkpoints and security defaults, on CPU.
+"""Reliability (issues 6 and 16): bad input, what the machine or the cluster cannot serve,
+damaged checkpoints and security defaults, on CPU.
 
 Cases already proven elsewhere (see docs/reliability.md): a diverging trial under the search
 (tests/tuner/test_run.py::test_diverging_trial_errors_fails_in_mlflow_and_is_never_best), a
@@ -19,8 +20,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,6 +83,471 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
     assert needle.format(**fill) in lines[0]
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+# -- 5b. what only the machine, the network or a running Ray can tell (issue 16) ----------------
+# Each row of the issue, tried as a new user would: exit status 2 within the time limit, one
+# stderr line naming the option and what was found, no traceback, nothing in the working folder,
+# no process of ours left. Offline is a refused HTTPS proxy.
+MARK = "DIFFSEARCH_TEST_RUN"  # in every process a test starts, and so in all of theirs
+
+
+def _offline_env(tmp: Path, token: str) -> dict[str, str]:
+    proxy = f"http://127.0.0.1:{_refused_port()}"
+    return os.environ | {
+        "PYTHONPATH": str(ROOT),
+        "https_proxy": proxy,
+        "HTTPS_PROXY": proxy,
+        "no_proxy": "",
+        MARK: token,
+    }
+
+
+def _ours(token: str) -> list[int]:
+    """Processes whose environment carries our mark (reparented ones too)."""
+    mark, found = f"{MARK}={token}".encode(), []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+def _none_left(token: str, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while _ours(token) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not _ours(token)
+
+
+def _refused_cli(
+    module: str, argv: list[str], tmp: Path, limit: float, env: dict[str, str] | None = None
+) -> str:
+    """Run `python -m module argv` in an empty working folder; check the refusal; its line."""
+    work = tmp / "work"
+    work.mkdir(exist_ok=True)
+    token = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = _offline_env(tmp, token) | (env or {}) | {MARK: token}
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=limit + 30,
+    )
+    took = time.monotonic() - t0
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert took < limit, f"{took:.1f} s"
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert list(work.iterdir()) == []
+    assert _none_left(token), [_cmdline(p) for p in _ours(token)]
+    return lines[0]
+
+
+def test_unanswered_address_is_one_line_within_30_s(tmp_path: Path) -> None:
+    line = _refused_cli("tuner.run", ["--address", "127.0.0.1:1", "--smoke-test"], tmp_path, 30)
+    # Ray dials 127.0.0.1 as this machine's outward address; the line says what it tried.
+    said = r"error: --address 127\.0\.0\.1:1: no Ray answers at \S+:1"
+    said += r"( \(Ray's address for 127\.0\.0\.1 on this machine\))?: connection refused"
+    assert re.match(said + r" \(--connect-timeout 5 s\); start one with `ray start", line), line
+
+
+def _local_gpus() -> int:
+    from tuner.checks import local_gpus
+
+    return local_gpus()
+
+
+def _descendants_now() -> set[int]:
+    return set(_descendants(os.getpid()))
+
+
+@pytest.mark.parametrize("dry", [False, True])
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (
+            ["--gpus-per-trial", "{gpus}", "--smoke-test"],
+            ["--gpus-per-trial {gpus} is more GPUs than any node has", "holds {cpus} CPUs and"],
+        ),
+        (
+            ["--cpus-per-trial", "100", "--smoke-test"],
+            ["--cpus-per-trial 100 is more CPUs than any node has", "holds {cpus} CPUs"],
+        ),
+        (
+            ["--metric", "eval/nosuch", "--smoke-test"],
+            [
+                "--metric 'eval/nosuch' is not reported for data digits_biased; choose one of "
+                "eval/fid, eval/kid, eval/mode_error, eval/minority_fraction, eval/minority_error"
+            ],
+        ),
+        (
+            ["--space", "debias_family_cifar10", "--smoke-test"],
+            [
+                "data cifar10_biased: CIFAR-10 is not under {home}/.cache/diffsearch/cifar10 and "
+                "cannot be downloaded",
+                "set data.root=PATH",
+            ],
+        ),  # fmt: skip
+        (
+            ["--storage", "/proc/diffsearch", "--smoke-test"],
+            ["--storage /proc/diffsearch is not a folder this user can write", "/proc/diffsearch"],
+        ),
+        (["--seed", "-1"], ["--seed -1 is not allowed; expected an integer in [0, 4294967295]"]),
+        (["--num-cpus", "0"], ["--num-cpus 0 is not allowed; expected an integer in [1, inf]"]),
+        (
+            ["--cpus-per-trial", "nan"],
+            ["--cpus-per-trial nan is not allowed; expected a number in [0.0001, inf]"],
+        ),
+        (["--connect-timeout", "0"], ["--connect-timeout 0 is not allowed; expected a number"]),
+        (["--name", "../elsewhere"], ["--name '../elsewhere' is not allowed; expected a folder"]),
+        (["--address", "127.0.0.2:1", "--num-cpus", "2"], ["--num-cpus 2 sizes the local Ray"]),
+        (["--address", "nohostport"], ["--address 'nohostport' is not allowed; expected auto"]),
+        (["--address", "127.0.0.1:1", "--smoke-test"], ["no Ray answers at ", "refused"]),
+        (
+            ["--address", "127.0.0.2:{silent}", "--connect-timeout", "1.5", "--smoke-test"],
+            ["no Ray answers at 127.0.0.2:{silent}: no answer within 1.5 s"],
+        ),  # a port that accepts (the kernel does) and never answers
+    ],
+)
+def test_what_the_machine_cannot_serve_is_refused_before_ray_starts(
+    argv: list[str],
+    needles: list[str],
+    dry: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In-process (the checks run before Ray starts; no Ray is needed to know)."""
+    import ray
+
+    if not Path("/proc/self").exists() and "/proc/diffsearch" in argv:
+        pytest.skip("no /proc here")
+    home = tmp_path / "home"
+    home.mkdir()
+    proxy = f"http://127.0.0.1:{_refused_port()}"
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    silent = socket.socket()
+    silent.bind(("127.0.0.2", 0))
+    silent.listen()
+    fill = {"gpus": str(_local_gpus() + 1), "cpus": str(os.cpu_count()), "home": str(home)}
+    fill["silent"] = str(silent.getsockname()[1])
+    before = _descendants_now()
+    t0 = time.monotonic()
+    with silent:
+        assert main([a.format(**fill) for a in argv] + (["--dry-run"] if dry else [])) == 2
+    assert time.monotonic() - t0 < (30 if "--address" in argv else 60)
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert captured.out == "" and len(lines) == 1 and lines[0].startswith("error: "), captured
+    for needle in needles:
+        assert needle.format(**fill) in lines[0], lines[0]
+    assert sorted(tmp_path.rglob("*")) == [home]  # nothing written, no empty data folder
+    assert not ray.is_initialized() and _descendants_now() <= before
+
+
+def test_offline_cifar10_download_leaves_no_empty_folder_and_suggests_no_download(
+    tmp_path: Path,
+) -> None:
+    """tuner.train with data.download=true offline: one line, no DIR made, the offline fix."""
+    root = tmp_path / "cifar" / "sub"
+    argv = ["--set", "data=cifar10", "--set", "data.download=true", "--set", f"data.root={root}"]
+    line = _refused_cli("tuner.train", argv, tmp_path, 60)
+    assert f"CIFAR-10 is not under {root} and cannot be downloaded" in line
+    assert "data.root=PATH" in line and "data.download=true" not in line
+    assert not (tmp_path / "cifar").exists()
+
+
+def test_failed_cifar10_download_removes_what_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answered the check but the download broke halfway: the archive, the folder
+    and the empty data.root it had made are gone, and the line says what to do offline."""
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    from tuner import data
+
+    root = tmp_path / "made" / "cifar"
+
+    def broken(url: str, download_root: str, **kwargs: object) -> None:
+        Path(download_root).mkdir(parents=True, exist_ok=True)
+        (Path(download_root) / "cifar-10-python.tar.gz").write_bytes(b"half an archive")
+        (Path(download_root) / "cifar-10-batches-py").mkdir()
+        raise urllib.error.URLError("connection reset")
+
+    monkeypatch.setattr(data, "url_problem", lambda url, timeout=5.0: None)
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", broken)
+    with pytest.raises(data.DataError) as err:
+        data.load_dataset("cifar10", root=str(root), download=True)
+    msg = str(err.value)
+    assert msg.startswith(f"CIFAR-10 could not be downloaded into {root} (URLError: ")
+    assert "data.root=PATH" in msg and "data.download=true" not in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()  # a data.root that was there before stays
+    with pytest.raises(data.DataError):
+        data.load_dataset("cifar10", root=str(tmp_path / "kept"), download=True)
+    assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
+
+
+def test_check_of_a_writable_place_creates_and_removes(tmp_path: Path) -> None:
+    from tuner.checks import write_problem
+
+    assert write_problem(tmp_path / "a" / "b" / "c") is None
+    assert list(tmp_path.iterdir()) == []  # the folders it made to try are gone
+    (tmp_path / "afile").write_text("x")
+    assert "Not a directory" in write_problem(tmp_path / "afile" / "below")
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+def test_the_metric_list_is_what_the_trainer_reports(tiny: dict) -> None:
+    """One list (tuner.metrics): the trainer's evaluation reports exactly the names the search
+    checks --metric against, and every preset's default metric is among its names."""
+    from tuner.data import DATASETS, load_dataset, preset_entry
+    from tuner.metrics import METRICS, preset_metrics
+    from tuner.plan import metric_for
+    from tuner.train import Trainer
+
+    for name in DATASETS:
+        data = "folder:/x" if name.startswith("folder:") else name
+        assert metric_for(data) in preset_metrics(data)
+        assert set(preset_metrics(data)) <= set(METRICS)
+        if not preset_entry(name).info.get("download") and not name.startswith("folder:"):
+            tracks = load_dataset(name).minority is not None
+            assert preset_entry(name).info["minority"] == tracks, name
+    for data in ("ring8", "bimodal_biased", "digits_biased"):
+        config = tiny | {"data": data, "train.steps": 1, "eval.samples": 20}
+        reported = [k for k in Trainer(config).evaluate() if k.startswith("eval/")]
+        assert tuple(reported) == preset_metrics(data), data
+    assert preset_metrics("cifar10_biased") == ("eval/fid", "eval/kid")  # Inception: no classes
+
+
+def test_resource_problem_names_the_option_and_what_the_nodes_hold() -> None:
+    from tuner.checks import resource_problem
+
+    nodes = [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}]
+    assert resource_problem(4, 1, nodes, "c") is None
+    assert resource_problem(8, 0, nodes, "c") is None
+    assert resource_problem(16, 0, nodes, "c") == (
+        "--cpus-per-trial 16 is more CPUs than any node has: c has 2 nodes, with at most 8 CPUs "
+        "and 1 GPUs on one"
+    )
+    assert resource_problem(1, 2, nodes, "c").startswith("--gpus-per-trial 2 is more GPUs")
+    assert resource_problem(8, 1, nodes, "c").startswith(
+        "--cpus-per-trial 8 with --gpus-per-trial 1: no node has both"
+    )
+    assert resource_problem(1, 0, [], "c").startswith("--cpus-per-trial 1 is more CPUs")
+
+
+def test_an_autoscaling_cluster_waits_for_nodes_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    from tuner import search
+    from tuner.plan import UsageError, make_plan
+    from tuner.run import build_parser
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
+    plan = make_plan(
+        build_parser().parse_args(["--address", "10.0.0.1:6379", "--gpus-per-trial", "1"])
+    )
+    monkeypatch.setattr(search, "cluster_autoscales", lambda: False)
+    with pytest.raises(UsageError, match="--gpus-per-trial 1 is more GPUs than any node has: the "
+                       "cluster at 10.0.0.1:6379 holds 2 CPUs and 0 GPUs; ask for at most that, "
+                       "or pass --wait-for-nodes"):  # fmt: skip
+        search.check_cluster_resources(plan)
+    monkeypatch.setattr(search, "cluster_autoscales", lambda: True)
+    search.check_cluster_resources(plan)  # no error: the trials wait
+    assert "the cluster autoscales: the trials wait for nodes that fit" in capsys.readouterr().err
+    local = make_plan(build_parser().parse_args(["--gpus-per-trial", "1"]))
+    with pytest.raises(UsageError, match="the local Ray instance holds 2 CPUs"):
+        search.check_cluster_resources(local)  # a local instance never grows
+
+
+def test_gcs_probe_tells_ray_from_other_servers() -> None:
+    from tuner.checks import answer_problem
+
+    assert answer_problem("127.0.0.1", _refused_port(), 2) == "connection refused"
+    with socket.socket() as server:  # answers, but HTTP/1.1, as a web server on the port would
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def reply() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        thread = threading.Thread(target=reply)
+        thread.start()
+        assert (
+            answer_problem("127.0.0.1", port, 5) == "something answers there, but not Ray (no gRPC)"
+        )
+        thread.join()
+
+
+@pytest.mark.parametrize("argv", [["tuner.config"], ["tuner.run", "--list-spaces"]])
+def test_a_closed_pipe_on_stdout_ends_quietly(argv: list[str]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the first line (`| head` that has quit)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == "", err
+
+
+def _free_port(ip: str) -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+# A running single-node Ray (1 CPU, no GPU) on 127.0.0.2, for what only a joined cluster tells.
+@pytest.fixture(scope="module")
+def one_node_ray() -> Iterator[dict]:
+    import secrets
+    import shutil
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="dsrel", dir="/tmp")  # short: Ray's socket paths are limited
+    token = Path(temp, "token")
+    token.write_text(secrets.token_hex(32))
+    mark = f"cluster-{os.getpid()}-{time.monotonic_ns()}"
+    env = os.environ | {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        MARK: mark,
+    }
+    port, agent = (_free_port("127.0.0.2") for _ in range(2))
+    cmd = ["ray", "start", "--head", "--node-ip-address=127.0.0.2", f"--port={port}"]
+    cmd += ["--num-cpus=1", "--num-gpus=0", "--include-dashboard=false"]
+    cmd += [f"--dashboard-agent-listen-port={agent}"]  # not the default, which a local Ray takes
+    cmd += ["--disable-usage-stats", f"--temp-dir={temp}"]
+    try:
+        with Path(temp, "head.log").open("w") as log:
+            started = subprocess.run(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=120
+            )
+        if started.returncode != 0:
+            pytest.fail(Path(temp, "head.log").read_text()[-3000:])
+        env.pop(MARK)
+        yield {"address": f"127.0.0.2:{port}", "env": env}
+    finally:
+        for pid in _ours(mark):  # the test's own cluster: no graceful stop needed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _none_left(mark, within=8)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_trial_no_node_of_the_cluster_fits_is_refused_after_joining(
+    one_node_ray: dict, tmp_path: Path
+) -> None:
+    address, env = one_node_ray["address"], one_node_ray["env"]
+    keep = {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    line = _refused_cli(
+        "tuner.run",
+        ["--address", address, "--cpus-per-trial", "2", "--smoke-test"],
+        tmp_path,
+        60,
+        keep,
+    )
+    assert line == (
+        f"error: --cpus-per-trial 2 is more CPUs than any node has: the cluster at {address} "
+        "holds 1 CPUs and 0 GPUs; ask for at most that, or pass --wait-for-nodes if nodes will join"
+    )
+    line = _refused_cli(
+        "tuner.run",
+        ["--address", address, "--dry-run"],
+        tmp_path,
+        60,
+        {"RAY_AUTH_MODE": "disabled"},
+    )  # Ray answers, but refuses a driver without the cluster's token: bounded, one line
+    assert line.startswith(f"error: --address {address}: Ray at {address} did not take this driver")
+    assert "AuthenticationError" in line
+
+
+def test_waiting_for_nodes_is_a_note_and_the_dry_run_passes(
+    one_node_ray: dict, tmp_path: Path
+) -> None:
+    env = one_node_ray["env"] | {"PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "tuner.run", "--address", one_node_ray["address"]]
+    cmd += ["--gpus-per-trial", "1", "--wait-for-nodes", "--dry-run"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--wait-for-nodes: the trials wait for nodes that fit" in proc.stderr
+    assert "trials no node fits wait for nodes" in proc.stdout and list(tmp_path.iterdir()) == []
+
+
+KILLED_DRIVER = """
+import os, sys, time
+from tuner.plan import make_plan
+from tuner.run import build_parser
+from tuner.search import init_ray
+init_ray(make_plan(build_parser().parse_args(["--smoke-test", "--num-cpus", "1"])))
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+def _start_time(pid: int) -> str | None:
+    with contextlib.suppress(OSError):
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[19]
+    return None
+
+
+def test_a_sigkilled_driver_leaves_no_ray_process(tmp_path: Path) -> None:
+    """The local instance's reaper: without it the dashboard and runtime-env agents outlive a
+    SIGKILLed driver until their report to the dead GCS times out (60 s, Ray's
+    publish_error_to_driver). The driver's descendants are noted by pid and start time while it
+    runs (an agent's environment and command line are rewritten by its process title)."""
+    log = tmp_path / "driver.log"
+    with log.open("w") as f:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", KILLED_DRIVER], cwd=tmp_path,
+            env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=f, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    seen: dict[int, str | None] = {}
+
+    def alive() -> list[str]:
+        return [_cmdline(p) for p, start in seen.items() if start and _start_time(p) == start]
+
+    try:
+        deadline = time.monotonic() + 120
+        agents = {"ray::DashboardAgent", "ray::RuntimeEnvAgent"}
+        while not agents <= {_cmdline(p).strip() for p in seen}:  # what would linger
+            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            for pid in _descendants(driver.pid):
+                seen.setdefault(pid, _start_time(pid))
+            time.sleep(0.2)
+        time.sleep(2)  # the reaper notes the instance's processes once a second
+        driver.kill()
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(), alive()
+    finally:
+        driver.kill()
+        for pid, start in seen.items():
+            if start and _start_time(pid) == start:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_cluster_yaml_that_does_not_validate_is_rejected_naming_the_field() -> None:
@@ -160,9 +628,10 @@ def test_services_bind_to_loopback() -> None:
     assert "--host 127.0.0.1" in ui_command("sqlite:////tmp/mlruns/mlflow.db")
     import inspect
 
-    from tuner.search import init_ray
+    from tuner import search
 
-    assert "include_dashboard=False" in inspect.getsource(init_ray)  # the local Ray: no dashboard
+    local = inspect.getsource(search._start_local)  # how init_ray starts the local instance
+    assert "include_dashboard=False" in local  # the local Ray: no dashboard
     for name in ("aws-gpu.yaml", "gcp-gpu.yaml"):
         head = " ".join(
             yaml.safe_load((ROOT / "cluster" / name).read_text())["head_start_ray_commands"]
