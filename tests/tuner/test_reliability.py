@@ -266,6 +266,34 @@ def test_offline_cifar10_download_leaves_no_empty_folder_and_suggests_no_downloa
     assert not (tmp_path / "cifar").exists()
 
 
+def test_missing_inception_weights_are_refused_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CIFAR-10 present (its seven files), Inception FID weights neither given, cached nor
+    downloadable: one line naming eval.fid_weights, before any trial."""
+    from torchvision.datasets import CIFAR10
+
+    folder = tmp_path / "cifar" / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    for name, _ in CIFAR10.train_list + CIFAR10.test_list:
+        (folder / name).write_bytes(b"")
+    (folder / CIFAR10.meta["filename"]).write_bytes(b"")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights there
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{_refused_port()}")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    argv = ["--space", "debias_family_cifar10", "--set", f"data.root={tmp_path / 'cifar'}"]
+    cached = tmp_path / "torch" / "hub" / "checkpoints"
+    for extra, needles in (
+        ([], [f"Inception FID weights are not cached at {cached}", "--set eval.fid_weights=PATH"]),
+        (["--set", "eval.fid_weights=/nonexistent.pth"], ["eval.fid_weights=/nonexistent.pth: no"]),
+    ):
+        assert main([*argv, *extra, "--smoke-test", "--dry-run"]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and all(n in lines[0] for n in needles), lines
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_failed_cifar10_download_removes_what_it_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
