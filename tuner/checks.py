@@ -105,8 +105,8 @@ def _check_cifar10(plan: Plan, config: dict, fetch: bool) -> None:
     root, download = config["data.root"], config["data.download"]
     where = data.cifar10_path(root)
     if plan.address:
-        how = "downloads it itself (data.download=true)" if download else "needs it there"
-        _note(f"data {plan.data}: on a cluster each node reads CIFAR-10 from {where} or {how}")
+        how = "or downloads it itself (data.download=true)" if download else "(data.root)"
+        _note(f"data {plan.data}: each node of the cluster reads CIFAR-10 from {where} {how}")
         return
     try:
         data.check_cifar10(root, download, timeout=plan.connect_timeout)
@@ -119,9 +119,10 @@ def _check_cifar10(plan: Plan, config: dict, fetch: bool) -> None:
 def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
     """Inception FID (CIFAR-10, folders): a weights file given, cached by torch, or reachable."""
     from tuner.data import url_problem
+    from tuner.extractors import INCEPTION_EXTRACTOR
     from tuner.metrics import default_extractor
 
-    if default_extractor(plan.data) != "inception-v3-compat":
+    if default_extractor(plan.data) != INCEPTION_EXTRACTOR:
         return
     given = config["eval.fid_weights"]
     if plan.address:

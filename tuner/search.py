@@ -286,8 +286,9 @@ def _join(plan: Plan) -> None:
 
 
 def cluster_autoscales() -> bool:
-    """Whether the joined cluster can add nodes: a cluster-launcher head (the test Ray Tune makes,
-    ray/tune/execution/cluster_info.py) or an autoscaler v2 (KubeRay's, or RAY_enable_autoscaler_v2)."""
+    """Whether the joined cluster can add nodes: a cluster-launcher head (the test Ray Tune
+    makes, ray/tune/execution/cluster_info.py) or an autoscaler v2 (KubeRay's, or
+    RAY_enable_autoscaler_v2)."""
     if Path("~/ray_bootstrap_config.yaml").expanduser().exists():
         return True
     try:
