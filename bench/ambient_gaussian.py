@@ -20,30 +20,29 @@ starting noise per seed (paired).
 Verdicts (in the JSON, with 95 % Student-t intervals over seeds from tuner/stats.py):
 consistency at the default chains against Tweedie alone to the end, and the closed forms.
 
-    .venv/bin/python bench/ambient_gaussian.py            # writes bench/results/ambient_gaussian.*
-    .venv/bin/python bench/ambient_gaussian.py --smoke    # tiny budget, writes nothing
+    .venv/bin/python bench/ambient_gaussian.py                # writes bench/results/ambient_gaussian.*
+    .venv/bin/python bench/ambient_gaussian.py --smoke        # tiny budget, to a temporary folder
+    .venv/bin/python bench/ambient_gaussian.py --resummarise  # summary and verdicts again
 """
 
-import argparse
+from __future__ import annotations
+
 import json
-import statistics
-import sys
 import time
 from pathlib import Path
 
+import harness
 import torch
+from harness import Result, ci, compare, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.ambient import ConsistencyLoss, ambient_logsnr_stop
+from tuner import stats
+from tuner.build import build_sampler
+from tuner.config import resolve
+from tuner.data import GaussianMixture
+from tuner.train import Trainer
 
-from models.ambient import ConsistencyLoss, ambient_logsnr_stop  # noqa: E402
-from tuner.build import build_sampler  # noqa: E402
-from tuner.config import resolve  # noqa: E402
-from tuner.data import GaussianMixture  # noqa: E402
-from tuner.stats import mean_interval, paired_improvement, resolved  # noqa: E402
-from tuner.train import Trainer  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
+NAME = "ambient_gaussian"
 V = torch.tensor([1.0, 0.25])
 SN = 0.5
 EXPECTED = {
@@ -137,90 +136,61 @@ def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
     }
 
 
-def _interval(values: list[float]) -> dict[str, float]:
-    mean, lo, hi = mean_interval(values)
-    return {"mean": mean, "low": lo, "high": hi}
-
-
-def _holds(lo: float, hi: float) -> bool | None:
-    """True when the interval of (claimed margin) is above 0, False below, None inside."""
-    return (lo > 0.0) if resolved(lo, hi) else None
-
-
-def verdicts(per_seed: list[dict], floor: dict[str, list[float]]) -> list[dict]:
-    """Claims with their evidence over seeds, computed from the measurements."""
+def summarise(result: Result) -> Result:
+    """Mean and std over seeds of each arm's variances and error, and the verdicts."""
+    per_seed, floor = result["per_seed"], result["closed_form_through_the_sampler"]
+    summary = {}
+    for name in ARMS:
+        summary[name] = {}
+        for k in ("var_x", "var_y", "cov_xy", "rel_err_clean"):
+            mean, std = stats.mean_std([r[name][k] for r in per_seed])
+            summary[name] |= {k: mean, k + "_std": std}
+    result["summary"] = summary
 
     def col(name: str, key: str = "rel_err_clean") -> list[float]:
         return [r[name][key] for r in per_seed]
 
-    out = []
+    seeds = f"{len(per_seed)} seeds"
     base, cons = col(NO_STOP), col(DEFAULT_CHAINS)
-    # margin per seed: (2/3)·err(Tweedie to the end) − err(consistency) > 0
-    m, lo, hi = paired_improvement(cons, [2 / 3 * b for b in base], "min")
+    out = []
+    # the margin per seed: (2/3)·err(Tweedie to the end) − err(consistency) > 0
+    m, lo, hi = stats.paired_improvement(cons, [2 / 3 * b for b in base], "min")
     out.append(
-        {
-            "claim": "ambient.consistency=1 at the default chain settings brings the samples "
-            "closer to the clean covariance than Tweedie alone sampled to the end, by at least "
-            "a third of the latter's relative error",
-            "holds": _holds(lo, hi),
-            "evidence": {
-                "rel_err_consistency": _interval(cons),
-                "rel_err_tweedie_no_stop": _interval(base),
-                "margin_two_thirds_minus_consistency": {"mean": m, "low": lo, "high": hi},
-                "seeds": len(per_seed),
-            },
-        }
+        verdict(
+            "ambient.consistency=1 at the default chain settings brings the samples closer to "
+            "the clean covariance than Tweedie alone sampled to the end, by at least a third of "
+            "the latter's relative error",
+            stats.direction(lo, hi),
+            f"relative error {ci(*stats.mean_interval(cons))} against "
+            f"{ci(*stats.mean_interval(base))} for Tweedie alone; margin (2/3)·Tweedie − "
+            f"consistency {ci(m, lo, hi)} (paired by seed, 95 % t intervals, {seeds})",
+        )
     )
+    floor_err = float(((torch.tensor(floor["clean truth"]) - V) / V).abs().mean())
+    mean, lo, hi = stats.mean_interval(cons)
+    out.append(
+        verdict(
+            "ambient.consistency=1 at the default chain settings reaches the sampler's own "
+            "floor, the relative error of the exact clean denoiser through the same sampler",
+            bool(lo <= floor_err <= hi),
+            f"relative error {ci(mean, lo, hi)} ({seeds}); floor {floor_err:.3f}",
+        )
+    )
+    columns = {name: col(name) for name in ARMS}
     for name in (
         "tweedie + consistency 0.015 (default chains)",
         "tweedie + consistency 1.0 (default chains, x0 units)",
         "tweedie + consistency 1.0 (k=2)",
         "tweedie + consistency 1.0 (k=1, gap=1)",
     ):
-        m, lo, hi = paired_improvement(col(name), base, "min")
-        out.append(
-            {
-                "claim": f"{name} is closer to the clean covariance than Tweedie alone sampled "
-                "to the end",
-                "holds": _holds(lo, hi),
-                "evidence": {
-                    "rel_err": _interval(col(name)),
-                    "rel_err_tweedie_no_stop": _interval(base),
-                    "improvement": {"mean": m, "low": lo, "high": hi},
-                    "seeds": len(per_seed),
-                },
-            }
-        )
-    floor_err = float(((torch.tensor(floor["clean truth"]) - V) / V).abs().mean())
-    mean, lo, hi = mean_interval([c - floor_err for c in cons])
-    out.append(
-        {
-            "claim": "ambient.consistency=1 at the default chain settings reaches the sampler's "
-            "own floor: the relative error of the exact clean denoiser through the same sampler",
-            "holds": bool(lo <= 0.0 <= hi),
-            "evidence": {
-                "rel_err_consistency": _interval(cons),
-                "rel_err_floor": floor_err,
-                "excess_over_floor": {"mean": mean, "low": lo, "high": hi},
-                "seeds": len(per_seed),
-            },
-        }
-    )
-    m, lo, hi = paired_improvement(base, col("naive"), "min")
-    out.append(
-        {
-            "claim": "Tweedie (sampled to the end) is closer to the clean covariance than naive "
-            "training on the noisy data",
-            "holds": _holds(lo, hi),
-            "evidence": {
-                "rel_err_naive": _interval(col("naive")),
-                "rel_err_tweedie_no_stop": _interval(base),
-                "improvement": {"mean": m, "low": lo, "high": hi},
-                "seeds": len(per_seed),
-            },
-        }
-    )
-    # closed forms, as sampled through the same sampler: does the interval over seeds of the
+        claim = f"{name} is closer to the clean covariance than Tweedie alone sampled to the end"
+        out.append(verdict(claim, *compare(columns, [(name, NO_STOP)], "min")))
+    claim = "consistency in ε units (the default) beats the paper's x0 units at coefficient 1"
+    x0_units = "tweedie + consistency 1.0 (default chains, x0 units)"
+    out.append(verdict(claim, *compare(columns, [(DEFAULT_CHAINS, x0_units)], "min")))
+    claim = "Tweedie (sampled to the end) is closer to the clean covariance than naive training"
+    out.append(verdict(claim, *compare(columns, [(NO_STOP, "naive")], "min")))
+    # closed forms, sampled through the same sampler: does the interval over seeds of the
     # arm's sample variance hold the value?
     for name, form in (
         ("naive", "naive: v + s_n^2"),
@@ -230,17 +200,19 @@ def verdicts(per_seed: list[dict], floor: dict[str, list[float]]) -> list[dict]:
     ):
         for d, key in enumerate(("var_x", "var_y")):
             want = floor[form][d]
-            mean, lo, hi = mean_interval(col(name, key))
+            mean, lo, hi = stats.mean_interval(col(name, key))
             out.append(
-                {
-                    "claim": f"{name}: the sample variance of dimension {d} is consistent with "
-                    f"the closed form {form} sampled through the same sampler, {want:.4f} (its "
-                    "interval over seeds holds it)",
-                    "holds": bool(lo <= want <= hi),
-                    "evidence": {"variance": {"mean": mean, "low": lo, "high": hi}},
-                }
+                verdict(
+                    f"{name}: the sample variance of dimension {d} is consistent with the "
+                    f"closed form {form} sampled through the same sampler (its interval over "
+                    "seeds holds it)",
+                    bool(lo <= want <= hi),
+                    f"variance {ci(mean, lo, hi)} ({seeds}); closed form through the sampler "
+                    f"{want:.4f}, without it {EXPECTED[form][d]:.4g}",
+                )
             )
-    return out
+    result["verdicts"] = out
+    return result
 
 
 def plot(per_seed: list[dict], floor: dict[str, list[float]], path: Path) -> None:
@@ -276,13 +248,12 @@ def plot(per_seed: list[dict], floor: dict[str, list[float]], path: Path) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget, write nothing")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2000)
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
-    steps, seeds = (10, 2) if args.smoke else (args.steps, args.seeds)
+    steps, seeds = (10, [0, 1]) if args.smoke else (args.steps, args.seeds)
     base = {
         "data": "gaussian_noisy",
         "train.steps": steps,
@@ -294,7 +265,7 @@ def main() -> None:
     }
     t0 = time.perf_counter()
     per_seed = []
-    for seed in range(seeds):
+    for seed in seeds:
         cache: dict = {}
         res = {}
         for name, arm in ARMS.items():
@@ -306,40 +277,26 @@ def main() -> None:
                 flush=True,
             )
         per_seed.append(res)
-    summary = {}
-    for name in ARMS:
-        summary[name] = {}
-        for k in ("var_x", "var_y", "cov_xy", "rel_err_clean"):
-            vals = [r[name][k] for r in per_seed]
-            summary[name][k] = statistics.mean(vals)
-            summary[name][k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    floor = through_the_sampler(base)
-    found = verdicts(per_seed, floor)
-    print(json.dumps(summary, indent=2))
-    for v in found:
-        print(f"holds={v['holds']}: {v['claim']}")
     print(f"total {time.perf_counter() - t0:.0f}s")
-    if args.smoke:
-        return
-    OUT.mkdir(parents=True, exist_ok=True)
     arms = {
         name: {"config": arm, "sample_to_logsnr_max": full, "consistency_kwargs": chains}
         for name, (arm, full, chains) in ARMS.items()
     }
     result = {
-        "command": ".venv/bin/python bench/ambient_gaussian.py"
-        + (f" --seeds {args.seeds}" if args.seeds != 3 else "")
-        + (f" --steps {args.steps}" if args.steps != 2000 else ""),
+        "command": harness.command(args),
         "config": base,
         "arms": arms,
         "closed_form": EXPECTED,
-        "closed_form_through_the_sampler": floor,
-        "summary": summary,
-        "verdicts": found,
+        "closed_form_through_the_sampler": through_the_sampler(base),
         "per_seed": per_seed,
     }
-    (OUT / "ambient_gaussian.json").write_text(json.dumps(result, indent=2))
-    plot(per_seed, floor, OUT / "ambient_gaussian.png")
+    result = harness.finish(args, result, summarise)
+    print(json.dumps(result["summary"], indent=2))
+    plot(
+        per_seed,
+        result["closed_form_through_the_sampler"],
+        harness.out_path(args).with_suffix(".png"),
+    )
 
 
 if __name__ == "__main__":

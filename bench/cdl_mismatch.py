@@ -24,35 +24,34 @@ logit over a CDL batch, and the upward bias of the logistic loss, for the defaul
 earlier estimator. Verdicts (in the JSON, with 95 % Student-t intervals over seeds from
 tuner/stats.py) state which of the paper's claims hold here.
 
-    .venv/bin/python bench/cdl_mismatch.py            # writes bench/results/cdl_mismatch.*
-    .venv/bin/python bench/cdl_mismatch.py --smoke    # tiny budget, writes nothing
+    .venv/bin/python bench/cdl_mismatch.py                # writes bench/results/cdl_mismatch.*
+    .venv/bin/python bench/cdl_mismatch.py --smoke        # tiny budget, to a temporary folder
+    .venv/bin/python bench/cdl_mismatch.py --resummarise  # summary and verdicts again
 """
 
-import argparse
+from __future__ import annotations
+
 import json
 import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
+import harness
 import torch
 import torch.nn.functional as F
+from harness import Result, ci, compare, verdict
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models.cdl import CDLLoss, importance_density, mismatched_logsnr
+from models.param import add_noise
+from models.picard import sample_picard
+from models.samplers import sample_ddim
+from models.schedules import alpha_sigma, logsnr_grid
+from tuner import stats
+from tuner.data import ring8
+from tuner.metrics import lowdim_metrics
+from tuner.train import Trainer
 
-from models.cdl import CDLLoss, importance_density, mismatched_logsnr  # noqa: E402
-from models.param import add_noise  # noqa: E402
-from models.picard import sample_picard  # noqa: E402
-from models.samplers import sample_ddim  # noqa: E402
-from models.schedules import alpha_sigma, logsnr_grid  # noqa: E402
-from tuner.data import ring8  # noqa: E402
-from tuner.metrics import lowdim_metrics  # noqa: E402
-from tuner.stats import mean_interval, paired_improvement, resolved  # noqa: E402
-from tuner.train import Trainer  # noqa: E402
-
-OUT = ROOT / "bench" / "results"
+NAME = "cdl_mismatch"
 EARLIER = {"mc_points": 4, "fraction": 0.25, "qmc": False, "levels_loc": "reference"}
 EARLIER_ARM = "cdl 1.0, earlier estimator (M=4 i.i.d., fraction 0.25)"
 # name: (cdl.coef, CDLLoss keywords)
@@ -216,116 +215,77 @@ def report(seed: int, name: str, r: dict[str, float]) -> None:
     )
 
 
-def _iv(values: list[float]) -> dict[str, float]:
-    mean, lo, hi = mean_interval(values)
-    return {"mean": mean, "low": lo, "high": hi}
+def summarise(result: Result) -> Result:
+    """Mean and std over seeds of every metric, and the verdicts."""
+    per_seed, noise = result["per_seed"], result["estimator_noise"]
+    summary = {}
+    for name in per_seed[0]:
+        summary[name] = {}
+        for k in per_seed[0][name]:
+            mean, std = stats.mean_std([r[name][k] for r in per_seed])
+            summary[name] |= {k: mean, k + "_std": std}
+    result["summary"] = summary
 
+    def columns(key: str) -> dict[str, list[float]]:
+        return {name: [r[name][key] for r in per_seed] for name in per_seed[0]}
 
-def verdicts(per_seed: list[dict], noise: dict[str, list[dict]]) -> list[dict]:
-    """Claims with their evidence over seeds, computed from the measurements."""
-
-    def col(name: str, key: str) -> list[float]:
-        return [r[name][key] for r in per_seed]
-
-    def compare(claim: str, cand: str, base: str, key: str) -> dict:
-        m, lo, hi = paired_improvement(col(cand, key), col(base, key), "min")
-        return {
-            "claim": claim,
-            "holds": (lo > 0.0) if resolved(lo, hi) else None,
-            "evidence": {
-                key: {cand: _iv(col(cand, key)), base: _iv(col(base, key))},
-                "improvement": {"mean": m, "low": lo, "high": hi},
-                "seeds": len(per_seed),
-            },
-        }
-
-    out = []
+    mismatched, out = columns("eps_err/mismatched"), []
+    paper = "Wu et al. 2024: CDL trains the denoiser off the training distribution"
     for arm in ("cdl 0.1", "cdl 1.0"):
-        out.append(
-            compare(
-                f"{arm} lowers the denoiser's error at mismatched levels against plain "
-                "denoising at equal steps (Wu et al. 2024: CDL trains the denoiser off the "
-                "training distribution)",
-                arm,
-                "plain",
-                "eps_err/mismatched",
-            )
+        claim = (
+            f"{arm} lowers the denoiser's error at mismatched levels below plain denoising's at "
+            f"equal steps ({paper})"
         )
-    out.append(
-        compare(
-            "cdl 0.1 lowers the error at mismatched levels against plain denoising given the "
-            "same training time",
-            "cdl 0.1",
-            EQUAL_TIME,
-            "eps_err/mismatched",
-        )
+        out.append(verdict(claim, *compare(mismatched, [(arm, "plain")], "min")))
+    claim = (
+        "cdl 0.1 lowers the error at mismatched levels below plain denoising's given the same "
+        "training time"
     )
+    out.append(verdict(claim, *compare(mismatched, [("cdl 0.1", EQUAL_TIME)], "min")))
     for arm in ("cdl 0.1", "cdl 1.0"):
-        out.append(
-            compare(
-                f"{arm} needs fewer Picard sweeps than plain denoising (Wu et al. 2024)",
-                arm,
-                "plain",
-                "picard/iterations",
-            )
+        claim = f"{arm} needs fewer Picard sweeps than plain denoising (Wu et al. 2024)"
+        out.append(verdict(claim, *compare(columns("picard/iterations"), [(arm, "plain")], "min")))
+        claim = (
+            f"{arm} improves 5-step DDIM samples (NLL under the true mixture) over plain "
+            "denoising (Wu et al. 2024: better few-step sampling)"
         )
-        out.append(
-            compare(
-                f"{arm} improves 5-step DDIM samples (NLL under the true mixture) over plain "
-                "denoising (Wu et al. 2024: better few-step sampling)",
-                arm,
-                "plain",
-                "ddim5/nll",
-            )
-        )
-    out.append(
-        compare(
-            "cdl 1.0 with the new estimator has a lower mismatched-level error than with the "
-            "earlier one (4 i.i.d. levels for a quarter of the batch)",
-            "cdl 1.0",
-            EARLIER_ARM,
-            "eps_err/mismatched",
-        )
+        out.append(verdict(claim, *compare(columns("ddim5/nll"), [(arm, "plain")], "min")))
+    claim = (
+        "cdl 1.0 with the new estimator has a lower mismatched-level error than with the earlier "
+        "one (4 i.i.d. levels for a quarter of the batch)"
     )
-    for est in ("cdl", "cdl_earlier"):
-        ratio = [r["plain"][f"grad/{est}/mean"] / r["plain"]["grad/denoise/mean"] for r in per_seed]
-        mean, lo, hi = mean_interval(ratio)
+    out.append(verdict(claim, *compare(mismatched, [("cdl 1.0", EARLIER_ARM)], "min")))
+    plain = [r["plain"] for r in per_seed]
+    for est, what in (("cdl", "defaults"), ("cdl_earlier", "earlier estimator")):
+        ratio = [r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain]
+        mean, lo, hi = stats.mean_interval(ratio)
+        per_batch = stats.mean_std([r[f"grad/{est}/per_batch"] for r in plain])
+        per_batch_d = stats.mean_std([r["grad/denoise/per_batch"] for r in plain])
         out.append(
-            {
-                "claim": f"on the trained plain model, the systematic gradient of a CDL term at "
-                f"coefficient 1 ({'defaults' if est == 'cdl' else 'earlier estimator'}) is "
-                "larger than that of the denoising term (mean over 20 batches)",
-                "holds": True if lo > 1.0 else False if hi < 1.0 else None,
-                "evidence": {
-                    "ratio": {"mean": mean, "low": lo, "high": hi},
-                    "per_batch_norm_cdl": _iv(
-                        [r["plain"][f"grad/{est}/per_batch"] for r in per_seed]
-                    ),
-                    "per_batch_norm_denoise": _iv(
-                        [r["plain"]["grad/denoise/per_batch"] for r in per_seed]
-                    ),
-                    "seeds": len(per_seed),
-                },
-            }
+            verdict(
+                f"on the trained plain model, the systematic gradient (mean over 20 batches) of "
+                f"a CDL term at coefficient 1 ({what}) is larger than the denoising term's",
+                stats.direction(lo - 1.0, hi - 1.0),
+                f"ratio of the norms {ci(mean, lo, hi)} ({len(plain)} seeds); per batch "
+                f"{harness.pm(*per_batch)} against {harness.pm(*per_batch_d)}",
+            )
         )
     ratios = [r["ratio_clean"] for r in noise["defaults"]]
-    mean, lo, hi = mean_interval(ratios)
+    earlier = [r["ratio_clean"] for r in noise["earlier"]]
+    mean, lo, hi = stats.mean_interval(ratios)
     out.append(
-        {
-            "claim": "at the defaults, the CDL logit's noise (exact denoiser, ring8) is below "
-            "half the spread of the exact logit over clean examples",
-            "holds": True if hi < 0.5 else False if lo >= 0.5 else None,
-            "evidence": {
-                "ratio_clean": {"mean": mean, "low": lo, "high": hi},
-                "ratio_clean_earlier": _iv([r["ratio_clean"] for r in noise["earlier"]]),
-                "noise_clean": _iv([r["noise_clean"] for r in noise["defaults"]]),
-                "noise_clean_earlier": _iv([r["noise_clean"] for r in noise["earlier"]]),
-                "spread_clean": _iv([r["spread_clean"] for r in noise["defaults"]]),
-                "batches": len(ratios),
-            },
-        }
+        verdict(
+            "at the defaults, the CDL logit's noise (exact denoiser, ring8) is below half the "
+            "spread of the exact logit over clean examples",
+            True if hi < 0.5 else False if lo >= 0.5 else None,
+            f"noise/spread {ci(mean, lo, hi)} over {len(ratios)} batches of 128 (earlier "
+            f"estimator {ci(*stats.mean_interval(earlier))}); logistic loss bias "
+            f"{harness.pm(*stats.mean_std([r['loss_bias'] for r in noise['defaults']]))} nats "
+            f"(earlier {harness.pm(*stats.mean_std([r['loss_bias'] for r in noise['earlier']]))})",
+        )
     )
-    return out
+    result["verdicts"] = out
+    return result
 
 
 def plot(per_seed: list[dict], path: Path) -> None:
@@ -355,13 +315,12 @@ def plot(per_seed: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny budget, write nothing")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2000)
+    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     args = parser.parse_args()
+    if args.resummarise:
+        return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
-    steps, seeds = (10, 2) if args.smoke else (args.steps, args.seeds)
+    steps, seeds = (10, [0, 1]) if args.smoke else (args.steps, args.seeds)
     base = {
         "data": "ring8",
         "train.steps": steps,
@@ -385,7 +344,7 @@ def main() -> None:
             flush=True,
         )
     per_seed = []
-    for seed in range(seeds):
+    for seed in seeds:
         res = {}
         for name, (coef, cdl) in ARMS.items():
             config = base | {"seed": seed, "cdl.coef": coef}
@@ -396,37 +355,20 @@ def main() -> None:
         res[EQUAL_TIME] = run_arm(base | {"seed": seed}, round(steps * ratio), None)
         report(seed, EQUAL_TIME, res[EQUAL_TIME])
         per_seed.append(res)
-    summary = {}
-    for name in per_seed[0]:
-        summary[name] = {}
-        for k in per_seed[0][name]:
-            vals = [r[name][k] for r in per_seed]
-            summary[name][k] = statistics.mean(vals)
-            summary[name][k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    found = verdicts(per_seed, noise)
-    print(json.dumps(summary, indent=2))
-    for v in found:
-        print(f"holds={v['holds']}: {v['claim']}")
     print(f"total {time.perf_counter() - t0:.0f}s")
-    if args.smoke:
-        return
-    OUT.mkdir(parents=True, exist_ok=True)
     arms = {name: {"cdl.coef": coef, "cdl_kwargs": cdl} for name, (coef, cdl) in ARMS.items()}
     arms[EQUAL_TIME] = {"train.steps": f"steps × train_s({EQUAL_TIME_OF}) / train_s(plain)"}
     result = {
-        "command": ".venv/bin/python bench/cdl_mismatch.py"
-        + (f" --seeds {args.seeds}" if args.seeds != 3 else "")
-        + (f" --steps {args.steps}" if args.steps != 2000 else ""),
+        "command": harness.command(args),
         "config": base,
         "arms": arms,
         "estimator_noise": noise,
-        "summary": summary,
-        "verdicts": found,
         "per_seed": per_seed,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
-    (OUT / "cdl_mismatch.json").write_text(json.dumps(result, indent=2))
-    plot(per_seed, OUT / "cdl_mismatch.png")
+    result = harness.finish(args, result, summarise)
+    print(json.dumps(result["summary"], indent=2))
+    plot(per_seed, harness.out_path(args).with_suffix(".png"))
 
 
 if __name__ == "__main__":
