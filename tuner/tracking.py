@@ -694,9 +694,25 @@ class MlflowTracking(tune.Callback):
                 self._end(trial, trial_status(trial, self._max_steps(trial)))
         if self.parent_run_id is None:
             return
+        self._delete_orphans({trial.trial_id for trial in trials})
         if self.stage == "search":
             self._summarize()
         self._mlflow.set_terminated(self.parent_run_id, "FINISHED")
+
+    def _delete_orphans(self, trial_ids: set[str]) -> None:
+        """Delete this stage's runs of trials Ray does not know: a trial the killed driver had
+        started but not yet saved in its experiment state is run again under a new id, so its
+        first run holds nothing the search kept."""
+        query = (
+            f"tags.`{TAG_SEARCH}` = '{self.search}' and tags.`{TAG_ROLE}` = 'trial' "
+            f"and tags.`{TAG_STAGE}` = '{self.stage}'"
+        )
+        runs = self._mlflow.search_runs(
+            [self._experiment_id], filter_string=query, max_results=10000
+        )
+        for run in runs:
+            if run.data.tags.get(TAG_TRIAL) not in trial_ids:
+                self._mlflow.delete_run(run.info.run_id)
 
     def _summarize(self) -> None:
         """Summary metrics, the leaderboard in the description and the search-curve plot."""

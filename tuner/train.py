@@ -31,7 +31,14 @@ from tuner.build import (
     build_sampler,
     build_weighting,
 )
-from tuner.config import ConfigError, evaluation_steps, load_config_file, parse_set, resolve
+from tuner.config import (
+    ConfigError,
+    evaluation_steps,
+    load_config_file,
+    parse_set,
+    resolve,
+    run_cli,
+)
 from tuner.data import DataError, preset_entry
 
 Report = Callable[[dict[str, Any], "str | None"], None]
@@ -525,4 +532,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -182,7 +182,7 @@ def test_smoke_search_across_two_nodes(two_node_cluster: dict, tmp_path: Path) -
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "leaderboard" in out.stdout
-    (experiment,) = (tmp_path / "ray").iterdir()
+    (experiment,) = (p for p in (tmp_path / "ray").iterdir() if "-confirm" not in p.name)
     nodes = set()
     for result in experiment.glob("trial_*/result.json"):
         nodes |= {

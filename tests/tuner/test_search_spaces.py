@@ -45,10 +45,14 @@ def test_space_is_well_formed_data(name: str) -> None:
         "params",
         "fixed",
         "points",
+        "baseline",
         "search",
         "num_samples",
     }
     assert space["description"] and space["data"] in DATASETS and space["num_samples"] >= 1
+    # the baseline a confirmation compares with is config keys that resolve over the fixed ones
+    assert all(key in SPEC for key in space["baseline"])
+    resolve({"data": space["data"]} | space["fixed"] | space["baseline"])
     for key, spec in space["params"].items():
         assert key in SPEC, key
         assert spec["type"] in TYPES, (key, spec)

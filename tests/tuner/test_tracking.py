@@ -259,6 +259,9 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         first.on_trial_result(0, [], trial, {"step": 20, "eval/nll": 3.0, "loss/denoise": 0.05})
         first.on_checkpoint(0, [], trial, checkpoint)
     first.on_trial_start(0, [], diverged)
+    # A trial the driver started just before it died, which Ray's saved state does not hold:
+    # the resumed search runs it again under a new id, so its run must not stay behind.
+    first.on_trial_start(0, [], _trial("orphan", 0.3, 0.0))
     # The driver dies here; a new one (no saved callback state) takes over the same search,
     # and the trials replay their last result and checkpoint.
     second = _tracker(uri)
@@ -297,7 +300,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_one_run_per_trial_named_by_its_searched_values(tracked: dict) -> None:
     children = tracked["children"]
-    assert set(children) == {"done", "stopped", "diverged"}
+    assert set(children) == {"done", "stopped", "diverged"}  # the orphan's run deleted
     assert children["done"].info.run_name == "p=0.52 tiw.strength=0.25 · done"
     assert children["stopped"].info.run_name == "p=1.2 tiw.strength=0 · stopped"
     assert {r.data.tags["diffsearch.stage"] for r in children.values()} == {"search"}
