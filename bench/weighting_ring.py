@@ -51,7 +51,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "min_snr": {"weighting": "min_snr", "weighting.min_snr_gamma": 5.0},
     "p2": {"weighting": "p2", "weighting.k": 1.0, "weighting.p": 1.0},
     "edm": {"weighting": "edm"},
-    "learned": {"weighting": "learned"},
+    "learned": {"weighting": "edm", "weighting.learned": True},
 }
 BINS = torch.linspace(-10.0, 10.0, 9)  # 8 log-SNR bins
 SAMPLER_STEPS = (5, 10, 50)

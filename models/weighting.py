@@ -209,8 +209,6 @@ class LogVarHead(nn.Module):
         return self.linear(torch.cat([arg.cos(), arg.sin(), c], dim=1)).squeeze(1)
 
 
-# EDM2 (Karras et al. 2024): the EDM weighting with a learned u(λ) head, under its old name.
-WEIGHTINGS.add("learned", EDM, params={"sigma_data": "weighting.sigma_data"} | SNR_MAX)
 
 
 def effective_weighting(w: Weighting, density: NoiseDensity, logsnr: Tensor) -> Tensor:

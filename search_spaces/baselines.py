@@ -15,7 +15,8 @@ SPACE = {
         "x0": {"weighting": "x0"},
         "edm": {"weighting": "edm", "noise": "edm"},  # Karras et al. 2022, with its q(λ)
         "sigmoid": {"weighting": "sigmoid", "weighting.bias": -2.0},  # Kingma & Gao 2023
-        "learned": {"weighting": "learned", "noise": "edm"},  # EDM2 u(λ) head
+        # EDM2: the EDM weighting with its learned u(λ) head
+        "learned": {"weighting": "edm", "weighting.learned": True, "noise": "edm"},
     },
     "fixed": {**IMAGE_BUDGET},
     "baseline": {"weighting": "constant"},

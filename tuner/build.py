@@ -61,7 +61,7 @@ def build_weighting(config: Config, density: NoiseDensity) -> Weighting:
 
 
 def build_logvar_head(config: Config) -> LogVarHead | None:
-    if config["weighting"] == "learned" or config["weighting.learned"]:
+    if config["weighting.learned"]:
         return LogVarHead()
     return None
 

@@ -28,6 +28,17 @@ MOVED = {
     "weighting.gamma": "weighting.gamma was split: P2's exponent is weighting.p, "
     "min-SNR's cap is weighting.min_snr_gamma",
 }
+MOVED_VALUES = {  # (key, value) of older versions -> what it is now
+    ("weighting", "learned"): {"weighting": "edm", "weighting.learned": True},
+}
+
+
+def _moved_value(key: str, value: Any) -> str | None:
+    new = MOVED_VALUES.get((key, value)) if isinstance(value, str) else None
+    if new is None:
+        return None
+    now = " with ".join(f"{k}={json.dumps(v)}" for k, v in new.items())
+    return f"{key}={json.dumps(value)} is now {now}"
 
 
 def evaluation_steps(steps: int, every: int, growth: float = 1.0) -> list[int]:
@@ -137,7 +148,9 @@ SPEC: dict[str, Spec] = {
     "weighting.normalize": Spec(
         "bool", True, "divide w by E_q[w] so the loss scale does not change"
     ),
-    "weighting.learned": Spec("bool", False, "add the EDM2 learned u(λ) head to any weighting"),
+    "weighting.learned": Spec(
+        "bool", False, "add the EDM2 learned u(λ) head to any weighting (EDM2: weighting=edm)"
+    ),
     # Noise-level density q(λ).
     "noise": Spec("str", "cosine", "density q(λ) of training log-SNRs", DENSITIES),
     "noise.loc": Spec("float", 0.0, "location of the logistic density", low=-20.0, high=20.0),
@@ -254,6 +267,9 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config = dict(DEFAULTS)
     for key, value in (overrides or {}).items():
         _known(key)
+        moved = _moved_value(key, value)
+        if moved:
+            raise ConfigError(moved)
         config[key] = value
     for key in SPEC:
         config[key] = _check(key, config[key])
@@ -320,6 +336,10 @@ def migrate(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             config[target] = gamma
         read = f"read as {target}={json.dumps(gamma)}" if target else "unused here, dropped"
         notes.append(f"{MOVED['weighting.gamma']}; {read}")
+    for (key, value), new in MOVED_VALUES.items():
+        if config.get(key) == value:
+            notes.append(f"{_moved_value(key, value)}; read as such")
+            config |= new
     return config, notes
 
 

@@ -90,7 +90,7 @@ def _head() -> LogVarHead:
 
 
 CASES = [(name, False, False) for name in WEIGHTINGS] + [
-    ("learned", False, True),  # EDM2: w/e^u · mse + u with a non-trivial u(λ)
+    ("edm", False, True),  # EDM2: w/e^u · mse + u with a non-trivial u(λ)
     ("debiased", True, False),
     ("min_snr", True, True),
 ]

@@ -109,9 +109,9 @@ def test_registry_names() -> None:
         "edm",
         "sigmoid",
         "parametric",
-        "learned",
     }
-    assert WEIGHTINGS["learned"] is EDM  # EDM2 base; the head is added by the loss
+    # EDM2's "learned" weighting is EDM's with the u(λ) head: weighting=edm, weighting.learned=true
+    assert "learned" not in WEIGHTINGS and WEIGHTINGS["edm"] is EDM
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

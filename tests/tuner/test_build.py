@@ -113,3 +113,15 @@ def test_unknown_registry_name_names_the_known_ones() -> None:
         WEIGHTINGS.entry("snr")
     with pytest.raises(ValueError, match="registered twice"):
         WEIGHTINGS.add("constant", CubicDecay)
+
+
+def test_the_old_learned_weighting_is_edm_with_its_head(tmp_path, capsys) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError, match=r'^weighting="learned" is now weighting="edm" with'):
+        resolve({"weighting": "learned"})
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"weighting": "learned", "noise": "edm"}))
+    config = resolve(load_config_file(str(path)))
+    assert config["weighting"] == "edm" and config["weighting.learned"] is True
+    assert "weighting.learned=true" in capsys.readouterr().err
+    assert build.build_logvar_head(config) is not None
+    assert build.build_logvar_head(resolve({"weighting": "edm"})) is None

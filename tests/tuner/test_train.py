@@ -31,7 +31,7 @@ def _params(trainer: Trainer) -> list[torch.Tensor]:
     "extra",
     [
         {},
-        {"weighting": "learned"},
+        {"weighting": "edm", "weighting.learned": True},
         {"weighting": "parametric", "weighting.p": 1.0, "cdl.coef": 0.5},
     ],
 )
