@@ -11,7 +11,8 @@ SPACE = {
         # 0 = no consistency term; 0.015 is the reference configs' value.
         "ambient.consistency": {"type": "categorical", "choices": [0.0, 0.003, 0.015, 0.05]},
         "ambient.chain_steps": {"type": "int", "low": 1, "high": 4, "grid": [1, 2]},
-        "ambient.gap": {"type": "float", "low": 0.25, "high": 3.0, "grid": [1.0]},
+        # 0 = no cap: each chain splits [λ_n, λ''] evenly (models/ambient.py)
+        "ambient.gap": {"type": "float", "low": 0.0, "high": 3.0, "grid": [0.0, 1.0]},
     },
     "fixed": {**LOWDIM_BUDGET},
     # What a user trains without this tool: plain denoising of the noisy data.

@@ -31,6 +31,8 @@ SCRIPTS = {
     "fid_small_n": "fid_small_n",
     "objectives_cost": "objectives_cost",
     "throughput": "throughput",
+    "ambient_gaussian": "ambient_gaussian",
+    "cdl_mismatch": "cdl_mismatch",
     "digits_classifier": "train_digits_classifier",
 }
 

@@ -120,6 +120,7 @@ def build_ambient(
             config["ambient.chain_steps"],
             config["ambient.gap"],
             logsnr_max=config["noise.logsnr_max"],
+            grid=config["sampler.grid"],  # the chains' end levels spread as the sampler's
         )
     return AmbientLoss(dataset.noise_sigma, weighting, density, head), consistency
 

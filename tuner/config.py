@@ -199,7 +199,12 @@ SPEC: dict[str, Spec] = {
     ),
     "ambient.chain_steps": Spec("int", 1, "sampler steps in each consistency chain", low=1, high=8),
     "ambient.gap": Spec(
-        "float", 1.0, "log-SNR gap of one consistency chain step", low=1e-3, high=20.0
+        "float",
+        0.0,
+        "largest log-SNR step of a consistency chain (0 = no cap: the chain splits [λ_n, λ''] "
+        "evenly)",
+        low=0.0,
+        high=20.0,
     ),
     # Contrastive diffusion loss (Wu et al. 2024).
     "cdl.coef": Spec("float", 0.0, "weight λ_cdl of the contrastive loss", low=0.0, high=100.0),
@@ -210,10 +215,14 @@ SPEC: dict[str, Spec] = {
     "cdl.zeta_min": Spec("float", -2.0, "ζ clipped below", low=-30.0, high=30.0),
     "cdl.zeta_max": Spec("float", 8.0, "ζ clipped above", low=-30.0, high=30.0),
     "cdl.mc_points": Spec(
-        "int", 4, "Monte-Carlo log-SNRs per likelihood estimate", low=1, high=256
+        "int", 32, "Monte-Carlo log-SNRs per likelihood estimate (a Sobol set)", low=1, high=256
     ),
     "cdl.fraction": Spec(
-        "float", 0.25, "fraction of the batch that gets the contrastive term", low=0.0, high=1.0
+        "float",
+        1 / 64,
+        "fraction of the batch that gets the contrastive term (at least one example)",
+        low=0.0,
+        high=1.0,
     ),
 }
 

@@ -133,7 +133,7 @@ def test_build_objective_from_config() -> None:
     assert objective.ambient is not None and objective.ambient.sigma_n == ds.noise_sigma
     assert objective.consistency is not None and objective.logsnr_stop is None
     objective, _ = _build({"data": "bimodal_biased", "cdl.coef": 1.0})
-    assert objective.cdl is not None and objective.cdl.mc_points == 4
+    assert objective.cdl is not None and objective.cdl.mc_points == 32
     objective, _ = _build({"data": "gaussian_noisy"})
     assert objective.logsnr_stop == pytest.approx(ambient_logsnr_stop(0.5))
     objective, _ = _build({"data": "gaussian_noisy", "ambient.tweedie": False})
