@@ -209,8 +209,6 @@ class LogVarHead(nn.Module):
         return self.linear(torch.cat([arg.cos(), arg.sin(), c], dim=1)).squeeze(1)
 
 
-
-
 def effective_weighting(w: Weighting, density: NoiseDensity, logsnr: Tensor) -> Tensor:
     """The effective weighting w(λ)·q(λ) over λ (Kingma & Gao 2023) — the one to plot."""
     return w(logsnr) * density.log_prob(logsnr).exp()
