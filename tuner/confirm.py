@@ -265,9 +265,8 @@ def run_confirmation(plan: Plan, rows: list[dict[str, Any]], search_id: str, cac
 
     from ray import tune
 
-    from tuner import discriminators, tracking
-    from tuner.plan import search_params
-    from tuner.search import default_concurrency, make_search_alg, make_tuner
+    from tuner import discriminators
+    from tuner.search import default_concurrency, make_search_alg, make_tuner, tracking_callback
     from tuner.trainable import train_trial
 
     chosen = load_or_choose(plan, rows)
@@ -283,14 +282,10 @@ def run_confirmation(plan: Plan, rows: list[dict[str, Any]], search_id: str, cac
         flush=True,
     )
     grid = dataclasses.replace(plan, search="grid", seed=0)
-    callback = tracking.MlflowTracking(
-        tracking_uri=plan.mlflow_uri,
-        experiment=plan.mlflow_experiment,
-        search=search_id,
-        search_params=search_params(plan),
-        metric=plan.metric,
-        mode=plan.mode,
-        resolve_config=functools.partial(resolve_candidate, candidates=candidates),
+    callback = tracking_callback(
+        plan,
+        search_id,
+        functools.partial(resolve_candidate, candidates=candidates),
         searched=(CANDIDATE_KEY, "seed"),
         stage="confirmation",
     )

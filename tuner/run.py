@@ -120,14 +120,14 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any
     """Run (or resume) the search's trials; returns Ray's ResultGrid."""
     from ray import tune
 
-    from tuner import discriminators, tracking
-    from tuner.plan import search_params
+    from tuner import discriminators
     from tuner.search import (
         default_concurrency,
         make_scheduler,
         make_search_alg,
         make_tuner,
         param_space,
+        tracking_callback,
     )
     from tuner.trainable import train_trial, trial_config
 
@@ -136,15 +136,8 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any
         if tiw:
             configs = known_disc_configs(plan)
             discriminators.pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
-    callback = tracking.MlflowTracking(
-        tracking_uri=plan.mlflow_uri,
-        experiment=plan.mlflow_experiment,
-        search=search_id,
-        search_params=search_params(plan),
-        metric=plan.metric,
-        mode=plan.mode,
-        resolve_config=trial_config,
-        config_metrics=tuple(plan.pbt_mutations),
+    callback = tracking_callback(
+        plan, search_id, trial_config, config_metrics=tuple(plan.pbt_mutations)
     )
     max_concurrent = 0 if resuming else plan.max_concurrent or default_concurrency(plan)
     tuner = make_tuner(

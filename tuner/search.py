@@ -355,6 +355,23 @@ def default_concurrency(plan: Plan) -> int:
     return max(1, int(fits))
 
 
+def tracking_callback(plan: Plan, search_id: str, resolve_config: Any, **kwargs: Any) -> Any:
+    """The MLflow callback of one stage of the search (the parent run is the search's)."""
+    from tuner import tracking
+    from tuner.plan import search_params
+
+    return tracking.MlflowTracking(
+        tracking_uri=plan.mlflow_uri,
+        experiment=plan.mlflow_experiment,
+        search=search_id,
+        search_params=search_params(plan),
+        metric=plan.metric,
+        mode=plan.mode,
+        resolve_config=resolve_config,
+        **kwargs,
+    )
+
+
 def save_state_at_every_step(experiment_dir: str) -> None:
     """Save the experiment state at every controller step: a trial that ended (or started) is on
     disk at once, so a killed driver neither loses nor reruns it, nor leaves behind a trial it

@@ -460,6 +460,7 @@ class MlflowTracking(tune.Callback):
         self._pending: dict[str, dict[str, Any]] = {}  # trial_id -> result awaiting its checkpoint
         self._best: dict[str, tuple[float, int, Any]] = {}  # trial_id -> (score, step, checkpoint)
         self._logged_weighting: set[str] = set()
+        self._synced: set[str] = set()  # trials whose logged steps were read from their tags
 
     # -- state across driver restarts (saved with Ray's experiment checkpoint) ------------------
     def get_state(self) -> dict[str, Any]:
@@ -477,6 +478,9 @@ class MlflowTracking(tune.Callback):
         self._curve_step = dict(state.get("curve_step", {}))
         self._best = dict(state.get("best", {}))
         self._logged_weighting = set(state.get("weighting", set()))
+        # Ray saved this state at some step before the driver died; the runs' tags say what was
+        # logged after it, and are read again before a remembered run logs anything.
+        self._synced = set()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -526,7 +530,16 @@ class MlflowTracking(tune.Callback):
         """The trial's run: remembered, found by its tag, or created (with the config as params)."""
         trial_id = trial.trial_id
         if trial_id in self._runs:
-            return self._runs[trial_id]
+            run_id = self._runs[trial_id]
+            if trial_id not in self._synced:  # restored state: what the tags add to it
+                tags = self._mlflow.get_run(run_id).data.tags
+                for steps, tag in (
+                    (self._last_step, TAG_LAST_STEP),
+                    (self._curve_step, TAG_CURVE_STEP),
+                ):
+                    steps[trial_id] = max(steps.get(trial_id, -1), int(tags.get(tag, -1)))
+                self._synced.add(trial_id)
+            return run_id
         found = find_run(
             self._mlflow, self._experiment_id, {TAG_TRIAL: trial_id, TAG_SEARCH: self.search}
         )
@@ -551,6 +564,7 @@ class MlflowTracking(tune.Callback):
             run_id = run.info.run_id
             self._log_params(run_id, self.resolve_config(trial.config))
         self._runs[trial_id] = run_id
+        self._synced.add(trial_id)
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -1,9 +1,6 @@
 """models/discriminator.py: a trained discriminator's logit against the exact log density ratio
 of Gaussian mixtures (bimodal_biased: observed 0.9/0.1, reference 0.5/0.5, exact at every λ)."""
 
-from collections.abc import Iterator
-
-import pytest
 import torch
 
 from models.discriminator import ConvDiscriminator, MLPDiscriminator, train_discriminator
@@ -11,15 +8,6 @@ from models.param import add_noise
 from models.schedules import CosineDensity
 from models.tiw import TIWCorrection
 from tuner.data import load_dataset
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # small nets on a shared 2-core machine: one thread avoids oversubscription (20x slower)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_discriminator_approaches_exact_ratio() -> None:

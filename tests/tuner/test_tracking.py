@@ -429,3 +429,29 @@ def test_log_summary_sets_metrics_description_and_tags(tracked: dict, tmp_path: 
     assert parent.data.tags["diffsearch.best_trial"] == "done"
     assert "leaderboard.txt" in {a.path for a in client.list_artifacts(run_id)}
     assert log_summary(tracked["uri"], EXPERIMENT, "no-such-search", [], {}) is None
+
+
+def test_a_stale_restored_state_logs_nothing_twice(tmp_path: Path) -> None:
+    """Ray saves the callback's state at some step; a driver killed after it logged more
+    restores that older state, and the replayed result and checkpoint must not log again."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    trial = _trial("t1", 0.5, 0.0)
+    first = _tracker(uri)
+    first.on_trial_start(0, [], trial)
+    saved = first.get_state()  # what Ray's experiment state holds: the run, nothing logged
+    saved = {k: (dict(v) if isinstance(v, dict) else set(v)) for k, v in saved.items()}
+    checkpoint = _checkpoint(tmp_path, "c20", 20, [5, 10, 15])
+    first.on_trial_result(0, [], trial, {"step": 20, "eval/nll": 3.0, "loss/denoise": 0.05})
+    first.on_checkpoint(0, [], trial, checkpoint)
+    second = _tracker(uri)  # the resumed driver, with the state Ray had saved
+    second.set_state(saved)
+    second.on_trial_start(0, [], trial)
+    second.on_trial_result(0, [], trial, {"step": 20, "eval/nll": 3.0, "loss/denoise": 0.05})
+    second.on_checkpoint(0, [], trial, checkpoint)
+    client = MlflowClient(uri)
+    run_id = saved["runs"]["t1"]
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss/denoise"))
+    assert steps == [5, 10, 15, 20]
+    assert [m.step for m in client.get_metric_history(run_id, "eval/nll")] == [20]
