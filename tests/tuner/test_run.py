@@ -84,7 +84,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert main(["--space", "debias_family", "--set", "weighting.k=1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "space       debias_family  (data digits_biased)" in out
-    assert "optuna TPE (seed 0)" in out and "asha on eval/fid (time: step, grace 100" in out
+    assert "optuna TPE (seed 0)" in out and "asha on eval/fid (time: step, grace 300" in out
     assert f"experiment  {tmp_path}/ray_results/debias_family-" in out
     assert f"sqlite:///{tmp_path}/mlruns/mlflow.db" in out
     assert "weighting.k            1" in out  # fixed by --set, no longer searched
@@ -115,12 +115,12 @@ def test_plan_defaults_and_asha_follows_the_evaluations() -> None:
     assert min(rungs) == plan.eval_every  # grace period: the first evaluation
     # The trials evaluate on ASHA's rungs (and at the end), not in between.
     assert plan.fixed["eval.growth"] == ASHA_REDUCTION
-    assert sorted(set(rungs) | {plan.max_steps}) == plan.eval_steps == [100, 300, 900]
+    assert sorted(set(rungs) | {plan.max_steps}) == plan.eval_steps == [300, 900]
     gpu = plan_of("--space", "debias_family_cifar10")
     gpu_rungs = [m for m, _ in make_scheduler(gpu)._brackets[0]._rungs]
     assert sorted(set(gpu_rungs) | {gpu.max_steps}) == gpu.eval_steps == [2000, 6000, 18000]
     every = plan_of("--space", "debias_family", "--set", "eval.growth=1")
-    assert every.eval_steps == list(range(100, 901, 100))  # every eval.every: also the rungs
+    assert every.eval_steps == [300, 600, 900]  # every eval.every steps: also on the rungs
     # Same options, same experiment (so rerunning resumes); other options, another one.
     assert plan_of("--space", "debias_family").name == plan.name
     assert plan_of("--space", "debias_family", "--seed", "1").name != plan.name
