@@ -1,6 +1,7 @@
 """The generated parts of README.md and docs/architecture.md, between `<!-- NAME:begin -->` and
-`<!-- NAME:end -->` markers: `python -m tuner.docs` rewrites them, `--check` exits 1 when one is
-stale (tests/test_readme.py runs the check)."""
+`<!-- NAME:end -->` markers: the configuration and registry tables (from the code) and the
+default search's measured figures (from bench/results/search_default.json). `python -m
+tuner.docs` rewrites them, `--check` exits 1 when one is stale (tests/test_readme.py runs it)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,35 @@ from pathlib import Path
 from tuner.config import markdown_table, registry_table
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def search_default_rows() -> str:
+    """README's rows of the default search as bench/search_default.py measured it, per seed."""
+    import json
+
+    runs = json.loads((ROOT / "bench/results/search_default.json").read_text())["runs"]
+    rows = [
+        "| search seed | wall time | trials | stopped by ASHA | failed | peak memory (PSS / RSS) "
+        "| confirmed winner's FID improvement over the baseline | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        winner = (run["verdict"] or {}).get("winner") or {}
+        gain, ci = winner.get("improvement"), winner.get("improvement_ci")
+        shown = "—" if gain is None else f"{gain:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] (95 %)"
+        word = "resolved" if run["resolved"] else "not resolved"
+        rows.append(
+            f"| {run['seed']} | {run['wall_s']:.0f} s | {run['trials']} | {run['stopped_by_asha']} "
+            f"| {run['failed']} | {run['peak_pss_gib']:.2f} / {run['peak_rss_gib']:.2f} GiB "
+            f"| {shown} | {word} |"
+        )
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "config-table": markdown_table,
     "registries": registry_table,
+    "search-default": search_default_rows,
 }
 FILES = ("README.md", "docs/architecture.md")
 
