@@ -13,7 +13,6 @@ script only fills templates. Anything else it says is a note with its date, mark
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -25,23 +24,6 @@ from harness import RESULTS, ROOT, ci, pm, verdict_word  # noqa: E402
 
 PAGE = ROOT / "docs" / "results.md"
 Results = dict[str, dict[str, Any]]
-# Readings written by hand for results files that have no verdicts yet, shown only while the
-# file is the one they were written for (its digest): (date, sha256 prefix, text).
-INTERIM: dict[str, tuple[str, str, str]] = {
-    "ambient_gaussian": ("2026-12-02", "d7f9cfccbd9f8ccb", "naive training on the noisy data "
-        "inflates the variances by 0.13 and 0.21 (closed form: s_n² = 0.25); Tweedie alone, stopped "
-        "at s_n, shows the shrinkage of its closed form (0.777, 0.135 against 0.8, 0.125); sampled "
-        "on below s_n, where it was never trained, it extrapolates (relative error 0.14); "
-        "consistency 1.0 (k=2, gap=4) comes closest to the clean variances (0.072 ± 0.023), and "
-        "the reference configs' weight 0.015 changes nothing at this budget (0.137 ± 0.022)."),
-    "cdl_mismatch": ("2026-12-02", "6ed07d086050c75c", "at equal steps CDL 0.1 stays within plain "
-        "denoising's spread (mismatched error 0.0022 ± 0.0005 against 0.0026 ± 0.0021; 5-step NLL "
-        "0.71 ± 0.11 against 0.9 ± 0.4) and coefficient 1 is worse on every measure; Picard needs "
-        "20–21 sweeps for 50 steps in every arm; at equal wall-clock (plain denoising for the 4376 "
-        "± 312 steps that fit in CDL 0.1's time) plain denoising wins on every measure. The "
-        "paper's claim of fewer Picard iterations and better few-step sampling does not reproduce "
-        "on this 2-D mixture at this budget."),
-}  # fmt: skip
 # A key the current version of a script writes: a file without it is to be re-measured.
 CURRENT = {"search_compare": "runs", "search_default": "runs"}
 
@@ -78,17 +60,9 @@ def evidence(e: Any) -> str:
 
 
 def verdicts(name: str, script: str, d: dict[str, Any]) -> list[str]:
-    """The verdicts and dated notes of a results file, or, for a file without verdicts, the
-    interim reading written for it while the file is the one it was written for."""
+    """The verdicts and dated notes of a results file."""
     notes = [f"*Note ({n['date']}): {n['text']}*" for n in d.get("notes", [])]
     if "verdicts" not in d:
-        date, sha, text = INTERIM.get(name, ("", "-", ""))
-        if text and hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest().startswith(
-            sha
-        ):
-            return [
-                f"*Note ({date}, a reading of this file written by hand, not computed): {text}*"
-            ]
         return [f"*No verdicts in `bench/results/{name}.json` yet: `.venv/bin/python bench/"
                 f"{script} --resummarise` computes them from its raw data.*"] + notes  # fmt: skip
     lines = [f"- **{verdict_word(v['holds'])}** — {v['claim'].rstrip('.')}. *{evidence(v['evidence'])}*"
@@ -303,6 +277,13 @@ def search_default(d: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def default_budget(d: dict[str, Any]) -> list[str]:
+    rows = [[arm, *(sd(d["summary"][arm][k]) for k in ("eval/fid", "eval/minority_fraction"))] for arm in d["arms"]]  # fmt: skip
+    return [f"`{d['command']}` trains the default search's trial configuration (its baseline: constant ε-MSE, no CDL) with and without TIW-DSM "
+            f"on seeds {', '.join(map(str, d['seeds']))}; final metrics at step {d['config']['train.steps']}:",
+            table(["arm", "eval/fid", "eval/minority_fraction"], rows)]  # fmt: skip
+
+
 def ring8_default(d: dict[str, Any]) -> list[str]:
     s, fl = d["summary"], d["floor_exact_samples"]
     rows = [[str(r["seed"]), " ".join(f"{f:.3f}" for f in r["mode_fractions"]), f"{r['max_abs_dev']:.3f}",
@@ -408,6 +389,7 @@ SECTIONS: list[tuple[str, str, str, Section | None]] = [
     ("Cost of each objective per step", "objectives_cost", "objectives_cost.py", objectives_cost),
     ("The search: TPE + ASHA against random search and the grid of published points", "search_compare", "search_compare.py", search_compare),
     ("The default search", "search_default", "search_default.py", search_default),
+    ("The default search's budget: TIW-DSM against plain denoising", "default_budget", "default_budget.py", default_budget),
     ("One trial: the README's ring8 command", "ring8_default", "ring8_default.py", ring8_default),
     ("Ray Tune and MLflow overhead, and concurrency", "ray_overhead", "ray_overhead.py", ray_overhead),
     ("Training throughput against the CPU's peak", "throughput", "throughput.py", throughput),
