@@ -2,7 +2,7 @@
 start (and by --dry-run); each failure is one UsageError line, and a check that has to create
 something to find out (a storage folder, a file in it) removes it again.
 
-What only a running Ray can tell (the nodes of a cluster) is checked by tuner.search.init_ray,
+What only a running Ray can tell (the nodes of a cluster) is checked by tuner.cluster.init_ray,
 with `resource_problem` from here.
 """
 

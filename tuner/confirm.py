@@ -266,7 +266,8 @@ def run_confirmation(plan: Plan, rows: list[dict[str, Any]], search_id: str, cac
     from ray import tune
 
     from tuner import discriminators
-    from tuner.search import default_concurrency, make_search_alg, make_tuner, tracking_callback
+    from tuner.cluster import default_concurrency
+    from tuner.search import make_search_alg, make_tuner, tracking_callback
     from tuner.trainable import train_trial
 
     chosen = load_or_choose(plan, rows)

@@ -21,6 +21,7 @@ from typing import Any
 import search_spaces
 from search_spaces import SPACES
 from tuner.checks import SEARCH_FILE, check_environment
+from tuner.cluster import init_ray, shutdown_ray
 from tuner.config import ConfigError, run_cli
 from tuner.plan import (
     CONNECT_TIMEOUT,
@@ -31,7 +32,6 @@ from tuner.plan import (
     describe_plan,
     make_plan,
 )
-from tuner.search import init_ray, shutdown_ray
 from tuner.storage import is_uri, read_text, write_text
 
 
@@ -121,8 +121,8 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any
     from ray import tune
 
     from tuner import discriminators
+    from tuner.cluster import default_concurrency
     from tuner.search import (
-        default_concurrency,
         make_scheduler,
         make_search_alg,
         make_tuner,
@@ -229,7 +229,7 @@ def run(plan: Plan, resume_required: bool) -> int:
     from tuner.confirm import confirmation_table, run_confirmation
     from tuner.importance import describe, param_importances
     from tuner.results import leaderboard, summarize
-    from tuner.search import init_ray, save_state_at_every_step
+    from tuner.search import save_state_at_every_step
 
     exp_dir = plan.experiment_dir
     save_state_at_every_step(exp_dir)

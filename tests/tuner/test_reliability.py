@@ -381,7 +381,7 @@ def test_an_autoscaling_cluster_waits_for_nodes_with_a_note(
 ) -> None:
     import ray
 
-    from tuner import search
+    from tuner import cluster
     from tuner.plan import UsageError, make_plan
     from tuner.run import build_parser
 
@@ -389,17 +389,17 @@ def test_an_autoscaling_cluster_waits_for_nodes_with_a_note(
     plan = make_plan(
         build_parser().parse_args(["--address", "10.0.0.1:6379", "--gpus-per-trial", "1"])
     )
-    monkeypatch.setattr(search, "cluster_autoscales", lambda: False)
+    monkeypatch.setattr(cluster, "cluster_autoscales", lambda: False)
     with pytest.raises(UsageError, match="--gpus-per-trial 1 is more GPUs than any node has: the "
                        "cluster at 10.0.0.1:6379 holds 2 CPUs and 0 GPUs; ask for at most that, "
                        "or pass --wait-for-nodes"):  # fmt: skip
-        search.check_cluster_resources(plan)
-    monkeypatch.setattr(search, "cluster_autoscales", lambda: True)
-    search.check_cluster_resources(plan)  # no error: the trials wait
+        cluster.check_cluster_resources(plan)
+    monkeypatch.setattr(cluster, "cluster_autoscales", lambda: True)
+    cluster.check_cluster_resources(plan)  # no error: the trials wait
     assert "the cluster autoscales: the trials wait for nodes that fit" in capsys.readouterr().err
     local = make_plan(build_parser().parse_args(["--gpus-per-trial", "1"]))
     with pytest.raises(UsageError, match="the local Ray instance holds 2 CPUs"):
-        search.check_cluster_resources(local)  # a local instance never grows
+        cluster.check_cluster_resources(local)  # a local instance never grows
 
 
 def test_gcs_probe_tells_ray_from_other_servers() -> None:
@@ -526,7 +526,7 @@ KILLED_DRIVER = """
 import os, sys, time
 from tuner.plan import make_plan
 from tuner.run import build_parser
-from tuner.search import init_ray
+from tuner.cluster import init_ray
 init_ray(make_plan(build_parser().parse_args(["--smoke-test", "--num-cpus", "1"])))
 print("up", flush=True)
 time.sleep(600)
@@ -656,9 +656,9 @@ def test_services_bind_to_loopback() -> None:
     assert "--host 127.0.0.1" in ui_command("sqlite:////tmp/mlruns/mlflow.db")
     import inspect
 
-    from tuner import search
+    from tuner import cluster
 
-    local = inspect.getsource(search._start_local)  # how init_ray starts the local instance
+    local = inspect.getsource(cluster._start_local)  # how init_ray starts the local instance
     assert "include_dashboard=False" in local  # the local Ray: no dashboard
     for name in ("aws-gpu.yaml", "gcp-gpu.yaml"):
         head = " ".join(

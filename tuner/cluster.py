@@ -1,0 +1,253 @@
+"""The Ray instance a search runs on: a local one started with a reaper that ends it with the
+driver, or an existing cluster joined within a bounded time; and what its nodes hold against
+what a trial asks for."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tuner.plan import Plan
+
+OBJECT_STORE_BYTES = 256 * 1024**2  # small trials pass nothing big through the object store
+
+
+# The reaper of the local instance: a small process of its own session that waits for the
+# driver's end of a pipe to close (it does on any exit, SIGKILL too) and then kills what is left
+# of the processes ray.init started and of their descendants, which it notes once a second (by
+# pid and start time, so that a reused pid is never hit). Without it, a SIGKILLed driver leaves
+# the dashboard agent and the runtime-env agent running for about a minute: they see the
+# raylet die at once but first report it to the dead GCS, which times out after 60 s
+# (ray/_private/process_watcher.py, publish_error_to_driver in ray/_private/utils.py).
+REAPER = r"""
+import os, select, signal
+
+
+def info(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return int(fields[1]), fields[19]  # parent, start time
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+tracked, pending = {}, b""  # pid -> start time
+while True:
+    if select.select([0], [], [], 1.0)[0]:
+        data = os.read(0, 4096)
+        if not data:
+            break  # the driver is gone
+        *lines, pending = (pending + data).split(b"\n")
+        for pid in map(int, lines):
+            if found := info(pid):
+                tracked[pid] = found[1]
+    table = {int(p): i for p in os.listdir("/proc") if p.isdigit() and (i := info(p))}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (parent, start) in table.items():
+            if pid not in tracked and tracked.get(parent) == table.get(parent, (0, ""))[1]:
+                tracked[pid], grew = start, True
+for pid, start in tracked.items():
+    found = info(pid)
+    if found and found[1] == start and pid != os.getpid():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+_reaper: dict[str, Any] = {}  # the running reaper: its pipe end and its process
+# How many ~1 s attempts a joining driver makes to reach the GCS (Ray's default: 20, and more
+# for a RocksDB-backed GCS); read by ray/_private/node.py at each ray.init.
+GCS_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
+
+
+def _children() -> set[int]:
+    """This process's children (Linux /proc)."""
+    me, found = os.getpid(), set()
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{name}/stat") as f:
+            if int(f.read().rpartition(")")[2].split()[1]) == me:
+                found.add(int(name))
+    return found
+
+
+def _start_reaper() -> set[int]:
+    """Start the reaper of the local instance about to start; returns the children before."""
+    import subprocess
+
+    _stop_reaper()
+    if not Path("/proc/self/stat").exists():
+        return set()  # not Linux: no reaper (docs/reliability.md names the cleanup)
+    read_end, write_end = os.pipe()  # not inherited by Ray's processes (PEP 446)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REAPER],
+        stdin=read_end,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C or a kill of the driver's group does not stop it
+    )
+    os.close(read_end)
+    _reaper.update(write_end=write_end, proc=proc)
+    return _children()
+
+
+def _stop_reaper() -> None:
+    """Let the reaper go: it kills what is left of its instance (nothing, after a shutdown)."""
+    if _reaper:
+        os.close(_reaper.pop("write_end"))
+        _reaper.pop("proc").wait(timeout=30)
+
+
+def shutdown_ray() -> None:
+    """Leave (a cluster) or stop (the local instance) Ray, and let the reaper go."""
+    import ray
+
+    ray.shutdown()
+    _stop_reaper()
+
+
+def _start_local(plan: Plan) -> None:
+    import ray
+
+    before = _start_reaper()
+    ray.init(
+        address="local",  # a new instance, even where RAY_ADDRESS names a cluster
+        num_cpus=plan.num_cpus or os.cpu_count(),
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+    if _reaper:  # what ray.init started: the GCS, the raylet, the monitors
+        started = _children() - before - {_reaper["proc"].pid}
+        os.write(_reaper["write_end"], "".join(f"{pid}\n" for pid in started).encode())
+
+
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[list[bytes]]:
+    """Hold what is written to file descriptor 2 (Ray's C++ warnings too) while the block runs;
+    the caller gets it and decides whether to show it."""
+    import tempfile
+
+    held: list[bytes] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield held
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            held.append(tmp.read())
+
+
+def _join(plan: Plan) -> None:
+    """Join the cluster at --address (tuner.checks.check_address found that it answers), for at
+    most about --connect-timeout seconds of retries; a refusal is one UsageError line."""
+    import ray
+
+    from tuner.checks import check_address
+    from tuner.plan import UsageError
+
+    host, port = check_address(plan)
+    old = os.environ.get(GCS_WAIT_ENV)
+    os.environ[GCS_WAIT_ENV] = str(max(1, math.ceil(plan.connect_timeout)))
+    try:
+        ray.init(address=plan.address, log_to_driver=True)
+    except Exception as e:  # noqa: BLE001 - whatever stops the join is reported in one line
+        while e.__cause__ is not None:
+            e = e.__cause__
+        text = str(e).strip()
+        # Ray's "Failed to connect to GCS" carries the last attempt's traceback as text: its
+        # last line is the reason (e.g. an AuthenticationError naming RAY_AUTH_MODE).
+        lines = text.splitlines()
+        reason = lines[-1] if "Traceback" in text else f"{type(e).__name__}: {text}"
+        raise UsageError(
+            f"--address {plan.address}: Ray at {host}:{port} did not take this driver "
+            f"({' '.join(reason.split())[:400]})"
+        ) from None
+    finally:
+        if old is None:
+            os.environ.pop(GCS_WAIT_ENV, None)
+        else:
+            os.environ[GCS_WAIT_ENV] = old
+
+
+def cluster_autoscales() -> bool:
+    """Whether the joined cluster can add nodes: a cluster-launcher head (the test Ray Tune
+    makes, ray/tune/execution/cluster_info.py) or an autoscaler v2 (KubeRay's, or
+    RAY_enable_autoscaler_v2)."""
+    if Path("~/ray_bootstrap_config.yaml").expanduser().exists():
+        return True
+    try:
+        from ray.autoscaler.v2.utils import is_autoscaler_v2
+
+        return bool(is_autoscaler_v2(fetch_from_server=True))
+    except Exception:  # noqa: BLE001 - an older Ray, or no answer: assume a fixed cluster
+        return False
+
+
+def check_cluster_resources(plan: Plan) -> None:
+    """After joining or starting Ray: some node must hold a trial's CPUs and GPUs, unless the
+    cluster can grow (then the trials wait for new nodes, and a note says so)."""
+    import ray
+
+    from tuner.checks import resource_problem
+    from tuner.plan import UsageError
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    where = f"the cluster at {plan.address}" if plan.address else "the local Ray instance"
+    problem = resource_problem(plan.cpus_per_trial, plan.gpus_per_trial, nodes, where)
+    if problem is None:
+        return
+    if plan.address and (plan.wait_for_nodes or cluster_autoscales()):
+        why = "--wait-for-nodes" if plan.wait_for_nodes else "the cluster autoscales"
+        print(f"note: {problem}; {why}: the trials wait for nodes that fit", file=sys.stderr)
+        return
+    hint = "; ask for at most that"
+    hint += ", or pass --wait-for-nodes if nodes will join" if plan.address else ""
+    raise UsageError(problem + hint)
+
+
+def init_ray(plan: Plan) -> None:
+    """Join the cluster at --address, or start the local instance (with its reaper), and check
+    that a trial fits on a node; a failure is one UsageError line and leaves no Ray of ours."""
+    import ray
+
+    if ray.is_initialized():
+        return  # main() joined already
+    from tuner.plan import UsageError
+
+    try:
+        if plan.address:  # what Ray says while joining is shown only if the join stands
+            with _stderr_held() as held:
+                _join(plan)
+                check_cluster_resources(plan)
+            sys.stderr.write(b"".join(held).decode(errors="replace"))
+        else:
+            _start_local(plan)
+            check_cluster_resources(plan)
+    except UsageError:
+        shutdown_ray()
+        raise
+
+
+def default_concurrency(plan: Plan) -> int:
+    """As many trials as the cluster holds now (an autoscaling cluster: pass --max-concurrent)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    fits = resources.get("CPU", 0) // plan.cpus_per_trial
+    if plan.gpus_per_trial:
+        fits = min(fits, resources.get("GPU", 0) // plan.gpus_per_trial)
+    return max(1, int(fits))
