@@ -26,7 +26,14 @@ from torch import Tensor, nn
 
 from models.losses import DenoiseLoss
 from models.param import add_noise, eps_to_x0
-from models.schedules import NoiseDensity, alpha_sigma, bcast, logsnr_grid
+from models.schedules import (
+    NoiseDensity,
+    alpha_sigma,
+    bcast,
+    draw_device,
+    logsnr_grid,
+    randn_from,
+)
 from models.weighting import LogVarHead, Weighting
 
 _MIN_KEEP = 1e-6  # floor of 1 − ρ (λ drawn in float64 may round onto λ_n in float32)
@@ -83,10 +90,10 @@ class AmbientLoss:
 
     def draw(self, y: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """λ ~ q(λ | λ < λ_n) by inverse CDF, then ε ~ N(0, I) (in that order)."""
-        u = torch.rand(y.shape[0], generator=generator, dtype=torch.float64) * self._u_max
-        logsnr = self.density.icdf(u).clamp(max=self.logsnr_n).to(y.device, y.dtype)
-        eps = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
-        return eps, logsnr
+        dev = draw_device(generator, y.device)
+        u = torch.rand(y.shape[0], generator=generator, dtype=torch.float64, device=dev)
+        logsnr = self.density.icdf(u * self._u_max).clamp(max=self.logsnr_n).to(y.device, y.dtype)
+        return randn_from(generator, y), logsnr
 
     def _keep(self, logsnr: Tensor) -> Tensor:
         """1 − ρ, floored at a tiny positive value."""
@@ -233,6 +240,8 @@ class ConsistencyLoss:
 
     def end_levels(self, u: Tensor) -> Tensor:
         """λ'' for u in [0, 1]: the sampler grid's spacing over [λ_n, logsnr_max] (u = 0: λ_n)."""
+        if self._spacing.device != u.device:  # the table follows the draws to their device
+            self._spacing = self._spacing.to(u.device)
         pos = u.to(torch.float64) * _SPACING_STEPS
         i = pos.floor().clamp(0, _SPACING_STEPS - 1).long()
         frac = pos - i
@@ -242,13 +251,14 @@ class ConsistencyLoss:
     def levels(self, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
         """(k+2, n) levels per example: λ_n, the chain's start, then its k step ends (the last
         is λ''). Draws u for λ'' (n), then the increments (k, n) when ``gap`` > 0."""
-        k = self.chain_steps
-        end = self.end_levels(torch.rand(n, generator=generator, dtype=torch.float64))
-        lam_n = torch.full((n,), self.logsnr_n)
+        k, dev = self.chain_steps, draw_device(generator, device)
+        end = self.end_levels(torch.rand(n, generator=generator, dtype=torch.float64, device=dev))
+        lam_n = torch.full((n,), self.logsnr_n, device=dev)
         if self.gap == 0.0:
-            start, frac = lam_n, (torch.arange(1, k + 1, dtype=torch.float32) / k)[:, None]
+            start = lam_n
+            frac = (torch.arange(1, k + 1, dtype=torch.float32, device=dev) / k)[:, None]
         else:
-            u = torch.rand(k, n, generator=generator)
+            u = torch.rand(k, n, generator=generator, device=dev)
             steps = self.gap * (1.0 - u)  # in (0, gap]
             span = steps.sum(0)
             start = torch.maximum(lam_n, end - span)
@@ -271,12 +281,12 @@ class ConsistencyLoss:
             if self.gap > 0.0:  # transport to the chain's start (identity where λ_n)
                 lam_start = lam[1].repeat(2)
                 chain = _ddpm_step(
-                    chain, x0_hat, lam0.repeat(2), lam_start, self._noise(chain, generator)
+                    chain, x0_hat, lam0.repeat(2), lam_start, randn_from(generator, chain)
                 )
                 x0_hat = eps_to_x0(chain, model(chain, lam_start), lam_start)
             for j in range(2, self.chain_steps + 2):
                 lam_t, lam_s = lam[j - 1].repeat(2), lam[j].repeat(2)
-                chain = _ddpm_step(chain, x0_hat, lam_t, lam_s, self._noise(chain, generator))
+                chain = _ddpm_step(chain, x0_hat, lam_t, lam_s, randn_from(generator, chain))
                 if j < self.chain_steps + 1:
                     x0_hat = eps_to_x0(chain, model(chain, lam_s), lam_s)
         lam_end = lam[-1].repeat(2)
@@ -288,7 +298,3 @@ class ConsistencyLoss:
             d = eps_end - (chain - bcast(a, chain) * torch.cat([h0, h0])) / bcast(s, chain)
         # two independent chains: E[(h''₁ − h)(h''₂ − h) | x] = ‖E[h''|x] − h‖²
         return (d[:n] * d[n:]).flatten(1).mean(1)
-
-    @staticmethod
-    def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
-        return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)

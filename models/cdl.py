@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.schedules import LogisticDensity, alpha_sigma, bcast
+from models.schedules import LogisticDensity, alpha_sigma, bcast, draw_device, randn_from
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]  # eps_fn(x, logsnr) -> eps_hat
 
@@ -225,16 +225,17 @@ def qmc_draws(
     are pseudo-random. Every point is uniform on the cube (scrambling), so each term, and the
     estimate, stays unbiased (Owen 1997); the Sobol seed is drawn from ``generator``.
     """
-    d = math.prod(shape)
+    d, dev = math.prod(shape), draw_device(generator)
     k = min(d, QMC_DIMS)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=dev))
+    # torch's Sobol engine runs on the host only: its net is the one table a step copies over
     engine = torch.quasirandom.SobolEngine(1 + k, scramble=True, seed=seed)
-    pts = engine.draw(m * n, dtype=torch.float64).reshape(n, m, 1 + k).transpose(0, 1)
+    pts = engine.draw(m * n, dtype=torch.float64).to(dev).reshape(n, m, 1 + k).transpose(0, 1)
     logsnrs = q.icdf(pts[..., 0]).float()
     tiny = 1e-12  # Φ⁻¹ of a point at the cube's edge; truncates the normal beyond 7σ only
     eps = torch.special.ndtri(pts[..., 1:].clamp(tiny, 1.0 - tiny)).float()
     if k < d:
-        rest = torch.randn((m, n, d - k), generator=generator)
+        rest = torch.randn((m, n, d - k), generator=generator, device=dev)
         eps = torch.cat([eps, rest], dim=-1)
     return logsnrs, eps.reshape(m, n, *shape)
 
@@ -341,7 +342,7 @@ class CDLLoss:
             logsnrs, eps = qmc_draws(self.q, m, n, shape, generator)
         else:
             logsnrs = self.q.sample(m * n, generator).reshape(m, n)
-            eps = torch.randn((m, n, *shape), generator=generator)
+            eps = torch.randn((m, n, *shape), generator=generator, device=draw_device(generator))
         return logsnrs, eps, self.q.log_prob(logsnrs)
 
     def logit(
@@ -379,13 +380,13 @@ class CDLLoss:
         if self.fraction == 0.0 or b == 0:
             return out
         n = min(b, max(1, round(self.fraction * b)))
-        n_clean = n // 2
+        n_clean, dev = n // 2, draw_device(generator, x0.device)
         if n % 2:  # the odd example's class is a fair coin: the classes stay balanced on average
-            n_clean += int(torch.randint(0, 2, (1,), generator=generator))
+            n_clean += int(torch.randint(0, 2, (1,), generator=generator, device=dev))
         zeta = self.zeta.sample(n, generator).to(x0.device, x0.dtype)
-        xi = torch.randn((n - n_clean, *x0.shape[1:]), generator=generator, dtype=x0.dtype)
+        xi = randn_from(generator, x0[n_clean:n])
         a_z, s_z = alpha_sigma(zeta[n_clean:])
-        noised = bcast(a_z, xi) * x0[n_clean:n] + bcast(s_z, xi) * xi.to(x0.device)
+        noised = bcast(a_z, xi) * x0[n_clean:n] + bcast(s_z, xi) * xi
         z = torch.cat([x0[:n_clean], noised])
         logit = self.logit(model, z, zeta, generator)
         # logistic loss: clean = 1, noised = 0 (Wu et al. 2024, Eq. 10), per data dimension

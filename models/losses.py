@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from models.param import add_noise
-from models.schedules import NoiseDensity
+from models.schedules import NoiseDensity, randn_from
 from models.weighting import LogVarHead, Weighting
 
 
@@ -64,9 +64,7 @@ class DenoiseLoss:
         """ε ~ N(0, I) and λ ~ q for a batch, drawn from ``generator`` (λ first, then ε) on the
         generator's device and moved to the data's."""
         logsnr = self.density.sample(x0.shape[0], generator).to(x0.device, x0.dtype)
-        gen_device = generator.device if generator is not None else x0.device
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=gen_device)
-        return eps.to(x0.device), logsnr
+        return randn_from(generator, x0), logsnr
 
     def noisy_input(self, x0: Tensor, eps: Tensor, logsnr: Tensor) -> Tensor:
         """The model input x_λ = α x0 + σ ε."""

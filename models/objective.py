@@ -94,12 +94,13 @@ class Objective:
 
     def _cdl_weight(self, x0: Tensor) -> Tensor | None:
         """With TIW, CDL's clean examples (and the noised ones built from them) are weighted by
-        r^a at the cleanest level, so its classifier sees the law TIW targets, not the observed
-        (biased) one (METHODS.md §4); None without TIW."""
+        the TIW target's weight (r^a at the cleanest level where the correction is on), so its
+        classifier sees the law TIW targets, not the observed (biased) one (METHODS.md §4);
+        None without TIW."""
         if not self._tiw_active():
             return None
         clean = torch.full((x0.shape[0],), self.tiw_clean_logsnr, device=x0.device)
-        return self.tiw.weight(x0, clean)
+        return self.tiw.target_weight(x0, clean)
 
     def prepare(self, dataset: Any, generator: torch.Generator) -> dict[str, float]:
         """Pre-train the TIW discriminator on (dataset.train, dataset.reference); no-op else."""

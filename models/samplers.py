@@ -14,7 +14,7 @@ from torch import Tensor
 
 from models.picard import sample_picard
 from models.registry import Registry
-from models.schedules import EpsFn, alpha_sigma, grid_levels
+from models.schedules import EpsFn, alpha_sigma, grid_levels, randn_from
 
 
 def _ab(logsnr: float) -> tuple[float, float]:
@@ -95,10 +95,7 @@ def sample_ddpm(
         r = torch.tensor(lam_t - lam_s, dtype=torch.float64)
         one_minus_r = float(-torch.expm1(r))
         mean = alpha_s * one_minus_r * x0 + (alpha_s / alpha_t) * float(r.exp()) * x
-        gen_device = generator.device if generator is not None else x.device
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device)
-        noise = noise.to(x.device)
-        x = mean + (sigma_s**2 * one_minus_r) ** 0.5 * noise
+        x = mean + (sigma_s**2 * one_minus_r) ** 0.5 * randn_from(generator, x)
     return _eps_x0(model, x, levels[-1], clip_x0)[1]
 
 

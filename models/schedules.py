@@ -40,6 +40,25 @@ DENSITIES: Registry[type["NoiseDensity"]] = Registry("noise density")
 BOUNDS = {"logsnr_min": "noise.logsnr_min", "logsnr_max": "noise.logsnr_max"}
 
 
+def draw_device(
+    generator: torch.Generator | None, fallback: torch.device | str = "cpu"
+) -> torch.device:
+    """Where a draw from ``generator`` is made: on the generator's own device (so a trial on an
+    accelerator draws there, with no host-to-device copy), ``fallback``'s without a generator."""
+    return torch.device(fallback) if generator is None else generator.device
+
+
+def randn_from(generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """ε ~ N(0, I) shaped and typed like ``like``, drawn on the generator's device, on ``like``'s."""
+    eps = torch.randn(
+        like.shape,
+        generator=generator,
+        dtype=like.dtype,
+        device=draw_device(generator, like.device),
+    )
+    return eps.to(like.device)
+
+
 class NoiseDensity:
     """Base class: a density over λ truncated to [logsnr_min, logsnr_max].
 
@@ -82,8 +101,7 @@ class NoiseDensity:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` levels by inverse CDF on the generator's device; returns (n,) float32."""
-        device = None if generator is None else generator.device
-        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=draw_device(generator))
         return self.icdf(u).to(torch.float32)
 
     def log_prob(self, logsnr: Tensor) -> Tensor:

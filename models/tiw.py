@@ -68,9 +68,12 @@ class TIWCorrection:
         bound = math.log((1.0 - self.clip) / self.clip)
         return self.disc(x_t, logsnr).clamp(-bound, bound)
 
-    def weight(self, x_t: Tensor, logsnr: Tensor) -> Tensor:
-        """The importance weight r^a alone (B,), detached (1 where the mode uses no weight)."""
-        if self.mode == "correction" or self.strength == 0.0:
+    def target_weight(self, x_t: Tensor, logsnr: Tensor) -> Tensor:
+        """The importance weight (B,), detached, that turns the observed law into the one this
+        objective targets: r^a where the correction is on (modes full and correction: the
+        score's optimum moves to ∇log(p_obs·r^a)), 1 in weight-only mode, whose weight of x_λ
+        alone leaves the optimum at the observed law (METHODS.md §3)."""
+        if self.mode == "weight" or self.strength == 0.0:
             return torch.ones_like(logsnr)
         with torch.no_grad():
             return torch.exp(self.strength * self.log_ratio(x_t, logsnr))

@@ -175,8 +175,9 @@ def test_cdl_with_tiw_weights_its_examples_by_the_clean_ratio(strength: float, m
     objective = Objective(DenoiseLoss(Constant(), density), tiw=tiw, cdl=cdl, cdl_coef=1.0)
     terms = objective(_model(), x0, torch.Generator().manual_seed(3))
     (weight,) = seen
-    # r^a of each clean example, read at the density's cleanest level (λ = 15): exp(a(x₁ + 1.5))
-    want = torch.exp(strength * (x0[:, 0] + 1.5)) if mode != "correction" else torch.ones(64)
+    # r^a of each clean example, read at the density's cleanest level (λ = 15): exp(a(x₁ + 1.5)),
+    # where the correction moves the target law (full, correction); weight-only keeps p_obs
+    want = torch.exp(strength * (x0[:, 0] + 1.5)) if mode != "weight" else torch.ones(64)
     torch.testing.assert_close(weight, want)
     assert torch.isfinite(terms["loss/cdl"]).all()
     Objective(DenoiseLoss(Constant(), density), cdl=cdl, cdl_coef=1.0)(

@@ -212,6 +212,11 @@ def test_gpu_space_trial_runs_on_stand_in_cifar10(
         {"data": "bimodal_biased", "tiw.strength": 1.0, "tiw.disc_steps": 10},
         {"data": "digits", "net": "unet", "net.width": 8, "data.flip": "on"},
         {"weighting": "edm", "weighting.learned": True},
+        {"cdl.coef": 0.1, "cdl.fraction": 0.1},  # the quasi-random net and the odd coin
+        {"cdl.coef": 0.1, "cdl.fraction": 0.1, "cdl.mc_points": 4},
+        {"data": "mixture_noisy"},  # the Tweedie objective's draws
+        {"data": "mixture_noisy", "ambient.consistency": 1.0, "ambient.chain_steps": 2},
+        {"data": "mixture_noisy", "ambient.consistency": 1.0, "ambient.gap": 1.0},
     ],
 )
 def test_a_training_step_creates_every_tensor_on_the_trial_device(tiny: dict, extra: dict) -> None:
