@@ -21,7 +21,7 @@ from models.samplers import SAMPLERS
 from models.schedules import DENSITIES, GRIDS
 from models.tiw import MODES as TIW_MODES
 from models.weighting import WEIGHTINGS
-from tuner.data import DATASETS
+from tuner.data import DATASETS, preset_entry
 
 # Keys of older versions, with where their meaning went (a saved config is read with a note).
 MOVED = {
@@ -291,7 +291,36 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError(
             f"cdl.zeta_min={config['cdl.zeta_min']:g} must be below cdl.zeta_max={config['cdl.zeta_max']:g}"
         )
+    _check_composition(config)
     return config
+
+
+def _check_composition(config: dict[str, Any]) -> None:
+    """The objective's terms that need or exclude one another, by the data preset's facts
+    (tuner.data.DATASETS), so that a plan (and --dry-run) refuses what a trial could not build."""
+    data = config["data"]
+    facts = preset_entry(data).info
+    tweedie = facts.get("noisy", False) and config["ambient.tweedie"]
+    if config["ambient.consistency"] > 0 and not tweedie:
+        missing = (
+            "ambient.tweedie=true" if facts.get("noisy") else f"noisy data (data={data} is clean)"
+        )
+        raise ConfigError(
+            f"ambient.consistency={config['ambient.consistency']:g} needs {missing}, "
+            "the Tweedie objective it ties the lower levels to; use ambient.consistency=0"
+        )
+    if config["cdl.coef"] > 0 and tweedie:
+        # CDL's classifier learns the observed (noisy) law, which the Tweedie objective corrects
+        raise ConfigError(
+            f"cdl.coef={config['cdl.coef']:g} does not compose with ambient.tweedie=true on noisy "
+            f"data (data={data}): its classifier would fit the noisy law; use cdl.coef=0"
+        )
+    if config["tiw.strength"] > 0 and not facts.get("reference", False):
+        with_ref = ", ".join(n for n in DATASETS if DATASETS.entry(n).info.get("reference"))
+        raise ConfigError(
+            f"tiw.strength={config['tiw.strength']:g} needs data with a reference set; "
+            f"data={data} has none (use one of {with_ref})"
+        )
 
 
 def parse_value(text: str) -> Any:

@@ -650,12 +650,16 @@ FOLDER = "folder:PATH"
 # `minority`: the preset tracks a minority component or classes (Dataset.minority is set), so
 # its evaluations report eval/minority_* (tuner.metrics.reported_metrics).
 DATASETS: Registry[Callable[..., Dataset]] = Registry("data preset")
+# `noisy`: the training data are observed with noise (Dataset.noise_sigma > 0); `reference`: the
+# preset has a small unbiased reference set (Dataset.reference), which TIW needs.
 for _name in ("ring8", "bimodal", "bimodal_biased", "gaussian_noisy", "mixture_noisy"):
     DATASETS.add(
         _name,
         lambda name, seed, **_: _lowdim(name, seed),
         kind="lowdim",
         minority=_name == "bimodal_biased",
+        noisy=_name.endswith("_noisy"),
+        reference=_name.endswith("_biased"),
     )
 for _name in ("digits", "digits_biased", "digits_noisy"):
     DATASETS.add(
@@ -663,6 +667,8 @@ for _name in ("digits", "digits_biased", "digits_noisy"):
         lambda name, seed, **_: _digits(name, seed),
         kind="image",
         minority=_name == "digits_biased",
+        noisy=_name.endswith("_noisy"),
+        reference=_name.endswith("_biased"),
     )
 for _name in ("cifar10", "cifar10_biased"):
     DATASETS.add(
@@ -672,6 +678,7 @@ for _name in ("cifar10", "cifar10_biased"):
         download=True,
         flip=True,
         minority=_name == "cifar10_biased",
+        reference=_name == "cifar10_biased",
     )
 DATASETS.add(
     FOLDER, lambda name, seed, size, **_: _folder(name, seed, size), kind="image", flip=True

@@ -56,6 +56,23 @@ def plan_of(*argv: str) -> Plan:
             "eval.growth=3 with --scheduler pbt: PBT exploits at a fixed interval",
         ),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        # objectives that do not compose are refused at plan time, by the dry run too
+        (
+            ["--space", "ambient", "--set", "cdl.coef=1", "--dry-run"],
+            "cdl.coef=1 does not compose with ambient.tweedie=true on noisy data",
+        ),
+        (
+            ["--space", "debias_family", "--set", "data=digits", "--dry-run"],
+            "tiw.strength=1 needs data with a reference set; data=digits has none",
+        ),
+        (
+            ["--space", "snr_weighting", "--set", "ambient.consistency=0.1", "--dry-run"],
+            "ambient.consistency=0.1 needs noisy data (data=digits is clean)",
+        ),
+        (
+            ["--space", "ambient", "--set", "ambient.tweedie=false", "--dry-run"],
+            "ambient.consistency=0.003 needs ambient.tweedie=true",
+        ),
     ],
 )
 def test_bad_options_exit_2_with_one_line(

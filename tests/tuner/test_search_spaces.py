@@ -125,7 +125,7 @@ def test_searchers_propose_configs_that_build(name: str) -> None:
     assert searcher.set_search_properties(plan.metric, plan.mode, space)
     for i in range(6):
         proposed = searcher.suggest(f"t{i}")
-        _builds(proposed)
+        _builds(plan.fixed | proposed)
         searcher.on_trial_complete(f"t{i}", {plan.metric: float(i), "step": 1})
     rng = random.Random(1)
     for _ in range(5):  # the random search draws from the same Tune domains
@@ -133,7 +133,7 @@ def test_searchers_propose_configs_that_build(name: str) -> None:
             k: (v.sample(random_state=rng.randrange(2**31)) if hasattr(v, "sample") else v)
             for k, v in space.items()
         }
-        _builds(drawn)
+        _builds(plan.fixed | drawn)
 
 
 def test_list_spaces_prints_every_space(capsys: pytest.CaptureFixture[str]) -> None:
