@@ -67,3 +67,17 @@ def test_readme_figures_are_the_measured_ones() -> None:
     assert f"{wall['mean']:.1f} ± {wall['std']:.1f} s" in README
     peak = json.loads((ROOT / "bench/results/throughput.json").read_text())["peak_gflops"]
     assert f"{peak['2']['best']:.0f} GFLOP/s on 2 threads" in README
+
+
+def test_readme_counts_the_bad_inputs_docs_reliability_lists() -> None:
+    """README's count of bad inputs is the number of rows (ranges counted) in reliability.md."""
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    numbers: list[int] = []
+    for first, last in re.findall(r"^\| (\d+)(?:–(\d+))? \|", doc, re.M):
+        numbers += list(range(int(first), int(last or first) + 1))
+    n = len(numbers)
+    assert numbers == list(range(1, n + 1))  # numbered 1..n, none twice or skipped
+    assert f"try these {n} bad inputs" in doc
+    assert re.search(rf"The tests try\s+{n} bad inputs", README)
+    # all but the note (a cluster that will grow) and the closed pipe end with exit status 2
+    assert re.search(rf"\(docs/reliability\.md\): {n - 2}\s+end with one line", README)

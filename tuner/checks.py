@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from tuner.data import DataError, preset_entry
-from tuner.plan import Plan, UsageError
+from tuner.options import UsageError
+from tuner.plan import Plan
 from tuner.storage import is_uri, read_text
 
 SEARCH_FILE = "search.json"  # in the experiment folder: the search's id and plan

@@ -157,7 +157,7 @@ def _join(plan: Plan) -> None:
     import ray
 
     from tuner.checks import check_address
-    from tuner.plan import UsageError
+    from tuner.options import UsageError
 
     host, port = check_address(plan)
     old = os.environ.get(GCS_WAIT_ENV)
@@ -203,7 +203,7 @@ def check_cluster_resources(plan: Plan) -> None:
     import ray
 
     from tuner.checks import resource_problem
-    from tuner.plan import UsageError
+    from tuner.options import UsageError
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     where = f"the cluster at {plan.address}" if plan.address else "the local Ray instance"
@@ -226,7 +226,7 @@ def init_ray(plan: Plan) -> None:
 
     if ray.is_initialized():
         return  # main() joined already
-    from tuner.plan import UsageError
+    from tuner.options import UsageError
 
     try:
         if plan.address:  # what Ray says while joining is shown only if the join stands

@@ -14,18 +14,15 @@ from tuner.plan import Plan
 MIN_TRIALS = 5
 
 
-def _distribution(spec: dict[str, Any]) -> Any:
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+def distributions(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Optuna's distributions of the searched parameters: Ray's OptunaSearch translation of
+    their Tune domains (search_spaces.tune_domain, the one place a spec becomes a distribution),
+    so the importances see the space the search drew from."""
+    from ray.tune.search.optuna import OptunaSearch
 
-    if spec["type"] == "categorical":
-        return CategoricalDistribution(spec["choices"])
-    if spec["type"] == "int":
-        return IntDistribution(spec["low"], spec["high"])
-    return FloatDistribution(spec["low"], spec["high"], log=spec["type"] == "loguniform")
+    from search_spaces import tune_domain
+
+    return OptunaSearch.convert_search_space({k: tune_domain(s) for k, s in params.items()})
 
 
 def rung_values(rows: list[dict[str, Any]], plan: Plan) -> tuple[int, list[tuple[dict, float]]]:
@@ -61,13 +58,11 @@ def param_importances(rows: list[dict[str, Any]], plan: Plan) -> dict[str, Any] 
     step, found = rung_values(rows, plan)
     if len(found) < 2:
         return None
-    distributions = {k: _distribution(s) for k, s in plan.params.items()}
+    dists = distributions(plan.params)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize" if plan.mode == "min" else "maximize")
     for params, value in found:
-        study.add_trial(
-            optuna.trial.create_trial(params=params, distributions=distributions, value=value)
-        )
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     shares = optuna.importance.get_param_importances(study, evaluator=evaluator)
     return {

@@ -9,6 +9,7 @@ Low-dimensional data: exact NLL under the true mixture, MMD, sliced Wasserstein 
 mode-fraction errors.
 """
 
+import contextlib
 import hashlib
 import math
 import os
@@ -54,6 +55,15 @@ METRICS: dict[str, str] = {
 }
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default; lowered to the sample count when larger
 KID_SUBSETS = 100
+# Images per extractor batch, by (extractor, on CUDA): torch-fidelity's 64 for Inception on the
+# CPU, larger batches on a GPU (299×299 inputs: about 0.1 GiB of activations per 64 images);
+# the 8×8 digits CNN takes whole evaluations at once.
+EXTRACTOR_BATCH = {
+    (INCEPTION_EXTRACTOR, False): 64,
+    (INCEPTION_EXTRACTOR, True): 256,
+    (DIGITS_EXTRACTOR, False): 1000,
+    (DIGITS_EXTRACTOR, True): 1000,
+}
 
 
 def default_extractor(dataset_name: str) -> str:
@@ -157,6 +167,7 @@ def image_metrics(
     weights_path: str | None = None,
     cache_dir: str | None = None,
     minority: int | Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """FID (and KID) of generated images against a reference set.
 
@@ -171,6 +182,8 @@ def image_metrics(
         cache_dir: torch-fidelity cache root; default ~/.cache/diffsearch/fid.
         minority: with "digits-cnn", a class (or classes, e.g. 5..9 for digits_biased) whose
             fraction among the samples is reported.
+        device: where the extractor runs: the trial's device ("cuda:1" runs it on GPU 1, in
+            batches of EXTRACTOR_BATCH for the device's kind).
 
     Returns:
         `reported_metrics("image", extractor, minority is not None, kid)`:
@@ -187,6 +200,7 @@ def image_metrics(
     if len(samples) < 2 or len(reference) < 2:
         raise ValueError("FID needs at least 2 samples and 2 reference images")
     fake, real = to_uint8(samples), to_uint8(reference)
+    dev = torch.device(device)
     weights = inception_weights(weights_path) if extractor == INCEPTION_EXTRACTOR else None
     cache_name = reference_cache_name(dataset_name, real, weights or DIGITS_WEIGHTS)
     options = {
@@ -199,15 +213,16 @@ def image_metrics(
         "kid": kid,
         "feature_extractor": extractor,
         "feature_extractor_weights_path": weights,
-        "batch_size": 64 if extractor == INCEPTION_EXTRACTOR else 1000,
-        "cuda": torch.cuda.is_available(),  # a GPU trial's extractor runs on its GPU
+        "batch_size": EXTRACTOR_BATCH[(extractor, dev.type == "cuda")],
+        "cuda": dev.type == "cuda",  # torch-fidelity's "cuda": the current device, set below
         "save_cpu_ram": True,  # no DataLoader worker processes for in-memory tensors
         "verbose": False,
         "rng_seed": 0,
     }
     if kid:
         options.update(kid_options(len(fake), len(real)))
-    out = calculate_metrics(**options)
+    with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+        out = calculate_metrics(**options)
     values = {FID: float(out[KEY_METRIC_FID])}
     if kid:
         values[KID] = float(out[KEY_METRIC_KID_MEAN])

@@ -1,41 +1,40 @@
 """The plan of a search: every option checked and resolved before Ray starts.
 
-`make_plan` turns the parsed command line into a frozen `Plan` (or raises `UsageError` /
-`ConfigError` with one line); `describe_plan` prints it. Nothing here starts Ray, MLflow or a
-trial, or touches the file system (tuner/checks.py does what needs them).
+`make_plan` turns the parsed command line into a frozen `Plan`, checking each option with
+tuner/options.py (which raises `UsageError` / `ConfigError` with one line); `describe_plan`
+prints it. Nothing here starts Ray, MLflow or a trial, or touches the file system
+(tuner/checks.py does what needs them).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import search_spaces
-from search_spaces import POINT_KEY, SMOKE, SMOKE_NUM_SAMPLES, SPACES
-from tuner.config import ConfigError, evaluation_steps, parse_set, resolve
-from tuner.data import DATASETS, FOLDER
+from search_spaces import SMOKE, SMOKE_NUM_SAMPLES, SPACES
+from tuner.config import ConfigError, evaluation_steps, parse_set
+from tuner.options import (
+    ASHA_REDUCTION,
+    CONNECT_TIMEOUT,
+    SCHEDULERS,
+    UsageError,
+    check_choice,
+    check_counts,
+    check_schedule,
+    check_values,
+    confirmation,
+    experiment_name,
+    metric_and_mode,
+    pbt_mutations,
+    search_of,
+)
 from tuner.storage import is_uri
 from tuner.tracking import default_tracking_uri
-
-SEARCHES = ("optuna", "random", "grid")
-SCHEDULERS = ("asha", "pbt", "fifo")
-IMAGE_METRIC = "eval/fid"
-LOWDIM_METRIC = "eval/nll"
-ASHA_REDUCTION = 3
-CONFIRM, CONFIRM_SEEDS = 2, 3  # image spaces' default confirmation: top 2 on 3 fresh seeds
-SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS = 1, 2
-CONNECT_TIMEOUT = 5.0  # seconds a Ray at --address (or a download server) has to answer in
-MAX_SEED = 2**32 - 1  # numpy's and Optuna's seeds are 32-bit
-
-
-class UsageError(ValueError):
-    """A command-line value that is not allowed (one line, exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -78,188 +77,51 @@ class Plan:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
-def metric_for(data: str) -> str:
-    """eval/fid for image presets (digits, CIFAR-10, folders), eval/nll for low-dim mixtures."""
-    entry = DATASETS.entry(FOLDER if data.startswith("folder:") else data)
-    return IMAGE_METRIC if entry.info["kind"] == "image" else LOWDIM_METRIC
-
-
-def _check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:
-    if value not in allowed:
-        raise UsageError(f"{option} {value!r} is not known; choose one of {', '.join(allowed)}")
-
-
-def _check_range(option: str, value: float | None, low: float, high: float, kind: str) -> None:
-    """A numeric option in [low, high] (and finite), worded like a --set value."""
-    if value is None:
-        return
-    if not (math.isfinite(value) and low <= value <= high):
-        lo, hi = (f"{v:.0f}" if float(v).is_integer() else f"{v:g}" for v in (low, high))
-        raise UsageError(f"{option} {value:g} is not allowed; expected {kind} in [{lo}, {hi}]")
-
-
-def _check_counts(args: argparse.Namespace) -> None:
-    for option, least in (("num_samples", 1), ("max_concurrent", 1), ("max_failures", 0)):
-        value = getattr(args, option)
-        if value is not None and value < least:
-            raise UsageError(f"--{option.replace('_', '-')} {value} must be at least {least}")
-    _check_range("--seed", args.seed, 0, MAX_SEED, "an integer")
-    _check_range("--num-cpus", args.num_cpus, 1, math.inf, "an integer")
-    _check_range("--cpus-per-trial", args.cpus_per_trial, 1e-4, math.inf, "a number")
-    _check_range("--gpus-per-trial", args.gpus_per_trial, 0, math.inf, "a number")
-    _check_range("--connect-timeout", args.connect_timeout, 0.1, 600, "a number of seconds")
-    if args.address is not None and args.num_cpus is not None:
-        raise UsageError(
-            f"--num-cpus {args.num_cpus} sizes the local Ray instance; with --address "
-            f"{args.address} the cluster's nodes say how many CPUs there are"
-        )
-    if args.name is not None and (args.name in ("", ".", "..") or "/" in args.name):
-        raise UsageError(
-            f"--name {args.name!r} is not allowed; expected a folder name (no '/', not '.' or '..')"
-        )
-
-
-def _confirmation(args: argparse.Namespace, metric: str) -> tuple[int, int]:
-    """(K, N): on by default for image spaces (K = 0 turns it off)."""
-    smoke = args.smoke_test
-    default_k = (SMOKE_CONFIRM if smoke else CONFIRM) if metric == IMAGE_METRIC else 0
-    k = default_k if args.confirm is None else args.confirm
-    default_n = SMOKE_CONFIRM_SEEDS if smoke else CONFIRM_SEEDS
-    n = default_n if args.confirm_seeds is None else args.confirm_seeds
-    if k < 0:
-        raise UsageError(f"--confirm {k} must be at least 0 (0 turns the confirmation off)")
-    if n < 2:
-        raise UsageError(f"--confirm-seeds {n} must be at least 2 (an interval needs 2 seeds)")
-    if k and "baseline" not in SPACES[args.space]:
-        raise UsageError(f"--confirm {k}: space {args.space} names no baseline to compare with")
-    return k, (n if k else 0)
-
-
-def _search_of(args: argparse.Namespace, space: dict[str, Any]) -> str:
-    search = args.search or ("random" if args.scheduler == "pbt" else space.get("search", "optuna"))
-    _check_choice("--search", search, SEARCHES)
-    if args.scheduler == "pbt" and search != "random":
-        raise UsageError(
-            f"--scheduler pbt takes its initial population from --search random, not {search}"
-        )
-    return search
-
-
-def _check_values(
-    fixed: dict[str, Any], params: dict[str, dict[str, Any]], space: dict[str, Any]
-) -> dict[str, Any]:
-    """The resolved fixed config; every value a parameter can take is checked with it."""
-    base = resolve(fixed)
-    for key, spec in params.items():
-        if key == POINT_KEY:
-            for name in spec["choices"]:
-                resolve(search_spaces.expand(fixed | {POINT_KEY: name}, space))
-            continue
-        ends = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
-        for value in ends:
-            resolve(fixed | {key: value})
-    return base
-
-
-def _check_schedule(scheduler: str, growth: float) -> None:
-    if scheduler == "asha" and growth not in (1.0, float(ASHA_REDUCTION)):
-        raise UsageError(
-            f"eval.growth={growth:g} puts evaluations off ASHA's rungs (every·{ASHA_REDUCTION}^k): "
-            f"use eval.growth=1 or {ASHA_REDUCTION}"
-        )
-    if scheduler == "pbt" and growth != 1.0:
-        raise UsageError(
-            f"eval.growth={growth:g} with --scheduler pbt: PBT exploits at a fixed interval, "
-            "use eval.growth=1"
-        )
-
-
-def _metric_and_mode(args: argparse.Namespace, data: str) -> tuple[str, str]:
-    """The metric to optimise, checked against what the trainer reports for the data (the one
-    list, tuner.metrics), and whether lower or higher is better."""
-    from tuner.metrics import METRICS, preset_metrics
-
-    reported = preset_metrics(data)
-    metric = args.metric or metric_for(data)
-    if metric not in reported:
-        raise UsageError(
-            f"--metric {metric!r} is not reported for data {data}; choose one of "
-            f"{', '.join(reported)}"
-        )
-    return metric, METRICS[metric]
-
-
-def _pbt_mutations(scheduler: str, params: dict[str, dict[str, Any]], space: str) -> list[str]:
-    """The parameters PBT perturbs: the weighting's, else every numeric one."""
-    if scheduler != "pbt":
-        return []
-    mutable = [k for k in params if k.startswith("weighting.")]
-    mutable = mutable or [
-        k for k, s in params.items() if s["type"] != "categorical" and k != POINT_KEY
-    ]
-    if not mutable:
-        raise UsageError(f"--scheduler pbt needs numeric parameters; space {space} has none left")
-    return mutable
-
-
-def _experiment_name(
-    args: argparse.Namespace, search: str, num_samples: int, sets: dict, metric: str
-) -> str:
-    """Derived from the options that define the search, so that rerunning it resumes it."""
-    if args.name:
-        return args.name
-    key = json.dumps(
-        [
-            args.space,
-            search,
-            args.scheduler,
-            num_samples,
-            sorted(sets.items()),
-            args.seed,
-            metric,
-            args.smoke_test,
-        ],
-        default=str,
-    )
-    smoke = "-smoke" if args.smoke_test else ""
-    return f"{args.space}{smoke}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-
-
-def make_plan(args: argparse.Namespace) -> Plan:
-    """Validate the options and resolve them into a plan (raises UsageError / ConfigError)."""
-    _check_choice("--space", args.space, list(SPACES))
-    _check_choice("--scheduler", args.scheduler, SCHEDULERS)
-    _check_counts(args)
-    space = SPACES[args.space]
-    search = _search_of(args, space)
-
-    sets = dict(parse_set(item) for item in args.set)
+def _fixed(args: argparse.Namespace, space: dict[str, Any], sets: dict[str, Any]) -> dict:
+    """The config keys every trial shares: the space's, the smoke budget, the resources, the
+    evaluation steps ASHA decides at, then --set."""
     fixed = {"data": space["data"]} | space["fixed"]
     if args.smoke_test:
         fixed |= SMOKE
     fixed["train.threads"] = max(1, int(args.cpus_per_trial))
     if args.scheduler == "asha":  # evaluate where ASHA decides, not in between
         fixed["eval.growth"] = float(ASHA_REDUCTION)
-    fixed |= sets
-    fixed_keys = set(sets) | (set(SMOKE) if args.smoke_test else set())  # smoke budget wins
-    params = search_spaces.params_of(space, fixed_keys=fixed_keys)
-    base = _check_values(fixed, params, space)
-    growth = base["eval.growth"]
-    _check_schedule(args.scheduler, growth)
-    if not params and search != "grid":
-        search = "grid"  # nothing to sample: one trial of the fixed config
-    metric, mode = _metric_and_mode(args, base["data"])
+    return fixed | sets
+
+
+def _trial_count(
+    args: argparse.Namespace, space: dict[str, Any], search: str, params: dict
+) -> tuple[int, int]:
+    """(num_samples, trials): a grid's points times its repeats, else the samples."""
     if search == "grid":
         num_samples = args.num_samples or 1
-        trials = num_samples * max(1, len(search_spaces.grid({"params": params})))
-    else:
-        num_samples = args.num_samples or (
-            SMOKE_NUM_SAMPLES if args.smoke_test else space["num_samples"]
-        )
-        trials = num_samples
+        return num_samples, num_samples * max(1, len(search_spaces.grid({"params": params})))
+    default = SMOKE_NUM_SAMPLES if args.smoke_test else space["num_samples"]
+    num_samples = args.num_samples or default
+    return num_samples, num_samples
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Validate the options and resolve them into a plan (raises UsageError / ConfigError)."""
+    check_choice("--space", args.space, list(SPACES))
+    check_choice("--scheduler", args.scheduler, SCHEDULERS)
+    check_counts(args)
+    space = SPACES[args.space]
+    search = search_of(args, space)
+    sets = dict(parse_set(item) for item in args.set)
+    fixed = _fixed(args, space, sets)
+    fixed_keys = set(sets) | (set(SMOKE) if args.smoke_test else set())  # smoke budget wins
+    params = search_spaces.params_of(space, fixed_keys=fixed_keys)
+    base = check_values(fixed, params, space)
+    growth = base["eval.growth"]
+    check_schedule(args.scheduler, growth)
+    if not params and search != "grid":
+        search = "grid"  # nothing to sample: one trial of the fixed config
+    metric, mode = metric_and_mode(args, base["data"])
+    num_samples, trials = _trial_count(args, space, search, params)
     storage = args.storage if is_uri(args.storage) else str(Path(args.storage).resolve())
-    name = _experiment_name(args, search, num_samples, sets, metric)
-    confirm, confirm_seeds = _confirmation(args, metric)
+    name = experiment_name(args, search, num_samples, sets, metric)
+    confirm, confirm_seeds = confirmation(args, metric)
     return Plan(
         space=args.space,
         data=base["data"],
@@ -275,7 +137,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         eval_steps=evaluation_steps(base["train.steps"], base["eval.every"], growth),
         fixed=fixed,
         params=params,
-        pbt_mutations=_pbt_mutations(args.scheduler, params, args.space),
+        pbt_mutations=pbt_mutations(args.scheduler, params, args.space),
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,
@@ -357,4 +219,4 @@ def search_params(plan: Plan) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ConfigError", "Plan", "UsageError", "describe_plan", "make_plan", "metric_for"]
+__all__ = ["ConfigError", "Plan", "UsageError", "describe_plan", "make_plan", "search_params"]

@@ -23,15 +23,8 @@ from search_spaces import SPACES
 from tuner.checks import SEARCH_FILE, check_environment
 from tuner.cluster import init_ray, shutdown_ray
 from tuner.config import ConfigError, run_cli
-from tuner.plan import (
-    CONNECT_TIMEOUT,
-    SCHEDULERS,
-    SEARCHES,
-    Plan,
-    UsageError,
-    describe_plan,
-    make_plan,
-)
+from tuner.options import CONNECT_TIMEOUT, SCHEDULERS, SEARCHES, UsageError
+from tuner.plan import Plan, describe_plan, make_plan
 from tuner.storage import is_uri, read_text, write_text
 
 

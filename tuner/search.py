@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces
-from tuner.plan import ASHA_REDUCTION, Plan
+from tuner.options import ASHA_REDUCTION
+from tuner.plan import Plan
 
 
 def param_space(plan: Plan) -> dict[str, Any]:

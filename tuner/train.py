@@ -243,6 +243,7 @@ class Trainer:
                 metrics.default_extractor(c["data"]),
                 weights_path=c["eval.fid_weights"],
                 minority=self.dataset.minority,
+                device=self.device,
             )
         return result | {"time/sample_s": t1 - t0, "time/eval_s": time.perf_counter() - t0}
 

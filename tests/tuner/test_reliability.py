@@ -55,8 +55,15 @@ def _refused_port() -> int:
         (["--set", "train.steps=abc"], 'train.steps="abc" is not allowed; expected an integer'),
         (["--num-samples", "x"], "--num-samples: invalid int value: 'x'"),
         (["--set", "weighting.p"], "malformed --set 'weighting.p'"),
-        (["--set", "data=folder:{tmp}/missing"], "folder {tmp}/missing does not exist"),
-        (["--set", "data=folder:{tmp}/noimages"], "holds fewer than 2 images with extensions"),
+        # a space without TIW (the default one's TIW needs a reference set a folder lacks)
+        (
+            ["--space", "snr_weighting", "--set", "data=folder:{tmp}/missing"],
+            "folder {tmp}/missing does not exist",
+        ),
+        (
+            ["--space", "snr_weighting", "--set", "data=folder:{tmp}/noimages"],
+            "holds fewer than 2 images with extensions",
+        ),
         (["--mlflow-uri", "http://127.0.0.1:{port}"], "is unreachable"),
         (["--mlflow-uri", "sqlite:///{tmp}/afile/m.db"], "its folder is not one this user"),
         (["--storage", "{tmp}/afile/results"], "--storage {tmp}/afile/results is not a folder"),
@@ -342,7 +349,7 @@ def test_the_metric_list_is_what_the_trainer_reports(tiny: dict) -> None:
     checks --metric against, and every preset's default metric is among its names."""
     from tuner.data import DATASETS, load_dataset, preset_entry
     from tuner.metrics import METRICS, preset_metrics
-    from tuner.plan import metric_for
+    from tuner.options import metric_for
     from tuner.train import Trainer
 
     for name in DATASETS:
@@ -382,7 +389,8 @@ def test_an_autoscaling_cluster_waits_for_nodes_with_a_note(
     import ray
 
     from tuner import cluster
-    from tuner.plan import UsageError, make_plan
+    from tuner.options import UsageError
+    from tuner.plan import make_plan
     from tuner.run import build_parser
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
