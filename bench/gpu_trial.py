@@ -3,21 +3,26 @@
 On the GPU this script measures, for the trial of `debias_family_cifar10` (the width-64 UNet at
 batch 128 on 3×32×32 images, `search_spaces/budgets.py`'s GPU_IMAGE_BUDGET) at float32 and at
 bf16 autocast:
-- steps/s and images/s of training (after a warm-up, CUDA-synchronised);
+- steps/s and images/s of training (after a warm-up, CUDA-synchronised): plain ε-MSE at both
+  precisions, and at bf16 the space's other terms, each on its own: the contrastive term
+  (cdl.coef 0.1, as searched) and, with `--cifar-root`, TIW-DSM at strength 1 on
+  cifar10_biased (a reference set is needed; the discriminator's pre-training is not timed);
 - the step's FLOPs (torch.utils.flop_counter over one forward and backward) and the achieved
   FLOP/s against the GPU's bf16 and float32 (no TF32) matmul peak measured in the same run;
 - peak GPU memory;
 - the evaluation's seconds per 10k samples (sampling plus Inception FID/KID on the GPU);
 - 1, 2 and 4 concurrent trials on the one GPU (separate processes), their summed steps/s.
-Images are CIFAR-10's when `--cifar-root` holds it, else stand-in images of the real shape
-(random PNGs in a temporary folder); Inception has the real shapes and random weights (timing
-only: no FID value here means anything). Results: bench/results/gpu_trial.json with the device.
+Images are CIFAR-10's when `--cifar-root PATH` holds cifar-10-batches-py, else stand-in images of
+the real shape (random PNGs in a temporary folder); Inception has the real shapes and random
+weights (timing only: no FID value here means anything). Results: bench/results/gpu_trial.json
+with the device.
 
 Without a CUDA device it says so in one line and exits 0. `--smoke` runs every measurement with
 tiny sizes on the CPU (to a temporary folder), to check the script itself.
 
-    .venv/bin/python bench/gpu_trial.py            # on a CUDA machine
-    .venv/bin/python bench/gpu_trial.py --smoke    # the same code path, tiny, on the CPU
+    .venv/bin/python bench/gpu_trial.py                           # on a CUDA machine
+    .venv/bin/python bench/gpu_trial.py --cifar-root ~/data/cifar # with CIFAR-10 and TIW
+    .venv/bin/python bench/gpu_trial.py --smoke                   # tiny, on the CPU
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ TRIAL = {
     "train.threads": 0,
 }
 SMOKE = {"net.width": 8, "train.batch": 8, "sampler.steps": 2}
+CDL = {"cdl.coef": 0.1}  # the contrastive term at the space's smallest non-zero coefficient
+TIW = {"tiw.strength": 1.0, "tiw.disc_steps": 100}  # per-step cost only: a short pre-training
 
 
 def matmul_peak(device: str, dtype: torch.dtype, n: int, repeats: int) -> float:
@@ -95,7 +102,7 @@ def step_flops(trainer: Trainer) -> float:
 
 def training(config: dict[str, Any], device: str, steps: int, warmup: int) -> dict[str, float]:
     trainer = Trainer(config, device=device)
-    trainer.prepare()
+    trainer.prepare()  # the TIW discriminator's pre-training, outside the timing
     for _ in range(warmup):
         trainer.train_step()
     flops = step_flops(trainer)
@@ -163,13 +170,16 @@ def concurrent(config: dict[str, Any], device: str, steps: int, k: int) -> dict[
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """Shares of the matmul peaks, and the evaluation's share of a whole GPU_IMAGE_BUDGET trial
-    (its training steps at bf16 plus an evaluation of eval.samples at each evaluation step)."""
+    """Shares of the matmul peaks, each term's cost against a plain bf16 step, and the
+    evaluation's share of a whole GPU_IMAGE_BUDGET trial (its training steps at bf16 plus an
+    evaluation of eval.samples at each evaluation step)."""
     from tuner.config import evaluation_steps
 
     for precision in ("float32", "bf16"):
         peak = result["matmul_peak_flops"][precision]
         result[precision]["share_of_matmul_peak"] = result[precision]["achieved_flops"] / peak
+    for term in result["terms_bf16"].values():  # a step with the term against a plain one
+        term["cost_vs_plain"] = result["bf16"]["steps_per_s"] / term["steps_per_s"]
     b = GPU_IMAGE_BUDGET
     evals = len(evaluation_steps(b["train.steps"], b["eval.every"], 3.0))  # ASHA's rungs
     train_s = b["train.steps"] / result["bf16"]["steps_per_s"]
@@ -184,8 +194,22 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def data_of(args: Any, folder: Path) -> tuple[str, dict[str, Any]]:
+    """CIFAR-10 from --cifar-root when it holds it, else stand-in images in `folder`."""
+    from tuner.data import cifar10_present
+
+    if args.cifar_root is not None:
+        if not cifar10_present(str(args.cifar_root)):
+            raise SystemExit(f"--cifar-root {args.cifar_root}: no cifar-10-batches-py there")
+        return "CIFAR-10", {"data": "cifar10", "data.root": str(args.cifar_root)}
+    n = 64 if args.smoke else 60_000
+    return "stand-in images, 3x32x32", {"data": stand_in_images(folder, n)}
+
+
 def main() -> int:
-    args = harness.parser(NAME, __doc__).parse_args()
+    parser = harness.parser(NAME, __doc__)
+    parser.add_argument("--cifar-root", type=Path, help="a folder holding cifar-10-batches-py")
+    args = parser.parse_args()
     smoke = args.smoke
     if not smoke and not torch.cuda.is_available():
         print("gpu_trial: no CUDA device is visible; nothing measured (run it on a GPU machine)")
@@ -193,15 +217,15 @@ def main() -> int:
     device = "cpu" if smoke else "cuda"
     steps, warmup, n_eval, n = (3, 1, 16, 256) if smoke else (200, 20, 10_000, 8192)
     with tempfile.TemporaryDirectory() as tmp:
-        data = stand_in_images(Path(tmp, "images"), 64 if smoke else 60_000)
+        described, data = data_of(args, Path(tmp, "images"))
         weights = str(Path(tmp, "inception.pth"))
         random_inception_weights(weights)
-        base = TRIAL | (SMOKE if smoke else {}) | {"data": data, "eval.fid_weights": weights}
+        base = TRIAL | (SMOKE if smoke else {}) | data | {"eval.fid_weights": weights}
         result: dict[str, Any] = {
             "command": harness.command(args),
             "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "torch": torch.__version__,
-            "data": "stand-in images, 3x32x32",
+            "data": described,
             "config": base,
             "matmul_peak_flops": {
                 "bf16": matmul_peak(device, torch.bfloat16, n, 5 if smoke else 50),
@@ -211,10 +235,12 @@ def main() -> int:
         for precision in ("float32", "bf16"):
             config = base | {"train.precision": precision}
             result[precision] = training(config, device, steps, warmup)
-        result["evaluation"] = evaluation(
-            base | {"train.precision": "bf16"}, device, n_eval, weights
-        )
         bf16 = base | {"train.precision": "bf16"}
+        result["terms_bf16"] = {"cdl": training(bf16 | CDL, device, steps, warmup)}
+        if data["data"] == "cifar10":  # TIW needs the biased preset's reference set
+            biased = bf16 | TIW | {"data": "cifar10_biased"}
+            result["terms_bf16"]["tiw"] = training(biased, device, steps, warmup)
+        result["evaluation"] = evaluation(bf16, device, n_eval, weights)
         result["concurrent"] = [concurrent(bf16, device, steps, k) for k in (1, 2, 4)]
     harness.finish(args, result, summarise)
     return 0
