@@ -40,7 +40,7 @@ def test_smoke_runs_every_measurement(tmp_path: Path) -> None:
     result = json.loads(path.read_text())
     for precision in ("float32", "bf16"):
         assert result[precision]["steps_per_s"] > 0 and result[precision]["step_flops"] > 0
-        assert 0 < result[precision]["share_of_matmul_peak"]
+        assert result[precision]["share_of_matmul_peak"] > 0
     assert result["terms_bf16"]["cdl"]["cost_vs_plain"] > 1  # the contrastive term costs
     assert result["evaluation"]["eval_s_per_10k"] > 0
     assert [c["trials"] for c in result["concurrent"]] == [1, 2, 4]
