@@ -60,6 +60,9 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "tuner.run", "--smoke-test", "--storage", str(root / "ray")]
     cmd += ["--mlflow-uri", uri]
     cmd += ["--set", "train.log_every=2"]  # a loss point every 2 of the smoke test's 40 steps
+    # one trial at a time: the trials reach ASHA's rung in TPE's (seeded) order, so which of them
+    # ASHA stops does not depend on the machine's timing (here: the last one, the worst at 20)
+    cmd += ["--max-concurrent", "1"]
     out = subprocess.run(
         cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ | QUIET
     )
@@ -152,6 +155,7 @@ def test_a_finished_trial_has_a_loss_curve(smoke: dict) -> None:
 
 
 def test_every_stopped_trial_says_at_which_step_asha_stopped_it(smoke: dict) -> None:
+    assert any(r.info.status == "KILLED" for r in smoke["children"])  # ASHA stopped one
     for run in smoke["children"] + smoke["confirmation"]:
         end = run.data.tags["diffsearch.end"]
         if run.info.status == "KILLED":
@@ -312,7 +316,13 @@ def test_a_trial_page_shows_its_fid_chart_and_sample_grid(page: Any, ui: str, sm
     overview = page.inner_text("body")
     assert "diffsearch.end" in overview and run.data.tags["diffsearch.end"] in overview
     page.get_by_role("tab", name="Model metrics").click()
-    page.get_by_text("fid", exact=True).first.wait_for()  # the eval/fid chart
+    # the eval/fid chart: the card titled "fid" whose plot draws one point per evaluation
+    title = page.get_by_text("fid", exact=True)
+    card = page.locator("div").filter(has=title).filter(has=page.locator(".js-plotly-plot")).last
+    points = card.locator(".scatterlayer .trace .points path")
+    points.first.wait_for()
+    assert points.count() == len(_fid_steps(smoke, run))
+    assert f"{run.info.run_name} ({METRIC})" in card.inner_text()  # the legend names the run
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text("samples", exact=True).first.click()
     last = _fid_steps(smoke, run)[-1]
