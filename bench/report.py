@@ -249,7 +249,7 @@ def search_compare(d: dict[str, Any]) -> list[str]:
           f"evaluated at steps {', '.join(map(str, a['plan']['eval_steps']))})" for arm, a in arms.items()}  # fmt: skip
     reused = f" The runs {', '.join(d['reused'])} are `bench/search_default.py`'s, reused." if d["reused"] else ""  # fmt: skip
     return [
-        f"`{d['command']}` — three searches, each in a scratch folder of its own, on the default task (digits_biased, {arms['grid']['plan']['max_steps']} steps per trial), "
+        f"`{d['command']}` — {len(arms)} searches, each in a scratch folder of its own, on the default task (digits_biased, {arms['grid']['plan']['max_steps']} steps per trial), "
         f"each with its confirmation stage (the top trials and the baseline, constant ε-MSE, retrained on the fresh seeds {', '.join(map(str, conf[ref['run']]['seeds']))}): "
         f"TPE + ASHA {at['tpe_asha']}, random search without early stopping {at['random']} and the grid of the published points {at['grid']}.{reused} Reference: the best "
         f"confirmed FID, {ref['fid']:.3f} (the mean over the fresh seeds of the {ref['run']} winner, {ref['label']}); a search reaches when its best-so-far FID during the "

@@ -219,7 +219,7 @@ def _state(ci: list[float] | None) -> str:
 
 def verdict_markdown(plan: Plan, result: dict[str, Any]) -> str:
     """The verdict for the parent run's description: the confirmed numbers and the conclusion."""
-    from tuner.tracking import markdown_table
+    from tuner.review import markdown_table
 
     head = ["configuration", f"{plan.metric} per seed", "mean [95 %]", "improvement [95 %]", ""]
     base = result["baseline"]

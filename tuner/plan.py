@@ -18,6 +18,7 @@ from typing import Any
 import search_spaces
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES, SPACES
 from tuner.config import ConfigError, evaluation_steps, parse_set
+from tuner.mlflow_store import default_tracking_uri
 from tuner.options import (
     ASHA_REDUCTION,
     CONNECT_TIMEOUT,
@@ -34,7 +35,6 @@ from tuner.options import (
     search_of,
 )
 from tuner.storage import is_uri
-from tuner.tracking import default_tracking_uri
 
 
 @dataclass(frozen=True)

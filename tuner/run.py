@@ -164,9 +164,10 @@ def _report(
 ) -> int:
     """Write best.json (the confirmed winner, else the search's best), attach the summary to the
     parent run, and print where everything is."""
-    from tuner import tracking
     from tuner.confirm import verdict_markdown, verdict_metrics
+    from tuner.mlflow_store import review_url, ui_command
     from tuner.results import leaderboard, ranked
+    from tuner.review import log_summary
     from tuner.search import optuna_storage
 
     exp_dir = plan.experiment_dir
@@ -198,7 +199,7 @@ def _report(
             "trial": winner["trial"] if winner else best["trial"],
             "metric": f"{best['best']:.6g}",
         }
-        tracking.log_summary(
+        log_summary(
             plan.mlflow_uri,
             plan.mlflow_experiment,
             search_id,
@@ -207,8 +208,8 @@ def _report(
             metrics=metrics,
             append=verdict_markdown(plan, verdict) if verdict else "",
         )
-    print(f"review in MLflow: {tracking.ui_command(plan.mlflow_uri)}", flush=True)
-    link = tracking.review_url(plan.mlflow_uri, plan.mlflow_experiment, search_id)
+    print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
+    link = review_url(plan.mlflow_uri, plan.mlflow_experiment, search_id)
     print(f"review link: {link}", flush=True)
     if plan.search == "optuna":
         print(f"review the Optuna study: optuna-dashboard {optuna_storage(plan)} --host 127.0.0.1")
@@ -218,9 +219,9 @@ def _report(
 def run(plan: Plan, resume_required: bool) -> int:
     from ray import tune
 
-    from tuner import tracking
     from tuner.confirm import confirmation_table, run_confirmation
     from tuner.importance import describe, param_importances
+    from tuner.mlflow_store import ui_command
     from tuner.results import leaderboard, summarize
     from tuner.search import save_state_at_every_step
 
@@ -232,7 +233,7 @@ def run(plan: Plan, resume_required: bool) -> int:
         print(f"error: --resume: no search to resume at {exp_dir}", file=sys.stderr)
         return 2
     print(describe_plan(plan, resuming), flush=True)
-    print(f"review in MLflow: {tracking.ui_command(plan.mlflow_uri)}", flush=True)
+    print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
     init_ray(plan)
     if resuming:
         print(f"resuming {exp_dir}", flush=True)

@@ -28,7 +28,7 @@ def param_space(plan: Plan) -> dict[str, Any]:
 
 def optuna_storage(plan: Plan) -> str:
     """Where the search's Optuna study is kept (SQLite, beside a local MLflow store)."""
-    from tuner.tracking import is_local_store
+    from tuner.mlflow_store import is_local_store
 
     uri = plan.mlflow_uri
     folder = Path(uri.removeprefix("sqlite:///")).parent if is_local_store(uri) else Path("mlruns")

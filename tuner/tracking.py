@@ -7,7 +7,9 @@ steps its run already holds. Artifacts travel with Ray's checkpoints (the traina
 sample grid, the weighting plot and the trainer's `curve.json` in each checkpoint folder), so
 the driver reads them from the Ray storage whichever node ran the trial.
 
-What a reviewer sees in the MLflow UI (3.x):
+The store, its links and the tags that find runs are tuner/mlflow_store.py's; the names, the
+saved view, the descriptions and the summary it writes are tuner/review.py's. What a reviewer
+sees in the MLflow UI (3.x):
 - the experiment is tagged a training experiment (`mlflow.experimentKind`), and the review link
   (`review_url`) opens its runs in the UI's "Model training" view, which MLflow 3.17 picks from
   the link's `workflowType` (its default view is GenAI's);
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -35,162 +36,43 @@ from typing import Any
 
 from ray import tune
 
-TAG_SEARCH = "diffsearch.search"
-TAG_ROLE = "diffsearch.role"
-TAG_STAGE = "diffsearch.stage"
-TAG_END = "diffsearch.end"
-TAG_TRIAL = "ray.trial_id"
-TAG_LAST_STEP = "diffsearch.last_step"
-TAG_CURVE_STEP = "diffsearch.curve_step"
-TAG_BEST_CKPT = "diffsearch.best_checkpoint_step"
-TAG_PARENT = "mlflow.parentRunId"
-TAG_NOTE = "mlflow.note.content"  # a run's (or experiment's) description, markdown
-TAG_KIND = "mlflow.experimentKind"
-TRAINING_KIND = "custom_model_development"  # MLflow 3's kind for model training
-TAG_VIEW = "mlflow.sharedViewState."  # + view id: a saved view of the experiment's runs page
+from tuner.mlflow_store import (
+    PARAMS_PER_BATCH,
+    TAG_BEST_CKPT,
+    TAG_CURVE_STEP,
+    TAG_END,
+    TAG_LAST_STEP,
+    TAG_NOTE,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SEARCH,
+    TAG_STAGE,
+    TAG_TRIAL,
+    client,
+    find_run,
+    get_or_create_experiment,
+    log_metrics,
+    numeric,
+    param_value,
+)
+from tuner.review import (
+    fit_note,
+    leaderboard_markdown,
+    plan_markdown,
+    run_name,
+    save_view,
+    search_rows,
+    summary_metrics,
+    view_state,
+)
+
 METRIC_PREFIXES = ("eval/", "loss/", "time/")
 CURVE_FILE = "curve.json"  # the trainer's points between two evaluations (loss/…, time/…)
 SEARCH_CURVES = "search_curves.png"
-PARAMS_PER_BATCH = 100  # MLflow's limits for one log_batch
-METRICS_PER_BATCH = 900  # of 1000 entities a batch may hold, leaving room for its tags
-MAX_TAG_CHARS = 8000  # MLflow's limit on a run tag's value (the description is one)
-MAX_RUN_NAME = 250
 SCHEDULER_NAMES = {"asha": "ASHA", "pbt": "PBT", "fifo": "the scheduler"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _DIVERGED = re.compile(r"DivergenceError\b.*?\bat step (\d+)")
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*")
-
-
-def default_tracking_uri(root: str | os.PathLike = "mlruns") -> str:
-    """A SQLite store under `root` (no server needed): sqlite:////abs/mlruns/mlflow.db."""
-    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
-
-
-def is_local_store(uri: str) -> bool:
-    return uri.startswith("sqlite:")
-
-
-def artifact_root(uri: str) -> str | None:
-    """Artifacts of a SQLite store lie beside the database; a server chooses its own."""
-    if is_local_store(uri):
-        return str(Path(uri.removeprefix("sqlite:///")).parent / "artifacts")
-    return None
-
-
-def ui_command(uri: str, port: int = 5000) -> str:
-    """The command that serves the MLflow UI for `uri`, bound to 127.0.0.1 only."""
-    if is_local_store(uri):
-        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port {port}"
-    return f"open {uri} in a browser (an MLflow server; keep it bound to 127.0.0.1 and forward the port)"
-
-
-def ui_base(uri: str, port: int = 5000) -> str:
-    """Where the UI of `uri` is served: `mlflow ui` on 127.0.0.1:port, or the server itself."""
-    return f"http://127.0.0.1:{port}" if is_local_store(uri) else uri.rstrip("/")
-
-
-def review_link(base: str, experiment_id: str, view: str | None = None) -> str:
-    """The UI page of an experiment's runs in the "Model training" view, opened on `view`."""
-    query = "workflowType=machine_learning"
-    if view:
-        query = f"viewStateShareKey={view}&{query}"
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
-
-
-def review_url(uri: str, experiment: str, search: str | None = None, port: int = 5000) -> str:
-    """The link that opens a search's saved review view in the MLflow UI (see `ui_command`)."""
-    mlflow = client(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is None:
-        return ui_base(uri, port)
-    view = search if search and f"{TAG_VIEW}{search}" in found.tags else None
-    return review_link(ui_base(uri, port), found.experiment_id, view)
-
-
-def client(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    if is_local_store(uri):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
-
-
-def get_or_create_experiment(mlflow: Any, name: str, uri: str) -> str:
-    """The experiment's id, created if needed, and tagged a training experiment."""
-    found = mlflow.get_experiment_by_name(name)
-    if found is None:
-        root = artifact_root(uri)
-        location = str(Path(root) / name) if root else None
-        try:
-            experiment_id = mlflow.create_experiment(
-                name, artifact_location=location, tags={TAG_KIND: TRAINING_KIND}
-            )
-        except Exception:  # noqa: BLE001 - created concurrently by another driver
-            found = mlflow.get_experiment_by_name(name)
-            experiment_id = found.experiment_id
-    else:
-        experiment_id = found.experiment_id
-    if found is not None and found.tags.get(TAG_KIND) != TRAINING_KIND:
-        mlflow.set_experiment_tag(experiment_id, TAG_KIND, TRAINING_KIND)
-    return experiment_id
-
-
-def find_run(mlflow: Any, experiment_id: str, tags: dict[str, str]) -> Any | None:
-    """The oldest run whose tags match `tags` (None if there is none)."""
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    runs = mlflow.search_runs(
-        [experiment_id], filter_string=query, order_by=["attributes.start_time ASC"]
-    )
-    return runs[0] if runs else None
-
-
-def _numeric(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def param_value(value: Any) -> str:
-    """A param as MLflow shows it: strings bare, everything else a JSON literal (null, false)."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def short_value(value: Any) -> str:
-    """A value for a run name: 2 significant digits, whole numbers bare, JSON words otherwise."""
-    if isinstance(value, str):
-        return value
-    if _numeric(value):
-        if math.isfinite(value) and float(value).is_integer() and abs(value) < 1e6:
-            return str(int(value))
-        return f"{value:.2g}"
-    return json.dumps(value)
-
-
-def short_labels(keys: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """Labels for searched keys: `weighting.` dropped where that stays unambiguous.
-
-    The weighting's knobs are what a search varies most (`p`, `k`, `clamp`); the other axes
-    keep their prefix (`tiw.strength`, `cdl.coef`), so every label names one config key.
-    """
-    keys = list(keys)
-    short = {k: k.removeprefix("weighting.") if k.startswith("weighting.") else k for k in keys}
-    taken: dict[str, int] = {}
-    for label in short.values():
-        taken[label] = taken.get(label, 0) + 1
-    return {
-        k: label if taken[label] == 1 and (label == k or label not in keys) else k
-        for k, label in short.items()
-    }
-
-
-def run_name(config: dict[str, Any], searched: tuple[str, ...], trial_id: str) -> str:
-    """`p=0.52 k=1.3 clamp=5 tiw.strength=0.8 cdl.coef=0 · 3f2a_00004` (the trial id last)."""
-    labels = short_labels([k for k in searched if k in config])
-    parts = " ".join(f"{labels[k]}={short_value(config[k])}" for k in labels)
-    if not parts:
-        return trial_id
-    tail = f" · {trial_id}"
-    if len(parts) + len(tail) > MAX_RUN_NAME:
-        parts = parts[: MAX_RUN_NAME - len(tail) - 1].rstrip() + "…"
-    return parts + tail
 
 
 def trial_status(trial: Any, max_steps: int) -> str:
@@ -232,180 +114,7 @@ def read_curve(folder: str | Path) -> list[dict[str, Any]]:
         return []
     if not isinstance(points, list):
         return []
-    return [p for p in points if isinstance(p, dict) and _numeric(p.get("step"))]
-
-
-def log_metrics(
-    mlflow: Any, run_id: str, metrics: list[Any], tags: list[Any] | None = None
-) -> None:
-    """`log_batch` within MLflow's batch limits; the tags go with the last batch."""
-    chunks = [metrics[i : i + METRICS_PER_BATCH] for i in range(0, len(metrics), METRICS_PER_BATCH)]
-    chunks = chunks or [[]]
-    for i, chunk in enumerate(chunks):
-        extra = list(tags or []) if i == len(chunks) - 1 else []
-        if chunk or extra:
-            mlflow.log_batch(run_id, metrics=chunk, tags=extra)
-
-
-# -- the saved review view ------------------------------------------------------------------------
-def _parallel_chart(metric: str, searched: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "type": "PARALLEL",
-        "uuid": "diffsearch-parallel",
-        "metricSectionId": "diffsearch-search",
-        "selectedParams": list(searched),
-        "selectedMetrics": [metric],
-        "showAllRuns": True,
-        "runsCountToCompare": 100,
-        "deleted": False,
-        "isGenerated": False,
-        "displayName": f"searched parameters against {metric}",
-    }
-
-
-def _line_chart(key: str) -> dict[str, Any]:
-    return {
-        "type": "LINE",
-        "uuid": f"diffsearch-line-{key}",
-        "metricSectionId": "diffsearch-search",
-        "metricKey": key,
-        "displayName": key,
-        "runsCountToCompare": 100,
-        "lineSmoothness": 0,
-        "xAxisScaleType": "linear",
-        "scaleType": "linear",
-        "range": {},
-        "xAxisKey": "step",
-        "selectedXAxisMetricKey": "",
-        "yAxisKey": "metric",
-        "yAxisExpressions": [],
-        "ignoreOutliers": False,
-        "useGlobalXaxisKey": False,
-        "useGlobalLineSmoothing": False,
-        "deleted": False,
-        "isGenerated": False,
-    }
-
-
-def view_state(search: str, metric: str, mode: str, searched: tuple[str, ...]) -> dict[str, Any]:
-    """The runs page of one search as a reviewer wants it (MLflow 3.17's view-state keys).
-
-    The search's runs only, best first by the metric; the metric, the searched parameters, the
-    stage and the end reason as columns; every run shown in the charts (the UI's default shows
-    10); and charts: parallel coordinates of the searched parameters against the metric, the
-    metric and the denoising loss over steps.
-    """
-    charts = [_parallel_chart(metric, searched)]
-    charts += [_line_chart(key) for key in (metric, "loss/denoise")]
-    section = {
-        "uuid": "diffsearch-search",
-        "name": "search",
-        "display": True,
-        "isReordered": False,
-        "deleted": False,
-        "isGenerated": False,
-    }
-    return {
-        "searchFilter": f"tags.`{TAG_SEARCH}` = '{search}'",
-        "orderByKey": f"metrics.`{metric}`",
-        "orderByAsc": mode == "min",
-        "startTime": "ALL",
-        "lifecycleFilter": "Active",
-        "modelVersionFilter": "All Runs",
-        "datasetsFilter": [],
-        "selectedColumns": [
-            f"metrics.`{metric}`",
-            *(f"params.`{k}`" for k in searched),
-            f"tags.`{TAG_STAGE}`",
-            f"tags.`{TAG_END}`",
-        ],
-        "columnOrder": [],
-        "columnWidths": {},
-        "runsHiddenMode": "SHOW_ALL",
-        "compareRunCharts": charts,
-        "compareRunSections": [section],
-        "viewMaximized": False,
-        "runListHidden": False,
-        "isAccordionReordered": True,
-        "groupBy": None,
-        "groupsExpanded": {},
-        "useGroupedValuesInCharts": True,
-        "hideEmptyCharts": True,
-        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0},
-    }
-
-
-def save_view(mlflow: Any, experiment_id: str, view: str, name: str, state: dict) -> None:
-    """Write a saved view as the UI's "Save view" does (an experiment tag; kept if present)."""
-    tags = mlflow.get_experiment(experiment_id).tags
-    if f"{TAG_VIEW}{view}" in tags:
-        return
-    now = int(time.time() * 1000)
-    envelope = {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
-    mlflow.set_experiment_tag(experiment_id, f"{TAG_VIEW}{view}", json.dumps(envelope))
-
-
-# -- the parent run's description ---------------------------------------------------------------
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(head: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def plan_markdown(search: str, search_params: dict[str, Any]) -> str:
-    """The plan of a search as markdown: its settings, searched ranges and fixed keys."""
-    settings = {k: v for k, v in search_params.items() if not k.startswith(("fixed.", "param."))}
-    params = {k[6:]: v for k, v in search_params.items() if k.startswith("param.")}
-    fixed = {k[6:]: v for k, v in search_params.items() if k.startswith("fixed.")}
-    parts = [f"### Search `{search}`", ""]
-    parts.append(", ".join(f"{k} **{param_value(v)}**" for k, v in settings.items()))
-    if params:
-        parts += ["", "Searched:", "", markdown_table(["key", "range"], list(params.items()))]
-    if fixed:
-        fixed_text = ", ".join(f"`{k}`={param_value(v)}" for k, v in fixed.items())
-        parts += ["", f"Fixed: {fixed_text}"]
-    return "\n".join(parts)
-
-
-def _short_param(text: str) -> str:
-    """A param string for a table: numbers to 3 significant digits, anything else as it is."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    if _numeric(value) and not float(value).is_integer():
-        return f"{value:.3g}"
-    return text
-
-
-def leaderboard_markdown(rows: list[dict[str, Any]], searched: tuple[str, ...], metric: str) -> str:
-    """Ranked trials as a markdown table, with MLflow's status words and full key names."""
-    head = ["#", "trial", "status", "end", f"best {metric}", "steps", *searched]
-    table = [
-        [
-            i + 1,
-            r["trial"],
-            r["status"],
-            r["end"],
-            "-" if r["best"] is None else f"{r['best']:.4g}",
-            r["steps"],
-            *(_short_param(r["params"].get(k, "-")) for k in searched),
-        ]
-        for i, r in enumerate(rows)
-    ]
-    return markdown_table(head, table)
-
-
-def fit_note(text: str) -> str:
-    """A description within MLflow's tag limit (cut at a line, saying so)."""
-    if len(text) <= MAX_TAG_CHARS:
-        return text
-    cut = text[: MAX_TAG_CHARS - 80].rsplit("\n", 1)[0]
-    return cut + "\n\n… (cut to MLflow's 8000-character limit; see leaderboard.txt)"
+    return [p for p in points if isinstance(p, dict) and numeric(p.get("step"))]
 
 
 class MlflowTracking(tune.Callback):
@@ -585,17 +294,17 @@ class MlflowTracking(tune.Callback):
         metrics = [
             Metric(k, float(v), now, step)
             for k, v in result.items()
-            if k.startswith(METRIC_PREFIXES) and _numeric(v)
+            if k.startswith(METRIC_PREFIXES) and numeric(v)
         ]
         metrics += [
             Metric(f"config/{k}", float(trial.config[k]), now, step)
             for k in self.config_metrics
-            if _numeric(trial.config.get(k))
+            if numeric(trial.config.get(k))
         ]
         log_metrics(self._mlflow, self.run_id(trial), metrics, [RunTag(TAG_LAST_STEP, str(step))])
         self._last_step[trial.trial_id] = step
         shown = " ".join(
-            f"{k} {v:.4g}" for k, v in result.items() if k.startswith("eval/") and _numeric(v)
+            f"{k} {v:.4g}" for k, v in result.items() if k.startswith("eval/") and numeric(v)
         )
         print(f"[diffsearch] trial {trial.trial_id} step {step}: {shown}", flush=True)
 
@@ -612,7 +321,7 @@ class MlflowTracking(tune.Callback):
             Metric(k, float(v), now, int(p["step"]))
             for p in points
             for k, v in p.items()
-            if k.startswith(METRIC_PREFIXES) and _numeric(v)
+            if k.startswith(METRIC_PREFIXES) and numeric(v)
         ]
         last = max(int(p["step"]) for p in points)
         log_metrics(self._mlflow, run_id, metrics, [RunTag(TAG_CURVE_STEP, str(last))])
@@ -631,7 +340,7 @@ class MlflowTracking(tune.Callback):
             if weighting.exists() and trial.trial_id not in self._logged_weighting:
                 self._mlflow.log_artifact(run_id, str(weighting))
                 self._logged_weighting.add(trial.trial_id)
-        if pending is None or not _numeric(pending["score"]) or not math.isfinite(pending["score"]):
+        if pending is None or not numeric(pending["score"]) or not math.isfinite(pending["score"]):
             return
         score = pending["score"] if self.mode == "min" else -pending["score"]
         best = self._best.get(trial.trial_id)
@@ -768,105 +477,3 @@ def _first_error_line(trial: Any) -> str:
         return error_line(Path(trial.error_file).read_text())
     except OSError:
         return "error (no error file)"
-
-
-def search_rows(
-    mlflow: Any, experiment_id: str, search: str, metric: str, mode: str, stage: str = "search"
-) -> list[dict[str, Any]]:
-    """The trials of one stage of a search as MLflow holds them, best first.
-
-    Each row: name, status, end, best (the metric's best value, None without one), steps (the
-    last step logged), params (the run's params), history ([(step, value)] of the metric).
-    """
-    runs = mlflow.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{TAG_SEARCH}` = '{search}' and tags.`{TAG_ROLE}` = 'trial'",
-        max_results=10000,
-    )
-    rows = []
-    for run in runs:
-        if run.data.tags.get(TAG_STAGE, "search") != stage:
-            continue
-        history = sorted(
-            (m.step, m.value)
-            for m in mlflow.get_metric_history(run.info.run_id, metric)
-            if math.isfinite(m.value)
-        )
-        values = [v for _, v in history]
-        best = (min(values) if mode == "min" else max(values)) if values else None
-        rows.append(
-            {
-                "trial": run.data.tags.get(TAG_TRIAL, run.info.run_name),
-                "name": run.info.run_name,
-                "status": run.info.status,
-                "end": run.data.tags.get(TAG_END, "-"),
-                "best": None if run.info.status == "FAILED" else best,
-                "steps": int(run.data.tags.get(TAG_LAST_STEP, 0)),
-                "params": dict(run.data.params),
-                "history": history,
-            }
-        )
-    sign = 1 if mode == "min" else -1
-    rows.sort(key=lambda r: (r["best"] is None, sign * (r["best"] or 0.0), r["name"]))
-    return rows
-
-
-def summary_metrics(rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
-    """best/<metric>, trials/run, trials/finished, trials/stopped, trials/failed."""
-    count = {s: sum(r["status"] == s for r in rows) for s in ("FINISHED", "KILLED", "FAILED")}
-    out = {
-        "trials/run": float(len(rows)),
-        "trials/finished": float(count["FINISHED"]),
-        "trials/stopped": float(count["KILLED"]),
-        "trials/failed": float(count["FAILED"]),
-    }
-    ranked = [r for r in rows if r["best"] is not None]
-    if ranked:
-        out[f"best/{metric}"] = float(ranked[0]["best"])
-    return out
-
-
-def log_summary(
-    uri: str,
-    experiment: str,
-    search: str,
-    files: list[str],
-    best: dict[str, Any],
-    metrics: dict[str, float] | None = None,
-    description: str = "",
-    tags: dict[str, str] | None = None,
-    append: str = "",
-) -> str | None:
-    """Attach files, metrics, a markdown description and tags to the search's parent run.
-
-    Args:
-        uri, experiment, search: the store, experiment name and search id of the parent run.
-        files: local files logged as artifacts (the leaderboard, best.json, plots).
-        best: tagged `diffsearch.best_<key>` (e.g. trial, metric).
-        metrics: logged at step 0 (e.g. `best/eval/fid`, `trials/run`, `verdict/...`).
-        description: markdown, the run's description in the UI (`mlflow.note.content`); an
-            empty one keeps the description the tracking callback wrote.
-        tags: further tags.
-        append: markdown added under the description (e.g. the confirmation's verdict).
-
-    Returns:
-        The parent run's id, or None if the search has no parent run.
-    """
-    from mlflow.entities import Metric, RunTag
-
-    mlflow = client(uri)
-    experiment_id = get_or_create_experiment(mlflow, experiment, uri)
-    parent = find_run(mlflow, experiment_id, {TAG_SEARCH: search, TAG_ROLE: "search"})
-    if parent is None:
-        return None
-    run_id = parent.info.run_id
-    for path in files:
-        mlflow.log_artifact(run_id, path)
-    now = int(time.time() * 1000)
-    logged = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if _numeric(v)]
-    all_tags = {f"diffsearch.best_{k}": str(v) for k, v in best.items()} | dict(tags or {})
-    if description or append:
-        note = description or parent.data.tags.get(TAG_NOTE, "")
-        all_tags[TAG_NOTE] = fit_note(f"{note}\n\n{append}" if append else note)
-    log_metrics(mlflow, run_id, logged, [RunTag(k, v) for k, v in all_tags.items()])
-    return run_id

@@ -659,7 +659,7 @@ def test_checkpoints_load_with_weights_only_and_nothing_is_unpickled() -> None:
 
 
 def test_services_bind_to_loopback() -> None:
-    from tuner.tracking import ui_command
+    from tuner.mlflow_store import ui_command
 
     assert "--host 127.0.0.1" in ui_command("sqlite:////tmp/mlruns/mlflow.db")
     import inspect

@@ -11,27 +11,19 @@ from typing import Any
 import pytest
 
 from tuner.config import resolve
-from tuner.tracking import (
-    CURVE_FILE,
+from tuner.mlflow_store import (
     METRICS_PER_BATCH,
     TAG_KIND,
     TAG_NOTE,
     TAG_VIEW,
     TRAINING_KIND,
-    MlflowTracking,
-    end_reason,
-    error_line,
-    leaderboard_markdown,
     log_metrics,
-    log_summary,
     param_value,
-    read_curve,
     review_link,
     review_url,
-    run_name,
-    short_labels,
-    short_value,
 )
+from tuner.review import leaderboard_markdown, log_summary, run_name, short_labels, short_value
+from tuner.tracking import CURVE_FILE, MlflowTracking, end_reason, error_line, read_curve
 
 SEARCH = "smoke-1234"
 EXPERIMENT = "diffsearch-test"
@@ -202,7 +194,7 @@ def test_leaderboard_markdown_uses_mlflow_words_and_full_keys() -> None:
 
 # -- the callback with fake trials, across a driver restart -------------------------------------
 def _trial(trial_id: str, p: float, strength: float, **extra: Any) -> SimpleNamespace:
-    config = {"data": "ring8", "train.steps": 40, "eval.every": 20}
+    config = {"data": "bimodal_biased", "train.steps": 40, "eval.every": 20}
     config |= {"weighting.p": p, "tiw.strength": strength} | extra
     return SimpleNamespace(
         trial_id=trial_id,
@@ -327,7 +319,7 @@ def test_end_tags_and_statuses(tracked: dict) -> None:
 
 def test_params_are_json_literals(tracked: dict) -> None:
     params = tracked["children"]["done"].data.params
-    assert params["data"] == "ring8" and params["data.root"] == "null"
+    assert params["data"] == "bimodal_biased" and params["data.root"] == "null"
     assert params["weighting.normalize"] == "true" and params["data.download"] == "false"
     assert params["train.steps"] == "40" and params["weighting.p"] == "0.5234"
     parent = tracked["parent"].data.params
