@@ -56,8 +56,8 @@ METRICS: dict[str, str] = {
 KID_SUBSET_SIZE = 1000  # torch-fidelity's default; lowered to the sample count when larger
 KID_SUBSETS = 100
 # Images per extractor batch, by (extractor, on CUDA): torch-fidelity's 64 for Inception on the
-# CPU, larger batches on a GPU (299×299 inputs: about 0.1 GiB of activations per 64 images);
-# the 8×8 digits CNN takes whole evaluations at once.
+# CPU, larger batches on a GPU (a choice not yet timed on one: bench/gpu_trial.py times the
+# evaluation); the 8×8 digits CNN takes whole evaluations at once.
 EXTRACTOR_BATCH = {
     (INCEPTION_EXTRACTOR, False): 64,
     (INCEPTION_EXTRACTOR, True): 256,
