@@ -117,13 +117,15 @@ def bare(config: dict, scratch: Path) -> dict:
 
 
 def search(config: dict, scratch: Path, samples: int, concurrent: int) -> dict:
-    """Run a search of `samples` copies of `config`; return its wall time and its trials' times."""
+    """Run a search of `samples` copies of `config`; return its wall time and its trials' times.
+    Without the confirmation stage (--confirm 0): it would add its own trials to the spans, the
+    loop times and the command's wall time."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{scratch}/mlruns/mlflow.db"
     cmd = [
         sys.executable, "-m", "tuner.run", "--space", "debias_family", "--scheduler", "fifo",
-        "--num-samples", str(samples), "--max-concurrent", str(concurrent),
+        "--num-samples", str(samples), "--max-concurrent", str(concurrent), "--confirm", "0",
         "--storage", str(scratch / "ray"), "--mlflow-uri", uri, *_sets(config),
     ]  # fmt: skip
     t0 = time.perf_counter()

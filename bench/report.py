@@ -233,6 +233,19 @@ def iv(mean: float | None, interval: list[float] | None) -> str:
     return "—" if mean is None or interval is None else ci(mean, *interval)  # mean [95 % interval]
 
 
+def spread(s: dict[str, Any], spec: str) -> str:
+    """mean ± std of the runs that reached (one run: its value; none: —)."""
+    if not s["n"]:
+        return "—"
+    return spec.format(s["mean"]) + (f" ± {spec.format(s['std'])}" if s["n"] > 1 else " (1 run)")
+
+
+def against_grid(a: dict[str, Any]) -> str:
+    if a["mean_vs_grid_as_run"] is not None:
+        return f"{a['mean_vs_grid_as_run']:.2f}×"
+    return "—" if a["mean_steps"] is None else f"{a['mean_steps']:.0f} steps"
+
+
 def search_compare(d: dict[str, Any]) -> list[str]:
     def fids(values: list[float | None]) -> str:
         return " ".join("—" if v is None else f"{v:.3f}" for v in values)
@@ -242,8 +255,8 @@ def search_compare(d: dict[str, Any]) -> list[str]:
              f"{r['total_steps']} ({r['total_trial_s']:.0f} s)", f"{r['stopped_early']}/{r['trials']}"] for k, r in d["table"].items()]  # fmt: skip
     won = [[k, c["label"], fids(c["values"]), iv(c["mean"], c["ci"]), fids(c["baseline"]["values"]), iv(c["improvement"], c["improvement_ci"]),
             "yes" if c["resolved"] else "no"] for k, c in conf.items() if c]  # fmt: skip
-    per_arm = [[arm, s["reached"], sd(s["steps"], 2) if s["steps"]["n"] else "—", sd(s["trial_s"], 2) if s["trial_s"]["n"] else "—", s["resolved"]] for arm, s in d["arms_summary"].items()]  # fmt: skip
-    bands = [[f"{100 * float(band):.0f} %", f"{b['threshold']:.3f}", str(b["grid_as_run"])] + [f"{b[a]['reached']}, " + ("—" if b[a]["mean_vs_grid_as_run"] is None else f"{b[a]['mean_vs_grid_as_run']:.2f}×") for a in ("tpe_asha", "random")]
+    per_arm = [[arm, s["reached"], spread(s["steps"], "{:.0f}"), spread(s["trial_s"], "{:.0f} s"), s["resolved"]] for arm, s in d["arms_summary"].items()]  # fmt: skip
+    bands = [[f"{100 * float(band):.0f} %", f"{b['threshold']:.3f}", "never" if b["grid_as_run"] is None else str(b["grid_as_run"])] + [f"{b[a]['reached']}, " + against_grid(b[a]) for a in ("tpe_asha", "random")]
              for band, b in d["band_sensitivity"].items()]  # fmt: skip
     at = {arm: f"`{a['command']}` ({a['plan']['trials']} trials{', search seeds ' + ', '.join(map(str, a['seeds'])) if a['seeds'] else ''}; "
           f"evaluated at steps {', '.join(map(str, a['plan']['eval_steps']))})" for arm, a in arms.items()}  # fmt: skip
@@ -258,8 +271,9 @@ def search_compare(d: dict[str, Any]) -> list[str]:
         "Each run's confirmed winner against the baseline on the fresh seeds (improvement: the baseline's FID minus the winner's, paired by seed, 95 % t interval):",
         table(["search", "confirmed winner", "FID per seed", "mean [95 %]", "baseline per seed", "improvement [95 %]", "resolved"], won),
         table(["arm", "runs reaching 5 %", "steps to 5 %", "trial-s to 5 %", "winner resolved"], per_arm),
-        f"The grid's order of points is arbitrary: averaged over all {orders['orders']} orders it reaches in " + (f"{orders['mean_steps']:.0f} steps "
-        f"({orders['min_steps']}–{orders['max_steps']})." if orders["orders"] else "— (never).") + " The same for wider bands (reached seeds; mean steps over the grid's as run):",
+        (f"The grid's order of points is arbitrary: averaged over all {orders['orders']} orders it reaches in {orders['mean_steps']:.0f} steps ({orders['min_steps']}–{orders['max_steps']})."
+         if orders["orders"] else "The grid reaches in no order of its points: none of its trials does.") + " The same question for wider bands (reached seeds; where every seed "
+        "reaches, its mean steps over the grid's as run, or the mean steps themselves where the grid never reaches):",
         table(["band", "threshold", "grid steps", "TPE + ASHA", "random"], bands),
         figure("search_compare", "search compute to reach the best confirmed FID, and the confirmed winners"),
     ]  # fmt: skip

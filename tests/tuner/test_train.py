@@ -274,3 +274,26 @@ def test_compile_where_unavailable_is_one_line(tiny: dict, monkeypatch: pytest.M
     monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
     with pytest.raises(ConfigError, match=r"^train.compile=true: torch.compile is not available"):
         Trainer(tiny | {"train.compile": True})
+
+
+def test_channels_last_steps_match_the_contiguous_ones(tiny: dict) -> None:
+    """On CUDA an image trial keeps its net, EMA and batches in channels_last; that path is
+    taken here on the CPU (the same attribute and conversions as Trainer.__init__ on CUDA), and
+    its steps must equal the contiguous ones up to the convolutions' summation order: a net
+    that reshaped a channels_last activation with .view, or a batch left contiguous, fails."""
+    config = tiny | {"data": "digits", "net": "unet", "net.width": 8, "eval.samples": 4}
+    plain, fast = Trainer(config), Trainer(config)
+    fast.channels_last = True
+    fast.model.to(memory_format=torch.channels_last)
+    fast.ema.to(memory_format=torch.channels_last)
+    conv = next(p for p in fast.model.parameters() if p.dim() == 4 and min(p.shape[1:]) > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x0 = fast.batch(torch.Generator().manual_seed(0))
+    assert x0.is_contiguous(memory_format=torch.channels_last)  # one channel: either layout
+    for _ in range(3):
+        a, b = plain.train_step(), fast.train_step()
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    for p, q in zip(_params(plain), _params(fast), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
