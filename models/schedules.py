@@ -207,6 +207,35 @@ class LogisticDensity(NoiseDensity):
         return -sp(z) - sp(-z) - math.log(self.scale)
 
 
+@DENSITIES.register("normal", params=BOUNDS | {"loc": "noise.loc", "scale": "noise.scale"})
+class NormalDensity(NoiseDensity):
+    """λ ~ N(loc, scale²): SD3's logit-normal over rectified-flow t (λ = −2 logit t, so
+    logit-normal(m, s) is N(−2m, 2s)) and EDM's log-normal s (N(−2 P_mean, 2 P_std)) in one."""
+
+    def __init__(
+        self,
+        logsnr_min: float = LOGSNR_MIN,
+        logsnr_max: float = LOGSNR_MAX,
+        loc: float = 0.0,
+        scale: float = 1.0,
+    ) -> None:
+        if not scale > 0.0:
+            raise ValueError(f"normal scale must be > 0, got {scale}")
+        self.loc = float(loc)
+        self.scale = float(scale)
+        super().__init__(logsnr_min, logsnr_max)
+
+    def _cdf(self, logsnr: Tensor) -> Tensor:
+        return torch.special.ndtr((logsnr - self.loc) / self.scale)
+
+    def _icdf(self, u: Tensor) -> Tensor:
+        return self.loc + self.scale * torch.special.ndtri(u)
+
+    def _log_pdf(self, logsnr: Tensor) -> Tensor:
+        z = (logsnr - self.loc) / self.scale
+        return -0.5 * z**2 - math.log(self.scale * math.sqrt(2.0 * math.pi))
+
+
 @DENSITIES.register("edm", params=BOUNDS)
 class EDMDensity(NoiseDensity):
     """EDM (Karras et al. 2022): ln s ~ N(p_mean, p_std²), λ = −2 ln s ~ N(−2 p_mean, 4 p_std²)."""

@@ -28,6 +28,7 @@ from search_spaces.budgets import SMOKE, SMOKE_NUM_SAMPLES
 from search_spaces.contrastive import SPACE as CONTRASTIVE
 from search_spaces.debias_family import SPACE as DEBIAS_FAMILY
 from search_spaces.debias_family_cifar10 import SPACE as DEBIAS_FAMILY_CIFAR10
+from search_spaces.debias_family_density import SPACE as DEBIAS_FAMILY_DENSITY
 from search_spaces.density_ratio import SPACE as DENSITY_RATIO
 from search_spaces.snr_weighting import SPACE as SNR_WEIGHTING
 
@@ -39,6 +40,7 @@ SPACES: dict[str, dict[str, Any]] = {
     "ambient": AMBIENT,
     "baselines": BASELINES,
     "debias_family_cifar10": DEBIAS_FAMILY_CIFAR10,
+    "debias_family_density": DEBIAS_FAMILY_DENSITY,
 }
 POINT_KEY = "point"  # the trial-config key that names a point of a space with "points"
 GRID_DEFAULT_POINTS = 3  # numeric parameters without a "grid" list: low, middle, high

@@ -153,8 +153,12 @@ SPEC: dict[str, Spec] = {
     ),
     # Noise-level density q(λ).
     "noise": Spec("str", "cosine", "density q(λ) of training log-SNRs", DENSITIES),
-    "noise.loc": Spec("float", 0.0, "location of the logistic density", low=-20.0, high=20.0),
-    "noise.scale": Spec("float", 1.0, "scale of the logistic density", low=1e-3, high=20.0),
+    "noise.loc": Spec(
+        "float", 0.0, "location of the logistic or normal density", low=-20.0, high=20.0
+    ),
+    "noise.scale": Spec(
+        "float", 1.0, "scale of the logistic or normal density", low=1e-3, high=20.0
+    ),
     "noise.logsnr_min": Spec(
         "float", -15.0, "lowest log-SNR (training and sampling)", low=-30.0, high=0.0
     ),

@@ -18,7 +18,8 @@ from search_spaces import POINT_KEY, SPACES
 from tuner.config import resolve
 from tuner.data import DATASETS, FOLDER
 
-SEARCHES = ("optuna", "random", "grid")
+SEARCHES = ("optuna", "qmc", "random", "grid")
+OPTUNA_SEARCHES = ("optuna", "qmc")  # kept in an Optuna study (TPE; quasi-random Sobol)
 SCHEDULERS = ("asha", "pbt", "fifo")
 IMAGE_METRIC = "eval/fid"
 LOWDIM_METRIC = "eval/nll"

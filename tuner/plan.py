@@ -187,6 +187,7 @@ def _ray_line(plan: Plan) -> str:
 def describe_plan(plan: Plan, resuming: bool | None) -> str:
     search = {
         "optuna": f"optuna TPE (seed {plan.seed})",
+        "qmc": f"optuna quasi-random (scrambled Sobol, seed {plan.seed})",
         "random": f"random (seed {plan.seed})",
     }.get(plan.search, "grid")
     state = "" if resuming is None else ("  (resuming)" if resuming else "  (new)")

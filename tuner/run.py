@@ -23,7 +23,7 @@ from search_spaces import SPACES
 from tuner.checks import SEARCH_FILE, check_environment
 from tuner.cluster import init_ray, shutdown_ray
 from tuner.config import ConfigError, run_cli
-from tuner.options import CONNECT_TIMEOUT, SCHEDULERS, SEARCHES, UsageError
+from tuner.options import CONNECT_TIMEOUT, OPTUNA_SEARCHES, SCHEDULERS, SEARCHES, UsageError
 from tuner.plan import Plan, describe_plan, make_plan
 from tuner.storage import is_uri, read_text, write_text
 
@@ -211,7 +211,7 @@ def _report(
     print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
     link = review_url(plan.mlflow_uri, plan.mlflow_experiment, search_id)
     print(f"review link: {link}", flush=True)
-    if plan.search == "optuna":
+    if plan.search in OPTUNA_SEARCHES:
         print(f"review the Optuna study: optuna-dashboard {optuna_storage(plan)} --host 127.0.0.1")
     return 0 if best is not None else 1
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces
-from tuner.options import ASHA_REDUCTION
+from tuner.options import ASHA_REDUCTION, OPTUNA_SEARCHES
 from tuner.plan import Plan
 
 
@@ -40,14 +40,19 @@ def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = Non
 
     With `study` (a study name), TPE keeps its trials in `optuna_storage(plan)`, where
     `optuna-dashboard` opens them."""
-    if plan.search == "optuna":
+    if plan.search in OPTUNA_SEARCHES:
         import optuna
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        startup = max(2, min(10, plan.num_samples // 3))  # TPE takes over after these
-        sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup)
+        if plan.search == "qmc":  # scrambled Sobol points (the first one is a random draw)
+            sampler = optuna.samplers.QMCSampler(
+                qmc_type="sobol", scramble=True, seed=plan.seed, warn_independent_sampling=False
+            )  # categorical parameters are drawn by its seeded random sampler
+        else:
+            startup = max(2, min(10, plan.num_samples // 3))  # TPE takes over after these
+            sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup)
         kwargs: dict[str, Any] = {}
         if study is not None:
             storage = optuna_storage(plan)

@@ -11,6 +11,7 @@ from models.schedules import (
     LinearBetaDensity,
     LogisticDensity,
     NoiseDensity,
+    NormalDensity,
     alpha_sigma,
     bcast,
     logsnr_grid,
@@ -23,6 +24,7 @@ CASES = {
     "logistic": lambda: LogisticDensity(),
     "logistic_shifted": lambda: LogisticDensity(loc=10.5, scale=1.5, logsnr_min=6, logsnr_max=15),
     "edm": lambda: EDMDensity(),
+    "normal": lambda: NormalDensity(loc=1.0, scale=2.5),
     "edm_narrow": lambda: EDMDensity(logsnr_min=-2.0, logsnr_max=4.0),
 }
 
@@ -32,7 +34,7 @@ def _grid(d: NoiseDensity, n: int = 20001) -> torch.Tensor:
 
 
 def test_registry_names() -> None:
-    assert set(DENSITIES) == {"cosine", "linear_beta", "logistic", "edm"}
+    assert set(DENSITIES) == {"cosine", "linear_beta", "logistic", "normal", "edm"}
     assert GRIDS == ("cosine", "linear", "karras")
     for _, cls in DENSITIES.items():
         d = cls(logsnr_min=-12.0, logsnr_max=9.0)
@@ -153,11 +155,32 @@ def test_logistic_density_closed_form() -> None:
     torch.testing.assert_close(d.log_prob(lam.detach()).exp(), pdf / z, rtol=1e-9, atol=0)
 
 
+def test_normal_density_closed_form() -> None:
+    """N(loc, scale²) truncated; SD3's logit-normal(m, s) over t is N(-2m, 2s) over λ, and EDM's
+    log-normal σ (P_mean, P_std) is N(-2 P_mean, 2 P_std)."""
+    d = NormalDensity(loc=0.0, scale=2.0, logsnr_min=-30.0, logsnr_max=30.0)
+    t = torch.linspace(0.02, 0.98, 97, dtype=torch.float64)
+    lam = -2 * torch.logit(t)
+    # logit-normal(0, 1) density over t, pushed to λ: q(λ) = p(t) |dt/dλ|, dt/dλ = -t(1-t)/2
+    p_t = torch.exp(-0.5 * torch.logit(t) ** 2) / (math.sqrt(2 * math.pi) * t * (1 - t))
+    torch.testing.assert_close(d.log_prob(lam).exp(), p_t * t * (1 - t) / 2, rtol=1e-9, atol=0)
+    edm, as_normal = EDMDensity(), NormalDensity(loc=2.4, scale=2.4)
+    grid = torch.linspace(-14.9, 14.9, 301, dtype=torch.float64)
+    torch.testing.assert_close(as_normal.log_prob(grid), edm.log_prob(grid), rtol=1e-12, atol=0)
+    lo = NormalDensity(loc=1.0, scale=2.0, logsnr_min=-3.0, logsnr_max=4.0)
+    z = 0.5 * (math.erf(1.5 / math.sqrt(2)) - math.erf(-2.0 / math.sqrt(2)))
+    x = torch.tensor([0.0, 1.0, 3.5], dtype=torch.float64)
+    ref = torch.exp(-0.5 * ((x - 1) / 2) ** 2) / (2 * math.sqrt(2 * math.pi)) / z
+    torch.testing.assert_close(lo.log_prob(x).exp(), ref, rtol=1e-12, atol=0)
+
+
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError):
         CosineDensity(logsnr_min=3.0, logsnr_max=1.0)
     with pytest.raises(ValueError):
         LogisticDensity(scale=0.0)
+    with pytest.raises(ValueError):
+        NormalDensity(scale=-1.0)
     with pytest.raises(ValueError, match="unknown grid"):
         logsnr_grid("nope", 10, -15, 15)
     with pytest.raises(ValueError):
