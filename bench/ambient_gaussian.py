@@ -7,7 +7,7 @@ Closed forms for the per-dimension variance v of the samples:
 The sampler (50-step DDIM on the cosine grid) shrinks these a little by itself, so each closed
 form is also sampled through the same sampler with the exact denoiser it names ("through the
 sampler", 100k samples): the floor a trained model can reach.
-Arms (tuner.train.Trainer, small budget, several seeds): naive; Tweedie stopping at s_n (the
+Arms (tuner.training.trainer.Trainer, small budget, several seeds): naive; Tweedie stopping at s_n (the
 sampler returns the posterior mean there); Tweedie sampled on to λ_max anyway (levels never
 trained, extrapolation); Tweedie + consistency, sampled to λ_max, with the chains of
 models.ambient.ConsistencyLoss at its defaults (k = 1, no gap cap: end levels over the whole
@@ -15,7 +15,7 @@ models.ambient.ConsistencyLoss at its defaults (k = 1, no gap cap: end levels ov
 paper's x0 units, with k = 2, and with a gap of 1 (transport step then short chain steps). The
 consistency term of each arm is built from the class itself (its defaults, plus the arm's
 keywords) and put in the trainer's objective, so the arms test the class's defaults whatever
-tuner/config.py's defaults are. All arms that sample to λ_max share one sampler and one
+tuner/config/spec.py's defaults are. All arms that sample to λ_max share one sampler and one
 starting noise per seed (paired).
 Verdicts (in the JSON, with 95 % Student-t intervals over seeds from tuner/stats.py):
 consistency at the default chains against Tweedie alone to the end, and the closed forms.
@@ -36,11 +36,11 @@ import torch
 from harness import Result, ci, compare, verdict
 
 from models.ambient import ConsistencyLoss, ambient_logsnr_stop
+from models.analytic import GaussianMixture
 from tuner import stats
-from tuner.build import build_sampler
-from tuner.config import resolve
-from tuner.data import GaussianMixture
-from tuner.train import Trainer
+from tuner.config.build import build_sampler
+from tuner.config.spec import resolve
+from tuner.training.trainer import Trainer
 
 NAME = "ambient_gaussian"
 V = torch.tensor([1.0, 0.25])

@@ -1,10 +1,10 @@
 """CDL on ring8: does the contrastive term lower the denoiser's error at mismatched levels?
 
 All arms train the same denoising term (constant weighting, cosine q) with
-tuner.train.Trainer at a small budget; the CDL arms add coef × CDL with the contrastive term
+tuner.training.trainer.Trainer at a small budget; the CDL arms add coef × CDL with the contrastive term
 built from models.cdl.CDLLoss itself (its defaults: 32 quasi-random levels per likelihood for
 1/32 of the batch, levels centred no lower than ζ's bulk) and put in the trainer's objective, so
-the arms test the class's estimator whatever tuner/config.py's defaults are; one CDL arm uses the
+the arms test the class's estimator whatever tuner/config/spec.py's defaults are; one CDL arm uses the
 earlier estimator (4 i.i.d. levels for a quarter of the batch, levels centred at the Gaussian
 reference's centre: the same M·n). Scored against the exact ε* of the ring8 mixture:
   mismatched: w = α_λ x0 + σ_λ ε (a sample of level λ) queried at the noisier level
@@ -41,15 +41,15 @@ import torch
 import torch.nn.functional as F
 from harness import Result, ci, compare, verdict
 
+from models.analytic import ring8
 from models.cdl import CDLLoss, importance_density, mismatched_logsnr
 from models.param import add_noise
 from models.picard import sample_picard
 from models.samplers import sample_ddim
 from models.schedules import alpha_sigma, logsnr_grid
 from tuner import stats
-from tuner.data import ring8
-from tuner.metrics import lowdim_metrics
-from tuner.train import Trainer
+from tuner.evaluation.metrics import lowdim_metrics
+from tuner.training.trainer import Trainer
 
 NAME = "cdl_mismatch"
 EARLIER = {"mc_points": 4, "fraction": 0.25, "qmc": False, "levels_loc": "reference"}
@@ -68,7 +68,7 @@ LAMBDA_BINS = [(-6.0, -2.0), (-2.0, 2.0), (2.0, 6.0), (6.0, 12.0)]
 
 def make_cdl(trainer: Trainer, kwargs: dict) -> CDLLoss:
     """The contrastive term from the class, with the reference of the training data's moments
-    (as tuner/build.py makes it) and the trainer's log-SNR bounds."""
+    (as tuner/config/build.py makes it) and the trainer's log-SNR bounds."""
     flat = trainer.dataset.train.flatten(1)
     mean, cov = flat.mean(0), torch.cov(flat.T)
     c = trainer.config

@@ -24,11 +24,11 @@ import harness
 from harness import Result, compare, pm, verdict
 
 from search_spaces import SPACES
-from tuner.config import resolve
-from tuner.plan import make_plan
-from tuner.run import build_parser
+from tuner.config.spec import resolve
+from tuner.search.cli import build_parser
+from tuner.search.plan import make_plan
 from tuner.stats import mean_std
-from tuner.train import run_trial
+from tuner.training.trainer import run_trial
 
 NAME = "default_budget"
 ARMS = {"plain (a=0)": 0.0, "TIW-DSM (a=1)": 1.0}

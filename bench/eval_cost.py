@@ -32,11 +32,15 @@ import torch_fidelity
 from harness import ROOT, Result, verdict
 
 from search_spaces.budgets import IMAGE_BUDGET
-from tuner.data import load_dataset, load_digits_split
-from tuner.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR, random_inception_weights
-from tuner.metrics import image_metrics, lowdim_metrics
-from tuner.plots import save_sample_grid
-from tuner.train import Trainer, run_trial
+from tuner.data.presets import load_dataset, load_digits_split
+from tuner.evaluation.extractors import (
+    DIGITS_EXTRACTOR,
+    INCEPTION_EXTRACTOR,
+    random_inception_weights,
+)
+from tuner.evaluation.metrics import image_metrics, lowdim_metrics
+from tuner.evaluation.plots import save_sample_grid
+from tuner.training.trainer import Trainer, run_trial
 
 NAME = "eval_cost"
 SHARE_TARGET = 0.2  # evaluation's share of a trial's wall time

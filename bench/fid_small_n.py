@@ -21,9 +21,9 @@ import torch
 from harness import Result, verdict
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-from tuner.data import load_digits_split
-from tuner.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN
-from tuner.metrics import to_uint8
+from tuner.data.presets import load_digits_split
+from tuner.evaluation.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN
+from tuner.evaluation.metrics import to_uint8
 from tuner.stats import mean_std
 
 NAME = "fid_small_n"

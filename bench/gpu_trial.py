@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from search_spaces.budgets import GPU_IMAGE_BUDGET
-from tuner.extractors import INCEPTION_EXTRACTOR, random_inception_weights
-from tuner.metrics import image_metrics
-from tuner.train import Trainer
+from tuner.evaluation.extractors import INCEPTION_EXTRACTOR, random_inception_weights
+from tuner.evaluation.metrics import image_metrics
+from tuner.training.trainer import Trainer
 
 NAME = "gpu_trial"
 TRIAL = {
@@ -173,7 +173,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     """Shares of the matmul peaks, each term's cost against a plain bf16 step, and the
     evaluation's share of a whole GPU_IMAGE_BUDGET trial (its training steps at bf16 plus an
     evaluation of eval.samples at each evaluation step)."""
-    from tuner.config import evaluation_steps
+    from tuner.config.spec import evaluation_steps
 
     for precision in ("float32", "bf16"):
         peak = result["matmul_peak_flops"][precision]
@@ -196,7 +196,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 def data_of(args: Any, folder: Path) -> tuple[str, dict[str, Any]]:
     """CIFAR-10 from --cifar-root when it holds it, else stand-in images in `folder`."""
-    from tuner.data import cifar10_present
+    from tuner.data.presets import cifar10_present
 
     if args.cifar_root is not None:
         if not cifar10_present(str(args.cifar_root)):

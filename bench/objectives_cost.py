@@ -31,7 +31,7 @@ from models.param import EpsModel
 from models.schedules import CosineDensity
 from models.tiw import TIWCorrection
 from models.weighting import Constant, Debiased, Normalized
-from tuner.data import load_dataset
+from tuner.data.presets import load_dataset
 from tuner.stats import median_interval, target_holds
 
 NAME = "objectives_cost"

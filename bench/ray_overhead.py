@@ -71,7 +71,7 @@ def _env() -> dict[str, str]:
 WORKER = """
 import json, sys, time
 from pathlib import Path
-from tuner.train import run_trial
+from tuner.training.trainer import run_trial
 config = json.load(open(sys.argv[1]))
 loops = []
 for i in range(int(sys.argv[3])):

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from harness import Result, exceeds, verdict
 
-from tuner.data import load_dataset
+from tuner.data.presets import load_dataset
 from tuner.stats import mean_std
 
 NAME = "ring8_default"

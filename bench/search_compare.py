@@ -3,7 +3,7 @@
 Each arm is the CLI as a user runs it (bench/searches.py: a fresh scratch folder as its working
 folder, so its own ./ray_results and ./mlruns), on the default task of the spaces (digits_biased,
 IMAGE_BUDGET: 900 steps per trial, FID of 500 samples), each with its confirmation stage on
-(tuner/confirm.py: the top K=2 trials and the space's baseline retrained on N=3 fresh training
+(tuner/search/confirm.py: the top K=2 trials and the space's baseline retrained on N=3 fresh training
 seeds, written to verdict.json):
 
     tpe_asha   python -m tuner.run --space debias_family --seed S     (the default: TPE + ASHA,

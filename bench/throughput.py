@@ -1,7 +1,7 @@
 """Achieved training throughput against this CPU's float32 matmul peak.
 
 The peak: the best of several timed square float32 matmuls (n = 1024, 2048) on 1 and 2 threads.
-A training step: `tuner.train.Trainer.train_step` of three configurations (the ring8 default, the
+A training step: `tuner.training.trainer.Trainer.train_step` of three configurations (the ring8 default, the
 default search's digits budget, the trainer's digits default), its FLOPs counted by
 `torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, forward and backward; the
 elementwise work it does not count is the rest of the step), its time the median of timed steps
@@ -26,7 +26,7 @@ from harness import Result
 from torch.utils.flop_counter import FlopCounterMode
 
 from search_spaces.budgets import IMAGE_BUDGET
-from tuner.train import Trainer
+from tuner.training.trainer import Trainer
 
 NAME = "throughput"
 CONFIGS = {

@@ -3,7 +3,7 @@
 Observed set 0.9/0.1 (20k), reference 0.5/0.5 (1k). For each seed one discriminator is trained
 (tuner's TIW pre-training) and shared by the arms: plain denoising of the observed data
 (a = 0), TIW-DSM at half strength (a = 0.5) and in full (a = 1), weight only and correction only (the paper's ablation).
-Each arm trains with tuner.train.Trainer at a small budget and is scored on its samples
+Each arm trains with tuner.training.trainer.Trainer at a small budget and is scored on its samples
 (eval/minority_fraction, eval/nll under the unbiased truth, eval/mode_error). The
 discriminator is scored against the exact ratio: RMSE of log r and of σ∇ₓlog r (the ε-target
 correction) on noised observed data at λ ~ q.
@@ -27,7 +27,7 @@ from harness import Result, compare, verdict
 from models.param import add_noise
 from models.schedules import alpha_sigma
 from tuner.stats import mean_std
-from tuner.train import Trainer
+from tuner.training.trainer import Trainer
 
 NAME = "tiw_bimodal"
 NOTE = (

@@ -1,6 +1,6 @@
 """TIW-DSM on digits_biased: do the class proportions of samples move toward uniform, at what FID?
 
-digits_biased (tuner/data.py) keeps every train image of classes 0–4 and 20 % of classes 5–9
+digits_biased (tuner/data/presets.py) keeps every train image of classes 0–4 and 20 % of classes 5–9
 (≈ 810 images, minority share ≈ 1/6), with a class-uniform reference set of 80 images; the test
 split (450 images) is class-uniform. For each seed one ConvDiscriminator is pre-trained exactly
 as the trainer's prepare() would (tuner's TIW pre-training, same seed, stream and density) and
@@ -11,12 +11,12 @@ shared by the five arms, which differ only in the loss (METHODS.md §3):
 - TIW-DSM (a=1): weight r, correction σ∇ₓlog r;
 - weight only (a=1) and correction only (a=1): the paper's ablation.
 
-Each arm trains with tuner.train.Trainer (default UNet, cosine q(λ), the same steps, batch and
+Each arm trains with tuner.training.trainer.Trainer (default UNet, cosine q(λ), the same steps, batch and
 per-step draws) and is scored as the trainer reports it (Trainer.evaluate: eval.samples DDIM-50
-samples, tuner.metrics.image_metrics with the digits CNN against the test split): eval/fid,
+samples, tuner.evaluation.metrics.image_metrics with the digits CNN against the test split): eval/fid,
 eval/kid, eval/mode_error (total variation between the CNN's class fractions on the samples and
 on the test split), eval/minority_fraction (CNN share of classes 5–9) and eval/minority_error.
-The per-class fractions come from the same CNN (tuner.metrics.digit_class_fractions).
+The per-class fractions come from the same CNN (tuner.evaluation.metrics.digit_class_fractions).
 
 For scale, the same metrics of real images: the observed (biased) set itself, and as many images
 drawn at random from the whole (class-uniform) digits train split. The discriminator is checked
@@ -46,10 +46,15 @@ from weighting_ring import paired, spread
 
 from models.param import add_noise
 from models.schedules import alpha_sigma
-from tuner.data import load_dataset
-from tuner.metrics import default_extractor, digit_class_fractions, image_metrics, to_uint8
+from tuner.data.presets import load_dataset
+from tuner.evaluation.metrics import (
+    default_extractor,
+    digit_class_fractions,
+    image_metrics,
+    to_uint8,
+)
 from tuner.stats import mean_std
-from tuner.train import Trainer
+from tuner.training.trainer import Trainer
 
 NAME = "tiw_digits"
 NOTE = "time/* measured on a shared 2-core machine under load from other jobs"

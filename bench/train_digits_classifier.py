@@ -1,6 +1,6 @@
 """Train the digits CNN whose penultimate layer is the offline FID feature extractor.
 
-Trains on the digits training split only (tuner.data.load_digits_split), with ±1 pixel shifts as
+Trains on the digits training split only (tuner.data.presets.load_digits_split), with ±1 pixel shifts as
 augmentation, evaluates on the test split, and writes the weights to tuner/assets/digits_cnn.pt
 and the accuracy to bench/results/digits_classifier.json.
 
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from harness import ROOT, Result, verdict
 from torch import Tensor
 
-from tuner.data import load_digits_split
-from tuner.extractors import DIGITS_WEIGHTS, DigitsCNN
+from tuner.data.presets import load_digits_split
+from tuner.evaluation.extractors import DIGITS_WEIGHTS, DigitsCNN
 
 NAME = "digits_classifier"  # bench/results/digits_classifier.json
 TARGET_ACCURACY = 0.97

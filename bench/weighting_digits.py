@@ -2,10 +2,10 @@
 
 The six arms of bench/weighting_ring.py (constant, debiased, min-SNR γ=5, P2 k=1 γ=1, EDM,
 learned), all normalised by E_q[w], trained on `digits` with the default UNet, cosine q(λ) and
-the same optimiser and budget by tuner.train.Trainer. For each trained EMA model:
+the same optimiser and budget by tuner.training.trainer.Trainer. For each trained EMA model:
 
 - FID (and KID, class-fraction error) of 1000 DDIM samples at 10, 25 and 100 steps against the
-  450-image test split, with the digits CNN extractor (tuner.metrics.image_metrics with
+  450-image test split, with the digits CNN extractor (tuner.evaluation.metrics.image_metrics with
   default_extractor("digits"));
 - held-out denoising error by log-SNR bin: test images x0, λ ~ U(bin) over 8 bins in [-10, 10],
   mean ‖x̂0 − x0‖² per image (sum over the 64 pixels; it includes the irreducible MMSE, which is
@@ -34,9 +34,9 @@ from harness import Result, compare, some, verdict
 from weighting_ring import ARMS, BINS, columns, summarise_runs, train
 
 from models.param import add_noise
-from tuner.data import load_dataset
-from tuner.metrics import default_extractor, image_metrics
-from tuner.train import Trainer
+from tuner.data.presets import load_dataset
+from tuner.evaluation.metrics import default_extractor, image_metrics
+from tuner.training.trainer import Trainer
 
 NAME = "weighting_digits"
 SAMPLER_STEPS = (10, 25, 100)

@@ -1,7 +1,7 @@
 """Loss weightings on ring8 at fixed capacity and budget: where does each put its error?
 
 Six weightings of the ε-MSE (METHODS.md §1), all normalised by E_q[w] (weighting.normalize, the
-default) and trained with the same cosine q(λ), MLP, optimiser and budget by tuner.train.Trainer:
+default) and trained with the same cosine q(λ), MLP, optimiser and budget by tuner.training.trainer.Trainer:
 constant, debiased (SNR^-1/2), min-SNR (γ=5), P2 (k=1, γ=1), EDM (σ_d=0.5, as a weighting on the
 cosine q) and learned (EDM weighting + EDM2's u(λ) head). For each trained EMA model:
 
@@ -10,7 +10,7 @@ cosine q) and learned (EDM weighting + EDM2's u(λ) head). For each trained EMA 
     (the same points for every model); the irreducible MMSE mean ‖x0 − E[x0 | x]‖² is reported
     alongside, and the ε-error mean ‖ε̂ − ε*‖² against the exact ε-prediction;
 (b) few-step DDIM sample quality at 5, 10 and 50 steps: eval/nll (exact, under the truth),
-    eval/mode_error, eval/swd, eval/mmd (tuner.metrics.lowdim_metrics).
+    eval/mode_error, eval/swd, eval/mmd (tuner.evaluation.metrics.lowdim_metrics).
 
     .venv/bin/python bench/weighting_ring.py --seeds 0 1 2   # writes bench/results/weighting_ring.*
     .venv/bin/python bench/weighting_ring.py --smoke         # seconds, to a temporary folder
@@ -35,9 +35,9 @@ import torch
 from harness import Result, compare, every, exceeds, pm, verdict
 
 from models.param import add_noise
-from tuner.metrics import lowdim_metrics
+from tuner.evaluation.metrics import lowdim_metrics
 from tuner.stats import mean_std
-from tuner.train import Trainer
+from tuner.training.trainer import Trainer
 
 NAME = "weighting_ring"
 NOTE = (

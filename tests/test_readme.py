@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from search_spaces import SPACES
-from tuner.config import markdown_table
+from tuner.config.spec import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tuner.config import markdown_table, registry_table
+from tuner.config.spec import markdown_table, registry_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from models.ambient import AmbientLoss, ConsistencyLoss, ambient_logsnr_stop
+from models.analytic import GaussianMixture
 from models.nets import MLP
 from models.param import EpsModel, x0_to_eps
 from models.samplers import sample_ddim
 from models.schedules import CosineDensity, EDMDensity, alpha_sigma, logsnr_grid
 from models.weighting import Constant
-from tuner.data import GaussianMixture
 
 V = torch.tensor([1.0, 0.25])  # the gaussian_noisy preset
 SN = 0.5

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.analytic import GaussianMixture, bimodal, ring8
 from models.cdl import (
     QMC_DIMS,
     CDLLoss,
@@ -29,7 +30,6 @@ from models.cdl import (
 from models.nets import MLP
 from models.param import EpsModel
 from models.schedules import alpha_sigma
-from tuner.data import GaussianMixture, bimodal, ring8
 
 COV = torch.tensor([[1.0, 0.3, 0.0], [0.3, 0.5, -0.1], [0.0, -0.1, 0.2]])
 MEAN = torch.tensor([0.5, -1.0, 0.0])

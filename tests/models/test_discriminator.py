@@ -7,7 +7,7 @@ from models.discriminator import ConvDiscriminator, MLPDiscriminator, train_disc
 from models.param import add_noise
 from models.schedules import CosineDensity
 from models.tiw import TIWCorrection
-from tuner.data import load_dataset
+from tuner.data.presets import load_dataset
 
 
 def test_discriminator_approaches_exact_ratio() -> None:

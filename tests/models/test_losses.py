@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
+from models.analytic import GaussianMixture
 from models.losses import DenoiseLoss
 from models.schedules import CosineDensity, EDMDensity, alpha_sigma
 from models.weighting import WEIGHTINGS, Constant, LogVarHead, Normalized, Weighting
-from tuner.data import GaussianMixture
 
 N = 20000
 DENSITY = CosineDensity()

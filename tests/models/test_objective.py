@@ -16,9 +16,9 @@ from models.param import EpsModel
 from models.schedules import CosineDensity
 from models.tiw import TIWCorrection
 from models.weighting import Constant, Debiased, LogVarHead
-from tuner.build import build_objective
-from tuner.config import ConfigError, resolve
-from tuner.data import load_dataset
+from tuner.config.build import build_objective
+from tuner.config.spec import ConfigError, resolve
+from tuner.data.presets import load_dataset
 
 
 @pytest.fixture(autouse=True, scope="module")

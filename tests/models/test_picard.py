@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from models.analytic import ring8
 from models.nets import MLP
 from models.param import EpsModel
 from models.picard import sample_picard
 from models.samplers import sample_ddim
 from models.schedules import logsnr_grid
-from tuner.data import ring8
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -4,10 +4,10 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from models.analytic import GaussianMixture
 from models.picard import sample_picard
 from models.samplers import SAMPLERS, sample_ddim, sample_ddpm, sample_heun
 from models.schedules import logsnr_grid
-from tuner.data import GaussianMixture
 
 # (sampler, steps on the cosine grid) used for the mixture tests; ddpm is first order and
 # stochastic, so it gets more steps
@@ -18,7 +18,7 @@ class IsoMixtureEps:
     """Exact ε*(x, λ) = E[ε | x_λ = x] of a mixture of isotropic Gaussians N(μ_k, s_k² I).
 
     Component k of x_λ is N(α μ_k, (α² s_k² + σ²) I), so ε* = σ Σ_k r_k (x − α μ_k)/c_k with
-    c_k = α² s_k² + σ². A fast special case of ``tuner.data.GaussianMixture.eps_star``, which it
+    c_k = α² s_k² + σ². A fast special case of ``tuner.data.presets.GaussianMixture.eps_star``, which it
     is checked against below.
     """
 

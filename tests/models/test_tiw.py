@@ -2,7 +2,7 @@
 itself: tests/models/test_discriminator.py).
 
 bimodal_biased: observed mixture 0.9/0.1, reference 0.5/0.5 (same components), so
-r(x_λ, λ) = p_ref,λ(x_λ)/p_obs,λ(x_λ) and ∇ₓ log r are exact at every λ (tuner/data.py).
+r(x_λ, λ) = p_ref,λ(x_λ)/p_obs,λ(x_λ) and ∇ₓ log r are exact at every λ (tuner/data/presets.py).
 """
 
 from collections.abc import Iterator
@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from models.analytic import GaussianMixture, bimodal
 from models.losses import DenoiseLoss
 from models.param import add_noise, eps_to_x0
 from models.schedules import CosineDensity
 from models.tiw import TIWCorrection
 from models.weighting import Constant
-from tuner.data import GaussianMixture, bimodal
 
 
 class ExactLogRatio(nn.Module):

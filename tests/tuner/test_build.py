@@ -1,4 +1,4 @@
-"""tuner/build.py: objects from a flat config through the registries, and what a new registry
+"""tuner/config/build.py: objects from a flat config through the registries, and what a new registry
 entry takes (docs/architecture.md, "Adding a weighting with one parameter")."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from torch import Tensor
 
 from models.schedules import DENSITIES, CosineDensity
 from models.weighting import WEIGHTINGS, Normalized, Weighting
-from tuner import build
-from tuner.config import (
+from tuner.config import build
+from tuner.config.spec import (
     REGISTRIES,
     SPEC,
     ConfigError,

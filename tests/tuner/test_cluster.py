@@ -76,8 +76,8 @@ def test_kuberay_rayjob_manifest() -> None:
     gpu = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert gpu["image"].endswith("-gpu") and gpu["resources"]["limits"]["nvidia.com/gpu"] == "1"
     # The entrypoint's options are ones tuner.run accepts.
-    from tuner.plan import make_plan
-    from tuner.run import build_parser
+    from tuner.search.cli import build_parser
+    from tuner.search.plan import make_plan
 
     argv = spec["entrypoint"].split()[3:]
     plan = make_plan(build_parser().parse_args(argv))

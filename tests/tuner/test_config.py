@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tuner.config import (
+from tuner.config.spec import (
     DEFAULTS,
     SPEC,
     ConfigError,

@@ -1,4 +1,4 @@
-"""Tests for tuner/data.py: exact Gaussian-mixture quantities against closed forms, presets."""
+"""Tests for tuner/data/presets.py: exact Gaussian-mixture quantities against closed forms, presets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tuner.data import (
+from tuner.data.presets import (
     DATASETS,
     IMAGE_EXTENSIONS,
     DataError,

@@ -1,4 +1,4 @@
-"""tuner/discriminators.py: one TIW discriminator per distinct key, shared through a cache."""
+"""tuner/training/discriminators.py: one TIW discriminator per distinct key, shared through a cache."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from models.tiw import TIWCorrection
-from tuner import discriminators
-from tuner.config import resolve
-from tuner.train import Trainer, run_trial
+from tuner.config.spec import resolve
+from tuner.training import discriminators
+from tuner.training.trainer import Trainer, run_trial
 
 TIW = {
     "data": "bimodal_biased",

@@ -1,4 +1,4 @@
-"""Tests for tuner/extractors.py: the digits CNN as torch-fidelity's feature extractor, and where
+"""Tests for tuner/evaluation/extractors.py: the digits CNN as torch-fidelity's feature extractor, and where
 the Inception weights come from."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as inception_module
 
-from tuner import extractors
-from tuner.data import load_digits_split
-from tuner.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN, load_digits_cnn
-from tuner.metrics import to_uint8
+from tuner.data.presets import load_digits_split
+from tuner.evaluation import extractors
+from tuner.evaluation.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN, load_digits_cnn
+from tuner.evaluation.metrics import to_uint8
 
 ROOT = Path(__file__).resolve().parents[2]
 

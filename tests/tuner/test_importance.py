@@ -1,13 +1,13 @@
-"""Parameter importances (tuner/importance.py): Optuna's fANOVA over one rung's trials."""
+"""Parameter importances (tuner/search/importance.py): Optuna's fANOVA over one rung's trials."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
-from tuner.importance import describe, distributions, param_importances, rung_values
-from tuner.plan import make_plan
-from tuner.run import build_parser
+from tuner.search.cli import build_parser
+from tuner.search.importance import describe, distributions, param_importances, rung_values
+from tuner.search.plan import make_plan
 
 
 def _plan() -> Any:

@@ -1,4 +1,4 @@
-"""Tests for tuner/metrics.py: digits FID/KID, Inception wiring, low-dim metrics (the feature
+"""Tests for tuner/evaluation/metrics.py: digits FID/KID, Inception wiring, low-dim metrics (the feature
 extractors themselves: tests/tuner/test_extractors.py)."""
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from urllib.error import URLError
 import pytest
 import torch
 
-from tuner import extractors, metrics
-from tuner.data import GaussianMixture, load_digits_split
-from tuner.extractors import (
+from models.analytic import GaussianMixture
+from tuner.data.presets import load_digits_split
+from tuner.evaluation import extractors, metrics
+from tuner.evaluation.extractors import (
     DIGITS_EXTRACTOR,
     INCEPTION_EXTRACTOR,
 )
-from tuner.metrics import (
+from tuner.evaluation.metrics import (
     default_extractor,
     image_metrics,
     kid_options,

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from search_spaces import SMOKE
-from tuner.mlflow_store import review_link, review_url
+from tuner.tracking.store import review_link, review_url
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "diffsearch-debias_family"

@@ -1,4 +1,4 @@
-"""Tests for tuner/plots.py: sample grids, point clouds, the effective-weighting plot and the
+"""Tests for tuner/evaluation/plots.py: sample grids, point clouds, the effective-weighting plot and the
 search curves."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from models.analytic import GaussianMixture
 from models.schedules import CosineDensity, EDMDensity, LogisticDensity
 from models.weighting import Constant, Debiased, Normalized, Parametric, Sigmoid
-from tuner.data import GaussianMixture
-from tuner.plots import (
+from tuner.evaluation.plots import (
     CAPTION_PX,
     MIN_SIDE_PX,
     describe,

@@ -30,8 +30,8 @@ import pytest
 import torch
 import yaml
 
-from tuner.run import main
-from tuner.train import STATE_FILE, run_trial
+from tuner.search.cli import main
+from tuner.training.trainer import STATE_FILE, run_trial
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,7 @@ def test_unanswered_address_is_one_line_within_30_s(tmp_path: Path) -> None:
 
 
 def _local_gpus() -> int:
-    from tuner.checks import local_gpus
+    from tuner.search.checks import local_gpus
 
     return local_gpus()
 
@@ -310,7 +310,7 @@ def test_failed_cifar10_download_removes_what_it_made(
 
     import torchvision.datasets.utils as tv_utils
 
-    from tuner import data
+    from tuner.data import presets as data
 
     root = tmp_path / "made" / "cifar"
 
@@ -335,7 +335,7 @@ def test_failed_cifar10_download_removes_what_it_made(
 
 
 def test_check_of_a_writable_place_creates_and_removes(tmp_path: Path) -> None:
-    from tuner.checks import write_problem
+    from tuner.search.checks import write_problem
 
     assert write_problem(tmp_path / "a" / "b" / "c") is None
     assert list(tmp_path.iterdir()) == []  # the folders it made to try are gone
@@ -345,12 +345,12 @@ def test_check_of_a_writable_place_creates_and_removes(tmp_path: Path) -> None:
 
 
 def test_the_metric_list_is_what_the_trainer_reports(tiny: dict) -> None:
-    """One list (tuner.metrics): the trainer's evaluation reports exactly the names the search
+    """One list (tuner.evaluation.metrics): the trainer's evaluation reports exactly the names the search
     checks --metric against, and every preset's default metric is among its names."""
-    from tuner.data import DATASETS, load_dataset, preset_entry
-    from tuner.metrics import METRICS, preset_metrics
-    from tuner.options import metric_for
-    from tuner.train import Trainer
+    from tuner.data.presets import DATASETS, load_dataset, preset_entry
+    from tuner.evaluation.metrics import METRICS, preset_metrics
+    from tuner.search.options import metric_for
+    from tuner.training.trainer import Trainer
 
     for name in DATASETS:
         data = "folder:/x" if name.startswith("folder:") else name
@@ -367,7 +367,7 @@ def test_the_metric_list_is_what_the_trainer_reports(tiny: dict) -> None:
 
 
 def test_resource_problem_names_the_option_and_what_the_nodes_hold() -> None:
-    from tuner.checks import resource_problem
+    from tuner.search.checks import resource_problem
 
     nodes = [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}]
     assert resource_problem(4, 1, nodes, "c") is None
@@ -388,10 +388,10 @@ def test_an_autoscaling_cluster_waits_for_nodes_with_a_note(
 ) -> None:
     import ray
 
-    from tuner import cluster
-    from tuner.options import UsageError
-    from tuner.plan import make_plan
-    from tuner.run import build_parser
+    from tuner.search import cluster
+    from tuner.search.cli import build_parser
+    from tuner.search.options import UsageError
+    from tuner.search.plan import make_plan
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     plan = make_plan(
@@ -411,7 +411,7 @@ def test_an_autoscaling_cluster_waits_for_nodes_with_a_note(
 
 
 def test_gcs_probe_tells_ray_from_other_servers() -> None:
-    from tuner.checks import answer_problem
+    from tuner.search.checks import answer_problem
 
     assert answer_problem("127.0.0.1", _refused_port(), 2) == "connection refused"
     with socket.socket() as server:  # answers, but HTTP/1.1, as a web server on the port would
@@ -532,9 +532,9 @@ def test_waiting_for_nodes_is_a_note_and_the_dry_run_passes(
 
 KILLED_DRIVER = """
 import os, sys, time
-from tuner.plan import make_plan
-from tuner.run import build_parser
-from tuner.cluster import init_ray
+from tuner.search.plan import make_plan
+from tuner.search.cli import build_parser
+from tuner.search.cluster import init_ray
 init_ray(make_plan(build_parser().parse_args(["--smoke-test", "--num-cpus", "1"])))
 print("up", flush=True)
 time.sleep(600)
@@ -598,7 +598,7 @@ def test_cluster_yaml_that_does_not_validate_is_rejected_naming_the_field() -> N
 
 # -- 4. damaged checkpoint: named, then an older checkpoint or step 0, never a wrong resume -----
 def _steps_of_run(config: dict, candidates: list[Path], out: Path) -> tuple[list[int], list[str]]:
-    from tuner.trainable import run_with_fallback
+    from tuner.search.trainable import run_with_fallback
 
     steps: list[int] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -659,12 +659,12 @@ def test_checkpoints_load_with_weights_only_and_nothing_is_unpickled() -> None:
 
 
 def test_services_bind_to_loopback() -> None:
-    from tuner.mlflow_store import ui_command
+    from tuner.tracking.store import ui_command
 
     assert "--host 127.0.0.1" in ui_command("sqlite:////tmp/mlruns/mlflow.db")
     import inspect
 
-    from tuner import cluster
+    from tuner.search import cluster
 
     local = inspect.getsource(cluster._start_local)  # how init_ray starts the local instance
     assert "include_dashboard=False" in local  # the local Ray: no dashboard
@@ -690,7 +690,7 @@ def test_cluster_files_open_no_port_to_the_world() -> None:
 
 def test_trainer_checkpoint_is_plain_tensors(tiny: dict) -> None:
     """What torch.load(weights_only=True) accepts: a state written by the Trainer loads back."""
-    from tuner.train import Trainer
+    from tuner.training.trainer import Trainer
 
     buf = io.BytesIO()
     torch.save(Trainer(tiny).state_dict(), buf)
@@ -704,7 +704,7 @@ ONE_TRIAL_SEARCH = """
 import sys
 import search_spaces
 from search_spaces import SMOKE
-from tuner.run import main
+from tuner.search.cli import main
 
 search_spaces.SPACES["one_trial"] = {
     "description": "test only", "data": "ring8", "search": "grid", "num_samples": 1,

@@ -17,12 +17,12 @@ from types import SimpleNamespace
 import pytest
 
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES
-from tuner.config import SPEC, resolve
-from tuner.options import ASHA_REDUCTION, SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS
-from tuner.plan import Plan, make_plan
-from tuner.results import leaderboard, summarize
-from tuner.run import build_parser, main
-from tuner.search import clip_to_ranges, make_scheduler
+from tuner.config.spec import SPEC, resolve
+from tuner.search.cli import build_parser, main
+from tuner.search.options import ASHA_REDUCTION, SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS
+from tuner.search.plan import Plan, make_plan
+from tuner.search.results import leaderboard, summarize
+from tuner.search.tuning import clip_to_ranges, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 ENDED = re.compile(r"^\[diffsearch\] trial (\S+) ended ", re.M)
@@ -39,7 +39,7 @@ def plan_of(*argv: str) -> Plan:
         (["--space", "nope"], "--space 'nope' is not known; choose one of debias_family"),
         (
             ["--search", "bayes"],
-            "--search 'bayes' is not known; choose one of optuna, random, grid",
+            "--search 'bayes' is not known; choose one of optuna, qmc, random, grid",
         ),
         (["--scheduler", "hyperband"], "--scheduler 'hyperband' is not known"),
         (["--set", "weighting.p"], "malformed --set 'weighting.p'"),
@@ -465,7 +465,7 @@ DIVERGING_SEARCH = """
 import sys
 import search_spaces
 from search_spaces.budgets import SMOKE
-from tuner.run import main
+from tuner.search.cli import main
 
 # Two trials on ring8: one sane learning rate, one that blows the loss up in a few steps.
 search_spaces.SPACES["diverging"] = {

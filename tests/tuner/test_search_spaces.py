@@ -8,9 +8,9 @@ import pytest
 
 import search_spaces
 from search_spaces import POINT_KEY, SMOKE, SPACES
-from tuner.build import build_density, build_weighting
-from tuner.config import SPEC, resolve
-from tuner.data import DATASETS
+from tuner.config.build import build_density, build_weighting
+from tuner.config.spec import SPEC, resolve
+from tuner.data.presets import DATASETS
 
 TYPES = {"float", "int", "loguniform", "categorical"}
 NAMES = list(SPACES)
@@ -114,9 +114,9 @@ def test_searchers_propose_configs_that_build(name: str) -> None:
     """The real Tune domains and Optuna's TPE (the installed versions) propose buildable configs."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from tuner.plan import make_plan
-    from tuner.run import build_parser
-    from tuner.search import make_search_alg, param_space
+    from tuner.search.cli import build_parser
+    from tuner.search.plan import make_plan
+    from tuner.search.tuning import make_search_alg, param_space
 
     plan = make_plan(build_parser().parse_args(["--space", name, "--search", "optuna"]))
     space = param_space(plan)
@@ -137,7 +137,7 @@ def test_searchers_propose_configs_that_build(name: str) -> None:
 
 
 def test_list_spaces_prints_every_space(capsys: pytest.CaptureFixture[str]) -> None:
-    from tuner.run import main
+    from tuner.search.cli import main
 
     assert main(["--list-spaces"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Tests for tuner/tracking.py: run names, end reasons, JSON params, curves logged once across
+"""Tests for tuner/tracking/callback.py: run names, end reasons, JSON params, curves logged once across
 driver restarts, the parent run's summary, the training-experiment tag and the saved view."""
 
 from __future__ import annotations
@@ -10,8 +10,16 @@ from typing import Any
 
 import pytest
 
-from tuner.config import resolve
-from tuner.mlflow_store import (
+from tuner.config.spec import resolve
+from tuner.tracking.callback import CURVE_FILE, MlflowTracking, end_reason, error_line, read_curve
+from tuner.tracking.review import (
+    leaderboard_markdown,
+    log_summary,
+    run_name,
+    short_labels,
+    short_value,
+)
+from tuner.tracking.store import (
     METRICS_PER_BATCH,
     TAG_KIND,
     TAG_NOTE,
@@ -22,8 +30,6 @@ from tuner.mlflow_store import (
     review_link,
     review_url,
 )
-from tuner.review import leaderboard_markdown, log_summary, run_name, short_labels, short_value
-from tuner.tracking import CURVE_FILE, MlflowTracking, end_reason, error_line, read_curve
 
 SEARCH = "smoke-1234"
 EXPERIMENT = "diffsearch-test"
@@ -39,9 +45,9 @@ SEARCH_PARAMS = {
 RAY_ERROR = (
     "Failure # 1 (occurred at 2026-12-02_10-00-00)\n"
     "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1, ip=127.0.0.1)\n"
-    '  File "tuner/train.py", line 300, in run_trial\n'
+    '  File "tuner/training/trainer.py", line 300, in run_trial\n'
     "    raise DivergenceError(...)\n"
-    "tuner.train.DivergenceError: loss became nan at step 7 in term loss/denoise\n"
+    "tuner.training.trainer.DivergenceError: loss became nan at step 7 in term loss/denoise\n"
 )
 
 
@@ -119,7 +125,7 @@ def test_run_names_show_the_searched_values_then_the_trial_id() -> None:
         (
             "FAILED",
             7,
-            "tuner.train.DivergenceError: loss became nan at step 7 in term loss/denoise",
+            "tuner.training.trainer.DivergenceError: loss became nan at step 7 in term loss/denoise",
             "diverged at step 7",
         ),
         (
@@ -137,7 +143,7 @@ def test_end_reasons(status: str, step: int, error: str, reason: str) -> None:
 
 def test_error_line_is_the_exception_line_without_terminal_colours() -> None:
     assert error_line(RAY_ERROR) == (
-        "tuner.train.DivergenceError: loss became nan at step 7 in term loss/denoise"
+        "tuner.training.trainer.DivergenceError: loss became nan at step 7 in term loss/denoise"
     )
     assert error_line("\x1b[31mKilled\x1b[0m\n") == "Killed"
     assert error_line("") == "error"
@@ -312,7 +318,11 @@ def test_end_tags_and_statuses(tracked: dict) -> None:
         "stopped": "stopped by ASHA at step 20",
         "diverged": "diverged at step 7",
     }
-    assert children["diverged"].data.tags["diffsearch.error"].startswith("tuner.train.Divergence")
+    assert (
+        children["diverged"]
+        .data.tags["diffsearch.error"]
+        .startswith("tuner.training.trainer.Divergence")
+    )
     note = children["stopped"].data.tags[TAG_NOTE]
     assert "**stopped by ASHA at step 20**" in note and "`weighting.p` = 1.2" in note
 

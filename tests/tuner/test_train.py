@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.config import ConfigError
-from tuner.train import (
+from tuner.config.spec import ConfigError
+from tuner.training.trainer import (
     CheckpointError,
     DivergenceError,
     Trainer,
@@ -167,7 +167,8 @@ def test_gpu_space_trial_runs_on_stand_in_cifar10(
     in CIFAR-10's shapes, no download), TIW on 3-channel images, CDL, Inception FID (weights of
     the real shapes, random values)."""
     from search_spaces import SPACES
-    from tuner import data, extractors, metrics
+    from tuner.data import presets as data
+    from tuner.evaluation import extractors, metrics
 
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(10).repeat(20)  # 20 per class
@@ -250,8 +251,8 @@ def test_flips_mirror_about_half_the_batch_and_only_where_asked(tiny: dict) -> N
         all(m or s for m, s in zip(mirrored, same, strict=True))
         and 0.3 < sum(mirrored) / len(a) < 0.7
     )
-    from tuner.config import resolve
-    from tuner.train import flips
+    from tuner.config.spec import resolve
+    from tuner.training.trainer import flips
 
     assert flips(resolve({"data": "cifar10"}), "image")  # auto: on for natural images
     assert not flips(resolve({"data": "digits_biased"}), "image")

@@ -1,4 +1,4 @@
-"""tuner/trainable.py: what a Ray trial's config means, and what it may report."""
+"""tuner/search/trainable.py: what a Ray trial's config means, and what it may report."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 
 from search_spaces import POINT_KEY, SPACES
-from tuner.config import resolve
-from tuner.trainable import CANDIDATE_KEY, _reportable, trial_config, trial_overrides
+from tuner.config.spec import resolve
+from tuner.search.trainable import CANDIDATE_KEY, _reportable, trial_config, trial_overrides
 
 
 def test_a_named_point_expands_and_a_set_key_wins() -> None:

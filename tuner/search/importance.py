@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.plan import Plan
+from tuner.search.plan import Plan
 
 MIN_TRIALS = 5
 

@@ -1,6 +1,6 @@
 """Ray Tune's objects for a plan: the parameter space, the searcher, the scheduler, the MLflow
 callback, and the Tuner that runs (or resumes) one stage of a search. The Ray instance they
-run on is tuner/cluster.py's."""
+run on is tuner/search/cluster.py's."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces
-from tuner.options import ASHA_REDUCTION, OPTUNA_SEARCHES
-from tuner.plan import Plan
+from tuner.search.options import ASHA_REDUCTION, OPTUNA_SEARCHES
+from tuner.search.plan import Plan
 
 
 def param_space(plan: Plan) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def param_space(plan: Plan) -> dict[str, Any]:
 
 def optuna_storage(plan: Plan) -> str:
     """Where the search's Optuna study is kept (SQLite, beside a local MLflow store)."""
-    from tuner.mlflow_store import is_local_store
+    from tuner.tracking.store import is_local_store
 
     uri = plan.mlflow_uri
     folder = Path(uri.removeprefix("sqlite:///")).parent if is_local_store(uri) else Path("mlruns")
@@ -122,8 +122,8 @@ def trial_dirname(trial: Any) -> str:
 
 def tracking_callback(plan: Plan, search_id: str, resolve_config: Any, **kwargs: Any) -> Any:
     """The MLflow callback of one stage of the search (the parent run is the search's)."""
-    from tuner import tracking
-    from tuner.plan import search_params
+    from tuner.search.plan import search_params
+    from tuner.tracking import callback as tracking
 
     return tracking.MlflowTracking(
         tracking_uri=plan.mlflow_uri,

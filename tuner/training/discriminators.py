@@ -86,7 +86,7 @@ def store(cache: str, config: dict[str, Any], disc: torch.nn.Module, metrics: di
 
 def _pretrain_one(config: dict[str, Any], cache: str) -> str:
     """Train (or find) the discriminator of one config in the cache; returns its key."""
-    from tuner.train import Trainer
+    from tuner.training.trainer import Trainer
 
     trainer = Trainer(config, disc_cache=cache)
     trainer.prepare()

@@ -9,7 +9,7 @@ import math
 import time
 from typing import Any
 
-from tuner.mlflow_store import (
+from tuner.tracking.store import (
     MAX_RUN_NAME,
     MAX_TAG_CHARS,
     TAG_END,

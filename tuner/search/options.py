@@ -1,7 +1,7 @@
 """The search's command-line options, checked one by one before a plan is made.
 
 Each check raises `UsageError` (or `ConfigError` for a configuration value) with one line that
-names the option and what is allowed; `tuner.plan.make_plan` calls them in order. Nothing here
+names the option and what is allowed; `tuner.search.plan.make_plan` calls them in order. Nothing here
 starts Ray, MLflow or a trial, or touches the file system.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import search_spaces
 from search_spaces import POINT_KEY, SPACES
-from tuner.config import resolve
-from tuner.data import DATASETS, FOLDER
+from tuner.config.spec import resolve
+from tuner.data.presets import DATASETS, FOLDER
 
 SEARCHES = ("optuna", "qmc", "random", "grid")
 OPTUNA_SEARCHES = ("optuna", "qmc")  # kept in an Optuna study (TPE; quasi-random Sobol)
@@ -132,8 +132,8 @@ def check_schedule(scheduler: str, growth: float) -> None:
 
 def metric_and_mode(args: argparse.Namespace, data: str) -> tuple[str, str]:
     """The metric to optimise, checked against what the trainer reports for the data (the one
-    list, tuner.metrics), and whether lower or higher is better."""
-    from tuner.metrics import METRICS, preset_metrics
+    list, tuner.evaluation.metrics), and whether lower or higher is better."""
+    from tuner.evaluation.metrics import METRICS, preset_metrics
 
     reported = preset_metrics(data)
     metric = args.metric or metric_for(data)

@@ -1,7 +1,7 @@
 """The MLflow store of a search: where it is, its client, its experiment, the tags that find runs.
 
-The small pieces every part of the tracking shares (tuner/tracking.py's callback that logs a
-search, tuner/review.py's pages and summaries): the store's URI and its UI's links, the
+The small pieces every part of the tracking shares (tuner/tracking/callback.py's callback that logs a
+search, tuner/tracking/review.py's pages and summaries): the store's URI and its UI's links, the
 experiment (tagged a training experiment, so MLflow 3's UI opens on its runs), finding a run by
 its tags, params as JSON literals and metrics within MLflow's batch limits.
 """

@@ -2,7 +2,7 @@
 start (and by --dry-run); each failure is one UsageError line, and a check that has to create
 something to find out (a storage folder, a file in it) removes it again.
 
-What only a running Ray can tell (the nodes of a cluster) is checked by tuner.cluster.init_ray,
+What only a running Ray can tell (the nodes of a cluster) is checked by tuner.search.cluster.init_ray,
 with `resource_problem` from here.
 """
 
@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tuner.data import DataError, preset_entry
-from tuner.options import UsageError
-from tuner.plan import Plan
+from tuner.data.presets import DataError, preset_entry
+from tuner.search.options import UsageError
+from tuner.search.plan import Plan
 from tuner.storage import is_uri, read_text
 
 SEARCH_FILE = "search.json"  # in the experiment folder: the search's id and plan
@@ -51,7 +51,7 @@ def write_problem(path: Path) -> str | None:
 
 
 def _check_folder_data(data: str) -> None:
-    from tuner.data import IMAGE_EXTENSIONS
+    from tuner.data.presets import IMAGE_EXTENSIONS
 
     folder = Path(data[len("folder:") :]).expanduser()
     if not folder.is_dir():
@@ -101,7 +101,7 @@ def _note(text: str) -> None:
 
 
 def _check_cifar10(plan: Plan, config: dict, fetch: bool) -> None:
-    from tuner import data
+    from tuner.data import presets as data
 
     root, download = config["data.root"], config["data.download"]
     where = data.cifar10_path(root)
@@ -119,9 +119,9 @@ def _check_cifar10(plan: Plan, config: dict, fetch: bool) -> None:
 
 def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
     """Inception FID (CIFAR-10, folders): a weights file given, cached by torch, or reachable."""
-    from tuner.data import url_problem
-    from tuner.extractors import INCEPTION_EXTRACTOR
-    from tuner.metrics import default_extractor
+    from tuner.data.presets import url_problem
+    from tuner.evaluation.extractors import INCEPTION_EXTRACTOR
+    from tuner.evaluation.metrics import default_extractor
 
     if default_extractor(plan.data) != INCEPTION_EXTRACTOR:
         return
@@ -147,7 +147,7 @@ def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
             f"{os.path.basename(URL_INCEPTION_V3)}"
         )
     if fetch:
-        from tuner.metrics import inception_weights
+        from tuner.evaluation.metrics import inception_weights
 
         try:
             inception_weights(None)
@@ -156,7 +156,7 @@ def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
 
 
 def _check_data(plan: Plan, fetch: bool) -> None:
-    from tuner.config import resolve
+    from tuner.config.spec import resolve
 
     if plan.data.startswith("folder:"):
         _check_folder_data(plan.data)

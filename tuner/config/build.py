@@ -13,8 +13,8 @@ from models.param import EpsModel
 from models.samplers import SAMPLERS
 from models.schedules import DENSITIES, NoiseDensity, logsnr_grid
 from models.weighting import WEIGHTINGS, LogVarHead, Normalized, Weighting
-from tuner.config import ConfigError
-from tuner.data import Dataset, load_dataset
+from tuner.config.spec import ConfigError
+from tuner.data.presets import Dataset, load_dataset
 
 Config = dict[str, Any]
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import POINT_KEY
-from tuner.plan import Plan
+from tuner.search.plan import Plan
 
 
 def summarize(results: Any, plan: Plan) -> list[dict[str, Any]]:
     """One row per trial, best first; failed trials (and ones without the metric) last."""
-    from tuner.trainable import trial_config
+    from tuner.search.trainable import trial_config
 
     rows = []
     for result in results:

@@ -1,9 +1,9 @@
 """The plan of a search: every option checked and resolved before Ray starts.
 
 `make_plan` turns the parsed command line into a frozen `Plan`, checking each option with
-tuner/options.py (which raises `UsageError` / `ConfigError` with one line); `describe_plan`
+tuner/search/options.py (which raises `UsageError` / `ConfigError` with one line); `describe_plan`
 prints it. Nothing here starts Ray, MLflow or a trial, or touches the file system
-(tuner/checks.py does what needs them).
+(tuner/search/checks.py does what needs them).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import Any
 
 import search_spaces
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES, SPACES
-from tuner.config import ConfigError, evaluation_steps, parse_set
-from tuner.mlflow_store import default_tracking_uri
-from tuner.options import (
+from tuner.config.spec import ConfigError, evaluation_steps, parse_set
+from tuner.search.options import (
     ASHA_REDUCTION,
     CONNECT_TIMEOUT,
     SCHEDULERS,
@@ -35,6 +34,7 @@ from tuner.options import (
     search_of,
 )
 from tuner.storage import is_uri
+from tuner.tracking.store import default_tracking_uri
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ steps its run already holds. Artifacts travel with Ray's checkpoints (the traina
 sample grid, the weighting plot and the trainer's `curve.json` in each checkpoint folder), so
 the driver reads them from the Ray storage whichever node ran the trial.
 
-The store, its links and the tags that find runs are tuner/mlflow_store.py's; the names, the
-saved view, the descriptions and the summary it writes are tuner/review.py's. What a reviewer
+The store, its links and the tags that find runs are tuner/tracking/store.py's; the names, the
+saved view, the descriptions and the summary it writes are tuner/tracking/review.py's. What a reviewer
 sees in the MLflow UI (3.x):
 - the experiment is tagged a training experiment (`mlflow.experimentKind`), and the review link
   (`review_url`) opens its runs in the UI's "Model training" view, which MLflow 3.17 picks from
@@ -36,7 +36,17 @@ from typing import Any
 
 from ray import tune
 
-from tuner.mlflow_store import (
+from tuner.tracking.review import (
+    fit_note,
+    leaderboard_markdown,
+    plan_markdown,
+    run_name,
+    save_view,
+    search_rows,
+    summary_metrics,
+    view_state,
+)
+from tuner.tracking.store import (
     PARAMS_PER_BATCH,
     TAG_BEST_CKPT,
     TAG_CURVE_STEP,
@@ -54,16 +64,6 @@ from tuner.mlflow_store import (
     log_metrics,
     numeric,
     param_value,
-)
-from tuner.review import (
-    fit_note,
-    leaderboard_markdown,
-    plan_markdown,
-    run_name,
-    save_view,
-    search_rows,
-    summary_metrics,
-    view_state,
 )
 
 METRIC_PREFIXES = ("eval/", "loss/", "time/")
@@ -456,7 +456,7 @@ class MlflowTracking(tune.Callback):
         histories = {r["trial"]: r["history"] for r in rows if r["history"]}
         if not histories:
             return
-        from tuner import plots
+        from tuner.evaluation import plots
 
         steps = sorted({s for h in histories.values() for s, _ in h})
         rungs = steps[:-1] if self.stopper == "ASHA" else []  # ASHA's rungs are the evaluations

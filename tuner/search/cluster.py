@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tuner.plan import Plan
+from tuner.search.plan import Plan
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # small trials pass nothing big through the object store
 
@@ -152,12 +152,12 @@ def _stderr_held() -> Iterator[list[bytes]]:
 
 
 def _join(plan: Plan) -> None:
-    """Join the cluster at --address (tuner.checks.check_address found that it answers), for at
+    """Join the cluster at --address (tuner.search.checks.check_address found that it answers), for at
     most about --connect-timeout seconds of retries; a refusal is one UsageError line."""
     import ray
 
-    from tuner.checks import check_address
-    from tuner.options import UsageError
+    from tuner.search.checks import check_address
+    from tuner.search.options import UsageError
 
     host, port = check_address(plan)
     old = os.environ.get(GCS_WAIT_ENV)
@@ -202,8 +202,8 @@ def check_cluster_resources(plan: Plan) -> None:
     cluster can grow (then the trials wait for new nodes, and a note says so)."""
     import ray
 
-    from tuner.checks import resource_problem
-    from tuner.options import UsageError
+    from tuner.search.checks import resource_problem
+    from tuner.search.options import UsageError
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     where = f"the cluster at {plan.address}" if plan.address else "the local Ray instance"
@@ -226,7 +226,7 @@ def init_ray(plan: Plan) -> None:
 
     if ray.is_initialized():
         return  # main() joined already
-    from tuner.options import UsageError
+    from tuner.search.options import UsageError
 
     try:
         if plan.address:  # what Ray says while joining is shown only if the join stands

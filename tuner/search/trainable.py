@@ -16,8 +16,8 @@ from typing import Any
 from ray import tune
 
 import search_spaces
-from tuner.config import resolve
-from tuner.train import STATE_FILE, CheckpointError, run_trial
+from tuner.config.spec import resolve
+from tuner.training.trainer import STATE_FILE, CheckpointError, run_trial
 
 ARTIFACTS = ("samples_{step:07d}.png", "weighting.png")
 
@@ -94,7 +94,7 @@ def train_trial(
     disc_cache: str | None = None,
     candidates: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Ray Tune function trainable: one trial of `tuner.train.run_trial`.
+    """Ray Tune function trainable: one trial of `tuner.training.trainer.run_trial`.
 
     Args:
         config: the trial's config from the search (a named point expanded), or, in the

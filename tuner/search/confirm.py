@@ -16,12 +16,12 @@ import math
 from typing import Any
 
 from search_spaces import SPACES
-from tuner.config import resolve
-from tuner.plan import Plan
-from tuner.results import fmt_value, ranked, table
+from tuner.config.spec import resolve
+from tuner.search.plan import Plan
+from tuner.search.results import fmt_value, ranked, table
+from tuner.search.trainable import CANDIDATE_KEY, trial_config
 from tuner.stats import mean_interval, paired_improvement
 from tuner.storage import read_text, write_text
-from tuner.trainable import CANDIDATE_KEY, trial_config
 
 VERDICT_FILE = "verdict.json"  # in the experiment folder, beside best.json
 BASELINE = "baseline"
@@ -219,7 +219,7 @@ def _state(ci: list[float] | None) -> str:
 
 def verdict_markdown(plan: Plan, result: dict[str, Any]) -> str:
     """The verdict for the parent run's description: the confirmed numbers and the conclusion."""
-    from tuner.review import markdown_table
+    from tuner.tracking.review import markdown_table
 
     head = ["configuration", f"{plan.metric} per seed", "mean [95 %]", "improvement [95 %]", ""]
     base = result["baseline"]
@@ -265,10 +265,10 @@ def run_confirmation(plan: Plan, rows: list[dict[str, Any]], search_id: str, cac
 
     from ray import tune
 
-    from tuner import discriminators
-    from tuner.cluster import default_concurrency
-    from tuner.search import make_search_alg, make_tuner, tracking_callback
-    from tuner.trainable import train_trial
+    from tuner.search.cluster import default_concurrency
+    from tuner.search.trainable import train_trial
+    from tuner.search.tuning import make_search_alg, make_tuner, tracking_callback
+    from tuner.training import discriminators
 
     chosen = load_or_choose(plan, rows)
     candidates = chosen["candidates"]

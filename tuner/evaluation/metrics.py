@@ -22,8 +22,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torch_fidelity import KEY_METRIC_FID, KEY_METRIC_KID_MEAN, calculate_metrics
 
-from tuner.data import GaussianMixture, preset_entry
-from tuner.extractors import (
+from models.analytic import GaussianMixture
+from tuner.data.presets import preset_entry
+from tuner.evaluation.extractors import (
     DIGITS_EXTRACTOR,
     DIGITS_WEIGHTS,
     INCEPTION_EXTRACTOR,

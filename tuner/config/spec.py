@@ -21,7 +21,7 @@ from models.samplers import SAMPLERS
 from models.schedules import DENSITIES, GRIDS
 from models.tiw import MODES as TIW_MODES
 from models.weighting import WEIGHTINGS
-from tuner.data import DATASETS, preset_entry
+from tuner.data.presets import DATASETS, preset_entry
 
 # Keys of older versions, with where their meaning went (a saved config is read with a note).
 MOVED = {
@@ -301,7 +301,7 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def _check_composition(config: dict[str, Any]) -> None:
     """The objective's terms that need or exclude one another, by the data preset's facts
-    (tuner.data.DATASETS), so that a plan (and --dry-run) refuses what a trial could not build."""
+    (tuner.data.presets.DATASETS), so that a plan (and --dry-run) refuses what a trial could not build."""
     data = config["data"]
     facts = preset_entry(data).info
     tweedie = facts.get("noisy", False) and config["ambient.tweedie"]
@@ -426,7 +426,3 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush finds no pipe
         sys.exit(1)
     sys.exit(status)
-
-
-if __name__ == "__main__":
-    run_cli(lambda: print(markdown_table()))

@@ -17,9 +17,9 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+from models.analytic import GaussianMixture  # noqa: E402
 from models.schedules import NoiseDensity  # noqa: E402
 from models.weighting import Normalized, Weighting, effective_weighting  # noqa: E402
-from tuner.data import GaussianMixture  # noqa: E402
 
 GRID_IMAGES = 64  # images shown in a sample grid
 MIN_SIDE_PX = 512  # a picture's longer side is at least this

@@ -1,0 +1,2 @@
+"""The evaluation layer: metrics (FID/KID through torch-fidelity, exact NLL), feature
+extractors and plots. No Ray, no MLflow."""

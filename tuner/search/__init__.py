@@ -1,0 +1,2 @@
+"""The search driver: the CLI, the plan and its checks, the Ray instance, the stages (search,
+confirmation), importances and results. May import tuner.tracking.callback, never the reverse."""

@@ -1,0 +1,284 @@
+"""Search over training objectives: `python -m tuner.run --space debias_family`.
+
+Ray Tune runs the trials (tuner/search/trainable.py), Optuna's TPE proposes configurations, ASHA stops
+hopeless ones at the evaluation steps, and MLflow records a parent run per search with a child
+run per trial (tuner/tracking/callback.py). Rerunning the same command (or --resume) continues a search
+whose driver was killed; the experiment folder is <storage>/<name>, the name derived from the
+space and the options that define the search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import search_spaces
+from search_spaces import SPACES
+from tuner.config.spec import ConfigError
+from tuner.search.checks import SEARCH_FILE, check_environment
+from tuner.search.cluster import init_ray, shutdown_ray
+from tuner.search.options import CONNECT_TIMEOUT, OPTUNA_SEARCHES, SCHEDULERS, SEARCHES, UsageError
+from tuner.search.plan import Plan, describe_plan, make_plan
+from tuner.storage import is_uri, read_text, write_text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m tuner.run", description=__doc__.split("\n")[0])
+    p.add_argument("--space", default="debias_family", help="search space (see --list-spaces)")
+    p.add_argument("--list-spaces", action="store_true", help="print the spaces and exit")
+    p.add_argument("--search", help=f"{', '.join(SEARCHES)} (default: optuna; grid for baselines)")
+    p.add_argument("--scheduler", default="asha", help=f"{', '.join(SCHEDULERS)} (default asha)")
+    p.add_argument("--num-samples", type=int, help="trials (grid: repeats of the grid)")
+    p.add_argument(
+        "--max-concurrent", type=int, help="trials at once (default: what the cluster holds now)"
+    )
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config key"
+    )
+    p.add_argument(
+        "--metric", help="metric to optimise (default eval/fid for images, eval/nll otherwise)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the search algorithm")
+    p.add_argument(
+        "--confirm",
+        type=int,
+        metavar="K",
+        help="retrain the top K trials and the baseline on fresh seeds (default 2 for image "
+        "spaces, 0 = off)",
+    )
+    p.add_argument(
+        "--confirm-seeds", type=int, metavar="N", help="fresh training seeds (default 3)"
+    )
+    p.add_argument(
+        "--storage", default="ray_results", help="Ray results folder or a cloud URI (s3://, gs://)"
+    )
+    p.add_argument("--name", help="experiment name (default: derived from the space and options)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the search (an error if there is none)"
+    )
+    p.add_argument("--max-failures", type=int, default=1, help="retries of a trial that crashed")
+    p.add_argument(
+        "--mlflow-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)"
+    )
+    p.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:10001")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT,
+        metavar="S",
+        help=f"seconds a Ray at --address has to answer in (default {CONNECT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--wait-for-nodes",
+        action="store_true",
+        help="with --address: trials that no node fits wait for nodes to join (as on an "
+        "autoscaling cluster) instead of an error",
+    )
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--smoke-test", action="store_true", help="a tiny search (about two minutes)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit")
+    return p
+
+
+def known_disc_configs(plan: Plan) -> list[dict[str, Any]]:
+    """The configs whose TIW discriminators the search can train before its trials: all of
+    them unless a searched parameter changes a discriminator's key."""
+    from search_spaces import POINT_KEY, expand
+    from tuner.config.spec import resolve
+    from tuner.training.discriminators import KEYS
+
+    if any(k in KEYS for k in plan.params):
+        return []  # the trials train (and share) their own
+    points = plan.params.get(POINT_KEY, {}).get("choices", [None])
+    configs = [
+        expand(plan.fixed | ({POINT_KEY: p} if p else {}), SPACES[plan.space]) for p in points
+    ]
+    return [resolve(c | {"tiw.strength": 1.0}) for c in configs]  # the key ignores the strength
+
+
+def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any:
+    """Run (or resume) the search's trials; returns Ray's ResultGrid."""
+    from ray import tune
+
+    from tuner.search.cluster import default_concurrency
+    from tuner.search.trainable import train_trial, trial_config
+    from tuner.search.tuning import (
+        make_scheduler,
+        make_search_alg,
+        make_tuner,
+        param_space,
+        tracking_callback,
+    )
+    from tuner.training import discriminators
+
+    if not resuming:
+        tiw = plan.fixed.get("tiw.strength", 0) > 0 or "tiw.strength" in plan.params
+        if tiw:
+            configs = known_disc_configs(plan)
+            discriminators.pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
+    callback = tracking_callback(
+        plan, search_id, trial_config, config_metrics=tuple(plan.pbt_mutations)
+    )
+    max_concurrent = 0 if resuming else plan.max_concurrent or default_concurrency(plan)
+    tuner = make_tuner(
+        plan,
+        tune.with_parameters(train_trial, disc_cache=cache),
+        name=plan.name,
+        param_space=None if resuming else param_space(plan),
+        search_alg=None if resuming else make_search_alg(plan, max_concurrent, study=search_id),
+        scheduler=None if resuming else make_scheduler(plan),
+        num_samples=plan.num_samples,
+        callback=callback,
+        resume=resuming,
+    )
+    return tuner.fit()
+
+
+def _write_best(plan: Plan, config: dict[str, Any], local_dir: Path) -> Path:
+    best_json = json.dumps(config, indent=2) + "\n"
+    write_text(f"{plan.experiment_dir}/best.json", best_json)
+    if is_uri(plan.experiment_dir):
+        (local_dir / "best.json").write_text(best_json)
+    return local_dir / "best.json"
+
+
+def _report(
+    plan: Plan,
+    rows: list[dict[str, Any]],
+    importance: dict | None,
+    verdict: dict | None,
+    search_id: str,
+) -> int:
+    """Write best.json (the confirmed winner, else the search's best), attach the summary to the
+    parent run, and print where everything is."""
+    from tuner.search.confirm import verdict_markdown, verdict_metrics
+    from tuner.search.results import leaderboard, ranked
+    from tuner.search.tuning import optuna_storage
+    from tuner.tracking.review import log_summary
+    from tuner.tracking.store import review_url, ui_command
+
+    exp_dir = plan.experiment_dir
+    local_dir = Path(exp_dir) if not is_uri(exp_dir) else Path(os.getcwd())
+    board = leaderboard(rows, plan)
+    (local_dir / "leaderboard.txt").write_text(board + "\n")
+    files = [str(local_dir / "leaderboard.txt")]
+    # (the tracking callback has logged the trial counts and the best value already)
+    metrics = {f"importance/{k}": v for k, v in (importance or {}).get("importances", {}).items()}
+    best = next(iter(ranked(rows)), None)
+    winner = (verdict or {}).get("winner")
+    if verdict is not None:
+        if is_uri(exp_dir):  # confirm.py wrote it to the experiment folder
+            (local_dir / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+        files.append(str(local_dir / "verdict.json"))
+        metrics |= verdict_metrics(verdict)
+        print(f"verdict: {verdict['conclusion']}", flush=True)
+    if best is None:
+        print("no trial produced the metric; nothing written to best.json", file=sys.stderr)
+    else:
+        chosen = winner["config"] if winner else best["config"]
+        files.append(str(_write_best(plan, chosen, local_dir)))
+        which = f"confirmed winner, trial {winner['trial']}" if winner else f"trial {best['trial']}"
+        print(
+            f"wrote {exp_dir}/best.json ({which}); reproduce with: "
+            f"python -m tuner.train --config {exp_dir}/best.json"
+        )
+        tag = {
+            "trial": winner["trial"] if winner else best["trial"],
+            "metric": f"{best['best']:.6g}",
+        }
+        log_summary(
+            plan.mlflow_uri,
+            plan.mlflow_experiment,
+            search_id,
+            files,
+            tag,
+            metrics=metrics,
+            append=verdict_markdown(plan, verdict) if verdict else "",
+        )
+    print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
+    link = review_url(plan.mlflow_uri, plan.mlflow_experiment, search_id)
+    print(f"review link: {link}", flush=True)
+    if plan.search in OPTUNA_SEARCHES:
+        print(f"review the Optuna study: optuna-dashboard {optuna_storage(plan)} --host 127.0.0.1")
+    return 0 if best is not None else 1
+
+
+def run(plan: Plan, resume_required: bool) -> int:
+    from ray import tune
+
+    from tuner.search.confirm import confirmation_table, run_confirmation
+    from tuner.search.importance import describe, param_importances
+    from tuner.search.results import leaderboard, summarize
+    from tuner.search.tuning import save_state_at_every_step
+    from tuner.tracking.store import ui_command
+
+    exp_dir = plan.experiment_dir
+    save_state_at_every_step(exp_dir)
+    saved = read_text(f"{exp_dir}/{SEARCH_FILE}")
+    resuming = saved is not None and tune.Tuner.can_restore(exp_dir)
+    if resume_required and not resuming:
+        print(f"error: --resume: no search to resume at {exp_dir}", file=sys.stderr)
+        return 2
+    print(describe_plan(plan, resuming), flush=True)
+    print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
+    init_ray(plan)
+    if resuming:
+        print(f"resuming {exp_dir}", flush=True)
+        search_id = json.loads(saved)["search_id"]
+    else:
+        search_id = f"{plan.name}-{uuid.uuid4().hex[:8]}"
+        record = {"search_id": search_id, "plan": plan.to_json()}
+        write_text(f"{exp_dir}/{SEARCH_FILE}", json.dumps(record, indent=2))
+    cache = f"{exp_dir.rstrip('/')}/discriminators"
+    t0 = time.perf_counter()
+    rows = summarize(_search_stage(plan, search_id, resuming, cache), plan)
+    board = leaderboard(rows, plan)
+    wall = time.perf_counter() - t0
+    print(f"\nleaderboard ({plan.mode} {plan.metric}; {wall:.0f}s)\n{board}", flush=True)
+    importance = param_importances(rows, plan)
+    print(describe(importance, plan.metric), flush=True)
+    verdict = None
+    if plan.confirm and any(r["status"] != "FAILED" and r["best"] is not None for r in rows):
+        verdict = run_confirmation(plan, rows, search_id, cache)
+        print(f"\nconfirmed on fresh seeds ({plan.mode} {plan.metric})", flush=True)
+        print(confirmation_table(plan, verdict), flush=True)
+    return _report(plan, rows, importance, verdict, search_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.list_spaces:
+            print("\n\n".join(search_spaces.describe(name) for name in SPACES))
+            return 0
+        plan = make_plan(args)
+        check_environment(plan, resume=args.resume, fetch=not args.dry_run)
+        if plan.address:  # join the cluster and check its nodes (a dry run leaves again)
+            init_ray(plan)
+    except (UsageError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        if plan.address:
+            shutdown_ray()
+        print(describe_plan(plan, None))
+        return 0
+    try:
+        return run(plan, resume_required=args.resume)
+    except UsageError as e:  # what only the started local instance could tell (init_ray)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
