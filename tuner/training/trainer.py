@@ -39,10 +39,9 @@ from tuner.config.spec import (
 )
 from tuner.data.presets import DataError, preset_entry
 from tuner.training import discriminators
+from tuner.training.checkpoint import LAYOUT
 
 Report = Callable[[dict[str, Any], "str | None"], None]
-STATE_FILE = "state.pt"
-CURVE_FILE = "curve.json"  # in a checkpoint folder: the logged points since the last evaluation
 EVAL_BATCH = {"cpu": 1000, "cuda": 4096}  # samples drawn at once, by device type
 
 
@@ -305,8 +304,8 @@ def resolve_device(name: str) -> str:
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest checkpoint_* folder under `out_dir` that holds a state file."""
-    found = sorted(Path(out_dir).glob("checkpoint_*/" + STATE_FILE))
+    """The newest checkpoint folder under `out_dir` that holds a state file."""
+    found = LAYOUT.states(out_dir)
     return found[-1].parent if found else None
 
 
@@ -355,11 +354,11 @@ def _open(
 
     trainer = Trainer(config, device=device, disc_cache=disc_cache)
     if resume_from is not None:
-        trainer.load(Path(resume_from) / STATE_FILE)
+        trainer.load(Path(resume_from) / LAYOUT.state)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(trainer.config, indent=2) + "\n")
-    if not (out / "weighting.png").exists():
-        plots.save_weighting_plot(trainer.weighting, trainer.density, out / "weighting.png")
+    (out / LAYOUT.config).write_text(json.dumps(trainer.config, indent=2) + "\n")
+    if not (out / LAYOUT.weighting).exists():
+        plots.save_weighting_plot(trainer.weighting, trainer.density, out / LAYOUT.weighting)
     return trainer
 
 
@@ -378,21 +377,21 @@ def _checkpoint(
     the captioned sample grid, and only the `keep` newest checkpoints left."""
     from tuner.evaluation import plots
 
-    ckpt = out / f"checkpoint_{trainer.step:07d}"
+    ckpt = out / LAYOUT.checkpoint_at(trainer.step)
     ckpt.mkdir(exist_ok=True)
-    trainer.save(ckpt / STATE_FILE)
-    (ckpt / "config.json").write_text(json.dumps(trainer.config, indent=2) + "\n")
-    (ckpt / CURVE_FILE).write_text(json.dumps(curve) + "\n")
+    trainer.save(ckpt / LAYOUT.state)
+    (ckpt / LAYOUT.config).write_text(json.dumps(trainer.config, indent=2) + "\n")
+    (ckpt / LAYOUT.curve).write_text(json.dumps(curve) + "\n")
     headline = next((k for k in HEADLINE if k in result), None)
     caption = f"step {trainer.step}" + (f" · {headline} {result[headline]:.4g}" if headline else "")
     plots.save_sample_grid(
         trainer.last_samples,
-        out / f"samples_{trainer.step:07d}.png",
+        out / LAYOUT.samples_at(trainer.step),
         trainer.dataset.kind,
         truth=trainer.dataset.truth,
         caption=caption,
     )
-    for old in sorted(out.glob("checkpoint_*"))[:-keep]:
+    for old in sorted(out.glob(LAYOUT.checkpoint_glob))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return ckpt
 
@@ -506,7 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     resume_from = latest_checkpoint(out) if args.resume else None
     if args.resume and resume_from is None:
-        print(f"error: --resume: no checkpoint_*/{STATE_FILE} under {out}", file=sys.stderr)
+        print(
+            f"error: --resume: no {LAYOUT.checkpoint_glob}/{LAYOUT.state} under {out}",
+            file=sys.stderr,
+        )
         return 2
     try:
         t0 = time.perf_counter()
