@@ -47,10 +47,9 @@ class Parts:
 
 def discriminator_for(dataset: Any) -> nn.Module:
     """A fresh TIW discriminator for the data's shape (an MLP for vectors, a conv net else)."""
-    channels_or_dim = dataset.shape[0]
     if len(dataset.shape) == 1:
-        return MLPDiscriminator(channels_or_dim)
-    return ConvDiscriminator(channels_or_dim)
+        return MLPDiscriminator(dataset.shape[0])
+    return ConvDiscriminator(dataset.shape[0])  # images: (channels, height, width)
 
 
 @TERMS.register("denoise", term=DenoiseLoss)
@@ -146,14 +145,16 @@ def build_consistency(
     switch="cdl.coef",
     term=CDLLoss,
 )
-def build_cdl(*, coef: float, parts: Parts, **levels: Any) -> CDLLoss | None:
+def build_cdl(*, coef: float, parts: Parts, **options: Any) -> CDLLoss | None:
     """CDL with a Gaussian reference of the training data's moments (full covariance up to 1024
     dimensions, per-dimension variances above), its examples weighted by TIW's target weight
-    when the denoising term is TIW-DSM; None when cdl.coef=0."""
+    when the denoising term is TIW-DSM; None when cdl.coef=0. `options`: the other keys of its
+    entry, CDLLoss's keywords of the same names (ζ density, Monte-Carlo points, fraction,
+    log-SNR bounds)."""
     if coef == 0:
         return None
     flat = parts.dataset.train.flatten(1)
     cov = torch.cov(flat.T) if flat.shape[1] <= 1024 else flat.var(0)
     tiw = parts.terms.get("denoise")
     weight = tiw.example_weight if isinstance(tiw, TIWLoss) else None
-    return CDLLoss(flat.mean(0), cov, coef=coef, example_weight=weight, **levels)
+    return CDLLoss(flat.mean(0), cov, coef=coef, example_weight=weight, **options)
