@@ -37,8 +37,9 @@ from harness import Result, ci, compare, verdict
 
 from models.ambient import ConsistencyLoss, ambient_logsnr_stop
 from models.analytic import GaussianMixture
+from models.objective import Objective
 from tuner import stats
-from tuner.config.build import build_sampler
+from tuner.config.build import build_dataset, build_objective, build_sampler
 from tuner.config.spec import resolve
 from tuner.training.trainer import Trainer
 
@@ -111,15 +112,19 @@ def through_the_sampler(base: dict, n: int = 100_000) -> dict[str, list[float]]:
 
 
 def train(config: dict, chains: dict | None) -> Trainer:
-    trainer = Trainer(config)
+    c = resolve(config)
+    dataset = build_dataset(c)
+    objective = build_objective(c, dataset)
     if chains is not None:  # the class's chains (its defaults plus the arm's keywords)
-        c = trainer.config
-        trainer.objective.consistency = ConsistencyLoss(
-            trainer.dataset.noise_sigma,
+        consistency = ConsistencyLoss(
+            dataset.noise_sigma,
             logsnr_max=c["noise.logsnr_max"],
             grid=c["sampler.grid"],
+            coef=c["ambient.consistency"],
             **chains,
         )
+        objective = Objective({**objective.terms, consistency.name: consistency}.values())
+    trainer = Trainer(c, dataset=dataset, objective=objective)
     trainer.prepare()
     while trainer.step < trainer.config["train.steps"]:
         trainer.train_step()

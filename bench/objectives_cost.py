@@ -29,7 +29,7 @@ from models.nets import MLP, UNet
 from models.objective import Objective
 from models.param import EpsModel
 from models.schedules import CosineDensity
-from models.tiw import TIWCorrection
+from models.tiw import TIWCorrection, TIWLoss
 from models.weighting import Constant, Debiased, Normalized
 from tuner.data.presets import load_dataset
 from tuner.stats import median_interval, target_holds
@@ -72,26 +72,18 @@ def arms(setting: str) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Objecti
     ambient = AmbientLoss(0.5 if setting == "mlp" else 0.2, Constant(), q)
     sigma_n = ambient.sigma_n
     objectives = {
-        "plain": Objective(plain),
-        "weighting": Objective(DenoiseLoss(Normalized(Debiased(), q), q)),
-        "tiw_full": Objective(plain, tiw=TIWCorrection(disc().requires_grad_(False), 1.0)),
-        "tiw_weight": Objective(
-            plain, tiw=TIWCorrection(disc().requires_grad_(False), 1.0, "weight")
-        ),
-        "tiw_correction": Objective(
-            plain, tiw=TIWCorrection(disc().requires_grad_(False), 1.0, "correction")
-        ),
-        "tweedie": Objective(plain, ambient=ambient),
+        "plain": Objective([plain]),
+        "weighting": Objective([DenoiseLoss(Normalized(Debiased(), q), q)]),
+        "tiw_full": Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0))]),
+        "tiw_weight": Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, "weight"))]),
+        "tiw_correction": Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, "correction"))]),
+        "tweedie": Objective([ambient]),
     }
     for k in (1, 2, 4):
-        objectives[f"consistency_k{k}"] = Objective(
-            plain,
-            ambient=ambient,
-            consistency=ConsistencyLoss(sigma_n, chain_steps=k),
-            consistency_coef=0.015,
-        )
-    objectives["cdl_default"] = Objective(plain, cdl=CDLLoss(mean, cov), cdl_coef=1.0)
-    objectives["cdl_m2"] = Objective(plain, cdl=CDLLoss(mean, cov, mc_points=2), cdl_coef=1.0)
+        consistency = ConsistencyLoss(sigma_n, chain_steps=k, coef=0.015)
+        objectives[f"consistency_k{k}"] = Objective([ambient, consistency])
+    objectives["cdl_default"] = Objective([plain, CDLLoss(mean, cov)])
+    objectives["cdl_m2"] = Objective([plain, CDLLoss(mean, cov, mc_points=2)])
     return net, batch, objectives
 
 

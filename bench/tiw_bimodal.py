@@ -26,6 +26,9 @@ from harness import Result, compare, verdict
 
 from models.param import add_noise
 from models.schedules import alpha_sigma
+from tuner.config.build import build_dataset, build_objective
+from tuner.config.spec import resolve
+from tuner.config.terms import discriminator_for
 from tuner.stats import mean_std
 from tuner.training.trainer import Trainer
 
@@ -76,11 +79,12 @@ def discriminator(seed: int, base: dict[str, Any]) -> tuple[dict[str, Any], dict
 def run_arm(arm: str, seed: int, base: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """One arm trained with the seed's shared discriminator, evaluated on its samples."""
     t0 = time.perf_counter()
-    trainer = Trainer(base | {"seed": seed} | ARMS[arm])
-    if trainer.objective.tiw is not None:
-        trainer.objective.tiw.disc.load_state_dict(state)
-        trainer.objective.tiw.disc.eval().requires_grad_(False)
-    trainer.prepared = True
+    config = resolve(base | {"seed": seed} | ARMS[arm])
+    dataset = build_dataset(config)
+    disc = discriminator_for(dataset)  # the seed's shared discriminator, injected as trained
+    disc.load_state_dict(state)
+    objective = build_objective(config, dataset, disc=disc)
+    trainer = Trainer(config, dataset=dataset, objective=objective)
     while trainer.step < trainer.config["train.steps"]:
         trainer.train_step()
     metrics = trainer.evaluate()

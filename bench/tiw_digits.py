@@ -46,6 +46,9 @@ from weighting_ring import paired, spread
 
 from models.param import add_noise
 from models.schedules import alpha_sigma
+from tuner.config.build import build_dataset, build_objective
+from tuner.config.spec import resolve
+from tuner.config.terms import discriminator_for
 from tuner.data.presets import load_dataset
 from tuner.evaluation.metrics import (
     default_extractor,
@@ -143,11 +146,14 @@ def discriminator(
 
 
 def run_arm(config: dict[str, Any], disc_state: dict[str, torch.Tensor] | None) -> dict[str, Any]:
-    trainer = Trainer(config)
-    if trainer.objective.tiw is not None:
-        trainer.objective.tiw.disc.load_state_dict(disc_state)
-        trainer.objective.tiw.disc.eval().requires_grad_(False)
-    trainer.prepared = True
+    config = resolve(config)
+    dataset = build_dataset(config)
+    disc = None
+    if disc_state is not None:  # the seed's shared discriminator, injected as trained
+        disc = discriminator_for(dataset)
+        disc.load_state_dict(disc_state)
+    objective = build_objective(config, dataset, disc=disc)
+    trainer = Trainer(config, dataset=dataset, objective=objective)
     t0 = time.perf_counter()
     losses: list[float] = []
     while trainer.step < config["train.steps"]:
