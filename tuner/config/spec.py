@@ -159,6 +159,16 @@ SPEC: dict[str, Spec] = {
     "noise.scale": Spec(
         "float", 1.0, "scale of the logistic or normal density", low=1e-3, high=20.0
     ),
+    "noise.mode_scale": Spec(
+        "float", 1.29, "scale s of SD3's mode (heavy-tail) density", low=-1.0, high=1.6
+    ),
+    "noise.shift": Spec(
+        "float",
+        1.0,
+        "resolution shift of any density (SD3/Flux): every level moves by -2 log shift",
+        low=0.01,
+        high=100.0,
+    ),
     "noise.logsnr_min": Spec(
         "float", -15.0, "lowest log-SNR (training and sampling)", low=-30.0, high=0.0
     ),
