@@ -4,6 +4,7 @@ The factories below are named by the tests as python:tests.tuner.test_external_n
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -206,11 +207,16 @@ def test_search_refuses_a_bad_factory_before_ray_starts(
     assert list(tmp_path.iterdir()) == []
 
 
-# -- the shipped diffusers UNet2DModel factory --------------------------------------------------
-diffusers = pytest.importorskip("diffusers")
+# -- the shipped diffusers UNet2DModel factory (the [diffusers] extra) ---------------------------
+needs_diffusers = pytest.mark.skipif(
+    importlib.util.find_spec("diffusers") is None, reason="the [diffusers] extra is not installed"
+)
 
 
+@needs_diffusers
 def test_unet2d_factory_is_the_models_parameters_and_checkpoint() -> None:
+    import diffusers
+
     config = resolve(TINY_DIGITS)
     model = build_net(config, build_dataset(config))
     assert isinstance(model.backbone, diffusers.UNet2DModel)
@@ -222,6 +228,7 @@ def test_unet2d_factory_is_the_models_parameters_and_checkpoint() -> None:
     assert keys and all(k.startswith("backbone.") for k in keys)
 
 
+@needs_diffusers
 def test_unet2d_resume_is_bit_identical(tmp_path: Path) -> None:
     straight = Trainer(TINY_DIGITS)
     for _ in range(8):
@@ -264,6 +271,7 @@ def _history(path: Path) -> dict[int, float]:
     return {r["step"]: r["eval/fid"] for r in rows if "eval/fid" in r}
 
 
+@needs_diffusers
 def test_search_with_the_unet2d_factory_runs_and_reproduces(unet_search: dict, tmp_path: Path):
     experiment = unet_search["experiment"]
     trials = sorted(experiment.glob("trial_*"))
