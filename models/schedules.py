@@ -76,6 +76,8 @@ class NoiseDensity:
     q'(λ) = q(λ + 2 log shift); shift = 1 leaves every computation as it was.
     """
 
+    shift = 1.0  # an instance holds its own only when it moves the levels (vars() as before)
+
     def __init__(
         self, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX, shift: float = 1.0
     ) -> None:
@@ -85,8 +87,9 @@ class NoiseDensity:
             raise ValueError(f"shift must be > 0, got {shift}")
         self.logsnr_min = float(logsnr_min)
         self.logsnr_max = float(logsnr_max)
-        self.shift = float(shift)
-        self._delta = 2.0 * math.log(self.shift)  # λ' = λ − δ
+        if shift != 1.0:
+            self.shift = float(shift)
+        self._delta = 2.0 * math.log(shift)  # λ' = λ − δ
         self._set_truncation()
 
     def _unshifted(self, logsnr: Tensor) -> Tensor:

@@ -1,15 +1,18 @@
 """A denoiser of your own: net=python:PACKAGE.MODULE:FACTORY in tuner.train and in a search.
 
-The factories below are named by the tests as python:tests.tuner.test_external_net:NAME."""
+The tests' own factories are a module written to a temporary folder on sys.path, as a user's
+would be on PYTHONPATH."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,6 @@ from tuner.search.cli import main as search_main
 from tuner.training.trainer import Trainer, run_trial
 
 ROOT = Path(__file__).resolve().parents[2]
-HERE = "python:tests.tuner.test_external_net"
 UNET = "python:models.diffusers_unet:unet2d"
 # A digits trial of a few seconds with the diffusers UNet2DModel.
 TINY_DIGITS = {
@@ -40,53 +42,75 @@ TINY_DIGITS = {
 }
 
 
-# -- factories the tests name ------------------------------------------------------------------
-class _Linear(nn.Module):
-    """A per-pixel linear map with a noise embedding: enough to train and to check shapes."""
+# -- factories the tests name: a module of the user's own, written where the tests import it ------
+NETS_MODULE = "diffsearch_test_nets"  # not under tests/: torch-fidelity ships a `tests` package
+NETS_SOURCE = """
+import torch
+from torch import nn
 
-    def __init__(self, channels: int) -> None:
+
+class Linear(nn.Module):
+    \"\"\"A per-pixel linear map with a noise embedding: enough to train and to check shapes.\"\"\"
+
+    def __init__(self, channels):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 1)
         self.emb = nn.Linear(1, channels)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x, noise):
         return self.conv(x) + self.emb(noise[:, None].float())[:, :, None, None]
 
 
-def linear_eps(shape: tuple[int, ...], width: int = 0, depth: int = 0) -> nn.Module:
-    net = _Linear(shape[0])
+class Halves(Linear):
+    def forward(self, x, noise):
+        return super().forward(x, noise)[..., ::2]
+
+
+def linear_eps(shape, width=0, depth=0):
+    net = Linear(shape[0])
     net.prediction, net.noise_input = "eps", "sigma"
     return net
 
 
-def undeclared(shape: tuple[int, ...], width: int = 0, depth: int = 0) -> nn.Module:
-    return _Linear(shape[0])
+def undeclared(shape, width=0, depth=0):
+    return Linear(shape[0])
 
 
-def not_a_module(shape: tuple[int, ...], width: int = 0, depth: int = 0) -> object:
+def not_a_module(shape, width=0, depth=0):
     return "a string"
 
 
-class _Halves(_Linear):
-    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return super().forward(x, noise)[..., ::2]
-
-
-def wrong_shape(shape: tuple[int, ...], width: int = 0, depth: int = 0) -> nn.Module:
-    net = _Halves(shape[0])
+def wrong_shape(shape, width=0, depth=0):
+    net = Halves(shape[0])
     net.prediction, net.noise_input = "eps", "logsnr"
     return net
 
 
-def failing(shape: tuple[int, ...], width: int = 0, depth: int = 0) -> nn.Module:
-    raise RuntimeError("no GPU here\nsecond line")
+def failing(shape, width=0, depth=0):
+    raise RuntimeError("no GPU here\\nsecond line")
+"""
+HERE = f"python:{NETS_MODULE}"
+
+
+@pytest.fixture(scope="module")
+def nets_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder holding the factories' module, on sys.path while this module's tests run."""
+    folder = tmp_path_factory.mktemp("user_nets")
+    (folder / f"{NETS_MODULE}.py").write_text(NETS_SOURCE)
+    sys.path.insert(0, str(folder))
+    importlib.invalidate_caches()
+    yield folder
+    sys.path.remove(str(folder))
+    sys.modules.pop(NETS_MODULE, None)
 
 
 # -- the wrapper: every prediction type and noise input, in closed form ----------------------------
 class _Oracle(nn.Module):
     """Returns the exact target of its prediction type for known (x0, ε), and records its inputs."""
 
-    def __init__(self, x0: torch.Tensor, eps: torch.Tensor, logsnr: torch.Tensor, kind: str):
+    def __init__(
+        self, x0: torch.Tensor, eps: torch.Tensor, logsnr: torch.Tensor, kind: str
+    ) -> None:
         super().__init__()
         self.x0, self.eps, self.logsnr, self.kind = x0, eps, logsnr, kind
         self.seen: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -147,7 +171,9 @@ def test_wrapper_turns_each_prediction_into_eps(prediction: str, noise_input: st
         ),
     ],
 )
-def test_a_bad_factory_is_one_config_error(overrides: dict, needle: str | None) -> None:
+def test_a_bad_factory_is_one_config_error(
+    overrides: dict, needle: str | None, nets_dir: Path
+) -> None:
     config = resolve({"data": "digits"} | overrides)
     if needle is None:
         model = build_external_net(config, (1, 8, 8))
@@ -173,19 +199,20 @@ def test_net_keys_are_checked_by_resolve(overrides: dict, needle: str) -> None:
     assert needle in str(info.value)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path, path: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tuner.train", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        env=os.environ | {"PYTHONPATH": os.pathsep.join(map(str, (ROOT, *path)))},
     )
 
 
-def test_train_cli_refuses_a_bad_factory_with_one_line(tmp_path: Path) -> None:
-    proc = _cli("--set", "data=digits", "--set", f"net={HERE}:wrong_shape", cwd=tmp_path)
+def test_train_cli_refuses_a_bad_factory_with_one_line(tmp_path: Path, nets_dir: Path) -> None:
+    argv = ("--set", "data=digits", "--set", f"net={HERE}:wrong_shape")
+    proc = _cli(*argv, cwd=tmp_path, path=(nets_dir,))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "a net must return a tensor of its input's shape" in lines[0]
@@ -193,7 +220,10 @@ def test_train_cli_refuses_a_bad_factory_with_one_line(tmp_path: Path) -> None:
 
 
 def test_search_refuses_a_bad_factory_before_ray_starts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    nets_dir: Path,
 ) -> None:
     import ray
 
@@ -272,7 +302,9 @@ def _history(path: Path) -> dict[int, float]:
 
 
 @needs_diffusers
-def test_search_with_the_unet2d_factory_runs_and_reproduces(unet_search: dict, tmp_path: Path):
+def test_search_with_the_unet2d_factory_runs_and_reproduces(
+    unet_search: dict, tmp_path: Path
+) -> None:
     experiment = unet_search["experiment"]
     trials = sorted(experiment.glob("trial_*"))
     assert len(trials) >= 4
