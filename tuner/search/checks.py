@@ -182,12 +182,13 @@ def _example_shape(config: dict) -> tuple[int, ...]:
 def _check_net(plan: Plan) -> None:
     """net=python:MODULE:FACTORY: the factory imports, returns a torch.nn.Module, declares what it
     predicts and maps a batch of the data's shape to that shape (tuner.config.build)."""
-    from tuner.config.build import build_external_net
     from tuner.config.spec import NET_PREFIX, ConfigError, resolve
 
     config = resolve(plan.fixed)
     if not config["net"].startswith(NET_PREFIX):
         return
+    from tuner.config.build import build_external_net  # torch and the user's module: only here
+
     try:
         build_external_net(config, _example_shape(config))
     except (ConfigError, DataError) as e:
