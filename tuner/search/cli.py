@@ -21,8 +21,9 @@ from typing import Any
 import search_spaces
 from search_spaces import SPACES
 from tuner.config.spec import ConfigError
-from tuner.search.checks import SEARCH_FILE, check_environment
+from tuner.search.checks import SEARCH_FILE, check_environment, create_stores
 from tuner.search.cluster import init_ray, shutdown_ray
+from tuner.search.locks import check_experiment_free, hold_experiment
 from tuner.search.options import CONNECT_TIMEOUT, OPTUNA_SEARCHES, SCHEDULERS, SEARCHES, UsageError
 from tuner.search.plan import Plan, describe_plan, make_plan
 from tuner.storage import is_uri, read_text, write_text
@@ -216,10 +217,27 @@ def _report(
     return 0 if best is not None else 1
 
 
-def run(plan: Plan, resume_required: bool) -> int:
+def run(plan: Plan, resume_required: bool, argv: list[str] | None = None) -> int:
+    """Run (or resume) the search's stages; a stop (Ctrl-C, an I/O fault) ends in one line that
+    says how to continue (exit status 130 or 1)."""
+    from ray import tune
+
+    from tuner.search import faults
+
+    with faults.handling(plan):
+        try:
+            return _run_stages(plan, resume_required)
+        except faults.Stopped as stop:
+            saved = tune.Tuner.can_restore(plan.experiment_dir)
+            print(faults.resume_line(stop, argv or sys.argv[1:], saved), file=sys.stderr)
+            return faults.EXIT_STATUS[stop.kind]
+
+
+def _run_stages(plan: Plan, resume_required: bool) -> int:
     from ray import tune
 
     from tuner.search.confirm import confirmation_table, run_confirmation
+    from tuner.search.faults import make_reserves
     from tuner.search.importance import describe, param_importances
     from tuner.search.results import leaderboard, summarize
     from tuner.search.tuning import save_state_at_every_step
@@ -234,6 +252,8 @@ def run(plan: Plan, resume_required: bool) -> int:
         return 2
     print(describe_plan(plan, resuming), flush=True)
     print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
+    create_stores(plan)
+    make_reserves(plan)
     init_ray(plan)
     if resuming:
         print(f"resuming {exp_dir}", flush=True)
@@ -260,6 +280,7 @@ def run(plan: Plan, resume_required: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = parser.parse_args(argv)
         if args.list_spaces:
@@ -269,16 +290,43 @@ def main(argv: list[str] | None = None) -> int:
         check_environment(plan, resume=args.resume, fetch=not args.dry_run)
         if plan.address:  # join the cluster and check its nodes (a dry run leaves again)
             init_ray(plan)
+        # One driver per experiment folder: a second one is refused here, touching nothing.
+        (check_experiment_free if args.dry_run else hold_experiment)(plan)
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) before the search started", file=sys.stderr)
+        return 130
     if args.dry_run:
         if plan.address:
             shutdown_ray()
         print(describe_plan(plan, None))
         return 0
     try:
-        return run(plan, resume_required=args.resume)
+        return run(plan, resume_required=args.resume, argv=argv)
     except UsageError as e:  # what only the started local instance could tell (init_ray)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside Ray's loop (the first Ctrl-C unwinds at once there)
+        print("interrupted (Ctrl-C): rerun the same command to continue", file=sys.stderr)
+        return 130
+    except Exception as e:
+        return _io_fault(plan, e)
+
+
+def _io_fault(plan: Plan, error: Exception) -> int:
+    """An I/O fault outside the stages' stop (creating a store, writing a result): one line,
+    exit status 1; anything else is a bug, raised with its traceback."""
+    from tuner.tracking.store import io_problem
+
+    where = plan.mlflow_uri.removeprefix("sqlite:///")  # (the paths Python names itself)
+    problem = io_problem(error, str(Path(where).parent if where != plan.mlflow_uri else where))
+    if problem is None:
+        raise error
+    print(
+        f"error: {problem}; free space there (or mend the file system), then rerun the same "
+        "command to continue",
+        file=sys.stderr,
+    )
+    return 1
