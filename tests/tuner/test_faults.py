@@ -225,6 +225,27 @@ def test_a_confirmation_chosen_from_another_ranking_is_chosen_again(tmp_path: Pa
     assert not stage.exists()  # the stage trained on the old choice is gone
 
 
+def test_a_second_ctrl_c_stops_at_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def exit_now(status: int) -> None:
+        raise SystemExit(status)
+
+    monkeypatch.setattr(faults.os, "_exit", exit_now)
+    monkeypatch.setitem(faults._stop, "kind", None)
+    monkeypatch.setitem(faults._stop, "fitting", False)
+    with pytest.raises(KeyboardInterrupt):  # the first, outside Ray's loop: unwinds now
+        faults._on_sigint(signal.SIGINT, None)
+    assert faults.stop_requested() == (faults.INTERRUPT, "interrupted by Ctrl-C")
+    with pytest.raises(SystemExit) as second:
+        faults._on_sigint(signal.SIGINT, None)
+    assert second.value.code == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "stopping: saving the search's state (Ctrl-C again to stop at once)",
+        "second Ctrl-C: stopped at once",
+    ]
+
+
 def test_the_stop_line_says_how_to_continue() -> None:
     argv = ["--smoke-test", "--resume", "--name", "a b"]
     line = faults.resume_line(faults.Stopped(faults.INTERRUPT, "x"), argv, saved=True)

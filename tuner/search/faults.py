@@ -30,6 +30,7 @@ import shlex
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,11 @@ def handling(plan: Plan) -> Iterator[None]:
     for logger, watch in filters:
         logger.addFilter(watch)
     try:
-        yield
+        with warnings.catch_warnings():
+            # A trial resumed after an I/O fault reports again at the iteration of its flagged
+            # result, which Ray's OptunaSearch gave the study (as NaN): Optuna keeps the first.
+            warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)
+            yield
     finally:
         for logger, watch in filters:
             logger.removeFilter(watch)
