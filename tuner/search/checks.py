@@ -178,7 +178,7 @@ def _check_stores(plan: Plan) -> None:
         if problem is None:
             continue
         if package == "mlflow":
-            raise UsageError(f"--mlflow-uri {plan.mlflow_uri}: {problem}; or pass another one")
+            raise UsageError(f"--mlflow-uri {plan.mlflow_uri}: {problem} (or pass another one)")
         raise UsageError(f"the Optuna study store (kept beside --mlflow-uri's): {problem}")
     folder = Path(plan.experiment_dir)
     if not is_uri(plan.experiment_dir) and folder.exists():
