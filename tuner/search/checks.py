@@ -109,7 +109,7 @@ UPGRADE = {"mlflow": "mlflow db upgrade sqlite:///{path}", "optuna": "optuna sto
 
 def _schema_problem(path: Path, package: str, revision: str) -> str | None:
     """None when `package` reads the schema `revision`, else how the store differs."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # (only when a store exists: checks stay light)
 
     origin = importlib.util.find_spec(package).origin
     script = ScriptDirectory(str(Path(origin).parent.joinpath(*MIGRATIONS[package])))
@@ -191,7 +191,7 @@ def create_stores(plan: Plan) -> None:
     """Create the SQLite stores the search writes (MLflow's tables, the Optuna study's), under
     their folder's lock, so that searches started together never create the same tables at once
     (each later opening finds them made)."""
-    import optuna
+    import optuna  # (heavy: a --dry-run never needs them)
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     for package, path in store_paths(plan).items():

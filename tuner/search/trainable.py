@@ -18,7 +18,7 @@ from ray import tune
 
 import search_spaces
 from tuner.config.spec import ConfigError, resolve
-from tuner.data.presets import DataError
+from tuner.data.presets import DATASETS, DataError
 from tuner.tracking.store import FAULT_ERROR, FAULT_IO, FAULT_KIND, FAULT_REPEATS, io_problem
 from tuner.training.trainer import STATE_FILE, CheckpointError, DivergenceError, run_trial
 
@@ -97,7 +97,7 @@ def run_with_fallback(
 
 def _fault_metrics(config: dict[str, Any], candidates: dict[str, dict] | None) -> list[str]:
     """The metrics a flagged result holds as NaN (Ray's searchers read theirs from every result)."""
-    from tuner.data.presets import DATASETS
+    # (imported here: torch-fidelity is heavy, and only a failing trial needs the names)
     from tuner.evaluation.metrics import preset_metrics
 
     try:
