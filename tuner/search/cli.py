@@ -21,7 +21,7 @@ from typing import Any
 import search_spaces
 from search_spaces import SPACES
 from tuner.config.spec import ConfigError
-from tuner.search.checks import SEARCH_FILE, check_environment, create_stores
+from tuner.search.checks import SEARCH_FILE, check_environment, create_stores, store_paths
 from tuner.search.cluster import init_ray, shutdown_ray
 from tuner.search.locks import check_experiment_free, hold_experiment
 from tuner.search.options import CONNECT_TIMEOUT, OPTUNA_SEARCHES, SCHEDULERS, SEARCHES, UsageError
@@ -320,8 +320,8 @@ def _io_fault(plan: Plan, error: Exception) -> int:
     exit status 1; anything else is a bug, raised with its traceback."""
     from tuner.tracking.store import io_problem
 
-    where = plan.mlflow_uri.removeprefix("sqlite:///")  # (the paths Python names itself)
-    problem = io_problem(error, str(Path(where).parent if where != plan.mlflow_uri else where))
+    stores = [path.parent for path in store_paths(plan).values()]  # (SQLite names no file)
+    problem = io_problem(error, str(stores[0] if stores else plan.experiment_dir))
     if problem is None:
         raise error
     print(

@@ -130,29 +130,35 @@ class _RayStorageFaults(logging.Filter):
         return not (_stop["kind"] or text.startswith("Trials did not complete"))
 
 
+# (Ray's new output engine prints every trial error with its last result, whatever the verbosity:
+# ray/tune/experimental/output.py; the old one, at verbosity 0, prints nothing.)
+RAY_ENV = {
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+}
+
+
 @contextlib.contextmanager
-def handling(plan: Plan) -> Iterator[None]:
-    """While the block runs: own SIGINT, keep Ray's trial tracebacks off the terminal (the
-    tracking callback prints one line per failed trial; the traceback is in the trial's error.txt
-    and its MLflow run), and watch Ray's storage logs. What it changed is restored after."""
-    _stop.update(kind=None, reason="", fitting=False)
-    # (Ray's new output engine prints every trial error with its last result, whatever the
-    # verbosity: ray/tune/experimental/output.py; the old one, at verbosity 0, prints nothing.)
-    env = {
-        "TUNE_DISABLE_SIGINT_HANDLER": "1",
-        "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
-        "RAY_AIR_NEW_OUTPUT": "0",
-    }
-    saved_env = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    handlers = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, _on_sigint),)}
-    handlers[signal.SIGUSR1] = signal.getsignal(signal.SIGUSR1)
-    filters = [
-        (logging.getLogger(name), _RayStorageFaults(plan.experiment_dir)) for name in RAY_LOGGERS
-    ]
-    filters.append((logging.getLogger(MLFLOW_LOGGER), _QuietIOFaults()))
-    for logger, watch in filters:
-        logger.addFilter(watch)
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _log_filters(plan: Plan) -> Iterator[None]:
+    filters = [(name, _RayStorageFaults(plan.experiment_dir)) for name in RAY_LOGGERS]
+    filters.append((MLFLOW_LOGGER, _QuietIOFaults()))
+    for name, watch in filters:
+        logging.getLogger(name).addFilter(watch)
     try:
         with warnings.catch_warnings():
             # A trial resumed after an I/O fault reports again at the iteration of its flagged
@@ -160,15 +166,26 @@ def handling(plan: Plan) -> Iterator[None]:
             warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)
             yield
     finally:
-        for logger, watch in filters:
-            logger.removeFilter(watch)
+        for name, watch in filters:
+            logging.getLogger(name).removeFilter(watch)
+
+
+@contextlib.contextmanager
+def handling(plan: Plan) -> Iterator[None]:
+    """While the block runs: own SIGINT, keep Ray's trial tracebacks off the terminal (the
+    tracking callback prints one line per failed trial; the traceback is in the trial's error.txt
+    and its MLflow run), and watch Ray's storage logs. What it changed is restored after."""
+    _stop.update(kind=None, reason="", fitting=False)
+    handlers = {
+        signal.SIGINT: signal.signal(signal.SIGINT, _on_sigint),
+        signal.SIGUSR1: signal.getsignal(signal.SIGUSR1),
+    }
+    try:
+        with _environment(RAY_ENV), _log_filters(plan):
+            yield
+    finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         free_reserves()
 
 
