@@ -228,9 +228,24 @@ def run(plan: Plan, resume_required: bool, argv: list[str] | None = None) -> int
         try:
             return _run_stages(plan, resume_required)
         except faults.Stopped as stop:
-            saved = tune.Tuner.can_restore(plan.experiment_dir)
-            print(faults.resume_line(stop, argv or sys.argv[1:], saved), file=sys.stderr)
-            return faults.EXIT_STATUS[stop.kind]
+            found = stop
+        except Exception as e:  # an I/O fault that stopped no Ray loop (e.g. the Optuna store's)
+            found = faults.Stopped(faults.IO, _io_problem(plan, e))
+    saved = tune.Tuner.can_restore(plan.experiment_dir)
+    print(faults.resume_line(found, argv or sys.argv[1:], saved), file=sys.stderr)
+    return faults.EXIT_STATUS[found.kind]
+
+
+def _io_problem(plan: Plan, error: Exception) -> str:
+    """The one line of an I/O fault (`no space left on device: PATH`); anything else is a bug,
+    raised with its traceback."""
+    from tuner.tracking.store import io_problem
+
+    stores = [path.parent for path in store_paths(plan).values()]  # (SQLite names no file)
+    problem = io_problem(error, str(stores[0] if stores else plan.experiment_dir))
+    if problem is None:
+        raise error
+    return problem
 
 
 def _run_stages(plan: Plan, resume_required: bool) -> int:
@@ -311,22 +326,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside Ray's loop (the first Ctrl-C unwinds at once there)
         print("interrupted (Ctrl-C): rerun the same command to continue", file=sys.stderr)
         return 130
-    except Exception as e:
-        return _io_fault(plan, e)
-
-
-def _io_fault(plan: Plan, error: Exception) -> int:
-    """An I/O fault outside the stages' stop (creating a store, writing a result): one line,
-    exit status 1; anything else is a bug, raised with its traceback."""
-    from tuner.tracking.store import io_problem
-
-    stores = [path.parent for path in store_paths(plan).values()]  # (SQLite names no file)
-    problem = io_problem(error, str(stores[0] if stores else plan.experiment_dir))
-    if problem is None:
-        raise error
-    print(
-        f"error: {problem}; free space there (or mend the file system), then rerun the same "
-        "command to continue",
-        file=sys.stderr,
-    )
-    return 1

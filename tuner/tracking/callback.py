@@ -518,7 +518,10 @@ class MlflowTracking(tune.Callback):
         error = sys.exc_info()[1]
         if error is None:
             return None
-        problem = io_problem(error, self.store_path)
+        where = self.store_path  # (a SQLite error names no file: the stores' folder, then)
+        problem = io_problem(
+            error, str(Path(where).parent) if is_local_store(self.tracking_uri) else where
+        )
         return ("io", problem) if problem else ("error", f"{type(error).__name__}: {error}")
 
     def _close_stopped(self, trials: list, kind: str, reason: str) -> None:
