@@ -3,6 +3,7 @@ through pyarrow's file systems as Ray does."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 
@@ -49,3 +50,10 @@ def write_bytes(path: str, data: bytes) -> None:
 
 def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder and everything in it, if it exists (local disk or cloud storage)."""
+    fs, fs_path = _fs(path)
+    with contextlib.suppress(FileNotFoundError):
+        fs.delete_dir(fs_path)

@@ -9,17 +9,22 @@ with `resource_problem` from here.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import importlib.util
 import os
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from tuner.data.presets import DataError, preset_entry
-from tuner.search.options import UsageError
+from tuner.search.locks import store_lock
+from tuner.search.options import OPTUNA_SEARCHES, UsageError
 from tuner.search.plan import Plan
 from tuner.storage import is_uri, read_text
+from tuner.tracking.store import artifact_root, is_local_store
 
 SEARCH_FILE = "search.json"  # in the experiment folder: the search's id and plan
 # An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray Client
@@ -93,6 +98,110 @@ def _check_storage(storage: str) -> None:
     problem = write_problem(Path(storage))
     if problem is not None:
         raise UsageError(f"--storage {storage} is not a folder this user can write ({problem})")
+
+
+# -- the SQLite stores and the experiment folder: opened for writing before the first trial -----
+# Where each store's package keeps its schema migrations (alembic), and how it upgrades a store.
+MIGRATIONS = {"mlflow": ("store", "db_migrations"), "optuna": ("storages", "_rdb", "alembic")}
+UPGRADE = {"mlflow": "mlflow db upgrade sqlite:///{path}", "optuna": "optuna storage upgrade "
+           "--storage sqlite:///{path}"}  # fmt: skip
+
+
+def _schema_problem(path: Path, package: str, revision: str) -> str | None:
+    """None when `package` reads the schema `revision`, else how the store differs."""
+    from alembic.script import ScriptDirectory  # (only when a store exists: checks stay light)
+
+    origin = importlib.util.find_spec(package).origin
+    script = ScriptDirectory(str(Path(origin).parent.joinpath(*MIGRATIONS[package])))
+    head = script.get_current_head()
+    if revision == head:
+        return None
+    version = f"{package} {importlib.metadata.version(package)}"
+    if revision not in {r.revision for r in script.walk_revisions()}:
+        return (
+            f"{path} was written by a newer {package} (schema revision {revision}, unknown to "
+            f"{version}); open it with that version, or use another store"
+        )
+    return (
+        f"{path} has an older {package} schema (revision {revision}; {version} needs {head}); "
+        f"back it up and run `{UPGRADE[package].format(path=path)}`"
+    )
+
+
+def sqlite_problem(path: Path, package: str) -> str | None:
+    """None when the SQLite store of `package` at `path` is absent (it will be created) or can
+    be opened for writing with a schema this `package` reads; else why not, naming `path`."""
+    if not path.exists():
+        return None
+    try:
+        os.close(os.open(path, os.O_RDWR))  # (opening for writing writes nothing)
+    except OSError as e:
+        return f"{path} cannot be written ({e.strerror})"
+    folder = write_problem(path.parent)  # SQLite writes its journal beside the database
+    if folder is not None:
+        return f"{path}: its folder cannot be written ({folder})"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            query = "SELECT version_num FROM alembic_version"
+            found = db.execute(query).fetchone() if "alembic_version" in tables else None
+    except sqlite3.DatabaseError as e:
+        return f"{path} is not an SQLite database {package} can open ({e}); move it away"
+    if not tables:
+        return None  # empty: the search creates its tables
+    if found is None:
+        return f"{path} holds tables but no {package} schema revision: not a {package} store"
+    return _schema_problem(path, package, found[0])
+
+
+def store_paths(plan: Plan) -> dict[str, Path]:
+    """The SQLite stores a search writes, by package: MLflow's (a sqlite: --mlflow-uri) and the
+    Optuna study (TPE and QMC searches)."""
+    from tuner.search.tuning import optuna_storage
+
+    paths = {}
+    if is_local_store(plan.mlflow_uri):
+        paths["mlflow"] = Path(plan.mlflow_uri.removeprefix("sqlite:///"))
+    if plan.search in OPTUNA_SEARCHES:
+        paths["optuna"] = Path(optuna_storage(plan).removeprefix("sqlite:///"))
+    return paths
+
+
+def _check_stores(plan: Plan) -> None:
+    """The stores and the experiment folder can be written, and the stores read by this MLflow
+    and Optuna (checked under the stores' lock: none is half made by a search beside this one)."""
+    for package, path in store_paths(plan).items():
+        if not path.parent.is_dir():
+            continue
+        with store_lock(path.parent, exclusive=False):
+            problem = sqlite_problem(path, package)
+        if problem is None:
+            continue
+        if package == "mlflow":
+            raise UsageError(f"--mlflow-uri {plan.mlflow_uri}: {problem} (or pass another one)")
+        raise UsageError(f"the Optuna study store (kept beside --mlflow-uri's): {problem}")
+    folder = Path(plan.experiment_dir)
+    if not is_uri(plan.experiment_dir) and folder.exists():
+        problem = write_problem(folder)
+        if problem is not None:
+            raise UsageError(f"the experiment folder {folder} cannot be written ({problem})")
+
+
+def create_stores(plan: Plan) -> None:
+    """Create the SQLite stores the search writes (MLflow's tables, the Optuna study's), under
+    their folder's lock, so that searches started together never create the same tables at once
+    (each later opening finds them made)."""
+    import optuna  # (heavy: a --dry-run never needs them)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for package, path in store_paths(plan).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with store_lock(path.parent, exclusive=True):
+            if package == "mlflow":
+                store = SqlAlchemyStore(plan.mlflow_uri, artifact_root(plan.mlflow_uri))
+            else:
+                store = optuna.storages.RDBStorage(f"sqlite:///{path}")
+            store.engine.dispose()
 
 
 # -- data and FID weights: present on the driver, or fetchable ----------------------------------
@@ -319,6 +428,7 @@ def check_environment(plan: Plan, resume: bool, fetch: bool = False) -> None:
     """
     _check_storage(plan.storage)
     _check_mlflow(plan.mlflow_uri)
+    _check_stores(plan)
     if resume and read_text(f"{plan.experiment_dir}/{SEARCH_FILE}") is None:
         raise UsageError(
             f"--resume: no search to resume at {plan.experiment_dir} "

@@ -22,8 +22,9 @@ import search_spaces
 from search_spaces import SPACES
 from tuner.config.spec import ConfigError
 from tuner.search import rungs
-from tuner.search.checks import SEARCH_FILE, check_environment
+from tuner.search.checks import SEARCH_FILE, check_environment, create_stores, store_paths
 from tuner.search.cluster import init_ray, shutdown_ray
+from tuner.search.locks import check_experiment_free, hold_experiment
 from tuner.search.options import (
     CONNECT_TIMEOUT,
     OPTUNA_SEARCHES,
@@ -217,10 +218,42 @@ def _report(
     return 0 if best is not None else 1
 
 
-def run(plan: Plan, resume_required: bool) -> int:
+def run(plan: Plan, resume_required: bool, argv: list[str] | None = None) -> int:
+    """Run (or resume) the search's stages; a stop (Ctrl-C, an I/O fault) ends in one line that
+    says how to continue (exit status 130 or 1)."""
+    from ray import tune
+
+    from tuner.search import faults
+
+    with faults.handling(plan):
+        try:
+            return _run_stages(plan, resume_required)
+        except faults.Stopped as stop:
+            found = stop
+        except Exception as e:  # an I/O fault that stopped no Ray loop (e.g. the Optuna store's)
+            found = faults.Stopped(faults.IO, _io_problem(plan, e))
+    saved = tune.Tuner.can_restore(plan.experiment_dir)
+    print(faults.resume_line(found, argv or sys.argv[1:], saved), file=sys.stderr)
+    return faults.EXIT_STATUS[found.kind]
+
+
+def _io_problem(plan: Plan, error: Exception) -> str:
+    """The one line of an I/O fault (`no space left on device: PATH`); anything else is a bug,
+    raised with its traceback."""
+    from tuner.tracking.store import io_problem
+
+    stores = [path.parent for path in store_paths(plan).values()]  # (SQLite names no file)
+    problem = io_problem(error, str(stores[0] if stores else plan.experiment_dir))
+    if problem is None:
+        raise error
+    return problem
+
+
+def _run_stages(plan: Plan, resume_required: bool) -> int:
     from ray import tune
 
     from tuner.search.confirm import confirmation_table, run_confirmation
+    from tuner.search.faults import make_reserves
     from tuner.search.importance import describe, param_importances
     from tuner.search.results import leaderboard, summarize
     from tuner.search.tuning import save_state_at_every_step
@@ -235,6 +268,8 @@ def run(plan: Plan, resume_required: bool) -> int:
         return 2
     print(describe_plan(plan, resuming), flush=True)
     print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
+    create_stores(plan)
+    make_reserves(plan)
     init_ray(plan)
     if resuming:
         print(f"resuming {exp_dir}", flush=True)
@@ -263,6 +298,7 @@ def run(plan: Plan, resume_required: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = parser.parse_args(argv)
         if args.list_spaces:
@@ -272,16 +308,24 @@ def main(argv: list[str] | None = None) -> int:
         check_environment(plan, resume=args.resume, fetch=not args.dry_run)
         if plan.address:  # join the cluster and check its nodes (a dry run leaves again)
             init_ray(plan)
+        # One driver per experiment folder: a second one is refused here, touching nothing.
+        (check_experiment_free if args.dry_run else hold_experiment)(plan)
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) before the search started", file=sys.stderr)
+        return 130
     if args.dry_run:
         if plan.address:
             shutdown_ray()
         print(describe_plan(plan, None))
         return 0
     try:
-        return run(plan, resume_required=args.resume)
+        return run(plan, resume_required=args.resume, argv=argv)
     except UsageError as e:  # what only the started local instance could tell (init_ray)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside Ray's loop (the first Ctrl-C unwinds at once there)
+        print("interrupted (Ctrl-C): rerun the same command to continue", file=sys.stderr)
+        return 130

@@ -24,7 +24,7 @@ from tuner.search.plan import Plan
 from tuner.search.results import fmt_value, ranked, table
 from tuner.search.trainable import CANDIDATE_KEY, trial_config
 from tuner.stats import mean_interval, paired_improvement
-from tuner.storage import read_text, write_text
+from tuner.storage import read_text, remove_tree, write_text
 
 VERDICT_FILE = "verdict.json"  # in the experiment folder, beside best.json
 BASELINE = "baseline"
@@ -70,12 +70,23 @@ def stage_name(plan: Plan) -> str:
 
 
 def load_or_choose(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The confirmation chosen before (a resumed search keeps it), else a new one, saved."""
+    """The confirmation of the search's ranking `rows`: the one chosen before when it is the same
+    (a resumed confirmation keeps its trials), else a new one, saved. A confirmation chosen from
+    another ranking (a search that changed after it was chosen) is never reused: its stage is
+    removed and trained again (its MLflow runs go with it: tuner/tracking/callback.py removes
+    the runs of trials its stage no longer holds)."""
     path = f"{plan.experiment_dir}/{stage_name(plan)}.json"
+    chosen = json.loads(json.dumps(choose(plan, rows)))  # as it reads back
     saved = read_text(path)
+    if saved is not None and json.loads(saved) == chosen:
+        return chosen
     if saved is not None:
-        return json.loads(saved)
-    chosen = choose(plan, rows)
+        print(
+            f"confirmation: chosen before from another ranking of the search; chosen again "
+            f"({', '.join(chosen['candidates'])})",
+            flush=True,
+        )
+        remove_tree(f"{plan.storage.rstrip('/')}/{stage_name(plan)}")
     write_text(path, json.dumps(chosen, indent=2))
     return chosen
 

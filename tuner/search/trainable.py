@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,18 @@ from typing import Any
 from ray import tune
 
 import search_spaces
-from tuner.config.spec import resolve
+from tuner.config.spec import ConfigError, resolve
+from tuner.data.presets import DATASETS, DataError
+from tuner.tracking.store import FAULT_ERROR, FAULT_IO, FAULT_KIND, FAULT_REPEATS, io_problem
 from tuner.training.checkpoint import LAYOUT
-from tuner.training.trainer import CheckpointError, run_trial
+from tuner.training.trainer import CheckpointError, DivergenceError, run_trial
 
 ARTIFACTS = (LAYOUT.samples, LAYOUT.weighting)  # pictures copied into the checkpoint folders
 
 
+# Errors a retry of the trial would meet again: not retried (tuner/search/faults.py, FaultWatch).
+REPEATS = (DivergenceError, DataError, ConfigError, KeyError)
+FAULT_WAIT_S = 120.0  # an I/O-faulted trial waits this long for the driver to stop the search
 CANDIDATE_KEY = "candidate"  # a confirmation trial's label of the configuration it retrains
 
 
@@ -90,6 +96,36 @@ def run_with_fallback(
     return run_trial(overrides, out_dir, report=report, **kwargs)
 
 
+def _fault_metrics(config: dict[str, Any], candidates: dict[str, dict] | None) -> list[str]:
+    """The metrics a flagged result holds as NaN (Ray's searchers read theirs from every result)."""
+    # (imported here: torch-fidelity is heavy, and only a failing trial needs the names)
+    from tuner.evaluation.metrics import preset_metrics
+
+    try:
+        names = [trial_config(config, candidates)["data"]]
+    except Exception:  # noqa: BLE001 - an unreadable config: every preset's names
+        names = list(DATASETS)
+    return sorted({m for name in names for m in preset_metrics(name)})
+
+
+def flag_fault(error: Exception, config: dict[str, Any], candidates: dict | None) -> None:
+    """Tell the driver, in a last result, about an error it must act on before Ray does: one a
+    retry would repeat (it is not retried), or an I/O fault (the search stops; this trial waits
+    to be stopped, and a resume continues it from its last checkpoint). Others: nothing."""
+    if isinstance(error, REPEATS):
+        kind = FAULT_REPEATS
+    elif io_problem(error, "") is not None:
+        kind = FAULT_IO
+    else:
+        return
+    result: dict[str, Any] = {m: math.nan for m in _fault_metrics(config, candidates)}
+    # Step 0: schedulers need a time, and 0 is before every ASHA rung and PBT perturbation.
+    result |= {"step": 0, FAULT_KIND: kind, FAULT_ERROR: f"{type(error).__name__}: {error}"}
+    tune.report(result)
+    if kind == FAULT_IO:
+        time.sleep(FAULT_WAIT_S)
+
+
 def train_trial(
     config: dict[str, Any],
     disc_cache: str | None = None,
@@ -103,6 +139,19 @@ def train_trial(
         disc_cache: folder or URI of the search's shared TIW discriminators.
         candidates: the confirmation stage's configurations by label.
     """
+    try:
+        _train_trial(config, disc_cache, candidates)
+    except Exception as e:
+        flag_fault(e, config, candidates)
+        raise
+
+
+def _train_trial(
+    config: dict[str, Any],
+    disc_cache: str | None = None,
+    candidates: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """`train_trial`'s work: resume, train, report every evaluation."""
     # Ray runs each trial in a working folder of its own on the node (not synced to storage);
     # what must survive goes into the checkpoints, which Ray persists.
     out_dir = Path.cwd() / f"trial_{tune.get_context().get_trial_id()}"

@@ -179,16 +179,20 @@ def make_tuner(
     resume: bool,
 ) -> Any:
     """A Tuner for one stage of the search (`name` under the plan's storage), or the restored
-    one when `resume`: finished trials are kept, unfinished ones continue from checkpoints."""
+    one when `resume`: finished trials are kept, unfinished ones continue from checkpoints. Its
+    `fit` raises `faults.Stopped` when the stage was stopped (Ctrl-C, an I/O fault)."""
     from ray import tune
+
+    from tuner.search.faults import FaultWatch, StoppableTuner
 
     resources = tune.with_resources(
         trainable, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
     )
     path = f"{plan.storage.rstrip('/')}/{name}"
-    if resume:
-        return tune.Tuner.restore(path, resources, resume_unfinished=True, resume_errored=False)
-    return tune.Tuner(
+    if resume:  # (with the callbacks the stage was started with, saved in its tuner.pkl)
+        restored = tune.Tuner.restore(path, resources, resume_unfinished=True, resume_errored=False)
+        return StoppableTuner(restored)
+    tuner = tune.Tuner(
         resources,
         param_space=param_space,
         tune_config=tune.TuneConfig(
@@ -205,7 +209,7 @@ def make_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=plan.storage,
-            callbacks=[callback],
+            callbacks=[FaultWatch(callback, plan.experiment_dir), callback],  # (in this order)
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1,  # the best by the metric, and always the latest
@@ -215,3 +219,4 @@ def make_tuner(
             verbose=0,  # the tracking callback prints one line per evaluation instead
         ),
     )
+    return StoppableTuner(tuner)

@@ -25,12 +25,16 @@ sees in the MLflow UI (3.x):
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import re
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ from tuner.tracking.review import (
     view_state,
 )
 from tuner.tracking.store import (
+    FAULT_KIND,
     PARAMS_PER_BATCH,
     TAG_BEST_CKPT,
     TAG_CURVE_STEP,
@@ -61,6 +66,8 @@ from tuner.tracking.store import (
     client,
     find_run,
     get_or_create_experiment,
+    io_problem,
+    is_local_store,
     log_metrics,
     numeric,
     param_value,
@@ -72,6 +79,7 @@ SEARCH_CURVES = "search_curves.png"
 SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "pbt": "PBT", "fifo": "the scheduler"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _DIVERGED = re.compile(r"DivergenceError\b.*?\bat step (\d+)")
+TAG_ERROR = "diffsearch.error"  # a failed run's exception line
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
@@ -115,6 +123,26 @@ def read_curve(folder: str | Path) -> list[dict[str, Any]]:
     if not isinstance(points, list):
         return []
     return [p for p in points if isinstance(p, dict) and numeric(p.get("step"))]
+
+
+def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
+    """A hook whose MLflow writes may meet an I/O fault of the store (a full disk): the fault is
+    kept in `fault`, for the search to stop on (tuner/search/faults.py), instead of raising in
+    Ray's loop; once there is one, hooks are skipped until the runs are closed at the end."""
+
+    @functools.wraps(hook)
+    def guarded(self: MlflowTracking, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "fault", None):
+            return
+        try:
+            hook(self, *args, **kwargs)
+        except Exception as e:
+            problem = io_problem(e, self.store_path)
+            if problem is None:
+                raise
+            self.fault = problem
+
+    return guarded
 
 
 class MlflowTracking(tune.Callback):
@@ -197,7 +225,22 @@ class MlflowTracking(tune.Callback):
         return state
 
     # -- runs -------------------------------------------------------------------------------------
+    @property
+    def store_path(self) -> str:
+        """What an I/O fault of the store names: the SQLite file, or the server."""
+        uri = self.tracking_uri
+        return uri.removeprefix("sqlite:///") if is_local_store(uri) else uri
+
     def setup(self, **info: Any) -> None:
+        # How this fit ends, if not as planned: an I/O fault of the store (set by the hooks), and
+        # the search's stop (kind, reason), set before the end by tuner.search.faults.FaultWatch.
+        self.fault: str | None = None
+        self.stopping: tuple[str, str] | None = None
+        self._live: set[str] = set()  # trials started by this driver and not ended yet
+        self._setup()
+
+    @_guarded
+    def _setup(self) -> None:
         self._mlflow = client(self.tracking_uri)
         self._experiment_id = get_or_create_experiment(
             self._mlflow, self.experiment, self.tracking_uri
@@ -217,8 +260,8 @@ class MlflowTracking(tune.Callback):
                 parent.info.run_id,
                 {k: v for k, v in self.search_params.items() if not k.startswith("fixed.")},
             )
-        elif parent.info.status != "RUNNING":
-            self._mlflow.update_run(parent.info.run_id, status="RUNNING")
+        else:
+            self._reopen(parent)
         self.parent_run_id = parent.info.run_id
         save_view(
             self._mlflow,
@@ -276,16 +319,28 @@ class MlflowTracking(tune.Callback):
         self._synced.add(trial_id)
         return run_id
 
+    @_guarded
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.run_id(trial)
-        if self._mlflow.get_run(run_id).info.status != "RUNNING":
-            self._mlflow.update_run(run_id, status="RUNNING")
+        self._live.add(trial.trial_id)
+        self._reopen(self._mlflow.get_run(self.run_id(trial)))
 
+    def _reopen(self, run: Any) -> None:
+        """A run the search continues: RUNNING again, without how an earlier stop ended it."""
+        if run.info.status == "RUNNING":
+            return
+        self._mlflow.update_run(run.info.run_id, status="RUNNING")
+        for tag in (TAG_END, TAG_ERROR):
+            if tag in run.data.tags:
+                self._mlflow.delete_tag(run.info.run_id, tag)
+
+    @_guarded
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         from mlflow.entities import Metric, RunTag
 
+        if FAULT_KIND in result:
+            return  # the trainable's word on its error, for the search (not a measurement)
         step = int(result.get("step", result.get("training_iteration", 0)))
         self._pending[trial.trial_id] = {"step": step, "score": result.get(self.metric)}
         if step <= self._last_step.get(trial.trial_id, -1):
@@ -327,6 +382,7 @@ class MlflowTracking(tune.Callback):
         log_metrics(self._mlflow, run_id, metrics, [RunTag(TAG_CURVE_STEP, str(last))])
         self._curve_step[trial.trial_id] = last
 
+    @_guarded
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
@@ -374,16 +430,29 @@ class MlflowTracking(tune.Callback):
         error = ""
         if status == "FAILED":
             error = _first_error_line(trial) if trial.error_file else "error (no error file)"
-            self._mlflow.set_tag(run_id, "diffsearch.error", error)
-        step = int((trial.last_result or {}).get("step", self._last_step.get(trial.trial_id, 0)))
+            self._mlflow.set_tag(run_id, TAG_ERROR, error)
+            if trial.error_file and Path(trial.error_file).is_file():  # the full traceback
+                self._mlflow.log_artifact(run_id, trial.error_file)
+        step = self._step(trial)
         end = end_reason(status, step, error, self.stopper)
         self._mlflow.set_tag(run_id, TAG_END, end)
         self._mlflow.set_tag(run_id, TAG_NOTE, fit_note(self._trial_note(trial, end)))
         self._mlflow.set_terminated(run_id, status)
+        diverged = _DIVERGED.search(error)
+        step = int(diverged.group(1)) if diverged else step
+        why = f": {error}" if error else ""
         print(
-            f"[diffsearch] trial {trial.trial_id} ended {status} at step {step} (mlflow run {run_id})",
+            f"[diffsearch] trial {trial.trial_id} ended {status} at step {step}{why} "
+            f"(mlflow run {run_id})",
             flush=True,
         )
+
+    def _step(self, trial: Any) -> int:
+        """The trial's last step (a flagged result's step 0 is no step of its own)."""
+        result = trial.last_result or {}
+        if FAULT_KIND in result or "step" not in result:
+            return int(self._last_step.get(trial.trial_id, 0))
+        return int(result["step"])
 
     def _trial_note(self, trial: Any, end: str) -> str:
         """A trial run's description: how it ended, its searched values, its best score."""
@@ -402,13 +471,32 @@ class MlflowTracking(tune.Callback):
             )
         return "\n\n".join(lines)
 
+    @_guarded
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._live.discard(trial.trial_id)
         self._end(trial, trial_status(trial, self._max_steps(trial)))
 
+    @_guarded
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._live.discard(trial.trial_id)
         self._end(trial, "FAILED")
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = _first_error_line(trial) if trial.error_file else "error (no error file)"
+        print(
+            f"[diffsearch] trial {trial.trial_id} crashed at step {self._step(trial)}: {error}; "
+            "Ray retries it from its last checkpoint (--max-failures)",
+            flush=True,
+        )
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        stop = getattr(self, "stopping", None) or self._aborted()
+        if stop is not None:
+            with contextlib.suppress(Exception):  # a store that still refuses: nothing to add
+                self._close_stopped(trials, *stop)
+            return
+        if getattr(self, "fault", None):
+            return  # (no FaultWatch stopped the search: nothing more can be written)
         # A trial that ended while the driver was down: close its run now.
         for trial in trials:
             if trial.status not in ("TERMINATED", "ERROR") or trial.trial_id not in self._runs:
@@ -421,6 +509,56 @@ class MlflowTracking(tune.Callback):
         if self.stage == "search":
             self._summarize()
         self._mlflow.set_terminated(self.parent_run_id, "FINISHED")
+
+    def _aborted(self) -> tuple[str, str] | None:
+        """Why the fit ended early when nothing asked it to stop: the store's own I/O fault, or
+        the exception Ray's loop raised (Ray ends the callbacks inside its `except`)."""
+        if getattr(self, "fault", None):
+            return "io", self.fault
+        error = sys.exc_info()[1]
+        if error is None:
+            return None
+        where = self.store_path  # (a SQLite error names no file: the stores' folder, then)
+        problem = io_problem(
+            error, str(Path(where).parent) if is_local_store(self.tracking_uri) else where
+        )
+        return ("io", problem) if problem else ("error", f"{type(error).__name__}: {error}")
+
+    def _close_stopped(self, trials: list, kind: str, reason: str) -> None:
+        """End the runs left RUNNING, and the parent run, with why the search stopped."""
+        status = "KILLED" if kind == "interrupt" else "FAILED"
+        for trial in trials:
+            run_id = self._runs.get(trial.trial_id)
+            if run_id is None or self._mlflow.get_run(run_id).info.status != "RUNNING":
+                continue
+            ending = self._stopped_end(trial, status, reason)
+            if ending is None:
+                continue
+            ended, end, error = ending
+            if error:
+                self._mlflow.set_tag(run_id, TAG_ERROR, error)
+            self._mlflow.set_tag(run_id, TAG_END, end)
+            self._mlflow.set_tag(run_id, TAG_NOTE, fit_note(self._trial_note(trial, end)))
+            self._mlflow.set_terminated(run_id, ended)
+        if self.parent_run_id is not None:
+            self._mlflow.set_tag(self.parent_run_id, TAG_END, f"{reason} (a resume continues it)")
+            self._mlflow.set_terminated(self.parent_run_id, status)
+
+    def _stopped_end(self, trial: Any, status: str, reason: str) -> tuple[str, str, str] | None:
+        """(status, end, error) of a RUNNING run when the search stops: a trial this driver was
+        training ends `status` (KILLED on Ctrl-C, FAILED on a fault; a resume sets it RUNNING
+        again and continues it), never "stopped by" the scheduler; a trial that had ended gets
+        its own end (its artifacts not logged); None for one not started."""
+        step = self._step(trial)
+        if trial.trial_id in getattr(self, "_live", ()):
+            end = f"{reason} (at step {step}; a resume continues it)"
+            return status, end, reason if status == "FAILED" else ""
+        if trial.status not in ("TERMINATED", "ERROR"):
+            return None
+        ended = trial_status(trial, self._max_steps(trial))
+        error = _first_error_line(trial) if ended == "FAILED" else ""
+        end = f"{end_reason(ended, step, error, self.stopper)} (artifacts not logged: {reason})"
+        return ended, end, error
 
     def _delete_orphans(self, trial_ids: set[str]) -> None:
         """Delete this stage's runs of trials Ray does not know: a trial the killed driver had
@@ -474,6 +612,6 @@ class MlflowTracking(tune.Callback):
 def _first_error_line(trial: Any) -> str:
     """The exception line of the trial's error file."""
     try:
-        return error_line(Path(trial.error_file).read_text())
+        return error_line(Path(trial.error_file or "").read_text())
     except OSError:
         return "error (no error file)"

@@ -8,8 +8,10 @@ its tags, params as JSON literals and metrics within MLflow's batch limits.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,23 @@ PARAMS_PER_BATCH = 100  # MLflow's limits for one log_batch
 METRICS_PER_BATCH = 900  # of 1000 entities a batch may hold, leaving room for its tags
 MAX_TAG_CHARS = 8000  # MLflow's limit on a run tag's value (the description is one)
 MAX_RUN_NAME = 250
+# A trial's last result when it fails in a way the search must know before Ray does (the
+# trainable reports it, then raises or waits to be stopped): FAULT_REPEATS for an error that would
+# repeat if the trial were retried, FAULT_IO for an I/O fault of the file system.
+FAULT_KIND, FAULT_ERROR = "fault/kind", "fault/error"
+FAULT_REPEATS, FAULT_IO = "repeats", "io"
+IO_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+# The same faults in text (a Ray error file, a log line) and in SQLite's words.
+_IO_TEXT = {
+    errno.ENOSPC: re.compile(
+        r"\[errno 28\]|no space left on device|database or disk is full", re.I
+    ),
+    errno.EDQUOT: re.compile(r"\[errno 122\]|disk quota exceeded", re.I),
+    errno.EROFS: re.compile(
+        r"\[errno 30\]|read-only file system|attempt to write a readonly database", re.I
+    ),
+    errno.EIO: re.compile(r"\[errno 5\]|input/output error|disk i/o error", re.I),
+}
 
 
 def default_tracking_uri(root: str | os.PathLike = "mlruns") -> str:
@@ -134,3 +153,23 @@ def log_metrics(
         extra = list(tags or []) if i == len(chunks) - 1 else []
         if chunk or extra:
             mlflow.log_batch(run_id, metrics=chunk, tags=extra)
+
+
+def io_problem(error: BaseException | str, where: str) -> str | None:
+    """`no space left on device: PATH` (or another I/O fault of the file system, IO_ERRNOS) when
+    `error` — an exception with its causes, or the text of one — is one, else None. PATH is the
+    file the error names (a copy's destination), else `where`."""
+    chain: list[BaseException | str] = [error]
+    while isinstance(chain[-1], BaseException) and len(chain) < 20:
+        cause = chain[-1].__cause__ or chain[-1].__context__
+        if cause is None:
+            break
+        chain.append(cause)
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in IO_ERRNOS:
+            return f"{os.strerror(e.errno).lower()}: {e.filename2 or e.filename or where}"
+    for e in chain:
+        for code, pattern in _IO_TEXT.items():
+            if pattern.search(str(e)):
+                return f"{os.strerror(code).lower()}: {where}"
+    return None
