@@ -44,6 +44,7 @@ import harness
 import numpy as np
 from harness import RESULTS, Result, ci, verdict
 
+from tuner.records import FINISHED, KILLED, TrialRow, ranked
 from tuner.search import rungs
 from tuner.stats import mean_interval
 
@@ -251,7 +252,7 @@ def replay(strategy: str, seed: int, surrogate: Surrogate, budget: int, storage:
     return summarize(tuner.fit(), plan)
 
 
-def grid_rows(seed: int, surrogate: Surrogate, budget: int) -> list[dict]:
+def grid_rows(seed: int, surrogate: Surrogate, budget: int) -> list[TrialRow]:
     """The published points in a random order, each run to the end, as far as the budget goes."""
     rng = random.Random(seed)
     points = rng.sample(GRID, k=min(len(GRID), budget // FINAL))
@@ -260,24 +261,23 @@ def grid_rows(seed: int, surrogate: Surrogate, budget: int) -> list[dict]:
     for i, params in enumerate(points):
         curve = surrogate.draw(params, steps, rng)
         history = list(zip(steps, map(float, curve), strict=True))
-        rows.append({"trial": str(i), "status": "FINISHED", "best": min(curve),
-                     "history": history, "config": params, "step": FINAL})  # fmt: skip
-    return sorted(rows, key=lambda r: r["best"])
+        fields = {"trial": str(i), "status": FINISHED, "config": params, "raw": params}
+        rows.append(TrialRow.from_history(history, FINAL, "min", **fields))
+    return sorted(rows, key=lambda r: r.best)
 
 
-def judge(rows: list[dict], surrogate: Surrogate, seed: int, best: float, top: float) -> Result:
+def judge(rows: list[TrialRow], surrogate: Surrogate, seed: int, best: float, top: float) -> Result:
     """What one run chose (its confirmed winner), its regret, and what its early stopping cut."""
     rng = random.Random(f"confirm-{seed}")
-    ranked = [r for r in rows if r["status"] != "FAILED" and r["best"] is not None]
-    params = [{k: r["config"][k] for k in surrogate.keys} for r in ranked[:CONFIRM]]
+    params = [{k: r.config[k] for k in surrogate.keys} for r in ranked(rows)[:CONFIRM]]
     confirmed = [
         statistics.fmean(surrogate.draw(p, [FINAL], rng)[0] for _ in range(CONFIRM_SEEDS))
         for p in params
     ]
     chosen = params[int(np.argmin(confirmed))]
     truth = float(surrogate.mean(chosen, [FINAL])[0])
-    stopped = [r for r in rows if r["status"] == "KILLED"]
-    cut = [r for r in stopped if surrogate.mean(r["config"], [FINAL])[0] <= top]
+    stopped = [r for r in rows if r.status == KILLED]
+    cut = [r for r in stopped if surrogate.mean(r.config, [FINAL])[0] <= top]
     return {
         "chosen": chosen,
         "truth": truth,
@@ -286,7 +286,7 @@ def judge(rows: list[dict], surrogate: Surrogate, seed: int, best: float, top: f
         "trials": len(rows),
         "stopped": len(stopped),
         "stopped_top": len(cut),
-        "steps": sum(r["step"] for r in rows),
+        "steps": sum(r.step for r in rows),
     }
 
 

@@ -201,8 +201,8 @@ def test_leaderboard_never_ranks_a_failed_trial_best() -> None:
     for r in results:
         r.config.pop("id")
     rows = summarize(results, plan)
-    assert [r["trial"] for r in rows][:2] == ["ok", "stopped"]
-    assert {r["trial"]: r["status"] for r in rows} == {
+    assert [r.trial for r in rows][:2] == ["ok", "stopped"]
+    assert {r.trial: r.status for r in rows} == {
         "ok": "FINISHED",
         "stopped": "KILLED",  # MLflow's word for a trial ASHA stopped
         "diverged": "FAILED",
