@@ -21,16 +21,17 @@ import time
 from typing import Any
 
 import harness
-from harness import Result, compare, pm, verdict
+from claims import better, mean_std, pm, sd, table, verdict
+from harness import Result
 
 from search_spaces import SPACES
 from tuner.config.spec import resolve
 from tuner.search.cli import build_parser
 from tuner.search.plan import make_plan
-from tuner.stats import mean_std
 from tuner.training.trainer import run_trial
 
 NAME = "default_budget"
+TITLE = "The default search's budget: TIW-DSM against plain denoising"
 ARMS = {"plain (a=0)": 0.0, "TIW-DSM (a=1)": 1.0}
 KEYS = ("eval/fid", "eval/minority_fraction", "eval/kid")
 RATIO = 3.0  # the target: difference >= RATIO x the larger seed std
@@ -57,7 +58,9 @@ def run_one(strength: float, seed: int, smoke: bool, cache: str) -> Result:
 
 
 def summarise(result: Result) -> Result:
-    runs = result["per_seed"]
+    """Mean ± std per arm, the FID gap over the seed noise, and the verdicts."""
+    raw = result["raw"]
+    runs = raw["per_seed"]
     summary: dict[str, Any] = {}
     for arm, rows in runs.items():
         summary[arm] = {
@@ -66,29 +69,28 @@ def summarise(result: Result) -> Result:
         }
         summary[arm]["wall_s"] = statistics.fmean(r["wall_s"] for r in rows)
     plain, tiw = (summary[a]["eval/fid"] for a in ARMS)
-    gap = plain["mean"] - tiw["mean"]
-    noise = max(plain["std"], tiw["std"])
+    gap, noise = plain["mean"] - tiw["mean"], max(plain["std"], tiw["std"])
     summary["fid_gap"] = gap
     summary["fid_gap_over_std"] = gap / noise if noise > 0 else float("inf")
     fid = {arm: [r["final"]["eval/fid"] for r in rows] for arm, rows in runs.items()}
     frac = {arm: [r["final"]["eval/minority_fraction"] for r in rows] for arm, rows in runs.items()}
-    names = list(ARMS)
-    holds_fid, fid_text = compare(fid, [(names[1], names[0])], "min")
-    holds_frac, frac_text = compare(frac, [(names[1], names[0])], "max")
-    n = len(runs[names[0]])
-    result["summary"] = summary
-    result["verdicts"] = [
+    pair = [tuple(reversed(list(ARMS)))]
+    verdicts = [
         verdict(
             f"On the default search's budget, TIW-DSM's FID gain over plain denoising is at least "
-            f"{RATIO:g} times the larger seed standard deviation ({n} seeds)",
+            f"{RATIO:g} times the larger seed standard deviation ({len(fid[pair[0][1]])} seeds)",
             gap >= RATIO * noise,
             f"gap {gap:.3g} = {summary['fid_gap_over_std']:.3g} × max std "
             f"(plain {pm(plain['mean'], plain['std'])}, TIW {pm(tiw['mean'], tiw['std'])})",
         ),
-        verdict("TIW-DSM lowers the FID against plain denoising", holds_fid, fid_text),
-        verdict("TIW-DSM raises the minority share of the samples", holds_frac, frac_text),
+        better("TIW-DSM lowers the FID against plain denoising", fid, pair, "min"),
+        better("TIW-DSM raises the minority share of the samples", frac, pair, "max"),
     ]
-    return result
+    rows = [[arm, *(sd(summary[arm][k]) for k in ("eval/fid", "eval/minority_fraction"))] for arm in ARMS]  # fmt: skip
+    body = [f"`{result['command']}` trains the default search's trial configuration (its baseline: constant ε-MSE, no CDL) with and without TIW-DSM "
+            f"on seeds {', '.join(map(str, raw['seeds']))}; final metrics at step {raw['config']['train.steps']}:",
+            table(["arm", "eval/fid", "eval/minority_fraction"], rows)]  # fmt: skip
+    return harness.page(result, TITLE, body, verdicts, summary=summary)
 
 
 def main() -> int:
@@ -101,14 +103,10 @@ def main() -> int:
         runs = harness.arm_seed_loop(
             ARMS, seeds, lambda arm, seed: run_one(ARMS[arm], seed, args.smoke, cache)
         )
-    result = {
-        "command": harness.command(args),
-        "config": runs[next(iter(ARMS))][0]["config"],
-        "arms": ARMS,
-        "seeds": seeds,
-        "per_seed": runs,
-    }
-    harness.finish(args, result, summarise)
+    raw = {"config": runs[next(iter(ARMS))][0]["config"], "seeds": seeds, "per_seed": runs}
+    harness.finish(
+        args, harness.new(args, {a: {"tiw.strength": v} for a, v in ARMS.items()}, raw), summarise
+    )
     return 0
 
 

@@ -29,20 +29,19 @@ from typing import Any
 import harness
 import torch
 import torch_fidelity
-from harness import ROOT, Result, verdict
+from claims import table, verdict
+from harness import ROOT, Result
 
 from search_spaces.budgets import IMAGE_BUDGET
+from tests.fakes import random_inception_weights
 from tuner.data.presets import load_dataset, load_digits_split
-from tuner.evaluation.extractors import (
-    DIGITS_EXTRACTOR,
-    INCEPTION_EXTRACTOR,
-    random_inception_weights,
-)
+from tuner.evaluation.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR
 from tuner.evaluation.metrics import image_metrics, lowdim_metrics
 from tuner.evaluation.plots import save_sample_grid
 from tuner.training.trainer import Trainer, run_trial
 
 NAME = "eval_cost"
+TITLE = "Evaluation cost"
 SHARE_TARGET = 0.2  # evaluation's share of a trial's wall time
 
 
@@ -180,7 +179,7 @@ def share_rows(out: str, smoke: bool) -> list[dict]:
         history = json.loads(Path(f"{out}/{len(rows)}/metrics.json").read_text())["history"]
         eval_s = sum(h["time/eval_s"] for h in history)
         rows.append(
-            {"trial": name, "evaluations": len(history), "steps": [h["step"] for h in history],
+            {"trial": name, "config": config, "evaluations": len(history), "steps": [h["step"] for h in history],
              "threads": config.get("train.threads"), "total_s": total, "eval_s": eval_s,
              "share": eval_s / total}
         )  # fmt: skip
@@ -188,8 +187,24 @@ def share_rows(out: str, smoke: bool) -> list[dict]:
 
 
 def summarise(result: Result) -> Result:
-    """The verdict on each trial's evaluation share (one run each: no spread)."""
-    result["verdicts"] = [
+    """The tables, and the verdict on each trial's evaluation share (one run each: no spread)."""
+    raw = result["raw"]
+    rows = [[str(r["n"]), f"{r['fid_kid_cold_cache_s']:.1f}", f"{r['fid_kid_s']:.1f}", f"{r['fid_only_s']:.1f}", f"{r['grid_png_s']:.2f}"]
+            for r in raw["digits"]]  # fmt: skip
+    gen = [[r["config"], f"{r['sampler']} {r['steps']}", str(r["n"]), f"{r['sample_s']:.1f}"] for r in raw["generation"]]  # fmt: skip
+    share = [[r["trial"], ", ".join(map(str, r["steps"])), f"{r['total_s']:.0f}", f"{r['eval_s']:.1f}", f"{100 * r['share']:.1f} %"]
+             for r in raw["share"]]  # fmt: skip
+    i = raw.get("inception")
+    body = [
+        f"`{result['command']}` — seconds for the metrics of N digits samples against the "
+        f"{raw['digits_reference']}-image test split (digits CNN):",
+        table(["N", "FID+KID, cold cache", "FID+KID", "FID only", "sample grid PNG"], rows),
+        table(["configuration", "sampler", "N", "sampling s"], gen),
+        table(["trial", "evaluated at steps", "wall s", "evaluation s", "share (target ≤ 20 %)"], share),
+        f"Inception (random weights of the real shapes): FID+KID of {i['n']} against "
+        f"{i['n_reference']} images takes {i['fid_kid_s']:.0f} s on this CPU." if i else "",
+    ]  # fmt: skip
+    verdicts = [
         verdict(
             f"Evaluation (sampling and metrics, at the trial's evaluation steps) takes at most "
             f"{100 * SHARE_TARGET:.0f} % of the wall time of the {r['trial']}",
@@ -197,9 +212,9 @@ def summarise(result: Result) -> Result:
             f"{100 * r['share']:.1f} % ({r['eval_s']:.1f} s of {r['total_s']:.0f} s; one run, "
             "no spread measured)",
         )
-        for r in result.get("share", [])
+        for r in raw["share"]
     ]
-    return result
+    return harness.page(result, TITLE, body, verdicts)
 
 
 def main() -> None:
@@ -230,7 +245,7 @@ def main() -> None:
             result["inception"] = inception_row(args.inception_n, out)
     result["machine"]["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(result, indent=2))
-    harness.finish(args, result, summarise)
+    harness.finish(args, harness.new(args, {}, result), summarise)
 
 
 if __name__ == "__main__":

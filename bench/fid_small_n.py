@@ -18,15 +18,16 @@ import json
 
 import harness
 import torch
-from harness import Result, verdict
+from claims import mean_std, pm, table, verdict
+from harness import Result
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
 from tuner.data.presets import load_digits_split
 from tuner.evaluation.extractors import DIGITS_EXTRACTOR, FeatureExtractorDigitsCNN
 from tuner.evaluation.metrics import to_uint8
-from tuner.stats import mean_std
 
 NAME = "fid_small_n"
+TITLE = "How far small-N FID is from large-N FID"
 SIZES = (50, 100, 200, 500, 1000)
 BOOTSTRAP_SIZES = (2000, 5000)
 
@@ -84,21 +85,26 @@ def study(feats: torch.Tensor, ref_stats: dict, repeats: int, seed: int) -> dict
 
 
 def summarise(result: Result) -> Result:
-    """The verdicts: how far each N's FID is from FID_inf, against its spread over subsets."""
-    result["verdicts"] = []
-    for name, v in result["sets"].items():
+    """The tables and the verdicts: how far each N's FID is from FID_inf, against its spread."""
+    raw, verdicts = result["raw"], []
+    body = [f"`{result['command']}` — FID of {raw['repeats']} random N-subsets against the "
+            f"{raw['reference']}; large N extrapolated by FID_N = FID_inf + b/N (rows beyond the "
+            "1347 train digits are bootstrap resamples)."]  # fmt: skip
+    for name, v in raw["sets"].items():
+        rows = [[n, pm(r["mean"], r["std"]), f"{r['gap_to_fid_inf']:.3f}"] for n, r in v["by_n"].items()]  # fmt: skip
+        body += [f"**{name}** (FID_inf {v['fid_inf']:.3f}):", table(["N", "FID", "gap to FID_inf"], rows)]  # fmt: skip
         rows = {int(n): r for n, r in v["by_n"].items() if not r.get("bootstrap")}
         small, large = min(rows), max(n for n, r in rows.items() if r["std"] > 0)
-        result["verdicts"].append(
+        verdicts.append(
             verdict(
                 f"{name}: FID is biased upward at small N — every one of the "
-                f"{result['repeats']} subsets of {small} scores above every subset of {large}",
+                f"{raw['repeats']} subsets of {small} scores above every subset of {large}",
                 rows[small]["min"] > rows[large]["max"],
                 f"N = {small}: {rows[small]['min']:.3f}–{rows[small]['max']:.3f}; N = {large}: "
                 f"{rows[large]['min']:.3f}–{rows[large]['max']:.3f} (FID_inf {v['fid_inf']:.3f})",
             )
         )
-    return result
+    return harness.page(result, TITLE, body, verdicts)
 
 
 def main() -> None:
@@ -120,7 +126,7 @@ def main() -> None:
             for name, x in [("test", x_test), ("train", x_train), ("train_noise0.3", noisy)]
         }
     ref_stats = fid_features_to_statistics(features["test"])
-    result = {
+    raw = {
         "reference": f"digits test split, {len(x_test)} images",
         "repeats": repeats,
         "seed": args.seed,
@@ -129,8 +135,8 @@ def main() -> None:
             for name in ("train", "train_noise0.3")
         },
     }
-    print(json.dumps(result, indent=2))
-    harness.finish(args, result, summarise)
+    print(json.dumps(raw, indent=2))
+    harness.finish(args, harness.new(args, {}, raw), summarise)
 
 
 if __name__ == "__main__":

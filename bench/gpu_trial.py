@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from search_spaces.budgets import GPU_IMAGE_BUDGET
-from tuner.evaluation.extractors import INCEPTION_EXTRACTOR, random_inception_weights
+from tests.fakes import random_inception_weights
+from tuner.evaluation.extractors import INCEPTION_EXTRACTOR
 from tuner.evaluation.metrics import image_metrics
 from tuner.training.trainer import Trainer
 

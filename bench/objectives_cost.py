@@ -19,7 +19,8 @@ from pathlib import Path
 
 import harness
 import torch
-from harness import Result, verdict
+from claims import every, median_interval, table, target_holds, verdict
+from harness import Result
 
 from models.ambient import AmbientLoss, ConsistencyLoss
 from models.cdl import CDLLoss
@@ -32,9 +33,9 @@ from models.schedules import CosineDensity
 from models.tiw import TIWCorrection
 from models.weighting import Constant, Debiased, Normalized
 from tuner.data.presets import load_dataset
-from tuner.stats import median_interval, target_holds
 
 NAME = "objectives_cost"
+TITLE = "Cost of each objective per step"
 NETS = ("mlp", "unet")
 TARGETS = {
     "weighting": 1.02,
@@ -140,12 +141,9 @@ def measure(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dic
     return out
 
 
-def plot(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(result: Result, path: Path) -> None:
+    plt = harness.pyplot()
+    results = {n: result["raw"][n] for n in NETS if n in result["raw"]}
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
     for ax, (setting, res) in zip(axes[0], results.items(), strict=True):
         names = [n for n in res if n != "plain"]
@@ -178,32 +176,49 @@ def interval(r: dict[str, float]) -> tuple[float, float, str]:
 
 
 def summarise(result: Result) -> Result:
-    """A verdict per objective on its target, on both nets; and on consistency's growth in k."""
-    nets = [n for n in NETS if n in result]
+    """The table; a verdict per objective on its target, on both nets; and on consistency's
+    growth in k."""
+    raw = result["raw"]
+    meta, nets = raw["meta"], [n for n in NETS if n in raw]
     verdicts = []
-    for name in (n for n in result[nets[0]] if n != "plain"):
-        target, holds, parts = result[nets[0]][name]["target"], [], []
+    for name in (n for n in raw[nets[0]] if n != "plain"):
+        target, holds, parts = raw[nets[0]][name]["target"], [], []
         for net in nets:
-            r = result[net][name]
+            r = raw[net][name]
             low, high, what = interval(r)
             holds.append(target_holds(low, high, target, at_least=False))
             parts.append(f"{net} {r['ratio']:.2f}× ({what} [{low:.2f}, {high:.2f}])")
         claim = f"One {name} step costs at most {target:g}× a plain ε-MSE step ({', '.join(nets)})"
-        verdicts.append(verdict(claim, harness.every(holds), "; ".join(parts)))
-    grows = [interval(result[n]["consistency_k4"])[0] > interval(result[n]["consistency_k1"])[1]
+        verdicts.append(verdict(claim, every(holds), "; ".join(parts)))
+    grows = [interval(raw[n]["consistency_k4"])[0] > interval(raw[n]["consistency_k1"])[1]
              for n in nets]  # fmt: skip
     verdicts.append(
         verdict(
             "Consistency's cost grows with its chain length: k = 4 costs more than k = 1 (their "
             "intervals apart)",
             all(grows),
-            "; ".join(f"{n} k=1 {result[n]['consistency_k1']['ratio']:.2f}×, k=2 "
-                      f"{result[n]['consistency_k2']['ratio']:.2f}×, k=4 "
-                      f"{result[n]['consistency_k4']['ratio']:.2f}×" for n in nets),
+            "; ".join(f"{n} k=1 {raw[n]['consistency_k1']['ratio']:.2f}×, k=2 "
+                      f"{raw[n]['consistency_k2']['ratio']:.2f}×, k=4 "
+                      f"{raw[n]['consistency_k4']['ratio']:.2f}×" for n in nets),
         )
     )  # fmt: skip
-    result["verdicts"] = verdicts
-    return result
+    net_name = {"mlp": "MLP", "unet": "UNet"}
+    head = ["objective", "target"] + [f"{net_name[n]} ({meta[n]})" for n in nets]
+    rows = [[n, f"≤ {raw[nets[0]][n]['target']:g}×"]
+            + [f"{raw[net][n]['ratio']:.2f}× [{raw[net][n]['ratio_min']:.2f}, {raw[net][n]['ratio_max']:.2f}]" for net in nets]
+            for n in raw[nets[0]] if n != "plain"]  # fmt: skip
+    plain = ", ".join(f"{raw[n]['plain']['step_ms']:.1f} ms {net_name[n]}" for n in nets)
+    body = [
+        f"`{result['command']}` — one step (objective, backward, AdamW) in process CPU time on "
+        f"{meta['threads']} thread, median of {meta['rounds']} interleaved rounds of "
+        f"{meta['steps_per_round']} steps, over the plain ε-MSE step on the same net and batch "
+        f"(plain: {plain}); brackets: the spread of the per-round ratios. consistency_kK has K "
+        "chain steps; cdl_m2 uses 2 Monte-Carlo points.",
+        table(head, rows),
+    ]
+    return harness.page(
+        result, TITLE, body, verdicts, figures=[("objectives_cost.png", "per-step cost")]
+    )
 
 
 def main() -> None:
@@ -234,8 +249,7 @@ def main() -> None:
         "mlp": "MLP(2, 256, 3), batch 256",
         "unet": "UNet(1, 32, 2 levels), digits 8x8, batch 64",
     }
-    harness.finish(args, {"meta": meta} | results, summarise)
-    plot(results, harness.out_path(args).with_suffix(".png"))
+    harness.finish(args, harness.new(args, TARGETS, {"meta": meta} | results), summarise, plot)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,13 @@ import time
 from pathlib import Path
 
 import harness
-from harness import ROOT, Result, ci, verdict
+from claims import ci, direction, median_interval, negate, table, target_holds, verdict
+from harness import ROOT, Result
 
-from tuner.stats import direction, median_interval, paired_improvement, target_holds
+from tuner.stats import paired_improvement
 
 NAME = "ray_overhead"
+TITLE = "Ray Tune and MLflow overhead, and concurrency"
 # One point of debias_family, every searched key fixed (TIW and CDL off: the plain loop).
 POINT = {
     "data": "digits_biased",
@@ -169,39 +171,48 @@ def median_verdict(claim: str, per_repeat: list[float], target: float, at_least:
 
 
 def summarise(result: Result) -> Result:
-    """The verdicts on the targets, from the per-repeat ratios."""
-    c = result["concurrency"]
+    """The table of ratios and the verdicts on the targets, from the per-repeat ratios."""
+    d = result["raw"]
+    c, sec = d["concurrency"], d["seconds"]
     ray, plain = c["throughput_ratio_per_repeat"], c["machine_ceiling_ratio_per_repeat"]
     mean, low, high = paired_improvement(ray, plain, "max")
-    result["verdicts"] = [
-        median_verdict(
-            "The trainable's loop under Ray Tune with MLflow logging takes at most 1.05× the "
-            "bare loop",
-            result["loop_overhead_ratio_per_repeat"],
-            1.05,
-            at_least=False,
-        ),
-        median_verdict(
-            f"{c['trials']} trials two at a time give at least 1.8× the throughput of one at a "
-            "time under Ray Tune",
-            ray,
-            1.8,
-            at_least=True,
-        ),
-        median_verdict(
-            "The same on plain worker processes (the cores' ceiling) gives at least 1.8×",
-            plain,
-            1.8,
-            at_least=True,
-        ),
-        verdict(
-            "Ray's throughput ratio falls short of the plain workers' (paired by repeat)",
-            None if direction(low, high) is None else not direction(low, high),
-            f"Ray − plain {ci(mean, low, high)} (95 % t over {len(ray)} repeats); Ray keeps "
-            f"{100 * c['ray_share_of_ceiling']:.0f} % of the ceiling by the medians",
-        ),
+    verdicts = [
+        median_verdict("The trainable's loop under Ray Tune with MLflow logging takes at most "
+                       "1.05× the bare loop", d["loop_overhead_ratio_per_repeat"], 1.05, False),
+        median_verdict(f"{c['trials']} trials two at a time give at least 1.8× the throughput of "
+                       "one at a time under Ray Tune", ray, 1.8, True),
+        median_verdict("The same on plain worker processes (the cores' ceiling) gives at least "
+                       "1.8×", plain, 1.8, True),
+        verdict("Ray's throughput ratio falls short of the plain workers' (paired by repeat)",
+                negate(direction(low, high)),
+                f"Ray − plain {ci(mean, low, high)} (95 % t over {len(ray)} repeats); Ray keeps "
+                f"{100 * c['ray_share_of_ceiling']:.0f} % of the ceiling by the medians"),
+    ]  # fmt: skip
+    rows = [
+        ["trainable loop under Ray + MLflow / bare run_trial", f"{d['loop_overhead_ratio']:.3f}", "≤ 1.05"],
+        ["trial's MLflow run span / bare process", f"{d['trial_overhead_ratio']:.3f}", ""],
+        ["whole search command (Ray start, MLflow) / bare process", f"{d['command_ratio']:.3f}", ""],
+        [f"throughput, {c['trials']} trials 2 at a time / 1 at a time", f"{c['throughput_ratio']:.3f}", "≥ 1.8"],
+        ["the same on plain worker processes, by run_trial time (the cores' ceiling)", f"{c['machine_ceiling_ratio']:.3f}", ""],
+        ["the same on plain worker processes, by wall time (start-ups overlap)", f"{c['machine_wall_ceiling_ratio']:.3f}", ""],
+        ["Ray's throughput ratio / the cores' ceiling", f"{c['ray_share_of_ceiling']:.3f}", ""],
+        ["a Ray trial's time, 2 at a time / alone (means)", f"{c['ray_trial_slowdown_2_at_a_time']:.3f}", ""],
+        ["a plain run_trial's time, 2 at a time / alone (means)", f"{c['plain_loop_slowdown_2_at_a_time']:.3f}", ""],
+    ]  # fmt: skip
+    body = [
+        f"`{result['command']}` — one debias_family point ({d['config']['train.steps']} steps, "
+        "TIW and CDL off) as a bare `run_trial` and as a one-trial search, each ratio taken "
+        f"within one repeat and the median shown; seconds per repeat: bare loop "
+        f"{sec['bare_loop']}, Ray loop {sec['ray_loop']}, search command {sec['ray_command']}. "
+        f"Concurrency: {c['trials']} trials of {c['train.steps']} steps, 1 CPU each, on Ray's "
+        "reused trial workers and on plain worker processes (one, then two), each ratio taken "
+        f"within one of {c['repeats']} repeats and the median shown; per repeat, Ray "
+        f"{c['throughput_ratio_per_repeat']}, plain workers "
+        f"{c['machine_ceiling_ratio_per_repeat']} (load average before: "
+        f"{d['loadavg_before'][0]:.2f}).",
+        table(["ratio", "measured", "target"], rows),
     ]
-    return result
+    return harness.page(result, TITLE, body, verdicts)
 
 
 def main() -> int:
@@ -332,7 +343,7 @@ def main() -> int:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }  # fmt: skip
-    harness.finish(args, result, summarise)
+    harness.finish(args, harness.new(args, {}, result), summarise)
     return 0
 
 

@@ -33,12 +33,13 @@ from typing import Any
 import harness
 import numpy as np
 import torch
-from harness import Result, exceeds, verdict
+from claims import exceeds, sd, spread, table, verdict
+from harness import Result
 
 from tuner.data.presets import load_dataset
-from tuner.stats import mean_std
 
 NAME = "ring8_default"
+TITLE = "One trial: the README's ring8 command"
 README_ARGS = ["--set", "data=ring8", "--set", "weighting=debiased"]
 FLOOR_DRAWS = 2000
 
@@ -144,16 +145,14 @@ SUMMARY_KEYS = ("max_abs_dev", "tv_to_uniform", "eval/nll", "eval/mode_error", "
 
 
 def summarise(result: Result) -> Result:
-    """Mean ± std over seeds, and the verdicts against the exact draws."""
-    runs, fl = result["per_seed"], result["floor_exact_samples"]
-    result["summary"] = {}
-    for k in SUMMARY_KEYS:
-        mean, std = mean_std([r[k] for r in runs])
-        result["summary"][k] = {"mean": mean, "std": std}
+    """Mean ± std over seeds, the table, and the verdicts against the exact draws."""
+    raw = result["raw"]
+    runs, fl = raw["per_seed"], raw["floor_exact_samples"]
+    s = {k: spread([r[k] for r in runs]) for k in SUMMARY_KEYS}
     dev = [r["max_abs_dev"] for r in runs]
     within = sum(d <= fl["max_dev_p95"] for d in dev)
     holds, text = exceeds([r["eval/nll"] for r in runs], fl["nll_mean"])
-    result["verdicts"] = [
+    verdicts = [
         verdict(
             "Every seed's mode fractions are as close to uniform as a perfect model's usually "
             f"are: max |fraction − 1/8| within the 95th percentile of {fl['draws']} exact draws "
@@ -170,7 +169,17 @@ def summarise(result: Result) -> Result:
             f"{fl['nll_std']:.2f}",
         ),
     ]
-    return result
+    rows = [[str(r["seed"]), " ".join(f"{f:.3f}" for f in r["mode_fractions"]), f"{r['max_abs_dev']:.3f}",
+             f"{r['tv_to_uniform']:.3f}", f"{r['eval/nll']:.2f}", f"{r['wall_s']:.0f}"] for r in runs]  # fmt: skip
+    rows.append([f"{fl['draws']} exact draws of {fl['n']}", "", f"{fl['max_dev_mean']:.3f} (95th pct {fl['max_dev_p95']:.3f})",
+                 f"{fl['tv_mean']:.3f} (95th pct {fl['tv_p95']:.3f})", f"{fl['nll_mean']:.2f}", ""])  # fmt: skip
+    body = [
+        f"`{result['command']}` runs the README command `{raw['readme_command']}` per seed: "
+        f"max |fraction − 1/8| {sd(s['max_abs_dev'])}, wall time {sd(s['wall_s'])} s.",
+        table(["seed", "mode fractions", "max abs dev", "TV to uniform", "NLL", "wall s"], rows),
+    ]
+    figures = [("ring8_default.png", "ring8 mode fractions")]
+    return harness.page(result, TITLE, body, verdicts, figures=figures, summary=s)
 
 
 def main() -> None:
@@ -193,16 +202,20 @@ def main() -> None:
 
     runs = harness.arm_seed_loop(["debiased"], args.seeds, run)["debiased"]
     fl = floor(runs[0]["n_samples"], 50 if args.smoke else FLOOR_DRAWS)
-    result = {
-        "command": harness.command(args, env="OMP_NUM_THREADS=1 "),
+    raw = {
         "readme_command": "python -m tuner.train " + shlex.join(README_ARGS),
         "seeds": args.seeds,
         "note": "wall_s: each run's wall time on the 2-core machine that ran it (whatever else ran there)",
         "floor_exact_samples": fl,
         "per_seed": [{k: v for k, v in r.items() if k != "samples_head"} for r in runs],
     }
-    harness.finish(args, result, summarise)
-    plot(runs, fl, harness.out_path(args).with_suffix(".png"))
+    result = harness.new(
+        args,
+        {"debiased": {"data": "ring8", "weighting": "debiased"}},
+        raw,
+        env="OMP_NUM_THREADS=1 ",
+    )
+    harness.finish(args, result, summarise, lambda _, path: plot(runs, fl, path))
 
 
 if __name__ == "__main__":

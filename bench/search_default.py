@@ -25,10 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import harness
-from harness import Result, verdict
+from claims import iv, table, verdict
+from harness import Result
 from searches import run_search
 
 NAME = "search_default"
+TITLE = "The default search"
 DEFAULT = ["--space", "debias_family"]  # the default search's tuner.run arguments
 # The targets of the default search, by their name in the results file: (claim, field, test),
 # each to hold in every search seed's run.
@@ -50,21 +52,30 @@ def default_args(seed: int, extra: list[str]) -> list[str]:
 
 
 def summarise(result: Result) -> Result:
-    """Each target's verdict over the search seeds' runs (it holds when it holds in every one)."""
-    runs = result["runs"]
-    result["targets"] = {
-        name: all(test(run[field]) for run in runs) for name, (_, field, test) in TARGETS.items()
-    }
+    """The table, and each target's verdict over the search seeds' runs (it holds when it holds
+    in every one)."""
+    raw = result["raw"]
+    runs = raw["runs"]
+    targets = {name: all(test(run[field]) for run in runs) for name, (_, field, test) in TARGETS.items()}  # fmt: skip
     seeds = ", ".join(str(run["seed"]) for run in runs)
-    result["verdicts"] = [
+    verdicts = [
         verdict(
-            f"The default search on {result['cpus']} cores, search seeds {seeds}: {claim}",
-            result["targets"][name],
+            f"The default search on {raw['cpus']} cores, search seeds {seeds}: {claim}",
+            targets[name],
             f"{field} = {', '.join(str(run[field]) for run in runs)} (one run per seed)",
         )
         for name, (claim, field, _) in TARGETS.items()
     ]
-    return result
+    won = [(r["verdict"] or {}).get("winner") or {} for r in runs]
+    rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
+             str(r["resolved"]).lower(), iv(w.get("improvement"), w.get("improvement_ci"))] for r, w in zip(runs, won, strict=True)]  # fmt: skip
+    body = [
+        f"`{result['command']}` runs `{raw['search_command'].strip()}` once per search seed S ({', '.join(map(str, raw['seeds']))}), each in a fresh "
+        f"folder, on {raw['cpus']} cores: wall time with the confirmation stage, peak memory summed over the driver, Ray and the workers (PSS: shared pages "
+        "counted once; RSS for reference), and the confirmed winner's paired improvement in FID over the baseline on the fresh seeds (95 % t interval).",
+        table(["seed", "wall s", "trials", "stopped by ASHA", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]"], rows),
+    ]  # fmt: skip
+    return harness.page(result, TITLE, body, verdicts, summary={"targets": targets})
 
 
 def measure(seed: int, extra: list[str], keep: str | None) -> Result:
@@ -96,13 +107,13 @@ def main() -> int:
         runs.append(measure(seed, args.extra, args.keep))
         brief = ("leaderboard", "verdict", "trial_results")
         print(json.dumps({k: v for k, v in runs[-1].items() if k not in brief}), flush=True)
-    result = {
-        "command": " ".join(["python -m tuner.run", *DEFAULT, "--seed S", *args.extra]),
+    raw = {
+        "search_command": " ".join(["python -m tuner.run", *DEFAULT, "--seed S", *args.extra]),
         "cpus": os.cpu_count(),
         "seeds": args.seeds,
         "runs": runs,
     }
-    harness.finish(args, result, summarise)
+    harness.finish(args, harness.new(args, {"tpe_asha": DEFAULT}, raw), summarise)
     return 0 if all(run["returncode"] == 0 for run in runs) else 1
 
 

@@ -22,6 +22,7 @@ import time
 
 import harness
 import torch
+from claims import table
 from harness import Result
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -29,6 +30,7 @@ from search_spaces.budgets import IMAGE_BUDGET
 from tuner.training.trainer import Trainer
 
 NAME = "throughput"
+TITLE = "Training throughput against the CPU's peak"
 CONFIGS = {
     "ring8 default (MLP 256x3, batch 256)": {"data": "ring8"},
     "digits, default search budget (UNet width 16, batch 64)": {
@@ -72,9 +74,18 @@ def step_throughput(config: dict, threads: int, warmup: int, steps: int) -> dict
 
 
 def summarise(result: Result) -> Result:
-    """No claims: throughput has no target; the page shows the measured rates."""
-    result["verdicts"] = []
-    return result
+    """The measured rates in one table; no claims: throughput has no target."""
+    raw = result["raw"]
+    peak = raw["peak_gflops"]
+    rows = [[name, t, f"{r['gflop_per_step']:.3f}", f"{r['step_ms']:.1f}", f"{r['gflops']:.1f}", f"{100 * r['fraction_of_peak']:.1f} %"]
+            for name, by_threads in raw["steps"].items() for t, r in by_threads.items()]  # fmt: skip
+    body = [
+        f"`{result['command']}` — float32 matmul peak {peak['1']['best']:.0f} GFLOP/s on 1 thread, "
+        f"{peak['2']['best']:.0f} GFLOP/s on 2; a training step's matmul and convolution FLOPs "
+        "(forward and backward, counted by torch's FlopCounterMode) over its median time.",
+        table(["configuration", "threads", "GFLOP/step", "ms/step", "GFLOP/s", "of peak"], rows),
+    ]
+    return harness.page(result, TITLE, body, [])
 
 
 def main() -> int:
@@ -102,14 +113,13 @@ def main() -> int:
                 flush=True,
             )
     result |= {
-        "command": ".venv/bin/python bench/throughput.py",
         "torch": torch.__version__,
         "cpus": os.cpu_count(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(result["peak_gflops"], indent=2))
-    harness.finish(args, result, summarise)
+    harness.finish(args, harness.new(args, CONFIGS, result), summarise)
     return 0
 
 

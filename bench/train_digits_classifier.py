@@ -16,13 +16,15 @@ import time
 import harness
 import torch
 import torch.nn.functional as F
-from harness import ROOT, Result, verdict
+from claims import verdict
+from harness import ROOT, Result
 from torch import Tensor
 
 from tuner.data.presets import load_digits_split
 from tuner.evaluation.extractors import DIGITS_WEIGHTS, DigitsCNN
 
 NAME = "digits_classifier"  # bench/results/digits_classifier.json
+TITLE = "The digits feature extractor"
 TARGET_ACCURACY = 0.97
 
 
@@ -80,17 +82,19 @@ def train(seed: int, epochs: int, batch: int = 64, lr: float = 3e-3) -> tuple[Di
 
 
 def summarise(result: Result) -> Result:
-    """The verdict on the test accuracy (one training run)."""
-    acc = result["test_accuracy"]
-    result["verdicts"] = [
-        verdict(
-            f"The digits CNN classifies at least {100 * TARGET_ACCURACY:.0f} % of the test digits "
-            "right",
-            acc >= TARGET_ACCURACY,
-            f"{100 * acc:.1f} % of {result['n_test']} (seed {result['seed']}, one training run)",
-        )
+    """The description and the verdict on the test accuracy (one training run)."""
+    r = result["raw"]
+    acc = r["test_accuracy"]
+    body = [
+        f"`{result['command']}` — the digits CNN behind digits FID ({r['params']} parameters, "
+        f"{r['epochs']} epochs on the {r['n_train']} training digits, {r['train_seconds']:.0f} s): "
+        f"test accuracy {100 * acc:.1f} % on {r['n_test']} test digits; weights `{r.get('weights', 'not saved (--smoke)')}`."
     ]
-    return result
+    claim = (
+        f"The digits CNN classifies at least {100 * TARGET_ACCURACY:.0f} % of the test digits right"
+    )
+    evidence = f"{100 * acc:.1f} % of {r['n_test']} (seed {r['seed']}, one training run)"
+    return harness.page(result, TITLE, body, [verdict(claim, acc >= TARGET_ACCURACY, evidence)])
 
 
 def main() -> None:
@@ -106,7 +110,7 @@ def main() -> None:
         torch.save(net.state_dict(), DIGITS_WEIGHTS)
         info["weights"] = str(DIGITS_WEIGHTS.relative_to(ROOT))
         info["weights_sha256"] = hashlib.sha256(DIGITS_WEIGHTS.read_bytes()).hexdigest()
-    info = harness.finish(args, info, summarise)
+    harness.finish(args, harness.new(args, {}, info), summarise)
     if not args.smoke and info["test_accuracy"] < TARGET_ACCURACY:
         sys.exit(
             f"test accuracy {info['test_accuracy']:.4f} is below the required {TARGET_ACCURACY}"
