@@ -10,6 +10,9 @@ A space is a dict:
               as one categorical parameter "point";
     "baseline": {config key: value} — what a user trains without this tool (over "fixed"); the
                 search's confirmation stage compares its best trials with it on fresh seeds;
+    "reference": optional {"label": words, "config": {config key: value}} — the strongest published
+                 recipe for the space's data (over "fixed"); the confirmation compares the
+                 search's winner with it too, so a user learns whether the search beat the paper;
     "search": optional default search ("grid" for the baselines);
     "num_samples": default number of trials.
 The helpers below only read that data (no Ray, no training).

@@ -19,5 +19,10 @@ SPACE = {
     "fixed": {**LOWDIM_BUDGET},
     # What a user trains without this tool: plain denoising of the noisy data.
     "baseline": {"ambient.tweedie": False, "ambient.consistency": 0.0},
+    # The public repository's one shipped configuration: the Tweedie objective, consistency 0.
+    "reference": {
+        "label": "ambient Tweedie as shipped (Daras et al. 2024: consistency 0)",
+        "config": {"ambient.tweedie": True, "ambient.consistency": 0.0},
+    },
     "num_samples": 12,
 }

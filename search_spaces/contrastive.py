@@ -18,5 +18,11 @@ SPACE = {
     "points": {f"mc{m}": {"cdl.mc_points": m, "cdl.fraction": 1 / (2 * m)} for m in (16, 32, 64)},
     "fixed": {**LOWDIM_BUDGET, "sampler.steps": 10},
     "baseline": {"cdl.coef": 0.0},  # the same denoising term without the contrastive one
+    # The paper gives a range (0.1..10) rather than one coefficient: its middle, with the
+    # config's default ζ density.
+    "reference": {
+        "label": "CDL at λ_cdl = 1 (Wu et al. 2024)",
+        "config": {"cdl.coef": 1.0},
+    },
     "num_samples": 12,
 }

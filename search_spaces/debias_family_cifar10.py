@@ -16,5 +16,6 @@ SPACE = {
     "params": DEBIAS_FAMILY["params"],
     "fixed": {"weighting": "parametric", **GPU_IMAGE_BUDGET},
     "baseline": DEBIAS_FAMILY["baseline"],
+    "reference": DEBIAS_FAMILY["reference"],
     "num_samples": 64,
 }

@@ -21,5 +21,16 @@ SPACE = {
     "fixed": {"weighting": "parametric", "noise": "normal", **IMAGE_BUDGET},
     # What a user trains without this tool: constant ε-MSE on the cosine density, no TIW, no CDL.
     "baseline": {"weighting": "constant", "noise": "cosine", "tiw.strength": 0.0, "cdl.coef": 0.0},
+    # The strongest published recipe for this data (what a user who read the paper trains):
+    # TIW-DSM as published (Kim et al. 2024), strength 1 with the constant weighting.
+    "reference": {
+        "label": "TIW-DSM as published (strength 1, constant weighting, cosine q(λ))",
+        "config": {
+            "weighting": "constant",
+            "tiw.strength": 1.0,
+            "cdl.coef": 0.0,
+            "noise": "cosine",
+        },
+    },
     "num_samples": 48,
 }

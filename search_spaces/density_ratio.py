@@ -16,5 +16,9 @@ SPACE = {
     },
     "fixed": {k: v for k, v in LOWDIM_BUDGET.items() if k != "tiw.disc_steps"},  # searched
     "baseline": {"tiw.strength": 0.0},  # plain denoising of the biased data
+    "reference": {
+        "label": "TIW-DSM as published (strength 1, full)",
+        "config": {"tiw.strength": 1.0, "tiw.mode": "full"},
+    },
     "num_samples": 12,
 }

@@ -15,5 +15,10 @@ SPACE = {
     },
     "fixed": {"weighting": "parametric", "weighting.normalize": True, **IMAGE_BUDGET},
     "baseline": {"weighting": "constant", "noise": "cosine"},  # DDPM "simple", cosine q(λ)
+    # The paper the space is built on: the debiased weighting SNR^-1/2 (Yu et al. 2024).
+    "reference": {
+        "label": "the debiased weighting as published (SNR^-1/2, cosine q(λ))",
+        "config": {"weighting": "debiased", "noise": "cosine"},
+    },
     "num_samples": 12,
 }

@@ -380,11 +380,12 @@ def test_confirmation_resumes_without_rerunning_finished_trials(resumed_search: 
         before = resumed_search["results_before_second_kill"][name]
         assert (confirm / name / "result.json").read_text() == before
         assert f"[diffsearch] trial {trial_id} " not in resumed_search["last"]
-    # (K + 1) configurations × N seeds, each one MLflow run under the search's parent run
+    # (K + 2) configurations (the top K, the baseline, the reference) × N seeds, each one MLflow
+    # run under the search's parent run
     k, n = SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS
-    assert len(list(confirm.glob("trial_*"))) == (k + 1) * n
+    assert len(list(confirm.glob("trial_*"))) == (k + 2) * n
     client, (parent,), runs = _runs(resumed_search["uri"], stage="confirmation")
-    assert len(runs) == (k + 1) * n
+    assert len(runs) == (k + 2) * n
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.params["seed"] for r in runs} == {str(s) for s in range(1, n + 1)}
@@ -394,6 +395,7 @@ def test_verdict_json_and_the_parent_run_hold_the_verdict(resumed_search: dict) 
     verdict = json.loads((resumed_search["experiment"] / "verdict.json").read_text())
     assert set(verdict) == {
         "metric", "mode", "seeds", "baseline", "candidates", "winner", "resolved", "conclusion",
+        "reference", "beats_reference", "early_stopping",
     }  # fmt: skip
     assert verdict["metric"] == "eval/fid" and verdict["mode"] == "min"
     assert verdict["seeds"] == list(range(1, SMOKE_CONFIRM_SEEDS + 1))  # the search used 0
@@ -409,12 +411,25 @@ def test_verdict_json_and_the_parent_run_hold_the_verdict(resumed_search: dict) 
     low, high = candidate["improvement_ci"]
     assert low <= candidate["improvement"] <= high
     assert verdict["winner"] == candidate and verdict["resolved"] == (low > 0)
-    assert ("not resolved" in verdict["conclusion"]) == (not verdict["resolved"])
+    first = verdict["conclusion"].split("resolved.")[0]  # the sentence on the baseline
+    assert first.endswith("not ") == (not verdict["resolved"])
+    # the paper's recipe (TIW-DSM as published) on the same seeds, and the winner against it
+    ref = verdict["reference"]
+    assert ref["config"]["weighting"] == "constant" and ref["config"]["tiw.strength"] == 1.0
+    assert len(ref["values"]) == SMOKE_CONFIRM_SEEDS and None not in ref["values"]
+    gains = [r - c for r, c in zip(ref["values"], candidate["values"], strict=True)]
+    assert candidate["vs_reference"] == pytest.approx(sum(gains) / len(gains))
+    low, high = candidate["vs_reference_ci"]
+    beats = verdict["beats_reference"]
+    assert beats == (True if low > 0 else False if high < 0 else None)
+    assert ("use the paper's recipe" in verdict["conclusion"]) == (beats is not True)
+    assert verdict["early_stopping"]["final_step"] == 40
     best = json.loads((resumed_search["experiment"] / "best.json").read_text())
     assert best == candidate["config"]  # best.json is the confirmed winner
     client, (parent,), _ = _runs(resumed_search["uri"])
     assert parent.data.metrics["verdict/resolved"] == float(verdict["resolved"])
     assert parent.data.metrics["verdict/improvement"] == pytest.approx(candidate["improvement"])
+    assert parent.data.metrics["verdict/vs_reference"] == pytest.approx(candidate["vs_reference"])
     assert "verdict.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "not resolved" in resumed_search["last"] or verdict["resolved"]
     out = resumed_search["last"]

@@ -21,9 +21,17 @@ from typing import Any
 import search_spaces
 from search_spaces import SPACES
 from tuner.config.spec import ConfigError
+from tuner.search import rungs
 from tuner.search.checks import SEARCH_FILE, check_environment
 from tuner.search.cluster import init_ray, shutdown_ray
-from tuner.search.options import CONNECT_TIMEOUT, OPTUNA_SEARCHES, SCHEDULERS, SEARCHES, UsageError
+from tuner.search.options import (
+    CONNECT_TIMEOUT,
+    OPTUNA_SEARCHES,
+    SCHEDULERS,
+    SEARCHES,
+    STOPPED_POLICIES,
+    UsageError,
+)
 from tuner.search.plan import Plan, describe_plan, make_plan
 from tuner.storage import is_uri, read_text, write_text
 
@@ -39,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-spaces", action="store_true", help="print the spaces and exit")
     p.add_argument("--search", help=f"{', '.join(SEARCHES)} (default: optuna; grid for baselines)")
     p.add_argument("--scheduler", default="asha", help=f"{', '.join(SCHEDULERS)} (default asha)")
+    p.add_argument(
+        "--stopped",
+        default="pruned",
+        help=f"how a trial stopped early is told to an Optuna searcher: {', '.join(STOPPED_POLICIES)} "
+        "(default pruned)",
+    )
     p.add_argument("--num-samples", type=int, help="trials (grid: repeats of the grid)")
     p.add_argument(
         "--max-concurrent", type=int, help="trials at once (default: what the cluster holds now)"
@@ -161,6 +175,7 @@ def _report(
     importance: dict | None,
     verdict: dict | None,
     search_id: str,
+    early: dict[str, Any],
 ) -> int:
     """Write best.json (the confirmed winner, else the search's best), attach the summary to the
     parent run, and print where everything is."""
@@ -177,6 +192,7 @@ def _report(
     files = [str(local_dir / "leaderboard.txt")]
     # (the tracking callback has logged the trial counts and the best value already)
     metrics = {f"importance/{k}": v for k, v in (importance or {}).get("importances", {}).items()}
+    metrics |= rungs.metrics(early)
     best = next(iter(ranked(rows)), None)
     winner = (verdict or {}).get("winner")
     if verdict is not None:
@@ -250,12 +266,14 @@ def run(plan: Plan, resume_required: bool) -> int:
     print(f"\nleaderboard ({plan.mode} {plan.metric}; {wall:.0f}s)\n{board}", flush=True)
     importance = param_importances(rows, plan)
     print(describe(importance, plan.metric), flush=True)
+    early = rungs.check(rows, plan.eval_steps)
+    print(rungs.describe(early, plan.metric, plan.scheduler), flush=True)
     verdict = None
     if plan.confirm and any(r["status"] != "FAILED" and r["best"] is not None for r in rows):
-        verdict = run_confirmation(plan, rows, search_id, cache)
+        verdict = run_confirmation(plan, rows, search_id, cache, early_stopping=early)
         print(f"\nconfirmed on fresh seeds ({plan.mode} {plan.metric})", flush=True)
         print(confirmation_table(plan, verdict), flush=True)
-    return _report(plan, rows, importance, verdict, search_id)
+    return _report(plan, rows, importance, verdict, search_id, early)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,14 @@
 """Confirmation on fresh seeds: the search's verdict, above its noise.
 
 A search ranks its trials on one training seed, so its ranking can be noise. This stage retrains
-the top K trials and the space's baseline (what a user trains without this tool) on N fresh
-training seeds, as Ray trials with the search's resources, storage and resume, and compares
-each candidate with the baseline seed by seed: the paired improvement (positive = better, in the
-metric's units) with its 95 % Student-t interval. The winner is the best confirmed mean; it is
-`resolved` only when its improvement's interval lies above 0.
+the top K trials, the space's baseline (what a user trains without this tool) and, where the
+space names one, its reference (the strongest published recipe for its data: what a user who
+read the paper trains) on N fresh training seeds, as Ray trials with the search's resources,
+storage and resume, and compares each candidate with the baseline and with the reference seed by
+seed: the paired improvement (positive = better, in the metric's units) with its 95 % Student-t
+interval. The winner is the best confirmed mean; it is `resolved` only when its improvement over
+the baseline lies above 0, and it beats the paper's recipe only when its improvement over the
+reference does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tuner.storage import read_text, write_text
 
 VERDICT_FILE = "verdict.json"  # in the experiment folder, beside best.json
 BASELINE = "baseline"
+REFERENCE = "reference"
 
 
 def confirmation_seeds(plan: Plan) -> list[int]:
@@ -38,12 +42,23 @@ def baseline_config(plan: Plan) -> dict[str, Any]:
     return resolve(plan.fixed | SPACES[plan.space]["baseline"])
 
 
+def reference_config(plan: Plan) -> dict[str, Any] | None:
+    """The space's reference (the paper's recipe) on the search's budget, if it names one."""
+    reference = SPACES[plan.space].get("reference")
+    return None if reference is None else resolve(plan.fixed | reference["config"])
+
+
 def choose(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The confirmation's plan: the top-K ranked trials, the baseline, and the seeds."""
+    """The confirmation's plan: the top-K ranked trials, the baseline, the reference (if the
+    space names one), and the seeds."""
     top = ranked(rows)[: plan.confirm]
     candidates = {f"trial {row['trial']}": row["config"] for row in top}
+    candidates[BASELINE] = baseline_config(plan)
+    reference = reference_config(plan)
+    if reference is not None:
+        candidates[REFERENCE] = reference
     return {
-        "candidates": candidates | {BASELINE: baseline_config(plan)},
+        "candidates": candidates,
         "trials": {f"trial {row['trial']}": row["trial"] for row in top},
         "seeds": confirmation_seeds(plan),
     }
@@ -99,79 +114,124 @@ def _interval(values: list[float]) -> tuple[float | None, list[float] | None]:
     return mean, [low, high]
 
 
+def _paired(
+    mine: list[float | None], other: list[float | None], mode: str
+) -> tuple[float | None, list[float] | None]:
+    """The paired improvement of `mine` over `other` (seeds where both finished; None with
+    fewer than 2 such seeds)."""
+    pairs = [(c, b) for c, b in zip(mine, other, strict=True) if None not in (c, b)]
+    if len(pairs) < 2:
+        return None, None
+    gain, low, high = paired_improvement(*zip(*pairs, strict=True), mode)
+    return gain, [low, high]
+
+
 def verdict(plan: Plan, chosen: dict[str, Any], values: dict[tuple[str, int], float]) -> dict:
     """verdict.json: every configuration's per-seed values, mean and interval, each candidate's
-    paired improvement over the baseline, the winner and whether it is resolved."""
+    paired improvement over the baseline (and over the reference), the winner, whether it is
+    resolved and whether it beats the reference."""
     seeds = chosen["seeds"]
 
     def per_seed(label: str) -> list[float | None]:
         return [values.get((label, s)) for s in seeds]
 
+    def arm(label: str) -> dict[str, Any]:
+        mine = per_seed(label)
+        mean, ci = _interval([v for v in mine if v is not None])
+        return {"config": chosen["candidates"][label], "values": mine, "mean": mean, "ci": ci}
+
     base_values = per_seed(BASELINE)
-    base_mean, base_ci = _interval([v for v in base_values if v is not None])
+    reference = arm(REFERENCE) if REFERENCE in chosen["candidates"] else None
     candidates = []
     for label, config in chosen["candidates"].items():
-        if label == BASELINE:
+        if label in (BASELINE, REFERENCE):
             continue
         mine = per_seed(label)
-        pairs = [(c, b) for c, b in zip(mine, base_values, strict=True) if None not in (c, b)]
         mean, ci = _interval([v for v in mine if v is not None])
-        improvement = improvement_ci = None
-        if len(pairs) >= 2:
-            gain, low, high = paired_improvement(*zip(*pairs, strict=True), plan.mode)
-            improvement, improvement_ci = gain, [low, high]
+        improvement, improvement_ci = _paired(mine, base_values, plan.mode)
         complete = all(v is not None for v in mine)
-        candidates.append(
-            {
-                "trial": chosen["trials"][label],
-                "config": config,
-                "values": mine,
-                "mean": mean if complete else None,
-                "ci": ci if complete else None,
-                "improvement": improvement if complete else None,
-                "improvement_ci": improvement_ci if complete else None,
-            }
-        )
+        entry = {
+            "trial": chosen["trials"][label],
+            "config": config,
+            "values": mine,
+            "mean": mean if complete else None,
+            "ci": ci if complete else None,
+            "improvement": improvement if complete else None,
+            "improvement_ci": improvement_ci if complete else None,
+        }
+        if reference is not None:
+            gain, gain_ci = _paired(mine, reference["values"], plan.mode)
+            entry["vs_reference"] = gain if complete else None
+            entry["vs_reference_ci"] = gain_ci if complete else None
+        candidates.append(entry)
     confirmed = [c for c in candidates if c["mean"] is not None]
     sign = 1 if plan.mode == "min" else -1
     winner = min(confirmed, key=lambda c: sign * c["mean"]) if confirmed else None
     ci = winner["improvement_ci"] if winner else None
     resolved = bool(ci is not None and ci[0] > 0)
-    return {
+    out = {
         "metric": plan.metric,
         "mode": plan.mode,
         "seeds": seeds,
-        "baseline": {
-            "config": chosen["candidates"][BASELINE],
-            "values": base_values,
-            "mean": base_mean,
-            "ci": base_ci,
-        },
+        "baseline": arm(BASELINE),
         "candidates": candidates,
         "winner": winner,
         "resolved": resolved,
-        "conclusion": conclusion(plan, winner, resolved, len(seeds)),
     }
+    if reference is not None:
+        reference["label"] = SPACES[plan.space]["reference"]["label"]
+        out["reference"] = reference
+        out["beats_reference"] = _beats(winner["vs_reference_ci"] if winner else None)
+    out["conclusion"] = conclusion(plan, out)
+    return out
 
 
-def conclusion(plan: Plan, winner: dict | None, resolved: bool, n: int) -> str:
+def _beats(ci: list[float] | None) -> bool | None:
+    """True when an improvement's interval lies above 0, False below, None (not resolved)."""
+    if ci is None or ci[0] <= 0 <= ci[1]:
+        return None
+    return ci[0] > 0
+
+
+def _gain(value: float, ci: list[float]) -> str:
+    return f"{value:+.3g} [{ci[0]:+.3g}, {ci[1]:+.3g}] (95 %)"
+
+
+def conclusion(plan: Plan, result: dict[str, Any]) -> str:
+    """One sentence on the winner against the baseline, one against the reference."""
+    winner, n = result["winner"], len(result["seeds"])
     if winner is None:
         return f"No candidate finished on all {n} fresh seeds: nothing is confirmed."
     if winner["improvement"] is None:
-        return (
+        first = (
             f"Trial {winner['trial']} has the best confirmed mean {plan.metric} "
             f"{winner['mean']:.4g}, but the baseline has too few seeds to compare: not resolved."
         )
-    low, high = winner["improvement_ci"]
-    gain = f"{winner['improvement']:+.3g} [{low:+.3g}, {high:+.3g}] (95 %)"
-    if resolved:
-        return (
+    elif result["resolved"]:
+        first = (
             f"Trial {winner['trial']} beats the baseline on {n} fresh seeds: {plan.metric} "
-            f"improves by {gain}; resolved."
+            f"improves by {_gain(winner['improvement'], winner['improvement_ci'])}; resolved."
         )
+    else:
+        first = (
+            f"Trial {winner['trial']} has the best confirmed mean {plan.metric}, but its "
+            f"improvement over the baseline, {_gain(winner['improvement'], winner['improvement_ci'])}"
+            f" on {n} fresh seeds, contains 0: not resolved."
+        )
+    if "reference" not in result:
+        return first
+    label = result["reference"]["label"]
+    if winner.get("vs_reference") is None:
+        return f"{first} Against {label}: too few seeds to compare."
+    gain = _gain(winner["vs_reference"], winner["vs_reference_ci"])
+    beats = result["beats_reference"]
+    if beats:
+        return f"{first} It also beats {label}: {gain}; resolved."
+    if beats is False:
+        return f"{first} It is worse than {label}: {gain}; use the paper's recipe."
     return (
-        f"Trial {winner['trial']} has the best confirmed mean {plan.metric}, but its "
-        f"improvement over the baseline, {gain} on {n} fresh seeds, contains 0: not resolved."
+        f"{first} Against {label} the difference, {gain}, contains 0: the search did not beat "
+        "the paper's recipe (not resolved); use the paper's recipe."
     )
 
 
@@ -181,39 +241,60 @@ def _cell(mean: float | None, ci: list[float] | None) -> str:
     return f"{mean:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]"
 
 
-def confirmation_table(plan: Plan, result: dict[str, Any]) -> str:
-    """The confirmed numbers: per-seed values, mean [95 %], improvement over the baseline
-    (the baseline's own keys are named under the table)."""
-    keys = [k for k in plan.params if k in result["baseline"]["config"]]
-    head = ["config", *keys, f"{plan.metric} per seed", "mean [95 %]", "improvement [95 %]"]
-    head.append("")
+def _values(vs: list[float | None]) -> str:
+    return " ".join("-" if v is None else f"{v:.4g}" for v in vs)
 
-    def values(vs: list[float | None]) -> str:
-        return " ".join("-" if v is None else f"{v:.4g}" for v in vs)
 
+def _rows(plan: Plan, result: dict[str, Any], keys: list[str]) -> tuple[list[str], list[list]]:
+    """The confirmation's table, shared by the terminal and the parent run: the baseline, the
+    reference, then each candidate with its improvements over both and their states."""
+    ref = result.get("reference")
+    head = ["config", *keys, f"{plan.metric} per seed", "mean [95 %]"]
+    head += ["vs baseline [95 %]", ""] + (["vs reference [95 %]", ""] if ref else [])
+    pad = [""] * (2 if ref else 0)
+    blank = [""] * len(keys)
     base = result["baseline"]
-    body = [
-        ["baseline", *("" for _ in keys), values(base["values"])]
-        + [_cell(base["mean"], base["ci"]), "", ""]
-    ]
+    body = [["baseline", *blank, _values(base["values"]), _cell(base["mean"], base["ci"]), "", ""]]
+    if ref:
+        body.append(["reference", *blank, _values(ref["values"]), _cell(ref["mean"], ref["ci"])])
+        body[-1] += ["", "", "", ""]
+    body[0] += pad
+    winner = result["winner"]
     for c in result["candidates"]:
-        ci = c["improvement_ci"]
-        mark = " (winner)" if result["winner"] and c["trial"] == result["winner"]["trial"] else ""
-        body.append(
-            [f"trial {c['trial']}{mark}", *(fmt_value(c["config"][k]) for k in keys)]
-            + [values(c["values"]), _cell(c["mean"], c["ci"])]
-            + [_cell(c["improvement"], ci), _state(ci)]
-        )
-    own = SPACES[plan.space]["baseline"]
-    named = ", ".join(f"{k}={fmt_value(v)}" for k, v in own.items())
-    return f"{table(head, body)}\nbaseline: {named} (the rest as the search's fixed config)"
+        mark = " (winner)" if winner and c["trial"] == winner["trial"] else ""
+        row = [f"trial {c['trial']}{mark}", *(fmt_value(c["config"][k]) for k in keys)]
+        row += [_values(c["values"]), _cell(c["mean"], c["ci"])]
+        row += [_cell(c["improvement"], c["improvement_ci"]), _state(c["improvement_ci"])]
+        if ref:
+            row += [_cell(c["vs_reference"], c["vs_reference_ci"])]
+            row += [_state(c["vs_reference_ci"], "the reference")]
+        body.append(row)
+    return head, body
 
 
-def _state(ci: list[float] | None) -> str:
+def _named(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in config.items())
+
+
+def confirmation_table(plan: Plan, result: dict[str, Any]) -> str:
+    """The confirmed numbers: per-seed values, mean [95 %], improvements over the baseline and
+    the reference (their own keys are named under the table)."""
+    keys = [k for k in plan.params if k in result["baseline"]["config"]]
+    head, body = _rows(plan, result, keys)
+    space = SPACES[plan.space]
+    lines = [table(head, [[str(c) for c in r] for r in body])]
+    lines.append(f"baseline: {_named(space['baseline'])} (the rest as the search's fixed config)")
+    if "reference" in result:
+        ref = space["reference"]
+        lines.append(f"reference: {ref['label']}: {_named(ref['config'])}")
+    return "\n".join(lines)
+
+
+def _state(ci: list[float] | None, other: str = "the baseline") -> str:
     if ci is not None and ci[0] > 0:
         return "resolved"
     if ci is not None and ci[1] < 0:
-        return "worse than the baseline (resolved)"
+        return f"worse than {other} (resolved)"
     return "not resolved"
 
 
@@ -221,18 +302,7 @@ def verdict_markdown(plan: Plan, result: dict[str, Any]) -> str:
     """The verdict for the parent run's description: the confirmed numbers and the conclusion."""
     from tuner.tracking.review import markdown_table
 
-    head = ["configuration", f"{plan.metric} per seed", "mean [95 %]", "improvement [95 %]", ""]
-    base = result["baseline"]
-
-    def values(vs: list[float | None]) -> str:
-        return " ".join("-" if v is None else f"{v:.4g}" for v in vs)
-
-    rows = [["baseline", values(base["values"]), _cell(base["mean"], base["ci"]), "", ""]]
-    rows += [
-        [f"trial {c['trial']}", values(c["values"]), _cell(c["mean"], c["ci"])]
-        + [_cell(c["improvement"], c["improvement_ci"]), _state(c["improvement_ci"])]
-        for c in result["candidates"]
-    ]
+    head, rows = _rows(plan, result, [])
     seeds = ", ".join(map(str, result["seeds"]))
     return (
         f"### Confirmation on fresh seeds ({seeds})\n\n{markdown_table(head, rows)}\n\n"
@@ -255,12 +325,29 @@ def verdict_metrics(result: dict[str, Any]) -> dict[str, float]:
                 "verdict/improvement_low": low,
                 "verdict/improvement_high": high,
             }
+        if winner.get("vs_reference") is not None:
+            low, high = winner["vs_reference_ci"]
+            out |= {
+                "verdict/vs_reference": winner["vs_reference"],
+                "verdict/vs_reference_low": low,
+                "verdict/vs_reference_high": high,
+            }
+    reference = result.get("reference")
+    if reference is not None and reference["mean"] is not None:
+        out["verdict/reference_mean"] = reference["mean"]
     return out
 
 
-def run_confirmation(plan: Plan, rows: list[dict[str, Any]], search_id: str, cache: str) -> dict:
+def run_confirmation(
+    plan: Plan,
+    rows: list[dict[str, Any]],
+    search_id: str,
+    cache: str,
+    early_stopping: dict[str, Any] | None = None,
+) -> dict:
     """Retrain the chosen configurations on the fresh seeds (resuming a stage a killed driver
-    left) and return the verdict, also written to verdict.json in the experiment folder."""
+    left) and return the verdict, also written to verdict.json in the experiment folder with the
+    search's early-stopping check (tuner/search/rungs.py)."""
     import functools
 
     from ray import tune
@@ -302,5 +389,7 @@ def run_confirmation(plan: Plan, rows: list[dict[str, Any]], search_id: str, cac
         resume=resuming,
     )
     result = verdict(plan, chosen, final_values(tuner.fit(), plan.metric))
+    if early_stopping is not None:
+        result["early_stopping"] = early_stopping
     write_text(f"{plan.experiment_dir}/{VERDICT_FILE}", json.dumps(result, indent=2) + "\n")
     return result

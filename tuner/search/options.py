@@ -21,6 +21,9 @@ from tuner.data.presets import DATASETS, FOLDER
 SEARCHES = ("optuna", "qmc", "random", "grid")
 OPTUNA_SEARCHES = ("optuna", "qmc")  # kept in an Optuna study (TPE; quasi-random Sobol)
 SCHEDULERS = ("asha", "pbt", "fifo")
+# How a trial the scheduler stopped early is told to an Optuna searcher: as PRUNED with its
+# intermediate values, or as COMPLETE with its last value (Ray's OptunaSearch's way).
+STOPPED_POLICIES = ("pruned", "final")
 IMAGE_METRIC = "eval/fid"
 LOWDIM_METRIC = "eval/nll"
 ASHA_REDUCTION = 3
@@ -174,7 +177,8 @@ def experiment_name(
             args.seed,
             metric,
             args.smoke_test,
-        ],
+        ]
+        + ([] if args.stopped == STOPPED_POLICIES[0] else [args.stopped]),
         default=str,
     )
     smoke = "-smoke" if args.smoke_test else ""

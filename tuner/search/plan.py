@@ -21,7 +21,9 @@ from tuner.config.spec import ConfigError, evaluation_steps, parse_set
 from tuner.search.options import (
     ASHA_REDUCTION,
     CONNECT_TIMEOUT,
+    OPTUNA_SEARCHES,
     SCHEDULERS,
+    STOPPED_POLICIES,
     UsageError,
     check_choice,
     check_counts,
@@ -72,6 +74,7 @@ class Plan:
     confirm_seeds: int = 0  # fresh training seeds of the confirmation
     connect_timeout: float = CONNECT_TIMEOUT  # seconds --address has to answer in
     wait_for_nodes: bool = False  # trials no node fits wait for nodes to join instead of failing
+    stopped: str = "pruned"  # how a trial the scheduler stopped is told to an Optuna searcher
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -105,6 +108,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     """Validate the options and resolve them into a plan (raises UsageError / ConfigError)."""
     check_choice("--space", args.space, list(SPACES))
     check_choice("--scheduler", args.scheduler, SCHEDULERS)
+    check_choice("--stopped", args.stopped, STOPPED_POLICIES)
     check_counts(args)
     space = SPACES[args.space]
     search = search_of(args, space)
@@ -154,14 +158,21 @@ def make_plan(args: argparse.Namespace) -> Plan:
         confirm_seeds=confirm_seeds,
         connect_timeout=args.connect_timeout,
         wait_for_nodes=args.wait_for_nodes,
+        stopped=args.stopped,
     )
 
 
 def _scheduler_line(plan: Plan) -> str:
     if plan.scheduler == "asha":
+        told = (
+            f"; stopped trials told to Optuna as {plan.stopped}"
+            if plan.search in OPTUNA_SEARCHES
+            else ""
+        )
         return (
             f"asha on {plan.metric} (time: step, grace {plan.eval_every}, max {plan.max_steps}, "
-            f"reduction {ASHA_REDUCTION}; evaluations at steps {', '.join(map(str, plan.eval_steps))})"
+            f"reduction {ASHA_REDUCTION}; evaluations at steps {', '.join(map(str, plan.eval_steps))}"
+            f"{told})"
         )
     if plan.scheduler == "pbt":
         return f"pbt every {plan.eval_every} steps, mutating {', '.join(plan.pbt_mutations)}"

@@ -39,11 +39,13 @@ def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = Non
     """The searcher; max_concurrent (0: no limit) caps the trials it lets run at once.
 
     With `study` (a study name), TPE keeps its trials in `optuna_storage(plan)`, where
-    `optuna-dashboard` opens them."""
+    `optuna-dashboard` opens them; a trial the scheduler stopped is told to it as
+    `plan.stopped` says (tuner/search/study.py)."""
     if plan.search in OPTUNA_SEARCHES:
         import optuna
         from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
+
+        from tuner.search.study import StudySearcher
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if plan.search == "qmc":  # scrambled Sobol points (the first one is a random draw)
@@ -57,8 +59,8 @@ def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = Non
         if study is not None:
             storage = optuna_storage(plan)
             Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            kwargs = {"storage": optuna.storages.RDBStorage(storage), "study_name": study}
-        searcher = OptunaSearch(sampler=sampler, **kwargs)
+            kwargs = {"storage": storage, "study_name": study}
+        searcher = StudySearcher(sampler, max_steps=plan.max_steps, stopped=plan.stopped, **kwargs)
         return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     from ray.tune.search import BasicVariantGenerator
 

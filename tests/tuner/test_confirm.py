@@ -1,0 +1,97 @@
+"""tuner/search/confirm.py: the confirmation's candidates and its verdict against the baseline
+and the paper's recipe (the space's reference), paired by seed with 95 % t intervals."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from scipy.stats import t
+
+from search_spaces import SPACES
+from tuner.config.spec import resolve
+from tuner.search import confirm
+from tuner.search.cli import build_parser
+from tuner.search.plan import make_plan
+
+PLAN = make_plan(build_parser().parse_args(["--space", "debias_family"]))
+
+
+def _row(trial: str, best: float, **keys: object) -> dict:
+    return {
+        "trial": trial,
+        "status": "FINISHED",
+        "best": best,
+        "config": resolve(PLAN.fixed | keys),
+    }
+
+
+ROWS = [_row("a", 1.9, **{"tiw.strength": 0.9}), _row("b", 2.2, **{"weighting.p": 1.0})]
+
+
+def _interval(diffs: list[float]) -> list[float]:
+    half = t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return [statistics.fmean(diffs) - half, statistics.fmean(diffs) + half]
+
+
+def test_the_confirmation_trains_the_top_trials_the_baseline_and_the_reference() -> None:
+    chosen = confirm.choose(PLAN, ROWS)
+    assert list(chosen["candidates"]) == ["trial a", "trial b", "baseline", "reference"]
+    ref = chosen["candidates"]["reference"]
+    assert ref == resolve(PLAN.fixed | SPACES["debias_family"]["reference"]["config"])
+    assert ref["weighting"] == "constant" and ref["tiw.strength"] == 1.0 and ref["cdl.coef"] == 0
+    assert chosen["seeds"] == [1, 2, 3]  # the search trained on seed 0
+    # a space without a reference confirms against its baseline only
+    grid = make_plan(build_parser().parse_args(["--space", "baselines"]))
+    rows = [{"trial": "x", "status": "FINISHED", "best": 1.0, "config": resolve(grid.fixed)}]
+    assert "reference" not in confirm.choose(grid, rows)["candidates"]
+
+
+def _values(**arms: list[float]) -> dict[tuple[str, int], float]:
+    label = {"a": "trial a", "b": "trial b", "base": "baseline", "ref": "reference"}
+    return {(label[k], s): v for k, vs in arms.items() for s, v in zip([1, 2, 3], vs, strict=True)}
+
+
+def test_the_winner_is_paired_with_the_baseline_and_the_reference_seed_by_seed() -> None:
+    chosen = confirm.choose(PLAN, ROWS)
+    base, ref, a = [3.0, 3.3, 3.1], [2.0, 2.1, 2.05], [1.9, 2.15, 2.0]
+    result = confirm.verdict(PLAN, chosen, _values(a=a, b=[2.5, 2.6, 2.4], base=base, ref=ref))
+    winner = result["winner"]
+    assert winner["trial"] == "a"
+    to_base = [b - x for b, x in zip(base, a, strict=True)]
+    assert winner["improvement"] == pytest.approx(statistics.fmean(to_base))
+    assert winner["improvement_ci"] == pytest.approx(_interval(to_base))
+    to_ref = [r - x for r, x in zip(ref, a, strict=True)]
+    assert winner["vs_reference"] == pytest.approx(statistics.fmean(to_ref))
+    assert winner["vs_reference_ci"] == pytest.approx(_interval(to_ref))
+    assert result["resolved"] is True and result["beats_reference"] is None
+    assert "beats the baseline" in result["conclusion"]
+    assert (
+        "did not beat the paper's recipe (not resolved); use the paper's recipe"
+        in (result["conclusion"])
+    )
+    assert result["reference"]["label"] == SPACES["debias_family"]["reference"]["label"]
+    table = confirm.confirmation_table(PLAN, result)
+    assert table.splitlines()[2].startswith("reference") and "vs reference [95 %]" in table
+    assert "reference: TIW-DSM as published" in table
+    assert "| reference |" in confirm.verdict_markdown(PLAN, result)
+    metrics = confirm.verdict_metrics(result)
+    assert metrics["verdict/vs_reference"] == pytest.approx(winner["vs_reference"])
+    assert metrics["verdict/reference_mean"] == pytest.approx(statistics.fmean(ref))
+
+
+@pytest.mark.parametrize(
+    ("ref", "beats", "words"),
+    [
+        ([2.5, 2.7, 2.6], True, "It also beats TIW-DSM as published"),
+        ([1.5, 1.7, 1.6], False, "It is worse than TIW-DSM as published"),
+    ],
+)
+def test_beating_or_losing_to_the_reference_is_said_plainly(
+    ref: list[float], beats: bool, words: str
+) -> None:
+    chosen = confirm.choose(PLAN, ROWS)
+    values = _values(a=[1.9, 2.15, 2.0], b=[2.5, 2.6, 2.4], base=[3.0, 3.3, 3.1], ref=ref)
+    result = confirm.verdict(PLAN, chosen, values)
+    assert result["beats_reference"] is beats and words in result["conclusion"]
+    assert ("use the paper's recipe" in result["conclusion"]) == (not beats)
