@@ -142,6 +142,16 @@ def errorbars(ax: Any, x: Iterable, s: dict[str, Any], key: str, at: list | None
         )
 
 
+def bars(ax: Any, s: dict[str, Any], runs: dict[str, list[dict]], key: str) -> None:
+    """One bar per arm of a summary: mean ± std of `key`, and each seed's value as a dot."""
+    names = list(runs)
+    ax.bar(range(len(names)), [s[n][key]["mean"] for n in names],
+           yerr=[s[n][key]["std"] for n in names], capsize=4, color="0.75")  # fmt: skip
+    for i, n in enumerate(names):
+        ax.scatter([i] * len(runs[n]), [r[key] for r in runs[n]], color="k", s=10, zorder=3)
+    ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+
+
 # -- results files ----------------------------------------------------------------------------
 def new(args: argparse.Namespace, arms: dict[str, Any], raw: Result, env: str = "") -> Result:
     """A results file's measured part: its name, command, arms and raw measurements."""
