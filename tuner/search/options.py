@@ -20,7 +20,7 @@ from tuner.data.presets import DATASETS, FOLDER
 
 SEARCHES = ("optuna", "qmc", "random", "grid")
 OPTUNA_SEARCHES = ("optuna", "qmc")  # kept in an Optuna study (TPE; quasi-random Sobol)
-SCHEDULERS = ("asha", "pbt", "fifo")
+SCHEDULERS = ("asha", "hyperband", "pbt", "fifo")
 # How a trial the scheduler stopped early is told to an Optuna searcher: as PRUNED with its
 # intermediate values, or as COMPLETE with its last value (Ray's OptunaSearch's way).
 STOPPED_POLICIES = ("pruned", "final")
@@ -58,7 +58,12 @@ def _check_range(option: str, value: float | None, low: float, high: float, kind
 
 
 def check_counts(args: argparse.Namespace) -> None:
-    for option, least in (("num_samples", 1), ("max_concurrent", 1), ("max_failures", 0)):
+    for option, least in (
+        ("num_samples", 1),
+        ("max_concurrent", 1),
+        ("max_failures", 0),
+        ("brackets", 1),
+    ):
         value = getattr(args, option)
         if value is not None and value < least:
             raise UsageError(f"--{option.replace('_', '-')} {value} must be at least {least}")
@@ -126,10 +131,10 @@ def check_schedule(scheduler: str, growth: float) -> None:
             f"eval.growth={growth:g} puts evaluations off ASHA's rungs (every·{ASHA_REDUCTION}^k): "
             f"use eval.growth=1 or {ASHA_REDUCTION}"
         )
-    if scheduler == "pbt" and growth != 1.0:
+    if scheduler in ("pbt", "hyperband") and growth != 1.0:
         raise UsageError(
-            f"eval.growth={growth:g} with --scheduler pbt: PBT exploits at a fixed interval, "
-            "use eval.growth=1"
+            f"eval.growth={growth:g} with --scheduler {scheduler}: it decides at a fixed interval "
+            "of evaluations, use eval.growth=1"
         )
 
 
@@ -178,7 +183,8 @@ def experiment_name(
             metric,
             args.smoke_test,
         ]
-        + ([] if args.stopped == STOPPED_POLICIES[0] else [args.stopped]),
+        + ([] if args.stopped == STOPPED_POLICIES[0] else [args.stopped])
+        + ([] if args.brackets == 1 else [f"brackets={args.brackets}"]),
         default=str,
     )
     smoke = "-smoke" if args.smoke_test else ""

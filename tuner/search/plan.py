@@ -75,6 +75,7 @@ class Plan:
     connect_timeout: float = CONNECT_TIMEOUT  # seconds --address has to answer in
     wait_for_nodes: bool = False  # trials no node fits wait for nodes to join instead of failing
     stopped: str = "pruned"  # how a trial the scheduler stopped is told to an Optuna searcher
+    brackets: int = 1  # ASHA's brackets (each starts its rungs one rung later)
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -159,6 +160,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         connect_timeout=args.connect_timeout,
         wait_for_nodes=args.wait_for_nodes,
         stopped=args.stopped,
+        brackets=args.brackets,
     )
 
 
@@ -169,10 +171,16 @@ def _scheduler_line(plan: Plan) -> str:
             if plan.search in OPTUNA_SEARCHES
             else ""
         )
+        brackets = f", {plan.brackets} brackets" if plan.brackets > 1 else ""
         return (
             f"asha on {plan.metric} (time: step, grace {plan.eval_every}, max {plan.max_steps}, "
-            f"reduction {ASHA_REDUCTION}; evaluations at steps {', '.join(map(str, plan.eval_steps))}"
-            f"{told})"
+            f"reduction {ASHA_REDUCTION}{brackets}; evaluations at steps "
+            f"{', '.join(map(str, plan.eval_steps))}{told})"
+        )
+    if plan.scheduler == "hyperband":
+        return (
+            f"hyperband on {plan.metric} (time: evaluations of {plan.eval_every} steps, max "
+            f"{len(plan.eval_steps)}, reduction {ASHA_REDUCTION})"
         )
     if plan.scheduler == "pbt":
         return f"pbt every {plan.eval_every} steps, mutating {', '.join(plan.pbt_mutations)}"

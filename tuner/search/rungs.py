@@ -19,6 +19,7 @@ from scipy.stats import norm, spearmanr
 from tuner.stats import LEVEL
 
 MIN_TRIALS = 4  # the interval needs n > 3
+EARLY_STOPPING = {"asha": "ASHA", "hyperband": "HyperBand"}  # schedulers that stop at rungs
 
 
 def rank_interval(rho: float, n: int, level: float = LEVEL) -> tuple[float, float]:
@@ -86,10 +87,11 @@ def against(result: dict[str, Any], scheduler: str) -> str | None:
     if not bad:
         return None
     steps = ", ".join(str(r["step"]) for r in bad)
-    if scheduler == "asha":
+    if scheduler in EARLY_STOPPING:
         return (
-            f"warning: ASHA's ranking at step {steps} is not shown to agree with the final one: "
-            "it may stop the winners; rerun with --scheduler fifo (no early stopping)"
+            f"warning: {EARLY_STOPPING[scheduler]}'s ranking at step {steps} is not shown to agree "
+            "with the final one: it may stop the winners; rerun with --scheduler fifo (no early "
+            "stopping)"
         )
     return (
         f"note: the ranking at step {steps} is not shown to agree with the final one: early "

@@ -70,7 +70,12 @@ def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = Non
 
 
 def make_scheduler(plan: Plan) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        FIFOScheduler,
+        HyperBandScheduler,
+        PopulationBasedTraining,
+    )
 
     if plan.scheduler == "asha":
         # Rungs at grace·3^k are multiples of eval.every: every rung is an evaluation.
@@ -78,6 +83,15 @@ def make_scheduler(plan: Plan) -> Any:
             time_attr="step",
             max_t=plan.max_steps,
             grace_period=min(plan.eval_every, plan.max_steps),
+            reduction_factor=ASHA_REDUCTION,
+            brackets=plan.brackets,
+        )
+    if plan.scheduler == "hyperband":
+        # Synchronous successive halving in brackets, counted in evaluations (eval.growth=1: one
+        # report every eval.every steps), so that its milestones fall on evaluations.
+        return HyperBandScheduler(
+            time_attr="training_iteration",
+            max_t=len(plan.eval_steps),
             reduction_factor=ASHA_REDUCTION,
         )
     if plan.scheduler == "pbt":

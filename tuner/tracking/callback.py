@@ -69,7 +69,7 @@ from tuner.tracking.store import (
 METRIC_PREFIXES = ("eval/", "loss/", "time/")
 CURVE_FILE = "curve.json"  # the trainer's points between two evaluations (loss/…, time/…)
 SEARCH_CURVES = "search_curves.png"
-SCHEDULER_NAMES = {"asha": "ASHA", "pbt": "PBT", "fifo": "the scheduler"}
+SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "pbt": "PBT", "fifo": "the scheduler"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _DIVERGED = re.compile(r"DivergenceError\b.*?\bat step (\d+)")
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*")
