@@ -108,6 +108,16 @@ def arm_seed_loop(
     return runs
 
 
+def seconds(fn: Callable[[], object], repeats: int = 1, clock: Callable[[], float] = time.perf_counter) -> list[float]:  # fmt: skip
+    """The seconds each of `repeats` calls of fn takes (wall time, or another clock)."""
+    out = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        out.append(clock() - t0)
+    return out
+
+
 def train(config: dict[str, Any], **components: Any) -> tuple[Trainer, dict[str, float]]:
     """A Trainer of `config` with the injected components (model, objective, dataset) trained
     to train.steps; and its wall and CPU seconds (construction included) and the mean total loss

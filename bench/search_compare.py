@@ -1,31 +1,22 @@
 """The search itself: TPE + ASHA vs random search vs the grid of published points (issue 15, §5).
 
-Each arm is the CLI as a user runs it (bench/searches.py: a fresh scratch folder of its own), on
-the default task (digits_biased, IMAGE_BUDGET), each with its confirmation stage (the top trials
-and the space's baseline retrained on fresh training seeds, verdict.json):
-
-    tpe_asha   python -m tuner.run --space debias_family --seed S     (the default search)
-    random     python -m tuner.run --space debias_family --search random --scheduler fifo --seed S
-    grid       python -m tuner.run --space baselines --scheduler fifo      (the 8 published points)
-
-for search seeds S in --seeds (the grid runs once); the FIFO arms evaluate at the same steps. The
-tpe_asha runs are bench/search_default.py's (--default-results) where it ran the same command.
-
-Every result of a search's trials is read back from Ray's result.json files and put in report
-order; the compute spent up to a result is the sum over trials of the steps (and trial-seconds)
-each had trained at its latest report by then, and the best-so-far FID a function of it. The
-reference is the best confirmed FID (the lowest mean over the fresh seeds of any run's confirmed
-winner); a run reaches when its best-so-far is <= 1.05 x the reference (also at 10, 15, 20 %).
-The target, TPE + ASHA's compute to reach <= 25 % of the grid's, is judged on the mean over
-search seeds with its 95 % t interval, only when every seed reaches. Each run's confirmed winner
-is compared with the baseline and with the grid's winner, seed by seed.
+Each arm is the CLI as a user runs it (bench/searches.py, a fresh scratch folder each) on the
+default task, with its confirmation stage: tpe_asha is `python -m tuner.run --space
+debias_family --seed S` (bench/search_default.py's runs where it ran the same command), random
+the same with `--search random --scheduler fifo`, the grid `--space baselines --scheduler fifo`
+(the 8 published points, once); the FIFO arms evaluate at the same steps. Compute up to a result
+is the steps (and trial-seconds) every trial had trained at its latest report by then, in
+report order; a run reaches when its best-so-far FID is <= 1.05 x the best confirmed FID (the
+lowest mean over the fresh seeds of any run's winner; also at 10-20 %). Target: TPE + ASHA's
+compute to reach <= 25 % of the grid's, by the mean over search seeds and its 95 % t interval,
+every seed reaching. Each run's winner is compared with the baseline and the grid's winner.
 
     .venv/bin/python bench/search_compare.py            # writes bench/results/search_compare.*
     .venv/bin/python bench/search_compare.py --smoke    # tuner.run --smoke-test, to /tmp
     .venv/bin/python bench/search_compare.py --resummarise   # everything again from the runs
 
-Each finished run is cached under --cache (by its command), so a rerun after an interruption
-redoes only what did not finish (an unfinished run starts again: no search is a resumed one).
+Finished runs are cached under --cache (by command): a rerun redoes only the unfinished ones,
+from scratch (no search is a resumed one).
 """
 
 from __future__ import annotations
@@ -334,22 +325,10 @@ def summarise(result: Result) -> Result:
     s["target"] = target_of(s["arms_summary"], s["table"])
     s["band_sensitivity"] = sensitivity_of(runs, curves, ref["fid"])
     s["noise"] = noise_of(runs, ref)
-    s["curves"] = {k: {"columns": ["cum_steps", "cum_trial_s", "best_fid"], "points": compact(c)}
-                   for k, c in curves.items()}  # fmt: skip
     s["reused"] = [k for k, r in runs.items() if r["source"] != "run"]
     s["wall_s_runs_sum"] = round(sum(r["wall_s"] for r in runs.values()), 1)
     figures = [("search_compare.png", "search compute to reach the best confirmed FID, and the confirmed winners")]  # fmt: skip
     return harness.page(result, TITLE, body(result, s), verdicts_of(runs, s), figures=figures, summary=s)  # fmt: skip
-
-
-def compact(c: dict[str, list[float]]) -> list[list[float]]:
-    """[steps, trial_s, best] where the best-so-far improves, plus the last result."""
-    out, last, n = [], math.inf, len(c["best"])
-    for k in range(n):
-        if c["best"][k] < last or k == n - 1:
-            out.append([c["steps"][k], round(c["trial_s"][k], 1), round(c["best"][k], 4)])
-            last = c["best"][k]
-    return out
 
 
 def body(result: Result, s: dict[str, Any]) -> list:
@@ -538,59 +517,40 @@ def verdicts_of(runs: dict[str, Result], s: dict[str, Any]) -> list[dict[str, An
 
 
 # -- plot -----------------------------------------------------------------------------------------
-def _plot_curves(ax: Any, s: dict[str, Any]) -> None:
-    ref, seen, lows = s["reference"], set(), []
-    for key, c in s["curves"].items():
-        arm = s["table"][key]["arm"]
-        steps, _, best = zip(*c["points"], strict=True)
-        lows += [b for b in best if math.isfinite(b)]
-        ax.step(steps, best, where="post", color=COLORS[arm], lw=1.3, label=None if arm in seen else LABELS[arm])  # fmt: skip
-        seen.add(arm)
-        hit = s["table"][key]["to_5pct_of_best"]["steps"]
-        if hit is not None:
-            ax.plot([hit], [best[list(steps).index(hit)]], "o", color=COLORS[arm], ms=4)
-    ax.axhline(ref["fid"], color="k", lw=0.8, ls=":", label=f"best confirmed {ref['fid']:.3f}")
-    ax.axhline(ref["threshold"], color="k", lw=1, ls="--", label="within 5 % of it")
-    band = ref["threshold"] - ref["fid"]
-    ax.set_ylim(min(min(lows), ref["fid"]) - band, max(min(max(lows), 2 * ref["fid"]), ref["fid"] + 4 * band))  # fmt: skip
-    ax.set(xlabel="cumulative training steps over all trials (search stage)", ylabel=f"best-so-far {METRIC} during the search",
-           title="best FID found vs compute (one line per search run; dot: within 5 %)")  # fmt: skip
-    ax.legend(fontsize=8)
-
-
-def _plot_confirmation(ax: Any, s: dict[str, Any]) -> None:
-    """Per run (one row each): the baseline's and the confirmed winner's FID on each fresh seed
-    (a line joins a seed's pair), and each one's mean with its 95 % interval."""
-    names = []
-    for y, (key, c) in enumerate(s["confirmation"].items()):
-        names.append(f"{key}: {c['label'] if c else 'no winner'}")
-        if c is None:
-            continue
-        color, base = COLORS[s["table"][key]["arm"]], c["baseline"]
-        for b, w in zip(base["values"], c["values"], strict=True):
-            if None not in (b, w):
-                ax.plot([b, w], [y + 0.15, y - 0.15], color="0.75", lw=0.8, zorder=1)
-        for entry, dy, col in ((base, 0.15, "0.4"), (c, -0.15, color)):
-            ax.scatter(entry["values"], [y + dy] * len(entry["values"]), color=col, s=14, zorder=3)
-            if entry["ci"] is not None and all(map(math.isfinite, entry["ci"])):
-                low, high = entry["ci"]
-                ax.errorbar(entry["mean"], y + dy, xerr=[[entry["mean"] - low], [high - entry["mean"]]],
-                            fmt="|", color=col, ms=10, capsize=2, lw=0.8, zorder=2)  # fmt: skip
-    ax.scatter([], [], color="0.4", s=14, label="baseline (constant ε-MSE)")
-    ax.scatter([], [], color="k", s=14, label="confirmed winner (its arm's colour)")
-    ax.errorbar([], [], xerr=[], fmt="|", color="k", label="mean, 95 % t interval")
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.invert_yaxis()
-    ax.set(xlabel=f"final {METRIC} per fresh training seed (a line joins a seed's pair)",
-           title="confirmation: each run's winner against the baseline")  # fmt: skip
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
-
-
 def plot(result: Result, path: Path) -> None:
-    plt = harness.pyplot()
+    """Best-so-far FID against compute, one line per run; and each run's confirmed winner against
+    the baseline on the fresh seeds (a line joins a seed's pair; bars: 95 % t intervals)."""
+    plt, s = harness.pyplot(), result["summary"]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [1.6, 1]})
-    _plot_curves(ax0, result["summary"])
-    _plot_confirmation(ax1, result["summary"])
+    ref, seen, lows = s["reference"], set(), []
+    for key, run in result["raw"]["runs"].items():
+        arm, c = run["arm"], curve(run)
+        lows += [b for b in c["best"] if math.isfinite(b)]
+        ax0.step(c["steps"], c["best"], where="post", color=COLORS[arm], lw=1.3, label=None if arm in seen else LABELS[arm])  # fmt: skip
+        seen.add(arm)
+        hit = s["table"][key]["to_5pct_of_best"]
+        if hit["reached"]:
+            ax0.plot([hit["steps"]], [c["best"][c["steps"].index(hit["steps"])]], "o", color=COLORS[arm], ms=4)  # fmt: skip
+    ax0.axhline(ref["fid"], color="k", lw=0.8, ls=":", label=f"best confirmed {ref['fid']:.3f}")
+    ax0.axhline(ref["threshold"], color="k", lw=1, ls="--", label="within 5 % of it")
+    band = ref["threshold"] - ref["fid"]
+    ax0.set_ylim(min(min(lows), ref["fid"]) - band, max(min(max(lows), 2 * ref["fid"]), ref["fid"] + 4 * band))  # fmt: skip
+    ax0.set(xlabel="cumulative training steps over all trials (search stage)", ylabel=f"best-so-far {METRIC} during the search",
+            title="best FID found vs compute (one line per search run; dot: within 5 %)")  # fmt: skip
+    ax0.legend(fontsize=8)
+    for y, (key, c) in enumerate(s["confirmation"].items()):
+        for b, w in zip(c["baseline"]["values"], c["values"], strict=True) if c else []:
+            ax1.plot([b, w], [y + 0.15, y - 0.15], color="0.75", lw=0.8, zorder=1)
+        for entry, dy, col in ((c["baseline"], 0.15, "0.4"), (c, -0.15, COLORS[s["table"][key]["arm"]])) if c else []:  # fmt: skip
+            ax1.scatter(entry["values"], [y + dy] * len(entry["values"]), color=col, s=14, zorder=3)
+            if entry["ci"] is not None and all(map(math.isfinite, entry["ci"])):
+                xerr = [[entry["mean"] - entry["ci"][0]], [entry["ci"][1] - entry["mean"]]]
+                ax1.errorbar(entry["mean"], y + dy, xerr=xerr, fmt="|", color=col, ms=10, capsize=2, lw=0.8, zorder=2)  # fmt: skip
+    names = [f"{key}: {c['label'] if c else 'no winner'}" for key, c in s["confirmation"].items()]
+    ax1.set_yticks(range(len(names)), names, fontsize=7)
+    ax1.invert_yaxis()
+    ax1.set(xlabel=f"final {METRIC} per fresh seed (grey: the baseline; colour: the run's winner)",
+            title="confirmation: each run's winner against the baseline")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
