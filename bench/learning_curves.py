@@ -92,6 +92,8 @@ def read_curves(exp: Path, params: list[str]) -> list[dict[str, Any]]:
             wall = float(r.get("time_total_s", wall))
             if all(isinstance(r.get(m), (int, float)) for m in METRICS):
                 curve.append({"step": int(r["step"])} | {m: float(r[m]) for m in METRICS})
+        if not config:  # started, nothing reported yet
+            continue
         trials.append(
             {
                 "trial": file.parent.name.removeprefix("trial_"),
