@@ -33,7 +33,7 @@ from pathlib import Path
 
 import harness
 import torch
-from claims import arm_rows, better, ci, column, direction, summarise_arms, table, verdict
+from claims import arm_rows, ci, column, direction, judge, summarise_arms, table, verdict
 from harness import Result
 
 from models.ambient import ConsistencyLoss, ambient_logsnr_stop
@@ -78,6 +78,14 @@ ARMS: dict[str, tuple[dict, bool, dict | None]] = {
     "tweedie + consistency 1.0 (k=2)": ({"ambient.consistency": 1.0}, True, {"chain_steps": 2}),
     "tweedie + consistency 1.0 (k=1, gap=1)": ({"ambient.consistency": 1.0}, True, {"gap": 1.0}),
 }
+X0_UNITS = "tweedie + consistency 1.0 (default chains, x0 units)"
+ERR = "rel_err_clean"
+CLAIMS = [
+    *[(f"{name} is closer to the clean covariance than Tweedie alone sampled to the end", ERR, [(name, NO_STOP)], "min")
+      for name in list(ARMS)[4:]],
+    ("consistency in ε units (the default) beats the paper's x0 units at coefficient 1", ERR, [(DEFAULT_CHAINS, X0_UNITS)], "min"),
+    ("Tweedie (sampled to the end) is closer to the clean covariance than naive training", ERR, [(NO_STOP, "naive")], "min"),
+]  # fmt: skip
 
 
 def samples_to_the_end(trainer: Trainer, n: int) -> torch.Tensor:
@@ -167,11 +175,7 @@ def summarise(result: Result) -> Result:
                 "of the exact clean denoiser through the same sampler", bool(low <= floor_err <= high),
                 f"relative error {ci(mean, low, high)} ({seeds}); floor {floor_err:.3f}"),
     ]  # fmt: skip
-    for name in list(ARMS)[4:]:
-        out.append(better(f"{name} is closer to the clean covariance than Tweedie alone sampled to the end", err, [(name, NO_STOP)], "min"))  # fmt: skip
-    x0_units = "tweedie + consistency 1.0 (default chains, x0 units)"
-    out.append(better("consistency in ε units (the default) beats the paper's x0 units at coefficient 1", err, [(DEFAULT_CHAINS, x0_units)], "min"))  # fmt: skip
-    out.append(better("Tweedie (sampled to the end) is closer to the clean covariance than naive training", err, [(NO_STOP, "naive")], "min"))  # fmt: skip
+    out += judge(runs, CLAIMS)
     # closed forms through the same sampler: does the interval over seeds of the arm's sample
     # variance hold the value?
     for name, form in (("naive", "naive: v + s_n^2"), ("tweedie, stop at s_n", "posterior mean at s_n: v^2/(v + s_n^2)"),

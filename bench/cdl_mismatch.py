@@ -38,18 +38,7 @@ from pathlib import Path
 import harness
 import torch
 import torch.nn.functional as F
-from claims import (
-    arm_rows,
-    better,
-    ci,
-    column,
-    direction,
-    mean_std,
-    pm,
-    summarise_arms,
-    table,
-    verdict,
-)
+from claims import arm_rows, ci, direction, judge, mean_std, pm, summarise_arms, table, verdict
 from harness import Result
 
 from models.analytic import ring8
@@ -76,6 +65,20 @@ ARMS: dict[str, tuple[float, dict]] = {
 }
 EQUAL_TIME_OF = "cdl 0.1"
 EQUAL_TIME = f"plain, wall-clock of {EQUAL_TIME_OF}"  # more steps, the same training time
+PAPER = "Wu et al. 2024: CDL trains the denoiser off the training distribution"
+MISMATCHED = "eps_err/mismatched"
+CLAIMS = [
+    *[(f"{arm} lowers the denoiser's error at mismatched levels below plain denoising's at equal steps ({PAPER})",
+       MISMATCHED, [(arm, "plain")], "min") for arm in ("cdl 0.1", "cdl 1.0")],
+    ("cdl 0.1 lowers the error at mismatched levels below plain denoising's given the same training time", MISMATCHED,
+     [("cdl 0.1", EQUAL_TIME)], "min"),
+    *[claim for arm in ("cdl 0.1", "cdl 1.0") for claim in (
+        (f"{arm} needs fewer Picard sweeps than plain denoising (Wu et al. 2024)", "picard/iterations", [(arm, "plain")], "min"),
+        (f"{arm} improves 5-step DDIM samples (NLL under the true mixture) over plain denoising (Wu et al. 2024: better "
+         "few-step sampling)", "ddim5/nll", [(arm, "plain")], "min"))],
+    ("cdl 1.0 with the new estimator has a lower mismatched-level error than with the earlier one (4 i.i.d. levels for a "
+     "quarter of the batch)", MISMATCHED, [("cdl 1.0", EARLIER_ARM)], "min"),
+]  # fmt: skip
 LAMBDA_BINS = [(-6.0, -2.0), (-2.0, 2.0), (2.0, 6.0), (6.0, 12.0)]
 
 
@@ -233,20 +236,7 @@ def summarise(result: Result) -> Result:
     raw = result["raw"]
     runs, noise = raw["runs"], raw["estimator_noise"]
     s = summarise_arms(runs)
-    mismatched, out = column(runs, "eps_err/mismatched"), []
-    paper = "Wu et al. 2024: CDL trains the denoiser off the training distribution"
-    for arm in ("cdl 0.1", "cdl 1.0"):
-        out.append(better(f"{arm} lowers the denoiser's error at mismatched levels below plain denoising's at equal steps ({paper})",
-                          mismatched, [(arm, "plain")], "min"))  # fmt: skip
-    out.append(better("cdl 0.1 lowers the error at mismatched levels below plain denoising's given the same training time",
-                      mismatched, [("cdl 0.1", EQUAL_TIME)], "min"))  # fmt: skip
-    for arm in ("cdl 0.1", "cdl 1.0"):
-        out.append(better(f"{arm} needs fewer Picard sweeps than plain denoising (Wu et al. 2024)",
-                          column(runs, "picard/iterations"), [(arm, "plain")], "min"))  # fmt: skip
-        out.append(better(f"{arm} improves 5-step DDIM samples (NLL under the true mixture) over plain denoising (Wu et al. "
-                          "2024: better few-step sampling)", column(runs, "ddim5/nll"), [(arm, "plain")], "min"))  # fmt: skip
-    out.append(better("cdl 1.0 with the new estimator has a lower mismatched-level error than with the earlier one (4 i.i.d. "
-                      "levels for a quarter of the batch)", mismatched, [("cdl 1.0", EARLIER_ARM)], "min"))  # fmt: skip
+    out = judge(runs, CLAIMS)
     plain = runs["plain"]
     for est, what in (("cdl", "defaults"), ("cdl_earlier", "earlier estimator")):
         mean, lo, hi = mean_interval(

@@ -18,6 +18,9 @@ from tuner.stats import LEVEL, mean_interval, paired_improvement
 
 Holds = bool | None
 Columns = dict[str, list[float]]
+# A claim that arms beat others: its sentence, the metric, the (candidate, baseline) pairs that
+# must all hold, and whether the metric is better low ("min") or high ("max").
+Claim = tuple[str, str, list[tuple[str, str]], str]
 BOOTSTRAP_DRAWS = 10_000
 
 
@@ -182,6 +185,11 @@ def compare(columns: Columns, pairs: Iterable[tuple[str, str]], mode: str) -> tu
 def better(claim: str, columns: Columns, pairs: list[tuple[str, str]], mode: str) -> dict:
     """The verdict that every (candidate, baseline) of `pairs` beats its baseline."""
     return verdict(claim, *compare(columns, pairs, mode))
+
+
+def judge(runs: dict[str, list[dict[str, Any]]], claims: Iterable[Claim]) -> list[dict[str, Any]]:
+    """The verdict of each claim, from the arms' runs (per seed) paired by seed."""
+    return [better(text, column(runs, metric), pairs, mode) for text, metric, pairs, mode in claims]
 
 
 def exceeds(values: list[float], ref: float) -> tuple[Holds, str]:

@@ -18,7 +18,7 @@ import tempfile
 import time
 
 import harness
-from claims import better, column, pm, sd, summarise_arms, table, verdict
+from claims import judge, pm, sd, summarise_arms, table, verdict
 from harness import Result
 
 from search_spaces import SPACES
@@ -29,7 +29,12 @@ from tuner.training.trainer import run_trial
 
 NAME = "default_budget"
 TITLE = "The default search's budget: TIW-DSM against plain denoising"
-ARMS = {"plain (a=0)": {"tiw.strength": 0.0}, "TIW-DSM (a=1)": {"tiw.strength": 1.0}}
+PLAIN, TIW = "plain (a=0)", "TIW-DSM (a=1)"
+ARMS = {PLAIN: {"tiw.strength": 0.0}, TIW: {"tiw.strength": 1.0}}
+CLAIMS = [
+    ("TIW-DSM lowers the FID against plain denoising", "eval/fid", [(TIW, PLAIN)], "min"),
+    ("TIW-DSM raises the minority share of the samples", "eval/minority_fraction", [(TIW, PLAIN)], "max"),
+]  # fmt: skip
 KEYS = ("eval/fid", "eval/minority_fraction", "eval/kid")
 RATIO = 3.0  # the target: difference >= RATIO x the larger seed std
 
@@ -52,17 +57,15 @@ def summarise(result: Result) -> Result:
     s = summarise_arms(runs)
     for arm, rows in raw["per_seed"].items():
         s[arm]["wall_s"] = statistics.fmean(r["wall_s"] for r in rows)
-    plain, tiw = (s[a]["eval/fid"] for a in ARMS)
+    plain, tiw = s[PLAIN]["eval/fid"], s[TIW]["eval/fid"]
     gap, noise = plain["mean"] - tiw["mean"], max(plain["std"], tiw["std"])
     s |= {"fid_gap": gap, "fid_gap_over_std": gap / noise if noise > 0 else float("inf")}
-    pair = [tuple(reversed(list(ARMS)))]
     verdicts = [
         verdict(f"On the default search's budget, TIW-DSM's FID gain over plain denoising is at least {RATIO:g} times "
-                f"the larger seed standard deviation ({len(runs[pair[0][1]])} seeds)", gap >= RATIO * noise,
+                f"the larger seed standard deviation ({len(runs[PLAIN])} seeds)", gap >= RATIO * noise,
                 f"gap {gap:.3g} = {s['fid_gap_over_std']:.3g} × max std (plain {pm(plain['mean'], plain['std'])}, "
                 f"TIW {pm(tiw['mean'], tiw['std'])})"),
-        better("TIW-DSM lowers the FID against plain denoising", column(runs, "eval/fid"), pair, "min"),
-        better("TIW-DSM raises the minority share of the samples", column(runs, "eval/minority_fraction"), pair, "max"),
+        *judge(runs, CLAIMS),
     ]  # fmt: skip
     rows = [[arm, sd(s[arm]["eval/fid"]), sd(s[arm]["eval/minority_fraction"])] for arm in ARMS]
     body = [f"`{result['command']}` trains the default search's trial configuration (its baseline: constant ε-MSE, no CDL) "

@@ -21,7 +21,7 @@ from typing import Any
 
 import harness
 import torch
-from claims import better, column, compare, sd, summarise_arms, table
+from claims import column, compare, judge, sd, summarise_arms, table
 from harness import Result
 
 from models.param import add_noise
@@ -34,7 +34,7 @@ NOTE = (
     "the NLL under the unbiased truth cannot show a shift of the modes' shares: both modes have "
     "the same density there."
 )
-PLAIN, FULL = "plain (a=0)", "TIW full (a=1)"
+PLAIN, HALF, FULL, WEIGHT, CORR = "plain (a=0)", "TIW full (a=0.5)", "TIW full (a=1)", "weight only", "correction only"  # fmt: skip
 ARMS = {
     "plain (a=0)": {"tiw.strength": 0.0},
     "TIW full (a=0.5)": {"tiw.strength": 0.5, "tiw.mode": "full"},
@@ -42,6 +42,15 @@ ARMS = {
     "weight only": {"tiw.strength": 1.0, "tiw.mode": "weight"},
     "correction only": {"tiw.strength": 1.0, "tiw.mode": "correction"},
 }
+MINORITY = "eval/minority_fraction"
+CLAIMS = [
+    ("TIW-DSM (a = 1) raises the minority fraction of samples above plain denoising's (toward the unbiased 0.5)",
+     MINORITY, [(FULL, PLAIN)], "max"),
+    ("Half strength (a = 0.5) lands between plain denoising and TIW-DSM (a = 1)", MINORITY, [(HALF, PLAIN), (FULL, HALF)], "max"),
+    ("The paper's ablation: the correction alone raises the minority fraction over plain denoising's", MINORITY, [(CORR, PLAIN)], "max"),
+    ("The weight alone raises the minority fraction over plain denoising's", MINORITY, [(WEIGHT, PLAIN)], "max"),
+] + [(f"TIW-DSM (a = 1) lowers the {what} the unbiased truth of its samples below plain denoising's", key, [(FULL, PLAIN)], "min")
+     for key, what in (("eval/mmd", "MMD to"), ("eval/swd", "SWD to"), ("eval/nll", "NLL under"))]  # fmt: skip
 
 
 def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
@@ -98,22 +107,9 @@ def summarise(result: Result) -> Result:
     raw = result["raw"]
     runs = {arm: raw["runs"][arm] for arm in ARMS}
     s = summarise_arms(raw["runs"], skip=[k for r in raw["runs"].values() for k in r[0] if k.startswith("time/")])  # fmt: skip
+    verdicts = judge(runs, CLAIMS)
     minority = column(runs, "eval/minority_fraction")
-    half, corr, weight = "TIW full (a=0.5)", "correction only", "weight only"
-    verdicts = [
-        better("TIW-DSM (a = 1) raises the minority fraction of samples above plain denoising's "
-               "(toward the unbiased 0.5)", minority, [(FULL, PLAIN)], "max"),
-        better("Half strength (a = 0.5) lands between plain denoising and TIW-DSM (a = 1)",
-               minority, [(half, PLAIN), (FULL, half)], "max"),
-        better("The paper's ablation: the correction alone raises the minority fraction over "
-               "plain denoising's", minority, [(corr, PLAIN)], "max"),
-        better("The weight alone raises the minority fraction over plain denoising's", minority,
-               [(weight, PLAIN)], "max"),
-    ]  # fmt: skip
-    verdicts[2]["evidence"] += f"; against the full method: {compare(minority, [(corr, FULL)], 'max')[1]}"  # fmt: skip
-    for key, what in (("eval/mmd", "MMD to"), ("eval/swd", "SWD to"), ("eval/nll", "NLL under")):
-        claim = f"TIW-DSM (a = 1) lowers the {what} the unbiased truth of its samples below plain denoising's"  # fmt: skip
-        verdicts.append(better(claim, column(runs, key), [(FULL, PLAIN)], "min"))
+    verdicts[2]["evidence"] += f"; against the full method: {compare(minority, [(CORR, FULL)], 'max')[1]}"  # fmt: skip
     c, disc = raw["config"], s["discriminator"]
     rows = [[arm, sd(v["eval/minority_fraction"]), sd(v["eval/nll"]), sd(v["eval/mmd"], 2), sd(v["eval/swd"])]
             for arm, v in s.items() if arm != "discriminator"]  # fmt: skip

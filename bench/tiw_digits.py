@@ -42,11 +42,11 @@ from typing import Any
 import harness
 import torch
 from claims import (
-    better,
     column,
     compare,
     every,
     exceeds,
+    judge,
     mean_std,
     negate,
     pm,
@@ -78,7 +78,15 @@ ARMS: dict[str, dict[str, Any]] = {
     "weight only (a=1)": {"tiw.strength": 1.0, "tiw.mode": "weight"},
     "correction only (a=1)": {"tiw.strength": 1.0, "tiw.mode": "correction"},
 }
-PLAIN = "plain (a=0)"
+PLAIN, HALF, FULL, WEIGHT, CORR = ARMS
+SHARE = "eval/minority_fraction"
+CLAIMS = [
+    (f"{FULL} raises the minority share over plain denoising's", SHARE, [(FULL, PLAIN)], "max"),
+    (f"{FULL} brings the class proportions closer to the test split's than plain denoising", "eval/mode_error", [(FULL, PLAIN)], "min"),
+    (f"{FULL} lowers the FID against the class-uniform test split below plain denoising's", "eval/fid", [(FULL, PLAIN)], "min"),
+    (f"Half strength ({HALF}) lands between plain denoising and {FULL} in minority share", SHARE, [(HALF, PLAIN), (FULL, HALF)], "max"),
+    (f"The weight alone ({WEIGHT}) raises the minority share over plain denoising's", SHARE, [(WEIGHT, PLAIN)], "max"),
+]  # fmt: skip
 EVAL_KEYS = (
     "eval/fid",
     "eval/kid",
@@ -238,21 +246,13 @@ def summarise(result: Result) -> Result:
 def verdicts(raw: Result, s: dict[str, Any]) -> list[dict[str, Any]]:
     """The claims of the TIW-DSM paper on digits, and of this benchmark's reading, computed."""
     runs, unbiased, discs = raw["runs"], raw["unbiased"], raw["discriminator"]
-    half, full, weight, corr = list(ARMS)[1:]
+    full, corr = FULL, CORR
     share, fid = column(runs, "eval/minority_fraction"), column(runs, "eval/fid")
     obs = s["real_data"]["observed (biased)"]["eval/minority_fraction"]["mean"]
     holds, text = exceeds(share[PLAIN], obs)
     out = [verdict("Plain denoising sharpens the observed bias: its samples' minority share is "
                    "below the observed set's own", negate(holds), f"plain {text} (95 % t); the observed set {obs:.3f}")]  # fmt: skip
-    out += [
-        better(f"{full} raises the minority share over plain denoising's", share, [(full, PLAIN)], "max"),
-        better(f"{full} brings the class proportions closer to the test split's than plain denoising",
-               column(runs, "eval/mode_error"), [(full, PLAIN)], "min"),
-        better(f"{full} lowers the FID against the class-uniform test split below plain denoising's", fid, [(full, PLAIN)], "min"),
-        better(f"Half strength ({half}) lands between plain denoising and {full} in minority share",
-               share, [(half, PLAIN), (full, half)], "max"),
-        better(f"The weight alone ({weight}) raises the minority share over plain denoising's", share, [(weight, PLAIN)], "max"),
-    ]  # fmt: skip
+    out += judge(runs, CLAIMS)
     (holds, ev), (holds_fid, ev_fid) = (
         compare(share, [(corr, PLAIN)], "max"),
         compare(fid, [(corr, PLAIN)], "min"),

@@ -17,6 +17,7 @@ from claims import (  # noqa: E402
     direction,
     every,
     exceeds,
+    judge,
     mean_std,
     median_interval,
     pm,
@@ -103,6 +104,22 @@ def test_a_paired_claim_follows_its_data_seed_by_seed() -> None:
     assert better("worse beats base", columns, [("worse", "base")], "min")["holds"] is False
     both = better("both", columns, [("cand", "base"), ("worse", "base")], "min")
     assert both["holds"] is False and both["evidence"].startswith("base 3.0 ± 2.0, cand 2.9 ± 2.0")
+
+
+def test_judge_states_claims_as_data_and_pairs_the_arms_runs_by_seed() -> None:
+    runs = {
+        "a": [{"fid": 3.0}, {"fid": 3.2}, {"fid": 3.1}],
+        "b": [{"fid": 2.0}, {"fid": 2.3}, {"fid": 2.05}],
+    }
+    claims = [
+        ("b lowers the FID", "fid", [("b", "a")], "min"),
+        ("b raises the FID", "fid", [("b", "a")], "max"),
+    ]
+    lowers, raises = judge(runs, claims)
+    assert (lowers["claim"], lowers["holds"], raises["holds"]) == ("b lowers the FID", True, False)
+    assert lowers == better(
+        "b lowers the FID", {"a": [3.0, 3.2, 3.1], "b": [2.0, 2.3, 2.05]}, [("b", "a")], "min"
+    )
 
 
 def test_exceeds_is_the_t_interval_against_a_reference() -> None:
