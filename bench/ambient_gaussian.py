@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import harness
 import torch
@@ -40,6 +42,7 @@ from models.ambient import ConsistencyLoss, ambient_logsnr_stop
 from models.analytic import GaussianMixture
 from tuner.config.build import build_sampler
 from tuner.config.spec import resolve
+from tuner.data.presets import Dataset
 from tuner.stats import mean_interval, paired_improvement
 from tuner.training.trainer import Trainer
 
@@ -120,20 +123,10 @@ def through_the_sampler(base: dict, n: int = 100_000) -> dict[str, list[float]]:
     return out
 
 
-def train(config: dict, chains: dict | None) -> Trainer:
-    trainer = Trainer(config)
-    if chains is not None:  # the class's chains (its defaults plus the arm's keywords)
-        c = trainer.config
-        trainer.objective.consistency = ConsistencyLoss(
-            trainer.dataset.noise_sigma,
-            logsnr_max=c["noise.logsnr_max"],
-            grid=c["sampler.grid"],
-            **chains,
-        )
-    trainer.prepare()
-    while trainer.step < trainer.config["train.steps"]:
-        trainer.train_step()
-    return trainer
+def consistency(chains: dict[str, Any]) -> Callable[[Dataset, dict[str, Any]], ConsistencyLoss]:
+    """The consistency term from the class itself: its defaults plus the arm's keywords."""
+    return lambda data, c: ConsistencyLoss(data.noise_sigma, logsnr_max=c["noise.logsnr_max"], grid=c["sampler.grid"],
+                                           coef=c["ambient.consistency"], **chains)  # fmt: skip
 
 
 def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
@@ -141,18 +134,15 @@ def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
     t0 = time.perf_counter()
     key = json.dumps([overrides, chains], sort_keys=True)
     if key not in cache:  # "no stop" reuses the trained "stop at s_n" model
-        cache[key] = train(base | {"seed": seed} | overrides, chains)
+        config = base | {"seed": seed} | overrides
+        term = None if chains is None else consistency(chains)
+        cache[key] = harness.train(config, **harness.components(config, term=term))[0]
     trainer = cache[key]
     n = trainer.config["eval.samples"]
     x = samples_to_the_end(trainer, n) if full else trainer.sample(n)
     var = x.var(0)
-    return {
-        "var_x": float(var[0]),
-        "var_y": float(var[1]),
-        "cov_xy": float(torch.cov(x.T)[0, 1]),
-        "rel_err_clean": float(((var - V) / V).abs().mean()),
-        "time_s": time.perf_counter() - t0,
-    }
+    return {"var_x": float(var[0]), "var_y": float(var[1]), "cov_xy": float(torch.cov(x.T)[0, 1]),
+            "rel_err_clean": float(((var - V) / V).abs().mean()), "time_s": time.perf_counter() - t0}  # fmt: skip
 
 
 def summarise(result: Result) -> Result:

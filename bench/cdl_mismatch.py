@@ -47,6 +47,7 @@ from models.param import add_noise
 from models.picard import sample_picard
 from models.samplers import sample_ddim
 from models.schedules import alpha_sigma, logsnr_grid
+from tuner.data.presets import Dataset
 from tuner.evaluation.metrics import lowdim_metrics
 from tuner.stats import mean_interval
 from tuner.training.trainer import Trainer
@@ -82,12 +83,11 @@ CLAIMS = [
 LAMBDA_BINS = [(-6.0, -2.0), (-2.0, 2.0), (2.0, 6.0), (6.0, 12.0)]
 
 
-def make_cdl(trainer: Trainer, kwargs: dict) -> CDLLoss:
+def make_cdl(dataset: Dataset, c: dict, kwargs: dict) -> CDLLoss:
     """The contrastive term from the class, with the reference of the training data's moments
-    (as tuner/config/build.py makes it) and the trainer's log-SNR bounds."""
-    flat = trainer.dataset.train.flatten(1)
+    (as tuner/config/terms.py makes it) and the config's log-SNR bounds."""
+    flat = dataset.train.flatten(1)
     mean, cov = flat.mean(0), torch.cov(flat.T)
-    c = trainer.config
     kw = dict(kwargs)
     if kw.get("levels_loc") == "reference":
         kw["levels_loc"] = importance_density(
@@ -101,7 +101,7 @@ def make_cdl(trainer: Trainer, kwargs: dict) -> CDLLoss:
 @torch.no_grad()
 def eps_errors(trainer: Trainer, n: int = 20000) -> dict[str, float]:
     truth, model = trainer.dataset.truth, trainer.ema.eval()
-    cdl = make_cdl(trainer, {})
+    cdl = make_cdl(trainer.dataset, trainer.config, {})
     q = importance_density(cdl.ref.eigs)  # the scoring levels: centred at the reference
     g = torch.Generator().manual_seed(777)
     x0 = truth.sample(n, g)
@@ -145,9 +145,9 @@ def gradient_scale(trainer: Trainer, batches: int = 20) -> dict[str, float]:
     model = trainer.model
     data = trainer.dataset.train
     terms = {
-        "denoise": trainer.objective.denoise,
-        "cdl": make_cdl(trainer, {}),
-        "cdl_earlier": make_cdl(trainer, EARLIER),
+        "denoise": trainer.objective.terms["denoise"],
+        "cdl": make_cdl(trainer.dataset, trainer.config, {}),
+        "cdl_earlier": make_cdl(trainer.dataset, trainer.config, EARLIER),
     }
     grads: dict[str, list[torch.Tensor]] = {k: [] for k in terms}
     for i in range(batches):
@@ -168,18 +168,15 @@ def gradient_scale(trainer: Trainer, batches: int = 20) -> dict[str, float]:
 
 def run_arm(config: dict, steps: int, cdl: dict | None) -> dict[str, float]:
     """Train `steps` steps of `config` (with the class's CDL term built from `cdl` keywords
-    when given); its errors, sampling metrics, and times."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    trainer = Trainer(config | {"train.steps": steps, "eval.every": steps})
-    if cdl is not None:
-        trainer.objective.cdl = make_cdl(trainer, cdl)
-    while trainer.step < steps:
-        trainer.train_step()
-    train_s = time.process_time() - c0  # CPU time of one thread: robust to other jobs
+    when given, in place of the config's); its errors, sampling metrics, and times."""
+    t0, config = time.perf_counter(), config | {"train.steps": steps, "eval.every": steps}
+    term = None if cdl is None else lambda data, c: make_cdl(data, c, cdl | {"coef": c["cdl.coef"]})
+    trainer, info = harness.train(config, **harness.components(config, term=term))
     out = eps_errors(trainer) | sampling(trainer)
     if cdl is None:  # plain denoising: how large would a CDL term's gradient be here?
         out |= gradient_scale(trainer)
-    return out | {"steps": float(steps), "train_s": train_s, "time_s": time.perf_counter() - t0}
+    # train_s: CPU time of the one training thread, robust to other jobs
+    return out | {"steps": float(steps), "train_s": info["time/train_cpu_s"], "time_s": time.perf_counter() - t0}  # fmt: skip
 
 
 @torch.no_grad()

@@ -32,6 +32,10 @@ if str(ROOT) not in sys.path:
 
 from claims import verdict_word  # noqa: E402
 
+from models.objective import Objective, Term  # noqa: E402
+from tuner.config.build import build_dataset, build_objective  # noqa: E402
+from tuner.config.spec import resolve  # noqa: E402
+from tuner.config.terms import discriminator_for  # noqa: E402
 from tuner.training.trainer import Trainer  # noqa: E402
 
 Result = dict[str, Any]
@@ -131,6 +135,35 @@ def train(config: dict[str, Any], **components: Any) -> tuple[Trainer, dict[str,
         "time/train_cpu_s": time.process_time() - c0,
         "loss/total_last10pct": sum(tail) / len(tail),
     }
+
+
+def components(
+    config: dict[str, Any], *, disc: dict[str, Any] | None = None,
+    term: Callable[[Any, dict[str, Any]], Term] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What a benchmark injects into the Trainer: the dataset and objective of `config`, with a
+    trained TIW discriminator's state `disc` in its TIW term (so that the arms of a seed share
+    one and none pre-trains again), and with term(dataset, config) in place of the config's term
+    of that name (or added)."""
+    config = resolve(config)
+    dataset = build_dataset(config)
+    trained = None
+    if disc is not None:
+        trained = discriminator_for(dataset)
+        trained.load_state_dict(disc)
+    objective = build_objective(config, dataset, disc=trained)
+    if term is not None:
+        new = term(dataset, config)
+        objective = Objective({**objective.terms, new.name: new}.values())
+    return {"dataset": dataset, "objective": objective}
+
+
+def discriminator(config: dict[str, Any]) -> tuple[Trainer, dict[str, Any], dict[str, float]]:
+    """A TIW discriminator pre-trained as the trainer's prepare() does (TIW on at strength 1):
+    the trainer that holds it (to check it), its state (to share) and its training metrics."""
+    trainer = Trainer(config | {"tiw.strength": 1.0})
+    metrics = trainer.prepare()
+    return trainer, trainer.objective.tiw.disc.state_dict(), metrics
 
 
 def pyplot() -> Any:

@@ -30,7 +30,7 @@ from models.nets import MLP, UNet
 from models.objective import Objective
 from models.param import EpsModel
 from models.schedules import CosineDensity
-from models.tiw import TIWCorrection
+from models.tiw import TIWCorrection, TIWLoss
 from models.weighting import Constant, Debiased, Normalized
 from tuner.data.presets import load_dataset
 
@@ -52,22 +52,18 @@ def arms(setting: str) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Objecti
     plain = DenoiseLoss(Constant(), q)
     ambient = AmbientLoss(0.5 if mlp else 0.2, Constant(), q)
     objectives = {
-        "plain": Objective(plain),
-        "weighting": Objective(DenoiseLoss(Normalized(Debiased(), q), q)),
+        "plain": Objective([plain]),
+        "weighting": Objective([DenoiseLoss(Normalized(Debiased(), q), q)]),
     }
     for mode in ("full", "weight", "correction"):
-        objectives[f"tiw_{mode}"] = Objective(
-            plain, tiw=TIWCorrection(disc().requires_grad_(False), 1.0, mode)
-        )
-    objectives["tweedie"] = Objective(plain, ambient=ambient)
+        objectives[f"tiw_{mode}"] = Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, mode))])
+    objectives["tweedie"] = Objective([ambient])
     for k in (1, 2, 4):
-        consistency = ConsistencyLoss(ambient.sigma_n, chain_steps=k)
-        objectives[f"consistency_k{k}"] = Objective(
-            plain, ambient=ambient, consistency=consistency, consistency_coef=0.015
-        )
-    objectives["cdl_default"] = Objective(plain, cdl=CDLLoss(mean, cov), cdl_coef=1.0)
-    objectives["cdl_m2"] = Objective(plain, cdl=CDLLoss(mean, cov, mc_points=2), cdl_coef=1.0)
-    return net, data[:256] if mlp else data[:64], objectives  # fmt: skip
+        consistency = ConsistencyLoss(ambient.sigma_n, chain_steps=k, coef=0.015)
+        objectives[f"consistency_k{k}"] = Objective([ambient, consistency])
+    objectives["cdl_default"] = Objective([plain, CDLLoss(mean, cov)])
+    objectives["cdl_m2"] = Objective([plain, CDLLoss(mean, cov, mc_points=2)])
+    return net, data[:256] if mlp else data[:64], objectives
 
 
 def make_step(

@@ -1,12 +1,11 @@
 """TIW-DSM on bimodal_biased: does the minority fraction of samples move from 0.1 toward 0.5?
 
-Observed set 0.9/0.1 (20k), reference 0.5/0.5 (1k). For each seed one discriminator is trained
-(tuner's TIW pre-training) and shared by the arms: plain denoising of the observed data
-(a = 0), TIW-DSM at half strength (a = 0.5) and in full (a = 1), weight only and correction only (the paper's ablation).
-Each arm trains with tuner.training.trainer.Trainer at a small budget and is scored on its samples
-(eval/minority_fraction, eval/nll under the unbiased truth, eval/mode_error). The
-discriminator is scored against the exact ratio: RMSE of log r and of σ∇ₓlog r (the ε-target
-correction) on noised observed data at λ ~ q.
+Observed set 0.9/0.1 (20k), reference 0.5/0.5 (1k). Per seed one discriminator is pre-trained
+(the trainer's own pre-training) and injected into every arm: plain denoising of the observed
+data (a = 0), TIW-DSM at half strength (a = 0.5) and in full (a = 1), weight only and correction
+only (the paper's ablation), each scored on its samples (minority fraction, NLL under the
+unbiased truth, MMD, SWD). The discriminator is scored against the exact ratio: RMSE of log r
+and of σ∇ₓlog r (the ε-target correction) on noised observed data at λ ~ q.
 
     .venv/bin/python bench/tiw_bimodal.py            # writes bench/results/tiw_bimodal.*
     .venv/bin/python bench/tiw_bimodal.py --smoke    # tiny budget, to a temporary folder
@@ -15,7 +14,6 @@ correction) on noised observed data at λ ~ q.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -74,31 +72,12 @@ def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
     }
 
 
-def discriminator(seed: int, base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
-    """One seed's discriminator, trained exactly as the trainer's prepare() would: its state and
-    its metrics against the exact ratio."""
-    first = Trainer(base | {"seed": seed, "tiw.strength": 1.0})
-    metrics = first.prepare() | ratio_errors(first)
-    return first.objective.tiw.disc.state_dict(), metrics
-
-
-def run_arm(arm: str, seed: int, base: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+def run_arm(arm: str, seed: int, base: dict[str, Any], disc: dict[str, Any]) -> dict[str, Any]:
     """One arm trained with the seed's shared discriminator, evaluated on its samples."""
-    t0 = time.perf_counter()
-    trainer = Trainer(base | {"seed": seed} | ARMS[arm])
-    if trainer.objective.tiw is not None:
-        trainer.objective.tiw.disc.load_state_dict(state)
-        trainer.objective.tiw.disc.eval().requires_grad_(False)
-    trainer.prepared = True
-    while trainer.step < trainer.config["train.steps"]:
-        trainer.train_step()
-    metrics = trainer.evaluate()
-    metrics["time/train_s"] = time.perf_counter() - t0
-    print(
-        f"seed {seed} {arm:16s} minority {metrics['eval/minority_fraction']:.3f} "
-        f"nll {metrics['eval/nll']:.3f} ({metrics['time/train_s']:.0f}s)",
-        flush=True,
-    )
+    config = base | {"seed": seed} | ARMS[arm]
+    trainer, info = harness.train(config, **harness.components(config, disc=disc))
+    metrics = trainer.evaluate() | {"time/train_s": info["time/train_s"]}
+    print(f"seed {seed} {arm:16s} minority {metrics['eval/minority_fraction']:.3f} nll {metrics['eval/nll']:.3f}", flush=True)  # fmt: skip
     return metrics | {"samples": trainer.last_samples[:2000].tolist()}
 
 
@@ -147,37 +126,26 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    args = parser.parse_args()
+def main() -> int | None:
+    args = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000).parse_args()
     if args.resummarise:
         return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     steps, seeds = (20, [0]) if args.smoke else (args.steps, args.seeds)
-    base = {
-        "data": "bimodal_biased",
-        "train.steps": steps,
-        "train.batch": 256,
-        "net.width": 128,
-        "eval.samples": 5000,
-        "eval.every": steps,
-        "train.threads": 1,
-        "tiw.disc_steps": 40 if args.smoke else 1500,
-    }
-    t0 = time.perf_counter()
+    base = {"data": "bimodal_biased", "train.steps": steps, "train.batch": 256, "net.width": 128, "eval.samples": 5000,
+            "eval.every": steps, "train.threads": 1, "tiw.disc_steps": 40 if args.smoke else 1500}  # fmt: skip
     discs: dict[int, tuple[dict[str, Any], dict[str, float]]] = {}
-
-    samples: dict[str, list] = {}  # seed 0's, for the figure
+    samples: dict[str, list] = {}  # the first seed's, for the figure
 
     def run(arm: str, seed: int) -> Result:
         if seed not in discs:  # one discriminator per seed, shared by the arms
-            discs[seed] = discriminator(seed, base)
+            trainer, state, metrics = harness.discriminator(base | {"seed": seed})
+            discs[seed] = state, metrics | ratio_errors(trainer)
         r = run_arm(arm, seed, base, discs[seed][0])
         samples.setdefault(arm, r.pop("samples"))
         return r
 
     runs = harness.arm_seed_loop(ARMS, seeds, run)
-    print(f"total {time.perf_counter() - t0:.0f}s")
     raw = {
         "config": base,
         "seeds": len(seeds),
@@ -186,7 +154,8 @@ def main() -> None:
     harness.finish(
         args, harness.new(args, ARMS, raw), summarise, lambda r, path: plot(r, path, samples)
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

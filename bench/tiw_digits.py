@@ -1,34 +1,22 @@
 """TIW-DSM on digits_biased: do the class proportions of samples move toward uniform, at what FID?
 
-digits_biased (tuner/data/presets.py) keeps every train image of classes 0–4 and 20 % of classes 5–9
-(≈ 810 images, minority share ≈ 1/6), with a class-uniform reference set of 80 images; the test
-split (450 images) is class-uniform. For each seed one ConvDiscriminator is pre-trained exactly
-as the trainer's prepare() would (tuner's TIW pre-training, same seed, stream and density) and
-shared by the five arms, which differ only in the loss (METHODS.md §3):
-
-- plain (a=0): denoising of the observed data;
-- full a=0.5: weight r^0.5, ε-target correction 0.5·σ∇ₓlog r;
-- TIW-DSM (a=1): weight r, correction σ∇ₓlog r;
-- weight only (a=1) and correction only (a=1): the paper's ablation.
-
-Each arm trains with tuner.training.trainer.Trainer (default UNet, cosine q(λ), the same steps, batch and
-per-step draws) and is scored as the trainer reports it (Trainer.evaluate: eval.samples DDIM-50
-samples, tuner.evaluation.metrics.image_metrics with the digits CNN against the test split): eval/fid,
-eval/kid, eval/mode_error (total variation between the CNN's class fractions on the samples and
-on the test split), eval/minority_fraction (CNN share of classes 5–9) and eval/minority_error.
-The per-class fractions come from the same CNN (tuner.evaluation.metrics.digit_class_fractions).
-
-For scale, the same metrics of real images: the observed (biased) set itself, and as many images
-drawn at random from the whole (class-uniform) digits train split. The discriminator is checked
-where its target is known: at λ = 8 (nearly clean) log r of an observed class-c image should be
-log(p_ref(c)/p_obs(c)) (≈ −0.5 for classes 0–4, ≈ +1.1 for 5–9), and E_obs[r] = 1 at every λ.
+digits_biased keeps every train image of classes 0–4 and 20 % of classes 5–9 (≈ 810 images,
+minority share ≈ 1/6), with a class-uniform reference set of 80 images; the test split (450
+images) is class-uniform. Per seed one ConvDiscriminator is pre-trained as the trainer's own
+pre-training does and injected into the five arms, which differ only in the loss (METHODS.md
+§3): plain (a=0), full a=0.5 (weight r^0.5, correction 0.5·σ∇ₓlog r), TIW-DSM (a=1), and the
+paper's ablation, weight only and correction only (a=1). Each arm is scored as the trainer
+reports it (eval.samples DDIM-50 samples against the test split, the digits CNN): FID, KID, the
+total variation of the CNN's class fractions (eval/mode_error) and the minority share. For scale,
+the same metrics of real images: the observed set, and as many drawn from the whole train split.
+The discriminator is checked where its target is known: at λ = 8 log r of an observed class-c
+image is log(p_ref(c)/p_obs(c)) (≈ −0.5 for classes 0–4, ≈ +1.1 for 5–9), and E_obs[r] = 1.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/tiw_digits.py   # writes bench/results/tiw_digits.*
     .venv/bin/python bench/tiw_digits.py --smoke    # a minute, to a temporary folder
     .venv/bin/python bench/tiw_digits.py --resummarise    # summary and verdicts again
 
-Each (arm, seed) result and each seed's discriminator are cached under --cache, keyed by their
-full configuration.
+Each (arm, seed) result and each seed's discriminator are cached under --cache by configuration.
 """
 
 from __future__ import annotations
@@ -141,9 +129,7 @@ def discriminator_check(trainer: Trainer, draws: int = 8) -> dict[str, float]:
     return out
 
 
-def discriminator(
-    cache: Path | None, base: dict[str, Any], seed: int
-) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def discriminator(cache: Path | None, base: dict[str, Any], seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:  # fmt: skip
     """One seed's pre-trained discriminator (state, metrics), cached as a .pt file."""
     config = base | {"seed": seed, "tiw.strength": 1.0}
     file = (
@@ -152,37 +138,22 @@ def discriminator(
     if file is not None and file.exists():
         saved = torch.load(file, weights_only=True)
         return saved["state"], json.loads(saved["metrics"])
-    trainer = Trainer(config)
     t0 = time.perf_counter()
-    metrics = trainer.prepare() | {"time/prepare_s": time.perf_counter() - t0}
-    metrics |= discriminator_check(trainer)
-    state = trainer.objective.tiw.disc.state_dict()
+    trainer, state, metrics = harness.discriminator(config)
+    metrics |= {"time/prepare_s": time.perf_counter() - t0} | discriminator_check(trainer)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state": state, "metrics": json.dumps(metrics)}, file)
     return state, metrics
 
 
-def run_arm(config: dict[str, Any], disc_state: dict[str, torch.Tensor] | None) -> dict[str, Any]:
-    trainer = Trainer(config)
-    if trainer.objective.tiw is not None:
-        trainer.objective.tiw.disc.load_state_dict(disc_state)
-        trainer.objective.tiw.disc.eval().requires_grad_(False)
-    trainer.prepared = True
-    t0 = time.perf_counter()
-    losses: list[float] = []
-    while trainer.step < config["train.steps"]:
-        losses.append(trainer.train_step()["loss/total"])
-    train_s = time.perf_counter() - t0
-    metrics = trainer.evaluate()
-    tail = losses[-max(1, len(losses) // 10) :]
-    return {k: metrics[k] for k in EVAL_KEYS} | {
-        "class_fractions": class_fractions(trainer.last_samples),
-        "loss/total_last10pct": sum(tail) / len(tail),
-        "time/train_s": train_s,
-        "time/eval_s": metrics["time/eval_s"],
-        "samples": trainer.last_samples[:GRID].tolist(),
-    }
+def run_arm(config: dict[str, Any], disc: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+    """One arm, with the seed's shared discriminator injected, scored as the trainer reports it."""
+    trainer, info = harness.train(config, **harness.components(config, disc=disc))
+    metrics, images = trainer.evaluate(), trainer.last_samples
+    return {k: metrics[k] for k in EVAL_KEYS} | {"class_fractions": class_fractions(images),
+            "loss/total_last10pct": info["loss/total_last10pct"], "time/train_s": info["time/train_s"],
+            "time/eval_s": metrics["time/eval_s"], "samples": images[:GRID].tolist()}  # fmt: skip
 
 
 def real_data(seed: int) -> dict[str, dict[str, Any]]:
@@ -326,18 +297,10 @@ def main() -> int | None:
     if args.smoke:
         args.seeds, args.steps, args.samples, args.disc_steps = [0], 10, 100, 30
     cache = harness.cache_dir(args)
-    base = {
-        "data": "digits_biased",
-        "train.steps": args.steps,
-        "train.batch": args.batch,
-        "train.threads": 1,
-        "eval.samples": args.samples,
-        "eval.every": args.steps,
-        "tiw.disc_steps": args.disc_steps,
-    }
-    extra = {"what": NAME, "grid": GRID}
-    t0 = time.perf_counter()
+    base = {"data": "digits_biased", "train.steps": args.steps, "train.batch": args.batch, "train.threads": 1,
+            "eval.samples": args.samples, "eval.every": args.steps, "tiw.disc_steps": args.disc_steps}  # fmt: skip
     discs: dict[int, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
+    samples: dict[str, list] = {}  # the first seed's, for the figure
 
     def shared(seed: int) -> dict[str, torch.Tensor]:  # trained on first need, cached
         if seed not in discs:
@@ -346,37 +309,25 @@ def main() -> int | None:
 
     def run(arm: str, seed: int) -> Result:
         config = base | ARMS[arm] | {"seed": seed}
-        tiw = ARMS[arm]["tiw.strength"] > 0
-        fn = lambda: run_arm(config, shared(seed) if tiw else None)  # noqa: E731
-        r = harness.cached(cache, config, extra, fn)
-        print(
-            f"seed {seed} {arm:22s} minority {r['eval/minority_fraction']:.3f} "
-            f"mode_err {r['eval/mode_error']:.3f} FID {r['eval/fid']:.3f} "
-            f"({r['time/train_s']:.0f}s train, {r['time/eval_s']:.0f}s eval)",
-            flush=True,
+        disc = shared(seed) if ARMS[arm]["tiw.strength"] > 0 else None
+        r = harness.cached(
+            cache, config, {"what": NAME, "grid": GRID}, lambda: run_arm(config, disc)
         )
+        print(f"seed {seed} {arm:22s} minority {r['eval/minority_fraction']:.3f} FID {r['eval/fid']:.3f}", flush=True)  # fmt: skip
+        samples.setdefault(arm, r.pop("samples"))
         return r | {"seed": seed}
 
-    samples: dict[str, list] = {}  # the first seed's, for the figure
-
-    def run_kept(arm: str, seed: int) -> Result:
-        r = run(arm, seed)
-        samples.setdefault(arm, r.pop("samples"))
-        return r
-
-    runs = harness.arm_seed_loop(ARMS, args.seeds, run_kept)
-    real: dict[str, list[dict[str, Any]]] = {}
+    runs, real = harness.arm_seed_loop(ARMS, args.seeds, run), {}
     for seed in args.seeds:
         shared(seed)  # the discriminator's metrics, also when every arm was cached
-        print(f"seed {seed} discriminator {json.dumps(discs[seed][1])}", flush=True)
         for name, m in real_data(seed).items():
             real.setdefault(name, []).append(m | {"seed": seed})
-    print(f"total {time.perf_counter() - t0:.0f}s")
     raw = {"config": base, "seeds": args.seeds, "note": NOTE, "unbiased": unbiased_reference(), "runs": runs,
            "discriminator": [discs[seed][1] | {"seed": seed} for seed in args.seeds], "real_data": real}  # fmt: skip
     result = harness.new(args, ARMS, raw, env="OMP_NUM_THREADS=1 ")
     harness.finish(args, result, summarise, lambda r, path: plot(r, path, samples))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

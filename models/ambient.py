@@ -20,6 +20,7 @@ loss stays below 1/margin times that of plain ε-MSE, and the weight falls linea
 """
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -65,6 +66,12 @@ class AmbientLoss:
         logvar_head: optional EDM2 head (the loss becomes w/e^u · mse + u as in DenoiseLoss).
         margin: the taper width in 1 − ρ (0 < margin <= 1).
     """
+
+    # an objective term (models/objective.py's Term): the denoising term on noisy data
+    name = "denoise"
+    coef = 1.0
+    requires: ClassVar[dict[str, str]] = {"noisy": ""}
+    refuses: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -124,10 +131,24 @@ class AmbientLoss:
         weight = taper if weight is None else taper * weight
         return self.denoise.core(model, y, eps_in, logsnr, weight, correction)
 
+    @property
+    def logsnr_stop(self) -> float:
+        """The highest level this term trains: the data's own, λ_n (sampling stops there unless
+        another term trains the levels above it)."""
+        return self.logsnr_n
+
+    def loss(self, model: nn.Module, y: Tensor, drawn: tuple[Tensor, Tensor]) -> Tensor:
+        """``core`` at the noise and levels ``drawn`` by ``draw``."""
+        eps, logsnr = drawn
+        return self.core(model, y, eps, logsnr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The EDM2 log-variance head, trained with the model (none without it)."""
+        return self.denoise.modules()
+
     def __call__(self, model: nn.Module, y: Tensor, generator: torch.Generator | None) -> Tensor:
         """Draw λ, ε from ``generator`` and return ``core`` (B,)."""
-        eps, logsnr = self.draw(y, generator)
-        return self.core(model, y, eps, logsnr)
+        return self.loss(model, y, self.draw(y, generator))
 
     def tweedie_objective(self, model: nn.Module, y: Tensor, eps: Tensor, logsnr: Tensor) -> Tensor:
         """The unscaled J of Daras et al. 2024, Eq. 5, averaged over dimensions (B,)."""
@@ -205,7 +226,15 @@ class ConsistencyLoss:
         grid: the sampler grid's spacing ("cosine", "linear", "karras"; ``logsnr_grid``), whose
             law over [λ_n, logsnr_max] the end levels follow.
         units: "eps" (default: scaled by SNR(λ''), like the Tweedie term) or "x0" (the paper's).
+        coef: its weight λ_cons in the objective's total.
     """
+
+    # an objective term (models/objective.py's Term)
+    name = "consistency"
+    requires: ClassVar[dict[str, str]] = {
+        "ambient": "the Tweedie objective it ties the lower levels to"
+    }
+    refuses: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -216,6 +245,7 @@ class ConsistencyLoss:
         *,
         grid: str = "cosine",
         units: str = "eps",
+        coef: float = 1.0,
     ) -> None:
         if units not in ("eps", "x0"):
             raise ValueError(f"consistency units must be 'eps' or 'x0', got {units!r}")
@@ -235,6 +265,7 @@ class ConsistencyLoss:
         self.logsnr_max = float(logsnr_max)
         self.grid = grid
         self.units = units
+        self.coef = float(coef)
         # the sampler's spacing over [λ_n, logsnr_max], tabulated (raises on an unknown grid)
         self._spacing = logsnr_grid(grid, _SPACING_STEPS, self.logsnr_n, self.logsnr_max).double()
 
@@ -267,10 +298,19 @@ class ConsistencyLoss:
         chain[-1] = end
         return torch.cat([lam_n[None], start[None], chain]).to(device)
 
-    def __call__(self, model: nn.Module, y: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Per-example two-chain consistency estimate (B,); draws levels then chain noise."""
+    def draw(self, y: Tensor, generator: torch.Generator | None) -> tuple[Tensor, list[Tensor]]:
+        """The levels (``levels``), then the noise of each ancestral step of the two chains
+        (the transport step first when ``gap`` > 0), each (2B, ...)."""
+        lam = self.levels(y.shape[0], generator, y.device).to(y.dtype)
+        like = y.new_empty((2 * y.shape[0], *y.shape[1:]))  # the two chains side by side
+        steps = self.chain_steps + (1 if self.gap > 0.0 else 0)
+        return lam, [randn_from(generator, like) for _ in range(steps)]
+
+    def loss(self, model: nn.Module, y: Tensor, drawn: tuple[Tensor, list[Tensor]]) -> Tensor:
+        """Per-example two-chain consistency estimate (B,) at the levels and noises ``drawn``."""
         n = y.shape[0]
-        lam = self.levels(n, generator, y.device).to(y.dtype)
+        lam, noises = drawn
+        noise = iter(noises)
         lam0 = lam[0]
         x = y * bcast(alpha_sigma(lam0)[0], y)  # x_VP = y/sqrt(1 + s_n²)
         chain = torch.cat([x, x])  # two chains side by side in one batch of 2n
@@ -280,13 +320,11 @@ class ConsistencyLoss:
             x0_hat = torch.cat([h0, h0])
             if self.gap > 0.0:  # transport to the chain's start (identity where λ_n)
                 lam_start = lam[1].repeat(2)
-                chain = _ddpm_step(
-                    chain, x0_hat, lam0.repeat(2), lam_start, randn_from(generator, chain)
-                )
+                chain = _ddpm_step(chain, x0_hat, lam0.repeat(2), lam_start, next(noise))
                 x0_hat = eps_to_x0(chain, model(chain, lam_start), lam_start)
             for j in range(2, self.chain_steps + 2):
                 lam_t, lam_s = lam[j - 1].repeat(2), lam[j].repeat(2)
-                chain = _ddpm_step(chain, x0_hat, lam_t, lam_s, randn_from(generator, chain))
+                chain = _ddpm_step(chain, x0_hat, lam_t, lam_s, next(noise))
                 if j < self.chain_steps + 1:
                     x0_hat = eps_to_x0(chain, model(chain, lam_s), lam_s)
         lam_end = lam[-1].repeat(2)
@@ -298,3 +336,11 @@ class ConsistencyLoss:
             d = eps_end - (chain - bcast(a, chain) * torch.cat([h0, h0])) / bcast(s, chain)
         # two independent chains: E[(h''₁ − h)(h''₂ − h) | x] = ‖E[h''|x] − h‖²
         return (d[:n] * d[n:]).flatten(1).mean(1)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """None: the term has no learned part of its own."""
+        return {}
+
+    def __call__(self, model: nn.Module, y: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Per-example two-chain consistency estimate (B,); draws levels then chain noise."""
+        return self.loss(model, y, self.draw(y, generator))

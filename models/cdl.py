@@ -20,6 +20,7 @@ examples (Wu et al. 2024, Eq. 8–10).
 
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -269,10 +270,10 @@ class CDLLoss:
     ``test_default_logit_noise_is_below_half_the_exact_spread`` keeps the ratio below ½.
 
     Composition with TIW: ``weight`` (B,) is the importance weight of each clean example x0[i]
-    (e.g. r^a of TIW-DSM, computed by the caller); the logistic loss of example i, clean or
-    noised, is multiplied by weight[i], so both classes follow the reweighted (target) law.
-    No normalisation: with weights of mean 1 over the observed law (a density ratio) the
-    weighted loss has the target's expectation, as the TIW denoising term.
+    (e.g. r^a of TIW-DSM: ``example_weight``, or the caller's ``weight``); the logistic loss of
+    example i, clean or noised, is multiplied by weight[i], so both classes follow the
+    reweighted (target) law. No normalisation: with weights of mean 1 over the observed law (a
+    density ratio) the weighted loss has the target's expectation, as the TIW denoising term.
 
     Args:
         data_mean: (D,) mean of the (training) data, flattened.
@@ -286,7 +287,17 @@ class CDLLoss:
         qmc: randomised quasi-Monte Carlo levels and noises (False: i.i.d.).
         levels_loc: centre of q (None: the larger of the reference's centre and
             zeta_loc + zeta_scale).
+        coef: its weight λ_cdl in the objective's total.
+        example_weight: optional ``example_weight(x0) -> (B,)``, the importance weight of each
+            clean example when the objective targets a reweighted law (TIW-DSM's r^a).
     """
+
+    # an objective term (models/objective.py's Term)
+    name = "cdl"
+    requires: ClassVar[dict[str, str]] = {}
+    # its classifier learns the observed law; on noisy data with the Tweedie objective that is
+    # the noisy law the Tweedie term corrects
+    refuses: ClassVar[dict[str, str]] = {"ambient": "its classifier would fit the noisy law"}
 
     def __init__(
         self,
@@ -305,6 +316,8 @@ class CDLLoss:
         pointwise: bool = True,
         qmc: bool = True,
         levels_loc: float | None = None,
+        coef: float = 1.0,
+        example_weight: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if mc_points < 1 or not 0.0 <= fraction <= 1.0:
             raise ValueError(
@@ -326,6 +339,8 @@ class CDLLoss:
         self.fraction = float(fraction)
         self.pointwise = pointwise
         self.qmc = qmc
+        self.coef = float(coef)
+        self.example_weight = example_weight
 
     def to(self, device: torch.device | str) -> "CDLLoss":
         r = self.ref
@@ -333,7 +348,7 @@ class CDLLoss:
         self.ref = GaussianRef(r.mean.to(device), r.eigs.to(device), basis)
         return self
 
-    def draw(
+    def draw_levels(
         self, n: int, shape: tuple[int, ...], generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Levels (M, n), noises (M, n, *shape) and log q (M, n) for n likelihoods."""
@@ -349,9 +364,15 @@ class CDLLoss:
         self, model: nn.Module, z: Tensor, zeta: Tensor, generator: torch.Generator | None
     ) -> Tensor:
         """The estimate of ℓ(z) = log p(z) − log p_ζ(z) (n,) with this loss's draws."""
+        return self._logit(model, z, zeta, self.draw_levels(z.shape[0], z.shape[1:], generator))
+
+    def _logit(
+        self, model: nn.Module, z: Tensor, zeta: Tensor, levels: tuple[Tensor, Tensor, Tensor]
+    ) -> Tensor:
+        """ℓ(z) at the drawn levels, noises and log q (``draw_levels``)."""
         if self.ref.mean.device != z.device:
             self.to(z.device)
-        logsnrs, eps, log_q = self.draw(z.shape[0], tuple(z.shape[1:]), generator)
+        logsnrs, eps, log_q = levels
         dev, dt = z.device, z.dtype
         return cdl_logit(
             model,
@@ -364,6 +385,50 @@ class CDLLoss:
             self.pointwise,
         )
 
+    def draw(self, x0: Tensor, generator: torch.Generator | None) -> tuple:
+        """The subset's clean count (a fair coin for an odd subset), its ζ's, the ζ-noise, then
+        the levels, noises and log q of its likelihoods (``draw_levels``); () when off."""
+        b = x0.shape[0]
+        if self.fraction == 0.0 or b == 0:
+            return ()
+        n = min(b, max(1, round(self.fraction * b)))
+        n_clean, dev = n // 2, draw_device(generator, x0.device)
+        if n % 2:  # the odd example's class is a fair coin: the classes stay balanced on average
+            n_clean += int(torch.randint(0, 2, (1,), generator=generator, device=dev))
+        zeta = self.zeta.sample(n, generator).to(x0.device, x0.dtype)
+        xi = randn_from(generator, x0[n_clean:n])
+        return n_clean, zeta, xi, self.draw_levels(n, x0.shape[1:], generator)
+
+    def loss(
+        self, model: nn.Module, x0: Tensor, drawn: tuple, weight: Tensor | None = None
+    ) -> Tensor:
+        """Per-example CDL (B,) at the draws ``drawn``; ``weight``: optional (B,) importance
+        weight of each x0 (default: ``example_weight`` when given; see the class docstring)."""
+        b = x0.shape[0]
+        out = torch.zeros(b, device=x0.device, dtype=x0.dtype)
+        if weight is not None and weight.shape != (b,):
+            raise ValueError(f"CDL weight must have shape ({b},), got {tuple(weight.shape)}")
+        if not drawn:
+            return out
+        if weight is None and self.example_weight is not None:
+            weight = self.example_weight(x0)
+        n_clean, zeta, xi, levels = drawn
+        n = zeta.shape[0]
+        a_z, s_z = alpha_sigma(zeta[n_clean:])
+        noised = bcast(a_z, xi) * x0[n_clean:n] + bcast(s_z, xi) * xi
+        z = torch.cat([x0[:n_clean], noised])
+        logit = self._logit(model, z, zeta, levels)
+        # logistic loss: clean = 1, noised = 0 (Wu et al. 2024, Eq. 10), per data dimension
+        loss = torch.cat([F.softplus(-logit[:n_clean]), F.softplus(logit[n_clean:])])
+        if weight is not None:
+            loss = loss * weight[:n].to(loss.dtype)
+        out[:n] = loss * (b / (n * self.ref.dim))
+        return out
+
+    def modules(self) -> dict[str, nn.Module]:
+        """None: the term has no learned part of its own."""
+        return {}
+
     def __call__(
         self,
         model: nn.Module,
@@ -373,25 +438,4 @@ class CDLLoss:
     ) -> Tensor:
         """Per-example CDL (B,); draws ζ, the ζ-noise, then the levels and ε's. ``weight``:
         optional (B,) importance weight of each x0 (see the class docstring)."""
-        b = x0.shape[0]
-        out = torch.zeros(b, device=x0.device, dtype=x0.dtype)
-        if weight is not None and weight.shape != (b,):
-            raise ValueError(f"CDL weight must have shape ({b},), got {tuple(weight.shape)}")
-        if self.fraction == 0.0 or b == 0:
-            return out
-        n = min(b, max(1, round(self.fraction * b)))
-        n_clean, dev = n // 2, draw_device(generator, x0.device)
-        if n % 2:  # the odd example's class is a fair coin: the classes stay balanced on average
-            n_clean += int(torch.randint(0, 2, (1,), generator=generator, device=dev))
-        zeta = self.zeta.sample(n, generator).to(x0.device, x0.dtype)
-        xi = randn_from(generator, x0[n_clean:n])
-        a_z, s_z = alpha_sigma(zeta[n_clean:])
-        noised = bcast(a_z, xi) * x0[n_clean:n] + bcast(s_z, xi) * xi
-        z = torch.cat([x0[:n_clean], noised])
-        logit = self.logit(model, z, zeta, generator)
-        # logistic loss: clean = 1, noised = 0 (Wu et al. 2024, Eq. 10), per data dimension
-        loss = torch.cat([F.softplus(-logit[:n_clean]), F.softplus(logit[n_clean:])])
-        if weight is not None:
-            loss = loss * weight[:n].to(loss.dtype)
-        out[:n] = loss * (b / (n * self.ref.dim))
-        return out
+        return self.loss(model, x0, self.draw(x0, generator), weight)

@@ -1,6 +1,8 @@
 """The weighted denoising loss L = E_{x0, λ~q, ε}[w(λ) ‖ε̂(x_λ, λ) − ε‖²] (METHODS.md),
 as a small callable returning per-example losses (the caller reduces)."""
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -18,6 +20,12 @@ class DenoiseLoss:
         logvar_head: optional ``LogVarHead``; the loss becomes w/e^u · mse + u
             (Karras et al. 2024, EDM2 Eq. 21).
     """
+
+    # an objective term (models/objective.py's Term): logged as loss/denoise, weight 1
+    name = "denoise"
+    coef = 1.0
+    requires: ClassVar[dict[str, str]] = {}
+    refuses: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -70,7 +78,15 @@ class DenoiseLoss:
         """The model input x_λ = α x0 + σ ε."""
         return add_noise(x0, eps, logsnr)
 
+    def loss(self, model: nn.Module, x0: Tensor, drawn: tuple[Tensor, Tensor]) -> Tensor:
+        """``core`` at the noise and levels ``drawn`` by ``draw``."""
+        eps, logsnr = drawn
+        return self.core(model, x0, eps, logsnr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The EDM2 log-variance head, trained with the model (none without it)."""
+        return {} if self.logvar_head is None else {"logvar_head": self.logvar_head}
+
     def __call__(self, model: nn.Module, x0: Tensor, generator: torch.Generator) -> Tensor:
         """``core`` at the levels and noise of ``draw``."""
-        eps, logsnr = self.draw(x0, generator)
-        return self.core(model, x0, eps, logsnr)
+        return self.loss(model, x0, self.draw(x0, generator))

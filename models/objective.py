@@ -1,124 +1,120 @@
-"""The training objective: one denoising term (plain, TIW-DSM or ambient Tweedie) plus optional
-consistency and contrastive terms (METHODS.md §2–4). Every term is per example (B,)."""
+"""The training objective: the sum of its terms, each a registered class with one small protocol
+(METHODS.md §1–4). Every term is per example (B,).
 
-from typing import Any
+The terms of this project: the denoising term (``DenoiseLoss``; on noisy data the ambient
+Tweedie objective, ``AmbientLoss``, in its place), TIW-DSM (``TIWLoss``, which reweights the
+denoising term and replaces it), the consistency term (``ConsistencyLoss``) and the contrastive
+term (``CDLLoss``). ``TERMS`` holds their builders (tuner/config/terms.py), in the order their
+draws are made; the configuration's composition rules are read from each term's ``requires``
+and ``refuses`` (tuner/config/spec.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from models.ambient import AmbientLoss, ConsistencyLoss
-from models.cdl import CDLLoss
-from models.losses import DenoiseLoss
-from models.tiw import TIWCorrection
+from models.registry import Registry
+from models.tiw import TIWCorrection, TIWLoss
+
+
+class Term(Protocol):
+    """One term of the objective: ``coef · loss(model, x0, draw(x0, generator))`` per example.
+
+    ``name`` is its metric (loss/<name>); a term built under the name of an earlier one replaces
+    it. ``requires`` maps each data fact ("noisy": noisy observations, "reference": an unbiased
+    reference set) or registered term it needs to why; ``refuses`` maps each registered term it
+    does not compose with to why. A term may also say ``logsnr_stop``, the highest log-SNR it
+    trains when that is below the density's top (the ambient term: the data's own level).
+    """
+
+    name: str
+    coef: float
+    requires: ClassVar[dict[str, str]]
+    refuses: ClassVar[dict[str, str]]
+
+    def draw(self, x0: Tensor, generator: torch.Generator | None) -> Any:
+        """Everything random the term needs for a batch, drawn from ``generator`` in order."""
+        ...
+
+    def loss(self, model: nn.Module, x0: Tensor, drawn: Any) -> Tensor:
+        """The per-example loss (B,), deterministic given ``drawn``."""
+        ...
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Its learned parts, checkpointed with the model (trained with it where they require
+        gradients)."""
+        ...
+
+
+# name -> builder(**its config keys, parts=...) -> Term | None (None: off for this config); an
+# entry's info says its "switch" (the config key that turns it on) and its "term" class.
+TERMS: Registry[Callable[..., Term | None]] = Registry("objective term")
 
 
 class Objective:
-    """Composes the paper objectives around one denoising term.
-
-    ``loss = denoise + consistency_coef·consistency + cdl_coef·cdl`` per example, where the
-    denoising term is the Tweedie objective on the noisy data when ``ambient`` is given (else
-    ``denoise``), reweighted and target-shifted by ``tiw`` when given (TIW-DSM).
+    """The sum of the terms' per-example losses, each times its ``coef``.
 
     Args:
-        denoise: the plain weighted ε-MSE (its weighting and density); may be None only when
-            ``ambient`` is given.
-        tiw: TIW-DSM weight and ε-correction from a discriminator (pre-trained in ``prepare``).
-        ambient: Tweedie objective on noisy data (replaces ``denoise``).
-        consistency: consistency loss below the data's noise level, weight ``consistency_coef``.
-        cdl: contrastive diffusion loss, weight ``cdl_coef``; with TIW its examples carry the
-            TIW weight r^a of their clean x0, so it contrasts the law TIW targets.
+        terms: the terms, in the order they draw (one per name).
     """
 
-    def __init__(
-        self,
-        denoise: DenoiseLoss | None,
-        *,
-        tiw: TIWCorrection | None = None,
-        ambient: AmbientLoss | None = None,
-        consistency: ConsistencyLoss | None = None,
-        consistency_coef: float = 0.0,
-        cdl: CDLLoss | None = None,
-        cdl_coef: float = 0.0,
-    ) -> None:
-        if denoise is None and ambient is None:
-            raise ValueError("Objective needs a denoising term: pass denoise= or ambient=")
-        self.denoise = denoise
-        self.tiw = tiw
-        self.ambient = ambient
-        self.consistency = consistency if consistency_coef > 0.0 else None
-        self.consistency_coef = float(consistency_coef)
-        self.cdl = cdl if cdl_coef > 0.0 else None
-        self.cdl_coef = float(cdl_coef)
-        density = (ambient or denoise).density
-        self.tiw_clean_logsnr = float(density.logsnr_max)  # where r(x0) is read for CDL
+    def __init__(self, terms: Iterable[Term]) -> None:
+        self.terms: dict[str, Term] = {}
+        for term in terms:
+            if term.name in self.terms:
+                raise ValueError(f"two objective terms are named {term.name!r}")
+            self.terms[term.name] = term
+        if not self.terms:
+            raise ValueError("Objective needs at least one term")
+
+    @property
+    def tiw(self) -> TIWCorrection | None:
+        """The TIW weight and correction when a term is TIW-DSM (its discriminator is the one
+        part pre-trained before step 0), else None."""
+        return next((t.tiw for t in self.terms.values() if isinstance(t, TIWLoss)), None)
+
+    @property
+    def prepared(self) -> bool:
+        """Whether every pre-trained part is trained (the TIW discriminator, if any)."""
+        return self.tiw is None or self.tiw.fitted
 
     @property
     def logsnr_stop(self) -> float | None:
-        """Where sampling must stop: the data's noise level when ambient has no consistency
-        term (the sampler then returns E[x0 | x at s_n]); None otherwise."""
-        if self.ambient is not None and self.consistency is None:
-            return self.ambient.logsnr_n
-        return None
-
-    @property
-    def discriminator(self) -> nn.Module | None:
-        """The TIW discriminator when TIW is on (pre-trained by ``prepare``), else None."""
-        return self.tiw.disc if self._tiw_active() else None
-
-    def _tiw_active(self) -> bool:
-        return self.tiw is not None and self.tiw.strength != 0.0
-
-    def _denoise_term(self, model: nn.Module, x0: Tensor, generator: torch.Generator) -> Tensor:
-        term = self.ambient if self.ambient is not None else self.denoise
-        if not self._tiw_active():
-            return term(model, x0, generator)
-        # the term's own draws, then the TIW weight and correction at its model input
-        eps, logsnr = term.draw(x0, generator)
-        weight, correction = self.tiw(term.noisy_input(x0, eps, logsnr), logsnr)
-        return term.core(model, x0, eps, logsnr, weight, correction)
+        """Where sampling must stop: the highest level the terms train when every term stops
+        below the density's top (the ambient term alone: the data's noise level, where the
+        sampler returns E[x0 | x at s_n]); None when a term trains every level."""
+        stops = [getattr(term, "logsnr_stop", None) for term in self.terms.values()]
+        return None if any(s is None for s in stops) else max(stops)
 
     def __call__(
         self, model: nn.Module, x0: Tensor, generator: torch.Generator
     ) -> dict[str, Tensor]:
-        """Per-example terms: "loss" (the total), "loss/denoise", and "loss/consistency",
-        "loss/cdl" when active. Draws in the order denoise, consistency, cdl."""
-        terms = {"loss/denoise": self._denoise_term(model, x0, generator)}
-        total = terms["loss/denoise"]
-        if self.consistency is not None:
-            terms["loss/consistency"] = self.consistency(model, x0, generator)
-            total = total + self.consistency_coef * terms["loss/consistency"]
-        if self.cdl is not None:
-            terms["loss/cdl"] = self.cdl(model, x0, generator, weight=self._cdl_weight(x0))
-            total = total + self.cdl_coef * terms["loss/cdl"]
+        """Per-example terms: "loss" (the total) and "loss/<name>" of each term, whose draws
+        are made in the terms' order."""
+        terms: dict[str, Tensor] = {}
+        total: Tensor | None = None
+        for name, term in self.terms.items():
+            terms[f"loss/{name}"] = value = term.loss(model, x0, term.draw(x0, generator))
+            total = term.coef * value if total is None else total + term.coef * value
         return {"loss": total} | terms
-
-    def _cdl_weight(self, x0: Tensor) -> Tensor | None:
-        """With TIW, CDL's clean examples (and the noised ones built from them) are weighted by
-        the TIW target's weight (r^a at the cleanest level where the correction is on), so its
-        classifier sees the law TIW targets, not the observed (biased) one (METHODS.md §4);
-        None without TIW."""
-        if not self._tiw_active():
-            return None
-        clean = torch.full((x0.shape[0],), self.tiw_clean_logsnr, device=x0.device)
-        return self.tiw.target_weight(x0, clean)
-
-    def prepare(self, dataset: Any, generator: torch.Generator) -> dict[str, float]:
-        """Pre-train the TIW discriminator on (dataset.train, dataset.reference); no-op else."""
-        if not self._tiw_active():
-            return {}
-        reference = getattr(dataset, "reference", None)
-        if reference is None:
-            raise ValueError("TIW (tiw.strength > 0) needs a dataset with a reference set")
-        density = (self.ambient or self.denoise).density
-        return self.tiw.fit(dataset.train, reference, density, generator)
 
     def modules(self) -> dict[str, nn.Module]:
         """Learned parts to checkpoint with the model: the EDM2 log-variance head (trained with
-        the model) and the TIW discriminator (pre-trained in ``prepare``, then frozen)."""
-        term = self.ambient.denoise if self.ambient is not None else self.denoise
-        out = {} if term.logvar_head is None else {"logvar_head": term.logvar_head}
-        return out | ({"discriminator": self.tiw.disc} if self._tiw_active() else {})
+        the model) and the TIW discriminator (pre-trained, then frozen)."""
+        return {k: m for term in self.terms.values() for k, m in term.modules().items()}
 
     def parameters(self) -> list[nn.Parameter]:
         """The objective's own parameters that the optimiser trains with the model's."""
         return [p for m in self.modules().values() for p in m.parameters() if p.requires_grad]
+
+    def restore(self, states: Mapping[str, Any], prepared: bool) -> None:
+        """Load the learned parts from a checkpoint's states; ``prepared``: they hold the trained
+        discriminator."""
+        for key, module in self.modules().items():
+            module.load_state_dict(states[key])
+        if prepared and self.tiw is not None:
+            self.tiw.fitted = True

@@ -64,6 +64,18 @@ class Registry(Generic[T]):
         finally:
             del self._entries[name]
 
+    @contextmanager
+    def replaced(
+        self, name: str, obj: T, *, params: Mapping[str, str] | None = None, **info: Any
+    ) -> Iterator[Registry[T]]:
+        """The registry with entry `name` replaced while the block runs (tests, experiments)."""
+        old = self.entry(name)
+        self._entries[name] = Entry(obj, dict(params or {}), dict(info))
+        try:
+            yield self
+        finally:
+            self._entries[name] = old
+
     def entry(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]

@@ -14,11 +14,14 @@ Unlike the public code this uses per-example weights (not a batch scalar) and su
 """
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from models.ambient import AmbientLoss
 from models.discriminator import train_discriminator
+from models.losses import DenoiseLoss
 from models.schedules import NoiseDensity, alpha_sigma, bcast
 
 MODES: tuple[str, ...] = ("full", "weight", "correction")
@@ -38,6 +41,8 @@ class TIWCorrection:
         clip: d is clipped to [clip, 1 − clip], i.e. |log r| <= log((1 − clip)/clip); the
             gradient is zero where clipped.
         steps, lr, batch: discriminator pre-training (``fit``).
+        fitted: whether ``disc`` is already trained (a pre-trained one, then put in eval mode);
+            ``fit`` sets it, and so does loading a trial's checkpoint.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class TIWCorrection:
         steps: int = 1500,
         lr: float = 2e-3,
         batch: int = 256,
+        fitted: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown TIW mode {mode!r}; known: {', '.join(MODES)}")
@@ -62,6 +68,9 @@ class TIWCorrection:
         self.mode = mode
         self.clip = float(clip)
         self.steps, self.lr, self.batch = int(steps), float(lr), int(batch)
+        self.fitted = bool(fitted)
+        if self.fitted:
+            self.disc.eval()
 
     def log_ratio(self, x_t: Tensor, logsnr: Tensor) -> Tensor:
         """log r = log d − log(1 − d) = the logit, with d clipped to [clip, 1 − clip]."""
@@ -105,7 +114,7 @@ class TIWCorrection:
         generator: torch.Generator,
     ) -> dict[str, float]:
         """Pre-train the discriminator (reference = 1, observed = 0); returns its metrics."""
-        return train_discriminator(
+        metrics = train_discriminator(
             self.disc,
             observed,
             reference,
@@ -115,3 +124,50 @@ class TIWCorrection:
             batch=self.batch,
             generator=generator,
         )
+        self.fitted = True
+        return metrics
+
+
+class TIWLoss:
+    """TIW-DSM as an objective term: a denoising term (plain, or ambient Tweedie on noisy data)
+    with its own draws, weighted by r^a at its model input and with its ε-target shifted by
+    σ·a·∇ₓ log r (Kim et al. 2024, Eq. 11). It replaces that term, under its name, and holds
+    the discriminator, pre-trained before step 0 (``tiw.fitted``).
+
+    Args:
+        base: the denoising term it reweights (its ``draw``, ``noisy_input`` and ``core``).
+        tiw: the weight and correction from the discriminator.
+    """
+
+    coef = 1.0
+    requires: ClassVar[dict[str, str]] = {"reference": ""}
+    refuses: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, base: DenoiseLoss | AmbientLoss, tiw: TIWCorrection) -> None:
+        self.base, self.tiw = base, tiw
+        self.name = base.name
+
+    @property
+    def logsnr_stop(self) -> float | None:
+        """The highest level the base term trains (None: every level)."""
+        return getattr(self.base, "logsnr_stop", None)
+
+    def draw(self, x0: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """The base term's draws."""
+        return self.base.draw(x0, generator)
+
+    def loss(self, model: nn.Module, x0: Tensor, drawn: tuple[Tensor, Tensor]) -> Tensor:
+        """The base term's ``core`` with the TIW weight and correction at its model input."""
+        eps, logsnr = drawn
+        weight, correction = self.tiw(self.base.noisy_input(x0, eps, logsnr), logsnr)
+        return self.base.core(model, x0, eps, logsnr, weight, correction)
+
+    def example_weight(self, x0: Tensor) -> Tensor:
+        """The weight (B,) of each clean example under the law TIW targets: ``target_weight``
+        at the density's cleanest level, where the correction is on (for CDL, METHODS.md §4)."""
+        clean = torch.full((x0.shape[0],), float(self.base.density.logsnr_max), device=x0.device)
+        return self.tiw.target_weight(x0, clean)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The base term's learned parts and the discriminator (frozen after pre-training)."""
+        return self.base.modules() | {"discriminator": self.tiw.disc}

@@ -14,7 +14,7 @@ from models.nets import MLP
 from models.objective import Objective
 from models.param import EpsModel
 from models.schedules import CosineDensity
-from models.tiw import TIWCorrection
+from models.tiw import TIWCorrection, TIWLoss
 from models.weighting import Constant, Debiased, LogVarHead
 from tuner.config.build import build_objective
 from tuner.config.spec import ConfigError, resolve
@@ -60,7 +60,8 @@ def test_strength_zero_or_unit_ratio_is_plain_denoising_exactly(tiw: TIWCorrecti
     denoise = DenoiseLoss(Debiased(), CosineDensity())
     model, x0 = _model(), _x0()
     plain = denoise(model, x0, torch.Generator().manual_seed(5))
-    terms = Objective(denoise, tiw=tiw)(model, x0, torch.Generator().manual_seed(5))
+    term = denoise if tiw is None else TIWLoss(denoise, tiw)
+    terms = Objective([term])(model, x0, torch.Generator().manual_seed(5))
     assert torch.equal(terms["loss/denoise"], plain) and torch.equal(terms["loss"], plain)
     assert set(terms) == {"loss", "loss/denoise"}
 
@@ -69,19 +70,14 @@ def test_all_terms_at_once() -> None:
     ds = load_dataset("bimodal_biased", seed=0)
     density = CosineDensity()
     head = LogVarHead()
-    denoise = DenoiseLoss(Constant(), density, head)
     tiw = TIWCorrection(MLPDiscriminator(2, width=32), 1.0, steps=30, batch=64)
-    objective = Objective(
-        denoise,
-        tiw=tiw,
-        ambient=AmbientLoss(0.5, Constant(), density, head),
-        consistency=ConsistencyLoss(0.5, chain_steps=2),
-        consistency_coef=0.1,
-        cdl=CDLLoss(ds.train.mean(0), torch.cov(ds.train.T), mc_points=2, fraction=0.5),
-        cdl_coef=2.0,
-    )
-    metrics = objective.prepare(ds, torch.Generator().manual_seed(0))
+    denoise = TIWLoss(AmbientLoss(0.5, Constant(), density, head), tiw)
+    cdl = CDLLoss(ds.train.mean(0), torch.cov(ds.train.T), mc_points=2, fraction=0.5, coef=2.0)
+    objective = Objective([denoise, ConsistencyLoss(0.5, chain_steps=2, coef=0.1), cdl])
+    assert not objective.prepared and objective.tiw is tiw
+    metrics = tiw.fit(ds.train, ds.reference, density, torch.Generator().manual_seed(0))
     assert 0.0 < metrics["loss/ratio"] < 1.0 and metrics["ratio/steps"] > 0
+    assert objective.prepared  # trained: nothing left to prepare
     assert set(objective.modules()) == {"discriminator", "logvar_head"}  # both checkpointed
     model = _model()
     terms = objective(model, ds.train[:64], torch.Generator().manual_seed(1))
@@ -96,48 +92,67 @@ def test_all_terms_at_once() -> None:
     assert objective.logsnr_stop is None
 
 
+def test_each_term_draws_then_computes_its_loss_as_its_call_does() -> None:
+    """draw() then loss() is the term's own call, value for value, for every term."""
+    ds = load_dataset("gaussian_noisy", seed=0)
+    y, density = ds.train[:32], CosineDensity()
+    terms = [
+        DenoiseLoss(Debiased(), density),
+        AmbientLoss(0.5, Constant(), density),
+        ConsistencyLoss(0.5, chain_steps=2, gap=1.0),
+        CDLLoss(y.mean(0), torch.cov(y.T), mc_points=3, fraction=0.3),
+    ]
+    model = _model()
+    for term in terms:
+        called = term(model, y, torch.Generator().manual_seed(4))
+        drawn = term.draw(y, torch.Generator().manual_seed(4))
+        assert torch.equal(term.loss(model, y, drawn), called), type(term).__name__
+
+
 def test_logsnr_stop_and_inactive_terms() -> None:
     density = CosineDensity()
     denoise = DenoiseLoss(Constant(), density)
     ambient = AmbientLoss(0.5, Constant(), density)
-    assert Objective(denoise).logsnr_stop is None
-    assert Objective(denoise, ambient=ambient).logsnr_stop == pytest.approx(
-        ambient_logsnr_stop(0.5)
+    assert Objective([denoise]).logsnr_stop is None
+    assert Objective([ambient]).logsnr_stop == pytest.approx(ambient_logsnr_stop(0.5))
+    assert Objective([TIWLoss(ambient, TIWCorrection(ZeroLogit(), 1.0))]).logsnr_stop == (
+        pytest.approx(ambient_logsnr_stop(0.5))
     )
-    off = Objective(
-        denoise, ambient=ambient, consistency=ConsistencyLoss(0.5), consistency_coef=0.0
-    )
-    assert off.consistency is None and off.logsnr_stop == pytest.approx(ambient_logsnr_stop(0.5))
+    # the consistency term trains the levels above the data's: sampling goes to the top
+    assert Objective([ambient, ConsistencyLoss(0.5)]).logsnr_stop is None
     x0 = _x0()
-    terms = off(_model(), x0, torch.Generator().manual_seed(2))
+    terms = Objective([ambient])(_model(), x0, torch.Generator().manual_seed(2))
     assert set(terms) == {"loss", "loss/denoise"}
     want = ambient(_model(), x0, torch.Generator().manual_seed(2))
     assert torch.equal(terms["loss/denoise"], want)
-    assert Objective(denoise).prepare(None, torch.Generator()) == {}
-    assert Objective(denoise).modules() == {}
+    assert Objective([denoise]).prepared and Objective([denoise]).tiw is None
+    assert Objective([denoise]).modules() == {}
+    with pytest.raises(ValueError, match="two objective terms are named 'denoise'"):
+        Objective([denoise, ambient])
 
 
-def _build(overrides: dict) -> tuple[Objective, object]:
+def _build(overrides: dict, **kwargs: object) -> tuple[Objective, object]:
     config = resolve(overrides)
     ds = load_dataset(config["data"], seed=0)
     density = CosineDensity()
-    return build_objective(config, ds, Constant(), density), ds
+    return build_objective(config, ds, Constant(), density, **kwargs), ds
 
 
 def test_build_objective_from_config() -> None:
     objective, _ = _build({"data": "bimodal_biased", "tiw.strength": 1.0, "tiw.mode": "weight"})
-    assert (
-        objective.tiw is not None and objective.tiw.mode == "weight" and objective.ambient is None
-    )
+    assert objective.tiw is not None and objective.tiw.mode == "weight"
+    assert isinstance(objective.terms["denoise"], TIWLoss) and not objective.prepared
+    assert isinstance(objective.terms["denoise"].base, DenoiseLoss)
     objective, ds = _build({"data": "gaussian_noisy", "ambient.consistency": 0.015})
-    assert objective.ambient is not None and objective.ambient.sigma_n == ds.noise_sigma
-    assert objective.consistency is not None and objective.logsnr_stop is None
+    ambient, consistency = objective.terms["denoise"], objective.terms["consistency"]
+    assert isinstance(ambient, AmbientLoss) and ambient.sigma_n == ds.noise_sigma
+    assert consistency.coef == 0.015 and objective.logsnr_stop is None
     objective, _ = _build({"data": "bimodal_biased", "cdl.coef": 1.0})
-    assert objective.cdl is not None and objective.cdl.mc_points == 32
+    assert objective.terms["cdl"].mc_points == 32 and objective.terms["cdl"].coef == 1.0
     objective, _ = _build({"data": "gaussian_noisy"})
     assert objective.logsnr_stop == pytest.approx(ambient_logsnr_stop(0.5))
     objective, _ = _build({"data": "gaussian_noisy", "ambient.tweedie": False})
-    assert objective.ambient is None and objective.logsnr_stop is None
+    assert type(objective.terms["denoise"]) is DenoiseLoss and objective.logsnr_stop is None
     with pytest.raises(ConfigError, match="tiw.strength"):
         _build({"data": "ring8", "tiw.strength": 1.0})
     with pytest.raises(ConfigError, match="ambient.consistency"):
@@ -147,7 +162,14 @@ def test_build_objective_from_config() -> None:
     with pytest.raises(ConfigError, match=r"cdl.coef=1 .* ambient.tweedie=true"):
         _build({"data": "gaussian_noisy", "cdl.coef": 1.0})
     naive, _ = _build({"data": "gaussian_noisy", "cdl.coef": 1.0, "ambient.tweedie": False})
-    assert naive.cdl is not None and naive.ambient is None
+    assert set(naive.terms) == {"denoise", "cdl"} and type(naive.terms["denoise"]) is DenoiseLoss
+
+
+def test_a_given_discriminator_is_used_as_trained() -> None:
+    disc = MLPDiscriminator(2).train()
+    objective, _ = _build({"data": "bimodal_biased", "tiw.strength": 0.5}, disc=disc)
+    assert objective.tiw.disc is disc and not disc.training and objective.prepared
+    assert objective.modules()["discriminator"] is disc
 
 
 class LinearLogit(nn.Module):
@@ -166,21 +188,31 @@ def test_cdl_with_tiw_weights_its_examples_by_the_clean_ratio(strength: float, m
     seen: list[Tensor | None] = []
 
     class Recorded(CDLLoss):
-        def __call__(self, model: nn.Module, x0: Tensor, generator, weight=None) -> Tensor:  # noqa: ANN001
+        def loss(self, model: nn.Module, x0: Tensor, drawn: tuple, weight=None) -> Tensor:  # noqa: ANN001
+            if weight is None and self.example_weight is not None:
+                weight = self.example_weight(x0)
             seen.append(weight)
-            return super().__call__(model, x0, generator, weight=weight)
+            return super().loss(model, x0, drawn, weight)
 
     cdl = Recorded(x0.mean(0), torch.cov(x0.T))
-    tiw = TIWCorrection(LinearLogit(), strength, mode)
-    objective = Objective(DenoiseLoss(Constant(), density), tiw=tiw, cdl=cdl, cdl_coef=1.0)
-    terms = objective(_model(), x0, torch.Generator().manual_seed(3))
+    tiw = TIWLoss(DenoiseLoss(Constant(), density), TIWCorrection(LinearLogit(), strength, mode))
+    cdl.example_weight = tiw.example_weight  # as tuner/config/terms.py composes them
+    terms = Objective([tiw, cdl])(_model(), x0, torch.Generator().manual_seed(3))
     (weight,) = seen
     # r^a of each clean example, read at the density's cleanest level (λ = 15): exp(a(x₁ + 1.5)),
     # where the correction moves the target law (full, correction); weight-only keeps p_obs
     want = torch.exp(strength * (x0[:, 0] + 1.5)) if mode != "weight" else torch.ones(64)
     torch.testing.assert_close(weight, want)
     assert torch.isfinite(terms["loss/cdl"]).all()
-    Objective(DenoiseLoss(Constant(), density), cdl=cdl, cdl_coef=1.0)(
+    cdl.example_weight = None
+    Objective([DenoiseLoss(Constant(), density), cdl])(
         _model(), x0, torch.Generator().manual_seed(3)
     )
     assert seen[-1] is None  # without TIW the classifier's examples are not reweighted
+
+
+def test_the_built_cdl_term_takes_tiws_example_weight() -> None:
+    objective, _ = _build({"data": "bimodal_biased", "tiw.strength": 1.0, "cdl.coef": 0.1})
+    assert objective.terms["cdl"].example_weight == objective.terms["denoise"].example_weight
+    plain, _ = _build({"data": "bimodal_biased", "cdl.coef": 0.1})
+    assert plain.terms["cdl"].example_weight is None

@@ -10,18 +10,23 @@ import pytest
 import torch
 from torch import Tensor
 
+from models.objective import TERMS
 from models.schedules import DENSITIES, CosineDensity
 from models.weighting import WEIGHTINGS, Normalized, Weighting
 from tuner.config import build
 from tuner.config.spec import (
+    DEFAULTS,
+    FACTS,
     REGISTRIES,
     SPEC,
     ConfigError,
     Spec,
+    extended,
     load_config_file,
     markdown_table,
     resolve,
 )
+from tuner.data.presets import DATASETS
 
 
 class CubicDecay(Weighting):
@@ -61,6 +66,31 @@ def test_every_key_a_registry_reads_is_a_spec_key_and_every_choice_is_registered
     used = WEIGHTINGS.config_keys() | {"weighting.normalize", "weighting.learned"}
     assert weighting_keys == used, "a weighting.* key that no weighting reads"
     assert DENSITIES.config_keys() == {k for k in SPEC if k.startswith("noise.")}
+
+
+def test_every_term_reads_spec_keys_and_declares_what_a_refusal_can_name() -> None:
+    assert TERMS.config_keys() <= set(SPEC)
+    facts = {f for n in DATASETS for f, v in DATASETS.entry(n).info.items() if v is True}
+    for name in TERMS:
+        entry = TERMS.entry(name)
+        switch, term = entry.info.get("switch"), entry.info["term"]
+        assert switch is None or switch in entry.params.values(), name  # its builder reads it
+        for other in (*term.requires, *term.refuses):
+            assert other in TERMS or other in FACTS and other in facts, (name, other)
+    # the builders' order is the order of the draws: the denoising term, whatever replaces or
+    # reweights it, then the added terms
+    assert list(TERMS) == ["denoise", "ambient", "tiw", "consistency", "cdl"]
+
+
+def test_an_added_spec_key_is_checked_and_gone_after_its_block() -> None:
+    key = {"cdl.extra": Spec("int", 3, "an extra key", low=0, high=5)}
+    with extended(key):
+        assert resolve({})["cdl.extra"] == 3 and resolve({"cdl.extra": 5})["cdl.extra"] == 5
+        with pytest.raises(ConfigError, match=r"cdl.extra=9 is not allowed"):
+            resolve({"cdl.extra": 9})
+        with pytest.raises(ValueError, match="already specified"), extended(key):
+            pass
+    assert "cdl.extra" not in resolve({}) and "cdl.extra" not in DEFAULTS
 
 
 @pytest.mark.parametrize("name", list(WEIGHTINGS))

@@ -1,4 +1,5 @@
-"""tuner/training/discriminators.py: one TIW discriminator per distinct key, shared through a cache."""
+"""tuner/training/discriminators.py: one TIW discriminator per distinct key, shared through a
+cache, keyed by the config keys the "tiw" term's builder reads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.objective import TERMS
 from models.tiw import TIWCorrection
+from tuner.config.build import build_dataset, build_objective
 from tuner.config.spec import resolve
 from tuner.training import discriminators
 from tuner.training.trainer import Trainer, run_trial
@@ -42,7 +45,7 @@ def fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _disc_state(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in trainer.objective.discriminator.state_dict().items()}
+    return {k: v.clone() for k, v in trainer.objective.tiw.disc.state_dict().items()}
 
 
 def test_two_trials_with_one_key_train_one_discriminator(tmp_path: Path, fits: list[int]) -> None:
@@ -100,16 +103,49 @@ def test_resume_with_a_shared_discriminator_is_bit_identical(tmp_path: Path) -> 
     assert resumed["eval/nll"] == full["eval/nll"] and resumed["step"] == full["step"]
 
 
-def test_pretrain_trains_each_missing_key_once(tmp_path: Path) -> None:
-    import ray
+def test_the_key_is_read_from_the_builders_record_of_its_config_keys() -> None:
+    config = resolve(TIW)
+    key = discriminators.disc_key(config)
+    fields = discriminators.key_fields(config)
+    tiw = TERMS.entry("tiw")
+    # every key the builder reads is in it, but those that only use the trained discriminator
+    assert {"tiw.disc_steps", "tiw.disc_lr", "tiw.disc_batch"} <= set(fields)
+    assert not {"tiw.strength", "tiw.mode", "tiw.clip"} & set(fields)
+    # the density's keys are its registry entry's: the cosine density reads no location
+    assert "noise.loc" not in fields
+    assert discriminators.disc_key(resolve(TIW | {"noise.loc": 2.0})) == key
+    logistic = resolve(TIW | {"noise": "logistic"})
+    assert discriminators.disc_key(logistic | {"noise.loc": 2.0}) != discriminators.disc_key(
+        logistic
+    )
+    # a key added to the builder is in the key at once: no hand list to forget it in
+    params = dict(tiw.params) | {"depth": "net.depth"}
+    with TERMS.replaced("tiw", tiw.obj, params=params, **tiw.info):
+        assert "net.depth" in discriminators.key_fields(config)
+        assert discriminators.disc_key(config) != key
+        assert discriminators.disc_key(config | {"net.depth": 2}) != discriminators.disc_key(config)
+    assert discriminators.disc_key(config) == key
 
-    cache = str(tmp_path / "cache")
-    configs = [resolve(TIW | {"seed": s, "weighting": w}) for s in (0, 1) for w in ("x0", "edm")]
-    configs.append(resolve(TIW | {"tiw.strength": 0.0}))  # needs none
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    try:
-        assert discriminators.pretrain(configs, cache, cpus=1, gpus=0) == 2
-        assert discriminators.pretrain(configs, cache, cpus=1, gpus=0) == 0  # all cached
-    finally:
-        ray.shutdown()
-    assert len(list(Path(cache).glob("*.pt"))) == 2
+
+def test_get_or_train_alone_trains_the_trials_own_discriminator(fits: list[int]) -> None:
+    config = resolve(TIW | {"weighting.learned": True})
+    tiw, metrics = discriminators.get_or_train(None, config, build_dataset(config))
+    assert tiw.fitted and not tiw.disc.training and len(fits) == 1
+    trial = Trainer(config)
+    assert trial.prepare() == metrics
+    a, b = tiw.disc.state_dict(), _disc_state(trial)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit, without building a Trainer
+
+
+def test_an_injected_pretrained_discriminator_needs_no_pretraining(fits: list[int]) -> None:
+    config = resolve(TIW)
+    dataset = build_dataset(config)
+    trained, _ = discriminators.get_or_train(None, config, dataset)
+    objective = build_objective(config, dataset, disc=trained.disc)
+    injected = Trainer(config, dataset=dataset, objective=objective)
+    assert injected.prepared and injected.prepare() == {} and len(fits) == 1
+    own = Trainer(config)
+    own.prepare()
+    for _ in range(3):  # the same steps as the trial that trained the discriminator itself
+        assert injected.train_step() == own.train_step()
+    assert len(fits) == 2

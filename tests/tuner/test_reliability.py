@@ -31,7 +31,8 @@ import torch
 import yaml
 
 from tuner.search.cli import main
-from tuner.training.trainer import STATE_FILE, run_trial
+from tuner.training.checkpoint import LAYOUT
+from tuner.training.trainer import run_trial
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -614,17 +615,17 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one_then_step_0(
 ) -> None:
     run_trial(tiny, tmp_path / "first")  # checkpoints at steps 20 and 40
     ck20, ck40 = (tmp_path / "first" / f"checkpoint_{s:07d}" for s in (20, 40))
-    data = (ck40 / STATE_FILE).read_bytes()
-    (ck40 / STATE_FILE).write_bytes(data[: len(data) // 2])  # truncated
+    data = (ck40 / LAYOUT.state).read_bytes()
+    (ck40 / LAYOUT.state).write_bytes(data[: len(data) // 2])  # truncated
 
     steps, warned = _steps_of_run(tiny, [ck40, ck20], tmp_path / "resumed")
     assert steps == [40, 60]  # resumed at step 20, the previous checkpoint
-    assert len(warned) == 1 and f"checkpoint {ck40 / STATE_FILE} is damaged" in warned[0]
+    assert len(warned) == 1 and f"checkpoint {ck40 / LAYOUT.state} is damaged" in warned[0]
 
-    (ck20 / STATE_FILE).write_bytes(b"not a checkpoint at all")  # corrupt
+    (ck20 / LAYOUT.state).write_bytes(b"not a checkpoint at all")  # corrupt
     steps, warned = _steps_of_run(tiny, [ck40, ck20], tmp_path / "restarted")
     assert steps == [20, 40, 60]  # nothing loads: restarted from step 0
-    assert len(warned) == 2 and str(ck20 / STATE_FILE) in warned[1]
+    assert len(warned) == 2 and str(ck20 / LAYOUT.state) in warned[1]
 
 
 # -- 6. security defaults ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tuner.config.spec import resolve
-from tuner.tracking.callback import CURVE_FILE, MlflowTracking, end_reason, error_line, read_curve
+from tuner.tracking.callback import MlflowTracking, end_reason, error_line, read_curve
 from tuner.tracking.review import (
     leaderboard_markdown,
     log_summary,
@@ -30,6 +30,7 @@ from tuner.tracking.store import (
     review_link,
     review_url,
 )
+from tuner.training.checkpoint import LAYOUT
 
 SEARCH = "smoke-1234"
 EXPERIMENT = "diffsearch-test"
@@ -151,9 +152,9 @@ def test_error_line_is_the_exception_line_without_terminal_colours() -> None:
 
 def test_read_curve_tolerates_a_missing_or_damaged_file(tmp_path: Path) -> None:
     assert read_curve(tmp_path) == []
-    (tmp_path / CURVE_FILE).write_text("[{")
+    (tmp_path / LAYOUT.curve).write_text("[{")
     assert read_curve(tmp_path) == []
-    (tmp_path / CURVE_FILE).write_text(json.dumps([{"step": 2, "loss/denoise": 1.0}, {"x": 1}]))
+    (tmp_path / LAYOUT.curve).write_text(json.dumps([{"step": 2, "loss/denoise": 1.0}, {"x": 1}]))
     assert read_curve(tmp_path) == [{"step": 2, "loss/denoise": 1.0}]
 
 
@@ -224,7 +225,7 @@ def _checkpoint(root: Path, name: str, step: int, curve: list[int] | None) -> An
     (folder / f"samples_{step:07d}.png").write_bytes(b"png")
     if curve is not None:
         points = [{"step": s, "loss/denoise": 1.0 / s, "time/step_s": 0.01} for s in curve]
-        (folder / CURVE_FILE).write_text(json.dumps(points))
+        (folder / LAYOUT.curve).write_text(json.dumps(points))
     return tune.Checkpoint.from_directory(folder)
 
 

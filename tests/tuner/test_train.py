@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.config.spec import ConfigError
+from models.nets import MLP
+from models.param import EpsModel
+from tuner.config.build import build_dataset, build_net, build_objective
+from tuner.config.spec import ConfigError, resolve
 from tuner.training.trainer import (
     CheckpointError,
     DivergenceError,
@@ -51,6 +54,31 @@ def test_resume_is_bit_identical(tiny: dict, tmp_path: Path, extra: dict) -> Non
         fresh.train_step()
     for a, b in zip(_params(straight), _params(fresh), strict=True):
         assert torch.equal(a, b)
+
+
+def test_injected_components_train_as_the_ones_it_builds(tiny: dict) -> None:
+    config = resolve(tiny | {"weighting": "edm", "weighting.learned": True})
+    own = Trainer(config)
+    dataset = build_dataset(config)
+    torch.manual_seed(config["seed"])  # the trainer's own order of initialisation draws
+    model = build_net(config, dataset)
+    objective = build_objective(config, dataset)
+    injected = Trainer(config, model=model, objective=objective, dataset=dataset)
+    assert injected.dataset is dataset and injected.objective is objective
+    assert injected.model is model  # on the CPU: placed where it already was
+    for _ in range(5):
+        assert injected.train_step() == own.train_step()
+    for a, b in zip(_params(own), _params(injected), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_an_injected_model_is_the_one_trained(tiny: dict) -> None:
+    model = EpsModel(MLP(2, width=8, depth=1))
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(tiny, model=model)
+    trainer.train_step()
+    assert trainer.model is model and trainer.ema is not model
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
 
 
 def test_run_trial_writes_outputs_and_resumes(tiny: dict, tmp_path: Path) -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import torch
 
-from models.losses import DenoiseLoss
 from models.nets import NETS
+from models.objective import TERMS, Objective
 from models.param import EpsModel
 from models.samplers import SAMPLERS
 from models.schedules import DENSITIES, NoiseDensity, logsnr_grid
 from models.weighting import WEIGHTINGS, LogVarHead, Normalized, Weighting
 from tuner.config.spec import ConfigError
+from tuner.config.terms import Parts
 from tuner.data.presets import Dataset, load_dataset
 
 Config = dict[str, Any]
@@ -66,89 +67,31 @@ def build_logvar_head(config: Config) -> LogVarHead | None:
     return None
 
 
-def build_tiw(config: Config, dataset: Dataset) -> Any:
-    """TIW-DSM's weight and correction from a fresh discriminator (None when tiw.strength=0)."""
-    from models.discriminator import ConvDiscriminator, MLPDiscriminator
-    from models.tiw import TIWCorrection
-
-    if config["tiw.strength"] == 0:  # resolve() refused TIW on data without a reference set
-        return None
-    lowdim = len(dataset.shape) == 1
-    disc = MLPDiscriminator(dataset.shape[0]) if lowdim else ConvDiscriminator(dataset.shape[0])
-    return TIWCorrection(
-        disc,
-        config["tiw.strength"],
-        config["tiw.mode"],
-        config["tiw.clip"],
-        steps=config["tiw.disc_steps"],
-        lr=config["tiw.disc_lr"],
-        batch=config["tiw.disc_batch"],
-    )
-
-
-def build_ambient(
-    config: Config, dataset: Dataset, weighting: Weighting, density: NoiseDensity, head: Any
-) -> tuple[Any, Any]:
-    """The Tweedie objective and the consistency term on noisy data (None, None on clean data
-    or with ambient.tweedie=false, i.e. naive denoising of the noisy data)."""
-    from models.ambient import AmbientLoss, ConsistencyLoss
-
-    # resolve() refused consistency without the Tweedie objective, and CDL with it
-    if not (dataset.noise_sigma > 0 and config["ambient.tweedie"]):
-        return None, None
-    consistency = None
-    if config["ambient.consistency"] > 0:
-        consistency = ConsistencyLoss(
-            dataset.noise_sigma,
-            config["ambient.chain_steps"],
-            config["ambient.gap"],
-            logsnr_max=config["noise.logsnr_max"],
-            grid=config["sampler.grid"],  # the chains' end levels spread as the sampler's
-        )
-    return AmbientLoss(dataset.noise_sigma, weighting, density, head), consistency
-
-
-def build_cdl(config: Config, dataset: Dataset) -> Any:
-    """CDL with a Gaussian reference of the training data's moments (full covariance up to 1024
-    dimensions, per-dimension variances above); None when cdl.coef=0."""
-    from models.cdl import CDLLoss
-
-    if config["cdl.coef"] == 0:
-        return None
-    flat = dataset.train.flatten(1)
-    cov = torch.cov(flat.T) if flat.shape[1] <= 1024 else flat.var(0)
-    return CDLLoss(
-        flat.mean(0),
-        cov,
-        zeta_loc=config["cdl.zeta_loc"],
-        zeta_scale=config["cdl.zeta_scale"],
-        zeta_min=config["cdl.zeta_min"],
-        zeta_max=config["cdl.zeta_max"],
-        mc_points=config["cdl.mc_points"],
-        fraction=config["cdl.fraction"],
-        logsnr_min=config["noise.logsnr_min"],
-        logsnr_max=config["noise.logsnr_max"],
-    )
-
-
 def build_objective(
-    config: Config, dataset: Dataset, weighting: Weighting, density: NoiseDensity
-) -> Any:
-    """The training objective: plain denoising (or the ambient Tweedie objective on noisy data),
-    composed with TIW, consistency and CDL terms (models/objective.py)."""
-    from models.objective import Objective
+    config: Config,
+    dataset: Dataset,
+    weighting: Weighting | None = None,
+    density: NoiseDensity | None = None,
+    *,
+    disc: torch.nn.Module | None = None,
+) -> Objective:
+    """The training objective: every registered term (tuner/config/terms.py) that the config
+    turns on, built in registration order (models/objective.py sums them).
 
-    head = build_logvar_head(config)
-    ambient, consistency = build_ambient(config, dataset, weighting, density, head)
-    return Objective(
-        DenoiseLoss(weighting, density, head),
-        tiw=build_tiw(config, dataset),
-        ambient=ambient,
-        consistency=consistency,
-        consistency_coef=config["ambient.consistency"],
-        cdl=build_cdl(config, dataset),
-        cdl_coef=config["cdl.coef"],
-    )
+    Args:
+        config: a resolved configuration.
+        dataset: the trial's data.
+        weighting, density: the denoising term's w(λ) and q(λ) (default: built from config).
+        disc: a pre-trained TIW discriminator, used as trained (default: a fresh one).
+    """
+    density = build_density(config) if density is None else density
+    weighting = build_weighting(config, density) if weighting is None else weighting
+    parts = Parts(dataset, weighting, density, build_logvar_head(config), disc)
+    for name in TERMS:
+        term = TERMS.build(name, config, parts=parts)
+        if term is not None:
+            parts.terms[term.name] = term
+    return Objective(parts.terms.values())
 
 
 def build_sampler(

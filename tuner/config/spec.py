@@ -12,7 +12,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from models.samplers import SAMPLERS
 from models.schedules import DENSITIES, GRIDS
 from models.tiw import MODES as TIW_MODES
 from models.weighting import WEIGHTINGS
+from tuner.config.terms import TERMS
 from tuner.data.presets import DATASETS, preset_entry
 
 # Keys of older versions, with where their meaning went (a saved config is read with a note).
@@ -299,32 +301,119 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return config
 
 
+# A data fact as a refusal names it: what the data need, and how a preset without it reads.
+FACTS = {
+    "noisy": ("noisy data", "noisy data (data={data} is clean)"),
+    "reference": (
+        "data with a reference set",
+        "data with a reference set; data={data} has none (use one of {having})",
+    ),
+}
+
+
 def _check_composition(config: dict[str, Any]) -> None:
-    """The objective's terms that need or exclude one another, by the data preset's facts
-    (tuner.data.presets.DATASETS), so that a plan (and --dry-run) refuses what a trial could not build."""
-    data = config["data"]
-    facts = preset_entry(data).info
-    tweedie = facts.get("noisy", False) and config["ambient.tweedie"]
-    if config["ambient.consistency"] > 0 and not tweedie:
-        missing = (
-            "ambient.tweedie=true" if facts.get("noisy") else f"noisy data (data={data} is clean)"
-        )
-        raise ConfigError(
-            f"ambient.consistency={config['ambient.consistency']:g} needs {missing}, "
-            "the Tweedie objective it ties the lower levels to; use ambient.consistency=0"
-        )
-    if config["cdl.coef"] > 0 and tweedie:
-        # CDL's classifier learns the observed (noisy) law, which the Tweedie objective corrects
-        raise ConfigError(
-            f"cdl.coef={config['cdl.coef']:g} does not compose with ambient.tweedie=true on noisy "
-            f"data (data={data}): its classifier would fit the noisy law; use cdl.coef=0"
-        )
-    if config["tiw.strength"] > 0 and not facts.get("reference", False):
-        with_ref = ", ".join(n for n in DATASETS if DATASETS.entry(n).info.get("reference"))
-        raise ConfigError(
-            f"tiw.strength={config['tiw.strength']:g} needs data with a reference set; "
-            f"data={data} has none (use one of {with_ref})"
-        )
+    """The objective's terms that need or refuse a data fact or one another (each registered
+    term's ``requires`` and ``refuses``, tuner/config/terms.py), by the data preset's facts
+    (tuner.data.presets.DATASETS), so that a plan (and --dry-run) refuses what a trial could not
+    build. Terms needing another term are checked first, then refusals, then data facts."""
+    on = [name for name in TERMS if _switched_on(name, config)]
+    for rule in (_needs_term, _refused, _needs_fact):
+        for name in on:
+            problem = rule(name, config)
+            if problem:
+                raise ConfigError(problem)
+
+
+def _term(name: str) -> Any:
+    return TERMS.entry(name).info["term"]
+
+
+def _switched_on(name: str, config: dict[str, Any]) -> bool:
+    key = TERMS.entry(name).info.get("switch")
+    return key is None or bool(config[key])
+
+
+def _missing_facts(name: str, config: dict[str, Any]) -> list[str]:
+    facts = preset_entry(config["data"]).info
+    return [f for f in _term(name).requires if f not in TERMS and not facts.get(f, False)]
+
+
+def _active(name: str, config: dict[str, Any]) -> bool:
+    return _switched_on(name, config) and not _missing_facts(name, config)
+
+
+def _setting(name: str, config: dict[str, Any] | None = None) -> str:
+    """A term's switch as set in `config` ("cdl.coef=1"), or as it must be set to turn it on
+    ("ambient.tweedie=true", "tiw.strength>0") without a config."""
+    key = TERMS.entry(name).info["switch"]
+    if config is not None:
+        value = config[key]
+        return f"{key}={json.dumps(value) if isinstance(value, bool) else format(value, 'g')}"
+    return f"{key}=true" if SPEC[key].type == "bool" else f"{key}>0"
+
+
+def _off(name: str) -> str:
+    key = TERMS.entry(name).info["switch"]
+    return f"{key}=false" if SPEC[key].type == "bool" else f"{key}=0"
+
+
+def _lacking(fact: str, data: str) -> str:
+    having = ", ".join(n for n in DATASETS if DATASETS.entry(n).info.get(fact))
+    return FACTS.get(fact, (fact, f"{fact} (data={{data}} has none)"))[1].format(
+        data=data, having=having
+    )
+
+
+def _tail(name: str, why: str) -> str:
+    return f", {why}; use {_off(name)}" if why else ""
+
+
+def _needs_term(name: str, config: dict[str, Any]) -> str | None:
+    for other, why in _term(name).requires.items():
+        if other in TERMS and not _active(other, config):
+            missing = _missing_facts(other, config)
+            lacks = _lacking(missing[0], config["data"]) if missing else _setting(other)
+            return f"{_setting(name, config)} needs {lacks}{_tail(name, why)}"
+    return None
+
+
+def _refused(name: str, config: dict[str, Any]) -> str | None:
+    for other, why in _term(name).refuses.items():
+        if other in TERMS and _active(other, config):
+            on = "".join(f" on {FACTS.get(f, (f,))[0]}" for f in _term(other).requires)
+            return (
+                f"{_setting(name, config)} does not compose with {_setting(other)}{on} "
+                f"(data={config['data']}): {why}; use {_off(name)}"
+            )
+    return None
+
+
+def _needs_fact(name: str, config: dict[str, Any]) -> str | None:
+    """A term the user switched on, on data without a fact it requires; one switched on by
+    default (ambient.tweedie) is just off there."""
+    key = TERMS.entry(name).info.get("switch")
+    if key is None or SPEC[key].default:
+        return None
+    for fact in _missing_facts(name, config):
+        why = _term(name).requires[fact]
+        return f"{_setting(name, config)} needs {_lacking(fact, config['data'])}{_tail(name, why)}"
+    return None
+
+
+@contextmanager
+def extended(specs: dict[str, Spec]) -> Iterator[None]:
+    """SPEC and DEFAULTS with more keys while the block runs (a new term's or weighting's keys in
+    a test or an experiment), as ``Registry.extended`` adds an entry."""
+    clash = sorted(set(specs) & set(SPEC))
+    if clash:
+        raise ValueError(f"config keys {', '.join(clash)} are already specified")
+    SPEC.update(specs)
+    DEFAULTS.update({key: spec.default for key, spec in specs.items()})
+    try:
+        yield
+    finally:
+        for key in specs:
+            del SPEC[key], DEFAULTS[key]
 
 
 def parse_value(text: str) -> Any:

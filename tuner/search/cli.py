@@ -108,27 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def known_disc_configs(plan: Plan) -> list[dict[str, Any]]:
-    """The configs whose TIW discriminators the search can train before its trials: all of
-    them unless a searched parameter changes a discriminator's key."""
-    from search_spaces import POINT_KEY, expand
-    from tuner.config.spec import resolve
-    from tuner.training.discriminators import KEYS
-
-    if any(k in KEYS for k in plan.params):
-        return []  # the trials train (and share) their own
-    points = plan.params.get(POINT_KEY, {}).get("choices", [None])
-    configs = [
-        expand(plan.fixed | ({POINT_KEY: p} if p else {}), SPACES[plan.space]) for p in points
-    ]
-    return [resolve(c | {"tiw.strength": 1.0}) for c in configs]  # the key ignores the strength
-
-
 def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any:
     """Run (or resume) the search's trials; returns Ray's ResultGrid."""
     from ray import tune
 
     from tuner.search.cluster import default_concurrency
+    from tuner.search.pretrain import known_disc_configs, pretrain
     from tuner.search.trainable import train_trial, trial_config
     from tuner.search.tuning import (
         make_scheduler,
@@ -137,13 +122,12 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any
         param_space,
         tracking_callback,
     )
-    from tuner.training import discriminators
 
     if not resuming:
         tiw = plan.fixed.get("tiw.strength", 0) > 0 or "tiw.strength" in plan.params
         if tiw:
             configs = known_disc_configs(plan)
-            discriminators.pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
+            pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
     callback = tracking_callback(
         plan, search_id, trial_config, config_metrics=tuple(plan.pbt_mutations)
     )

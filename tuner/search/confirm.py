@@ -353,14 +353,14 @@ def run_confirmation(
     from ray import tune
 
     from tuner.search.cluster import default_concurrency
+    from tuner.search.pretrain import pretrain
     from tuner.search.trainable import train_trial
     from tuner.search.tuning import make_search_alg, make_tuner, tracking_callback
-    from tuner.training import discriminators
 
     chosen = load_or_choose(plan, rows)
     candidates = chosen["candidates"]
     configs = [resolve(c | {"seed": s}) for c in candidates.values() for s in chosen["seeds"]]
-    discriminators.pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
+    pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
     name = stage_name(plan)
     path = f"{plan.storage.rstrip('/')}/{name}"
     resuming = tune.Tuner.can_restore(path)

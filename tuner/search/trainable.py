@@ -17,9 +17,10 @@ from ray import tune
 
 import search_spaces
 from tuner.config.spec import resolve
-from tuner.training.trainer import STATE_FILE, CheckpointError, run_trial
+from tuner.training.checkpoint import LAYOUT
+from tuner.training.trainer import CheckpointError, run_trial
 
-ARTIFACTS = ("samples_{step:07d}.png", "weighting.png")
+ARTIFACTS = (LAYOUT.samples, LAYOUT.weighting)  # pictures copied into the checkpoint folders
 
 
 CANDIDATE_KEY = "candidate"  # a confirmation trial's label of the configuration it retrains
@@ -125,7 +126,7 @@ def train_trial(
         run_trial(overrides, out_dir, report=report, **kwargs)
         return
     # Ray's checkpoint first, then the trial's own older ones on this node (newest first).
-    local = sorted(out_dir.glob(f"checkpoint_*/{STATE_FILE}"), reverse=True)
+    local = LAYOUT.states(out_dir)[::-1]
     with checkpoint.as_directory() as resume_from:
         folders = [Path(resume_from)] + [p.parent for p in local]
         run_with_fallback(overrides, out_dir, report, folders, **kwargs)

@@ -65,9 +65,9 @@ from tuner.tracking.store import (
     numeric,
     param_value,
 )
+from tuner.training.checkpoint import LAYOUT
 
 METRIC_PREFIXES = ("eval/", "loss/", "time/")
-CURVE_FILE = "curve.json"  # the trainer's points between two evaluations (loss/…, time/…)
 SEARCH_CURVES = "search_curves.png"
 SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "pbt": "PBT", "fifo": "the scheduler"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -107,7 +107,7 @@ def end_reason(status: str, step: int, error: str = "", stopper: str = "ASHA") -
 
 def read_curve(folder: str | Path) -> list[dict[str, Any]]:
     """The trainer's `curve.json` in a checkpoint folder ([] if it is absent or unreadable)."""
-    path = Path(folder, CURVE_FILE)
+    path = Path(folder, LAYOUT.curve)
     try:
         points = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -334,9 +334,9 @@ class MlflowTracking(tune.Callback):
         run_id = self.run_id(trial)
         with checkpoint.as_directory() as folder:
             self._log_curve(trial, run_id, folder)
-            for png in sorted(Path(folder).glob("samples_*.png")):
+            for png in sorted(Path(folder).glob(LAYOUT.samples_glob)):
                 self._mlflow.log_artifact(run_id, str(png), "samples")
-            weighting = Path(folder, "weighting.png")
+            weighting = Path(folder, LAYOUT.weighting)
             if weighting.exists() and trial.trial_id not in self._logged_weighting:
                 self._mlflow.log_artifact(run_id, str(weighting))
                 self._logged_weighting.add(trial.trial_id)
@@ -359,7 +359,7 @@ class MlflowTracking(tune.Callback):
             with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory() as tmp:
                 keep = Path(tmp, "best_checkpoint")
                 keep.mkdir()
-                for name in ("state.pt", "config.json"):
+                for name in (LAYOUT.state, LAYOUT.config):
                     if Path(folder, name).exists():
                         shutil.copy2(Path(folder, name), keep / name)
                 self._mlflow.log_artifacts(run_id, str(keep), "best_checkpoint")
@@ -398,7 +398,7 @@ class MlflowTracking(tune.Callback):
             score = best[0] if self.mode == "min" else -best[0]
             lines.append(
                 f"Best {self.metric}: {score:.4g} at step {best[1]} (artifacts: best_checkpoint/, "
-                f"samples/samples_{best[1]:07d}.png)."
+                f"samples/{LAYOUT.samples_at(best[1])})."
             )
         return "\n\n".join(lines)
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.objective import Objective
 from models.param import EpsModel
 from tuner.config.build import (
     build_dataset,
@@ -37,12 +38,12 @@ from tuner.config.spec import (
     parse_set,
     resolve,
 )
-from tuner.data.presets import DataError, preset_entry
+from tuner.data.presets import DataError, Dataset, preset_entry
 from tuner.training import discriminators
+from tuner.training.checkpoint import LAYOUT
+from tuner.training.seeds import EVAL_STREAM, TRAIN_STREAM, step_generator
 
 Report = Callable[[dict[str, Any], "str | None"], None]
-STATE_FILE = "state.pt"
-CURVE_FILE = "curve.json"  # in a checkpoint folder: the logged points since the last evaluation
 EVAL_BATCH = {"cpu": 1000, "cuda": 4096}  # samples drawn at once, by device type
 
 
@@ -52,18 +53,6 @@ class DivergenceError(RuntimeError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read (truncated, corrupt, or not ours)."""
-
-
-TRAIN_STREAM, PREPARE_STREAM, EVAL_STREAM = 0, 1, 2
-
-
-def step_generator(
-    seed: int, step: int, stream: int = TRAIN_STREAM, device: str | torch.device = "cpu"
-) -> torch.Generator:
-    """A generator on `device` seeded from (seed, stream, step) alone, so any step can be
-    replayed; every draw of a step comes from it on the trial's device (no host copies)."""
-    state = np.random.SeedSequence([seed, stream, step]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def flips(config: dict[str, Any], kind: str) -> bool:
@@ -86,11 +75,39 @@ def _compiled(model: EpsModel) -> EpsModel:
     return model
 
 
+def _check_fid_weights(config: dict[str, Any]) -> None:
+    """Natural images' FID weights checked now, not at the first evaluation."""
+    from tuner.evaluation import metrics  # torch-fidelity: image trials only
+
+    if metrics.default_extractor(config["data"]) == "inception-v3-compat":
+        try:
+            metrics.inception_weights(config["eval.fid_weights"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
 class Trainer:
-    """Everything one trial needs: data, model, EMA, optimiser, objective, evaluation."""
+    """Everything one trial needs: data, model, EMA, optimiser, objective, evaluation.
+
+    Args:
+        config: flat configuration (defaults fill what is missing).
+        model: an ε-model to train instead of the config's net (an ``EpsModel``).
+        objective: a training objective instead of the config's (``build_objective``); a
+            pre-trained discriminator in it needs no pre-training.
+        dataset: the data instead of ``build_dataset(config)``.
+        device: torch device that trains and samples.
+        disc_cache: folder or URI of the shared TIW discriminators (discriminators.py).
+    """
 
     def __init__(
-        self, config: dict[str, Any], device: str = "cpu", disc_cache: str | None = None
+        self,
+        config: dict[str, Any],
+        *,
+        model: EpsModel | None = None,
+        objective: Objective | None = None,
+        dataset: Dataset | None = None,
+        device: str = "cpu",
+        disc_cache: str | None = None,
     ) -> None:
         self.config = resolve(config)
         self.disc_cache = disc_cache
@@ -99,21 +116,12 @@ class Trainer:
         if c["train.threads"]:
             torch.set_num_threads(c["train.threads"])
         torch.manual_seed(c["seed"])  # initialisation only; every step has its own generator
-        self.dataset = build_dataset(c)
+        self.dataset = build_dataset(c) if dataset is None else dataset
         if self.dataset.kind == "image":
-            from tuner.evaluation import metrics
-
-            if metrics.default_extractor(c["data"]) == "inception-v3-compat":
-                try:  # fail now, not at the first evaluation
-                    metrics.inception_weights(c["eval.fid_weights"])
-                except ValueError as e:
-                    raise ConfigError(str(e)) from None
+            _check_fid_weights(c)
         self.train_data = self.dataset.train.to(self.device)
         self.flip = flips(c, self.dataset.kind)
-        self.model = build_net(c, self.dataset).to(self.device)
-        self.channels_last = self.device.type == "cuda" and self.dataset.kind == "image"
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self._placed(build_net(c, self.dataset) if model is None else model)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)  # evaluates in float32
         if c["train.precision"] == "bf16":
             self.model.autocast = torch.bfloat16
@@ -121,30 +129,43 @@ class Trainer:
             self.model = _compiled(self.model)
         self.density = build_density(c)
         self.weighting = build_weighting(c, self.density)
-        self.objective = build_objective(c, self.dataset, self.weighting, self.density)
+        if objective is None:
+            objective = build_objective(c, self.dataset, self.weighting, self.density)
+        self.objective = objective
         for module in self.objective.modules().values():
             module.to(self.device)
         params = list(self.model.parameters()) + self.objective.parameters()
         self.opt = torch.optim.AdamW(params, lr=c["train.lr"], weight_decay=c["train.weight_decay"])
         self.step = 0
-        self.prepared = False
         self.history: list[dict[str, float]] = []
         self.last_samples: torch.Tensor | None = None
 
+    def _placed(self, model: EpsModel) -> EpsModel:
+        """The model on the trial's device (channels-last for images on CUDA)."""
+        model = model.to(self.device)
+        self.channels_last = self.device.type == "cuda" and self.dataset.kind == "image"
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
     # -- training ------------------------------------------------------------------------------
+    @property
+    def prepared(self) -> bool:
+        """Whether the objective's pre-trained parts are trained (the TIW discriminator)."""
+        return self.objective.prepared
+
     def prepare(self) -> dict[str, float]:
-        """One-off work before step 0: the TIW discriminator, from the cache or pre-trained."""
-        disc = self.objective.discriminator
-        metrics = None
-        if disc is not None and self.disc_cache:
-            metrics = discriminators.load(self.disc_cache, self.config, disc)
-            disc.eval()
-        if metrics is None:
-            generator = step_generator(self.config["seed"], 0, PREPARE_STREAM, self.device)
-            metrics = self.objective.prepare(self.dataset, generator)
-            if disc is not None and self.disc_cache:
-                discriminators.store(self.disc_cache, self.config, disc, metrics)
-        self.prepared = True
+        """One-off work before step 0: the TIW discriminator, from the cache or pre-trained;
+        its metrics ({} when there is nothing to prepare)."""
+        if self.prepared:
+            return {}
+        _, metrics = discriminators.get_or_train(
+            self.disc_cache,
+            self.config,
+            self.dataset,
+            tiw=self.objective.tiw,
+            device=self.device,
+        )
         return metrics
 
     def lr_at(self, step: int) -> float:
@@ -208,7 +229,7 @@ class Trainer:
     def sample(self, n: int, draw: int = 0) -> torch.Tensor:
         """`n` samples in data space from the EMA model (the same starting noise every call)."""
         c = self.config
-        sampler, grid = build_sampler(c, getattr(self.objective, "logsnr_stop", None))
+        sampler, grid = build_sampler(c, self.objective.logsnr_stop)
         gen = step_generator(c["seed"], draw, EVAL_STREAM, self.device)
         self.ema.eval()
         out = []
@@ -263,10 +284,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
-        for key, module in self.objective.modules().items():
-            module.load_state_dict(state["objective"][key])
+        self.objective.restore(state["objective"], prepared=bool(state["prepared"]))
         self.step = int(state["step"])
-        self.prepared = bool(state["prepared"])
         self.history = json.loads(state["history"])
         torch.set_rng_state(state["torch_rng"])
 
@@ -305,8 +324,8 @@ def resolve_device(name: str) -> str:
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest checkpoint_* folder under `out_dir` that holds a state file."""
-    found = sorted(Path(out_dir).glob("checkpoint_*/" + STATE_FILE))
+    """The newest checkpoint folder under `out_dir` that holds a state file."""
+    found = LAYOUT.states(out_dir)
     return found[-1].parent if found else None
 
 
@@ -355,11 +374,11 @@ def _open(
 
     trainer = Trainer(config, device=device, disc_cache=disc_cache)
     if resume_from is not None:
-        trainer.load(Path(resume_from) / STATE_FILE)
+        trainer.load(Path(resume_from) / LAYOUT.state)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(trainer.config, indent=2) + "\n")
-    if not (out / "weighting.png").exists():
-        plots.save_weighting_plot(trainer.weighting, trainer.density, out / "weighting.png")
+    (out / LAYOUT.config).write_text(json.dumps(trainer.config, indent=2) + "\n")
+    if not (out / LAYOUT.weighting).exists():
+        plots.save_weighting_plot(trainer.weighting, trainer.density, out / LAYOUT.weighting)
     return trainer
 
 
@@ -378,21 +397,21 @@ def _checkpoint(
     the captioned sample grid, and only the `keep` newest checkpoints left."""
     from tuner.evaluation import plots
 
-    ckpt = out / f"checkpoint_{trainer.step:07d}"
+    ckpt = out / LAYOUT.checkpoint_at(trainer.step)
     ckpt.mkdir(exist_ok=True)
-    trainer.save(ckpt / STATE_FILE)
-    (ckpt / "config.json").write_text(json.dumps(trainer.config, indent=2) + "\n")
-    (ckpt / CURVE_FILE).write_text(json.dumps(curve) + "\n")
+    trainer.save(ckpt / LAYOUT.state)
+    (ckpt / LAYOUT.config).write_text(json.dumps(trainer.config, indent=2) + "\n")
+    (ckpt / LAYOUT.curve).write_text(json.dumps(curve) + "\n")
     headline = next((k for k in HEADLINE if k in result), None)
     caption = f"step {trainer.step}" + (f" · {headline} {result[headline]:.4g}" if headline else "")
     plots.save_sample_grid(
         trainer.last_samples,
-        out / f"samples_{trainer.step:07d}.png",
+        out / LAYOUT.samples_at(trainer.step),
         trainer.dataset.kind,
         truth=trainer.dataset.truth,
         caption=caption,
     )
-    for old in sorted(out.glob("checkpoint_*"))[:-keep]:
+    for old in sorted(out.glob(LAYOUT.checkpoint_glob))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return ckpt
 
@@ -506,7 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     resume_from = latest_checkpoint(out) if args.resume else None
     if args.resume and resume_from is None:
-        print(f"error: --resume: no checkpoint_*/{STATE_FILE} under {out}", file=sys.stderr)
+        print(
+            f"error: --resume: no {LAYOUT.checkpoint_glob}/{LAYOUT.state} under {out}",
+            file=sys.stderr,
+        )
         return 2
     try:
         t0 = time.perf_counter()
