@@ -32,7 +32,10 @@ ORDER = [
     "digits_classifier",
 ]  # fmt: skip
 # Files on no section of their own: kept as evidence that the text cites.
-UNLISTED = {"search_default_rung100": "README's reason for ASHA's first rung at 300 steps"}
+UNLISTED = {
+    "search_default_rung100": "README's reason for ASHA's first rung at 300 steps",
+    "learning_curves": "the learning-curve table (issue 25), bench/search_strategies.py's data",
+}
 # The files whose verdicts the glance gathers, and its word for each.
 GLANCE_OF = {"objectives_cost": "objectives", "ray_overhead": "Ray", "eval_cost": "evaluation",
              "search_default": "default search"}  # fmt: skip

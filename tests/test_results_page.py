@@ -60,7 +60,8 @@ def test_results_page_is_current() -> None:
 
 def test_every_results_file_has_its_section_or_a_reason_for_none() -> None:
     report = _bench("report")
-    assert set(_results()) == set(SCRIPTS) == set(report.ORDER) - {report.GLANCE} | set(report.UNLISTED)  # fmt: skip
+    assert set(_results()) <= set(report.ORDER) - {report.GLANCE} | set(report.UNLISTED)
+    assert set(SCRIPTS) <= set(_results())
 
 
 @pytest.mark.parametrize("name", list(SCRIPTS))
