@@ -1,24 +1,15 @@
 """Ambient diffusion on gaussian_noisy: x0 ~ N(0, diag(1, 0.25)) seen only as y = x0 + 0.5·η.
 
-Closed forms for the per-dimension variance v of the samples:
-  clean truth                         v              = (1.00, 0.25)
-  naive training on y (to λ_max)      v + s_n²       = (1.25, 0.50)
-  Tweedie alone, stop at s_n, E[x0|x] v²/(v + s_n²)  = (0.80, 0.125)
-The sampler (50-step DDIM on the cosine grid) shrinks these a little by itself, so each closed
-form is also sampled through the same sampler with the exact denoiser it names ("through the
-sampler", 100k samples): the floor a trained model can reach.
-Arms (tuner.training.trainer.Trainer, small budget, several seeds): naive; Tweedie stopping at s_n (the
-sampler returns the posterior mean there); Tweedie sampled on to λ_max anyway (levels never
-trained, extrapolation); Tweedie + consistency, sampled to λ_max, with the chains of
-models.ambient.ConsistencyLoss at its defaults (k = 1, no gap cap: end levels over the whole
-[λ_n, λ_max] in the sampler's cosine spacing; ε units) at coefficients 1 and 0.015, in the
-paper's x0 units, with k = 2, and with a gap of 1 (transport step then short chain steps). The
-consistency term of each arm is built from the class itself (its defaults, plus the arm's
-keywords) and put in the trainer's objective, so the arms test the class's defaults whatever
-tuner/config/spec.py's defaults are. All arms that sample to λ_max share one sampler and one
-starting noise per seed (paired).
-Verdicts (in the JSON, with 95 % Student-t intervals over seeds from tuner/stats.py):
-consistency at the default chains against Tweedie alone to the end, and the closed forms.
+Closed forms for the per-dimension variance v of the samples: the clean truth v = (1, 0.25);
+naive training on y (sampled to λ_max) v + s_n² = (1.25, 0.5); Tweedie alone stopping at s_n,
+E[x0|x], v²/(v + s_n²) = (0.8, 0.125). The sampler (50-step DDIM, cosine grid) shrinks these a
+little by itself, so each is also sampled through it with the exact denoiser it names (100k
+samples): the floor a trained model can reach. Arms: naive; Tweedie stopping at s_n; Tweedie
+sampled on to λ_max (untrained levels, extrapolated); Tweedie + consistency to λ_max with
+models.ambient.ConsistencyLoss injected from the class itself (its defaults: k = 1, end levels
+over the whole [λ_n, λ_max], ε units) at coefficients 1 and 0.015, in the paper's x0 units,
+with k = 2 and with a gap of 1. The arms that sample to λ_max share one sampler and starting
+noise per seed (paired).
 
     .venv/bin/python bench/ambient_gaussian.py                # writes bench/results/ambient_gaussian.*
     .venv/bin/python bench/ambient_gaussian.py --smoke        # tiny budget, to a temporary folder

@@ -1,28 +1,17 @@
 """CDL on ring8: does the contrastive term lower the denoiser's error at mismatched levels?
 
-All arms train the same denoising term (constant weighting, cosine q) with
-tuner.training.trainer.Trainer at a small budget; the CDL arms add coef × CDL with the contrastive term
-built from models.cdl.CDLLoss itself (its defaults: 32 quasi-random levels per likelihood for
-1/32 of the batch, levels centred no lower than ζ's bulk) and put in the trainer's objective, so
-the arms test the class's estimator whatever tuner/config/spec.py's defaults are; one CDL arm uses the
-earlier estimator (4 i.i.d. levels for a quarter of the batch, levels centred at the Gaussian
-reference's centre: the same M·n). Scored against the exact ε* of the ring8 mixture:
-  mismatched: w = α_λ x0 + σ_λ ε (a sample of level λ) queried at the noisier level
-              λ' = mismatched_logsnr(λ, ζ), error ‖ε̂(w, λ') − ε*(w, λ')‖²/D — the off-training-
-              distribution queries CDL trains on (λ from the reference-centred importance
-              density, ζ from the ζ density: the scoring draws do not change with the estimator)
-  matched:    the same levels λ' with on-distribution inputs w' = α_λ' x0 + σ_λ' ε
-and by sampling: Picard sweeps to converge (50 cosine steps, tol 1e-3) and few-step DDIM
-quality (eval/nll, eval/mmd against the truth). Arms compare at equal steps; one more arm trains
-plain denoising for as many steps as fit in the training time of the "cdl 0.1" arm (CPU time
-of the one training thread, measured per seed), to compare at equal wall-clock.
-On each plain model the gradient norms of the denoising term and of a CDL term (coefficient 1)
-are measured (grad/…): how hard CDL pulls against the denoising term there.
-The estimator's own noise is measured too, with the exact ring8 denoiser (no training): the
-per-example standard deviation of the logit over repeated draws against the spread of the exact
-logit over a CDL batch, and the upward bias of the logistic loss, for the defaults and the
-earlier estimator. Verdicts (in the JSON, with 95 % Student-t intervals over seeds from
-tuner/stats.py) state which of the paper's claims hold here.
+Every arm trains the same denoising term (constant weighting, cosine q) at a small budget; the
+CDL arms inject coef × models.cdl.CDLLoss built from the class itself (its defaults: 32
+quasi-random levels per likelihood for 1/32 of the batch), one of them the earlier estimator (4
+i.i.d. levels for a quarter of the batch, centred at the Gaussian reference). Scored against the
+ring's exact ε*: at mismatched queries (a sample of level λ queried at the noisier level
+λ' = mismatched_logsnr(λ, ζ), what CDL trains on) and at matched ones (on-distribution inputs at
+λ'); by Picard sweeps to converge (50 cosine steps, tol 1e-3) and few-step DDIM (NLL, MMD). One
+more arm trains plain denoising for as many steps as fit in the "cdl 0.1" arm's training CPU
+time (equal wall-clock). On each plain model the gradient norms of the denoising term and of a
+CDL term (coefficient 1) say how hard CDL pulls there; with the exact denoiser, the estimator's
+own noise (the logit's per-example std over draws against the spread of the exact logit) and the
+upward bias of its logistic loss, for the defaults and the earlier estimator.
 
     .venv/bin/python bench/cdl_mismatch.py                # writes bench/results/cdl_mismatch.*
     .venv/bin/python bench/cdl_mismatch.py --smoke        # tiny budget, to a temporary folder
