@@ -25,6 +25,7 @@ from claims import verdict_word  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, PAGE = ROOT / "bench" / "results", ROOT / "docs" / "results.md"
 GLANCE = "Performance at a glance"
+# The sections in page order; a new results file joins ORDER or UNLISTED (a test checks).
 ORDER = [
     "weighting_ring", "weighting_digits", "tiw_bimodal", "tiw_digits", "ambient_gaussian",
     "cdl_mismatch", GLANCE, "objectives_cost", "search_compare", "search_default",

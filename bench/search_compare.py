@@ -549,7 +549,7 @@ def plot(result: Result, path: Path) -> None:
     names = [f"{key}: {c['label'] if c else 'no winner'}" for key, c in s["confirmation"].items()]
     ax1.set_yticks(range(len(names)), names, fontsize=7)
     ax1.invert_yaxis()
-    ax1.set(xlabel=f"final {METRIC} per fresh seed (grey: the baseline; colour: the run's winner)",
+    ax1.set(xlabel=f"final {METRIC} per fresh seed (grey: the baseline)",
             title="confirmation: each run's winner against the baseline")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)
