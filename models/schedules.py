@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as nn_f
 from torch import Tensor
 
 from models.registry import Registry
@@ -35,9 +36,14 @@ def _log_cosh(x: Tensor) -> Tensor:
     return ax + torch.log1p(torch.exp(-2.0 * ax)) - math.log(2.0)
 
 
-# The densities q(λ) a trial can train with, each truncated to [noise.logsnr_min, noise.logsnr_max].
+# The densities q(λ) a trial can train with, each truncated to [noise.logsnr_min, noise.logsnr_max]
+# and moved by the resolution shift noise.shift.
 DENSITIES: Registry[type["NoiseDensity"]] = Registry("noise density")
-BOUNDS = {"logsnr_min": "noise.logsnr_min", "logsnr_max": "noise.logsnr_max"}
+BOUNDS = {
+    "logsnr_min": "noise.logsnr_min",
+    "logsnr_max": "noise.logsnr_max",
+    "shift": "noise.shift",
+}
 
 
 def draw_device(
@@ -60,22 +66,39 @@ def randn_from(generator: torch.Generator | None, like: Tensor) -> Tensor:
 
 
 class NoiseDensity:
-    """Base class: a density over λ truncated to [logsnr_min, logsnr_max].
+    """Base class: a density over λ, moved by a resolution shift, truncated to
+    [logsnr_min, logsnr_max].
 
-    Subclasses give the untruncated CDF ``_cdf``, its inverse ``_icdf`` and ``_log_pdf``, all on
-    float64 tensors; truncation, normalisation and sampling live here.
+    Subclasses give the untruncated, unshifted CDF ``_cdf``, its inverse ``_icdf`` and
+    ``_log_pdf``, all on float64 tensors; the shift, truncation, normalisation and sampling live
+    here. The shift is SD3's and Flux's (Esser et al. 2024, §5.3.2): t' = shift·t/(1 + (shift−1)t)
+    on rectified-flow time, i.e. every level moves to λ' = λ − 2 log shift (METHODS.md §5), so
+    q'(λ) = q(λ + 2 log shift); shift = 1 leaves every computation as it was.
     """
 
-    def __init__(self, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> None:
+    shift = 1.0  # an instance holds its own only when it moves the levels (vars() as before)
+
+    def __init__(
+        self, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX, shift: float = 1.0
+    ) -> None:
         if not logsnr_min < logsnr_max:
             raise ValueError(f"need logsnr_min < logsnr_max, got {logsnr_min} >= {logsnr_max}")
+        if not shift > 0.0:
+            raise ValueError(f"shift must be > 0, got {shift}")
         self.logsnr_min = float(logsnr_min)
         self.logsnr_max = float(logsnr_max)
+        if shift != 1.0:
+            self.shift = float(shift)
+        self._delta = 2.0 * math.log(shift)  # λ' = λ − δ
         self._set_truncation()
+
+    def _unshifted(self, logsnr: Tensor) -> Tensor:
+        """The level before the shift, λ + 2 log shift (the identity at shift = 1)."""
+        return logsnr + self._delta if self._delta else logsnr
 
     def _set_truncation(self) -> None:
         ends = torch.tensor([self.logsnr_min, self.logsnr_max], dtype=torch.float64)
-        self._cdf_lo, self._cdf_hi = (float(c) for c in self._cdf(ends))
+        self._cdf_lo, self._cdf_hi = (float(c) for c in self._cdf(self._unshifted(ends)))
         self._log_z = math.log(self._cdf_hi - self._cdf_lo)
 
     def _cdf(self, logsnr: Tensor) -> Tensor:
@@ -90,13 +113,16 @@ class NoiseDensity:
     def cdf(self, logsnr: Tensor) -> Tensor:
         """CDF of the truncated density (same dtype as the input)."""
         lam = logsnr.to(torch.float64).clamp(self.logsnr_min, self.logsnr_max)
-        u = (self._cdf(lam) - self._cdf_lo) / (self._cdf_hi - self._cdf_lo)
+        u = (self._cdf(self._unshifted(lam)) - self._cdf_lo) / (self._cdf_hi - self._cdf_lo)
         return u.clamp(0.0, 1.0).to(logsnr.dtype)
 
     def icdf(self, u: Tensor) -> Tensor:
         """Inverse CDF of the truncated density: u in [0, 1] -> λ in [logsnr_min, logsnr_max]."""
         u64 = self._cdf_lo + u.to(torch.float64) * (self._cdf_hi - self._cdf_lo)
-        lam = self._icdf(u64).clamp(self.logsnr_min, self.logsnr_max)
+        lam = self._icdf(u64)
+        if self._delta:
+            lam = lam - self._delta
+        lam = lam.clamp(self.logsnr_min, self.logsnr_max)
         return lam.to(u.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -108,11 +134,16 @@ class NoiseDensity:
         """log q(λ), normalised on the truncation; −inf outside it."""
         lam = logsnr.to(torch.float64)
         inside = (lam >= self.logsnr_min) & (lam <= self.logsnr_max)
-        lp = self._log_pdf(lam.clamp(self.logsnr_min, self.logsnr_max)) - self._log_z
+        inner = self._unshifted(lam.clamp(self.logsnr_min, self.logsnr_max))
+        lp = self._log_pdf(inner) - self._log_z
         return torch.where(inside, lp, torch.full_like(lp, -math.inf)).to(logsnr.dtype)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(logsnr_min={self.logsnr_min}, logsnr_max={self.logsnr_max})"
+        shift = f", shift={self.shift}" if self.shift != 1.0 else ""
+        return (
+            f"{type(self).__name__}(logsnr_min={self.logsnr_min}, "
+            f"logsnr_max={self.logsnr_max}{shift})"
+        )
 
 
 @DENSITIES.register("cosine", params=BOUNDS)
@@ -147,13 +178,18 @@ class LinearBetaDensity(NoiseDensity):
         logsnr_max: float = LOGSNR_MAX,
         beta_0: float = 0.1,
         beta_1: float = 20.0,
+        shift: float = 1.0,
     ) -> None:
         if not 0.0 < beta_0 < beta_1:
             raise ValueError(f"need 0 < beta_0 < beta_1, got {beta_0}, {beta_1}")
+        if not shift > 0.0:
+            raise ValueError(f"shift must be > 0, got {shift}")
         self.beta_0 = float(beta_0)
         self.beta_1 = float(beta_1)
         lam_end = float(self.logsnr_of_t(torch.tensor(1.0, dtype=torch.float64)))
-        super().__init__(max(float(logsnr_min), lam_end), logsnr_max)
+        if shift != 1.0:  # the support's end moves with the shift
+            lam_end -= 2.0 * math.log(shift)
+        super().__init__(max(float(logsnr_min), lam_end), logsnr_max, shift)
 
     def logsnr_of_t(self, t: Tensor) -> Tensor:
         """λ(t) = −log(expm1(−log ᾱ(t)))."""
@@ -188,12 +224,13 @@ class LogisticDensity(NoiseDensity):
         logsnr_max: float = LOGSNR_MAX,
         loc: float = 0.0,
         scale: float = 1.0,
+        shift: float = 1.0,
     ) -> None:
         if not scale > 0.0:
             raise ValueError(f"logistic scale must be > 0, got {scale}")
         self.loc = float(loc)
         self.scale = float(scale)
-        super().__init__(logsnr_min, logsnr_max)
+        super().__init__(logsnr_min, logsnr_max, shift)
 
     def _cdf(self, logsnr: Tensor) -> Tensor:
         return torch.sigmoid((logsnr - self.loc) / self.scale)
@@ -218,12 +255,13 @@ class NormalDensity(NoiseDensity):
         logsnr_max: float = LOGSNR_MAX,
         loc: float = 0.0,
         scale: float = 1.0,
+        shift: float = 1.0,
     ) -> None:
         if not scale > 0.0:
             raise ValueError(f"normal scale must be > 0, got {scale}")
         self.loc = float(loc)
         self.scale = float(scale)
-        super().__init__(logsnr_min, logsnr_max)
+        super().__init__(logsnr_min, logsnr_max, shift)
 
     def _cdf(self, logsnr: Tensor) -> Tensor:
         return torch.special.ndtr((logsnr - self.loc) / self.scale)
@@ -246,6 +284,7 @@ class EDMDensity(NoiseDensity):
         logsnr_max: float = LOGSNR_MAX,
         p_mean: float = -1.2,
         p_std: float = 1.2,
+        shift: float = 1.0,
     ) -> None:
         if not p_std > 0.0:
             raise ValueError(f"EDM p_std must be > 0, got {p_std}")
@@ -253,7 +292,7 @@ class EDMDensity(NoiseDensity):
         self.p_std = float(p_std)
         self.mean = -2.0 * self.p_mean
         self.std = 2.0 * self.p_std
-        super().__init__(logsnr_min, logsnr_max)
+        super().__init__(logsnr_min, logsnr_max, shift)
 
     def _cdf(self, logsnr: Tensor) -> Tensor:
         return torch.special.ndtr((logsnr - self.mean) / self.std)
@@ -264,6 +303,81 @@ class EDMDensity(NoiseDensity):
     def _log_pdf(self, logsnr: Tensor) -> Tensor:
         z = (logsnr - self.mean) / self.std
         return -0.5 * z**2 - math.log(self.std * math.sqrt(2.0 * math.pi))
+
+
+# SD3's mode sampling is monotone in u for scale in [−1, 2/(π − 2)] (Esser et al. 2024, §3.1); at
+# the upper end its density over λ is infinite at λ = 0, so the scale stays below it.
+MODE_SCALE_MAX = 2.0 / (math.pi - 2.0)
+
+
+@DENSITIES.register("mode", params=BOUNDS | {"scale": "noise.mode_scale"})
+class ModeDensity(NoiseDensity):
+    """SD3's "mode sampling with heavy tails" (Esser et al. 2024, §3.1; diffusers' and kohya's
+    ``weighting_scheme="mode"`` with ``mode_scale``, OneTrainer's HEAVY_TAIL): u ~ U(0, 1),
+    rectified-flow time t = 1 − u − s·(cos²(πu/2) − 1 + u), λ = −2 logit t (METHODS.md §5).
+
+    With g(x) = (1 + s)x − s·sin²(πx/2): t = g(1 − u) and 1 − t = g(u), so λ(u) = 2 log g(u) −
+    2 log g(1 − u), increasing in u, and q(λ) = 1/λ'(u) = t(1 − t)/(2 g'(u)) with
+    g'(u) = (1 + s) − s(π/2) sin(πu). The law is symmetric, q(λ) = q(−λ); s = 0 is uniform t.
+    """
+
+    def __init__(
+        self,
+        logsnr_min: float = LOGSNR_MIN,
+        logsnr_max: float = LOGSNR_MAX,
+        scale: float = 1.29,
+        shift: float = 1.0,
+    ) -> None:
+        if not -1.0 <= scale < MODE_SCALE_MAX:
+            raise ValueError(
+                f"mode scale must be in [-1, 2/(pi-2) = {MODE_SCALE_MAX:.4f}), got {scale}"
+            )
+        self.scale = float(scale)
+        super().__init__(logsnr_min, logsnr_max, shift)
+
+    def _g(self, x: Tensor) -> Tensor:
+        return (1.0 + self.scale) * x - self.scale * torch.sin(math.pi * x / 2.0) ** 2
+
+    def _dg(self, x: Tensor) -> Tensor:
+        return (1.0 + self.scale) - self.scale * (math.pi / 2.0) * torch.sin(math.pi * x)
+
+    def _u_below(self, logsnr: Tensor) -> Tensor:
+        """u(λ) for λ ≤ 0: the root of g(u) = sigmoid(λ/2) in [0, ½] (g is increasing), bracketed
+        by 12 bisections and polished by Newton steps on log g against log u (g ~ c·u or c·u²
+        near 0, where that is linear), kept inside the bracket."""
+        log_y = -nn_f.softplus(-logsnr / 2.0)  # log sigmoid(λ/2)
+        lo, hi = torch.zeros_like(log_y), torch.full_like(log_y, 0.5)
+        for _ in range(12):
+            mid = (lo + hi) / 2.0
+            low = torch.log(self._g(mid)) < log_y
+            lo, hi = torch.where(low, mid, lo), torch.where(low, hi, mid)
+        v = torch.log((lo + hi) / 2.0)
+        for _ in range(6):
+            u = v.exp()
+            g = self._g(u)
+            v = (v - (torch.log(g) - log_y) * g / (self._dg(u) * u)).clamp(lo.log(), hi.log())
+        return v.exp()
+
+    def _cdf(self, logsnr: Tensor) -> Tensor:
+        # symmetric law: F(λ) = 1 − F(−λ); bisect on the side where u is small (precise)
+        u = self._u_below(-logsnr.abs())
+        return torch.where(logsnr > 0, 1.0 - u, u)
+
+    def _icdf(self, u: Tensor) -> Tensor:
+        return 2.0 * (torch.log(self._g(u)) - torch.log(self._g(1.0 - u)))
+
+    def _log_pdf(self, logsnr: Tensor) -> Tensor:
+        u = self._u_below(-logsnr.abs())  # g'(u) = g'(1 − u)
+        log_t_1mt = -nn_f.softplus(-logsnr / 2.0) - nn_f.softplus(logsnr / 2.0)  # log t(1 − t)
+        return log_t_1mt - math.log(2.0) - torch.log(self._dg(u))
+
+
+@DENSITIES.register("cosmap", params=BOUNDS)
+class CosmapDensity(CosineDensity):
+    """SD3's CosMap (Esser et al. 2024, §3.1; OneTrainer's COS_MAP): rectified-flow time
+    t = 1 − 1/(tan(πu/2) + 1), u ~ U(0, 1). Then t/(1 − t) = tan(πu/2) and λ = −2 logit t =
+    −2 log tan(πu/2): the cosine schedule's λ for a uniform time (METHODS.md §5), so the density
+    is the cosine one, named as the rectified-flow trainers name it."""
 
 
 GRIDS: tuple[str, ...] = ("cosine", "linear", "karras")

@@ -174,6 +174,17 @@ class Parametric(Weighting):
         return _exp(log_w)
 
 
+@WEIGHTINGS.register("flow")
+class Flow(Weighting):
+    """w = (1 + SNR^(−1/2))²: the unweighted rectified-flow velocity MSE (SD3, Esser et al. 2024;
+    target u = ε − x0) as a multiplier of the ε-MSE, since u-MSE = ε-MSE·(1 + SNR^(−1/2))²
+    (METHODS.md §5). What SD3/Flux trainers weight by default, so their published densities can
+    be searched and exported with it."""
+
+    def __call__(self, logsnr: Tensor) -> Tensor:
+        return _exp(2.0 * nn.functional.softplus(-logsnr / 2.0))
+
+
 class Normalized(Weighting):
     """w / E_q[w], with E_q[w] computed once by trapezoid quadrature in λ over the density's
     support, so the loss scale (and the effective learning rate) does not move with w."""

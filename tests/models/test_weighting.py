@@ -18,6 +18,7 @@ from models.weighting import (
     X0,
     Constant,
     Debiased,
+    Flow,
     LogVarHead,
     MinSNR,
     Normalized,
@@ -109,9 +110,25 @@ def test_registry_names() -> None:
         "edm",
         "sigmoid",
         "parametric",
+        "flow",
     }
     # EDM2's "learned" weighting is EDM's with the u(λ) head: weighting=edm, weighting.learned=true
     assert "learned" not in WEIGHTINGS and WEIGHTINGS["edm"] is EDM
+
+
+def test_flow_weighting_is_the_velocity_mse_per_unit_eps_mse() -> None:
+    """Rectified flow's velocity u = ε − x0 (SD3): its MSE of a wrong prediction, through the
+    x0 implied by ε̂, per unit ε-MSE, at every level (no SNR cap)."""
+    loss = _losses(LAM)
+    g = torch.Generator().manual_seed(0)
+    n = LAM.numel()
+    x0 = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    eps = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    eps_hat = eps + 0.3 * torch.randn(n, 3, generator=g, dtype=torch.float64)
+    x = add_noise(x0, eps, LAM)
+    u_hat = eps_hat - eps_to_x0(x, eps_hat, LAM)
+    u_mse = (u_hat - (eps - x0)).square().sum(1)
+    torch.testing.assert_close(Flow()(LAM), u_mse / loss["eps"], rtol=1e-9, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

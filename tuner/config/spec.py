@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from models.external import NOISE_INPUTS, PREDICTIONS
 from models.nets import NETS
 from models.samplers import SAMPLERS
 from models.schedules import DENSITIES, GRIDS
@@ -53,6 +55,12 @@ def evaluation_steps(steps: int, every: int, growth: float = 1.0) -> list[int]:
         out.append(round(at))
         at = at + every if growth == 1 else max(at * growth, out[-1] + 1)
     return out + [steps]
+
+
+# net=python:PACKAGE.MODULE:FACTORY names a factory of the user's own (tuner/config/build.py).
+NET_PREFIX = "python:"
+NET_FACTORY = NET_PREFIX + "PACKAGE.MODULE:FACTORY"
+_FACTORY_PATH = re.compile(r"python:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 class ConfigError(ValueError):
@@ -96,10 +104,27 @@ SPEC: dict[str, Spec] = {
     ),
     "seed": Spec("int", 0, "seeds initialisation, data draws and every training step", low=0),
     # Network.
-    "net": Spec("str", "auto", "backbone: mlp for low-dim data, unet for images", ("auto", *NETS)),
+    "net": Spec(
+        "str",
+        "auto",
+        "backbone: mlp for low-dim data, unet for images, or a factory of your own",
+        ("auto", *NETS, NET_FACTORY),
+    ),
     "net.width": Spec("int", 0, "hidden width (0 = 256 for mlp, 32 for unet)", low=0, high=4096),
     "net.depth": Spec(
         "int", 0, "mlp blocks or unet levels (0 = 3 for mlp, 2 for unet)", low=0, high=16
+    ),
+    "net.prediction": Spec(
+        "str",
+        "auto",
+        "what a python: net predicts (auto: its `prediction` attribute; built-in nets: auto)",
+        ("auto", *PREDICTIONS),
+    ),
+    "net.noise_input": Spec(
+        "str",
+        "auto",
+        "how a python: net takes its noise level (auto: its `noise_input` attribute)",
+        ("auto", *NOISE_INPUTS),
     ),
     # Optimisation.
     "train.steps": Spec("int", 3000, "optimiser steps", low=1),
@@ -160,6 +185,16 @@ SPEC: dict[str, Spec] = {
     ),
     "noise.scale": Spec(
         "float", 1.0, "scale of the logistic or normal density", low=1e-3, high=20.0
+    ),
+    "noise.mode_scale": Spec(
+        "float", 1.29, "scale s of SD3's mode (heavy-tail) density", low=-1.0, high=1.6
+    ),
+    "noise.shift": Spec(
+        "float",
+        1.0,
+        "resolution shift of any density (SD3/Flux): every level moves by -2 log shift",
+        low=0.01,
+        high=100.0,
     ),
     "noise.logsnr_min": Spec(
         "float", -15.0, "lowest log-SNR (training and sampling)", low=-30.0, high=0.0
@@ -258,6 +293,13 @@ def _check(key: str, value: Any) -> Any:
             raise bad
         if key == "data" and value.startswith("folder:") and len(value) > len("folder:"):
             return value
+        if key == "net" and value.startswith(NET_PREFIX):
+            if not _FACTORY_PATH.fullmatch(value):
+                raise ConfigError(
+                    f"net={json.dumps(value)} is not allowed; expected "
+                    f"{NET_FACTORY} (a dotted module path, a colon, a function name)"
+                )
+            return value
         if spec.choices and value not in spec.choices:
             raise bad
         return value
@@ -297,6 +339,7 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError(
             f"cdl.zeta_min={config['cdl.zeta_min']:g} must be below cdl.zeta_max={config['cdl.zeta_max']:g}"
         )
+    _check_net_keys(config)
     _check_composition(config)
     return config
 
@@ -309,6 +352,19 @@ FACTS = {
         "data with a reference set; data={data} has none (use one of {having})",
     ),
 }
+
+
+def _check_net_keys(config: dict[str, Any]) -> None:
+    """net.prediction and net.noise_input describe a python: net; the built-in nets have their
+    own (v from x_λ and λ/8, models/param.py) and take only auto."""
+    if config["net"].startswith(NET_PREFIX):
+        return
+    for key in ("net.prediction", "net.noise_input"):
+        if config[key] != "auto":
+            raise ConfigError(
+                f"{key}={config[key]} describes a net of your own (net={NET_FACTORY}); "
+                f"net={config['net']} takes {key}=auto"
+            )
 
 
 def _check_composition(config: dict[str, Any]) -> None:

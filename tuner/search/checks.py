@@ -167,6 +167,34 @@ def _check_data(plan: Plan, fetch: bool) -> None:
         _check_fid_weights(plan, config, fetch)
 
 
+# -- a net of the user's own: it must build on the driver before any trial ------------------------
+def _example_shape(config: dict) -> tuple[int, ...]:
+    """One training example's shape, without loading what needs a download or a folder scan."""
+    if config["data"].startswith("folder:"):
+        return (3, config["data.size"], config["data.size"])
+    if preset_entry(config["data"]).info.get("download"):
+        return (3, 32, 32)  # CIFAR-10, which each node fetches itself
+    from tuner.config.build import build_dataset
+
+    return build_dataset(config).shape
+
+
+def _check_net(plan: Plan) -> None:
+    """net=python:MODULE:FACTORY: the factory imports, returns a torch.nn.Module, declares what it
+    predicts and maps a batch of the data's shape to that shape (tuner.config.build)."""
+    from tuner.config.spec import NET_PREFIX, ConfigError, resolve
+
+    config = resolve(plan.fixed)
+    if not config["net"].startswith(NET_PREFIX):
+        return
+    from tuner.config.build import build_external_net  # torch and the user's module: only here
+
+    try:
+        build_external_net(config, _example_shape(config))
+    except (ConfigError, DataError) as e:
+        raise UsageError(str(e)) from None
+
+
 # -- resources and the Ray address ---------------------------------------------------------------
 def resource_problem(
     cpus: float, gpus: float, nodes: list[dict[str, float]], where: str
@@ -301,3 +329,4 @@ def check_environment(plan: Plan, resume: bool, fetch: bool = False) -> None:
     else:
         _check_local_resources(plan)
     _check_data(plan, fetch)
+    _check_net(plan)
