@@ -41,7 +41,7 @@ def plan_of(*argv: str) -> Plan:
             ["--search", "bayes"],
             "--search 'bayes' is not known; choose one of optuna, qmc, random, grid",
         ),
-        (["--scheduler", "hyperband"], "--scheduler 'hyperband' is not known"),
+        (["--scheduler", "bohb"], "--scheduler 'bohb' is not known"),
         (["--set", "weighting.p"], "malformed --set 'weighting.p'"),
         (["--set", "nokey=1"], "unknown key 'nokey'"),
         (["--set", "weighting.p=9"], "weighting.p=9 is not allowed"),
