@@ -22,6 +22,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from claims import verdict_word  # noqa: E402
 
+from tuner import tables  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, PAGE = ROOT / "bench" / "results", ROOT / "docs" / "results.md"
 GLANCE = "Performance at a glance"
@@ -49,10 +51,7 @@ def current(d: dict[str, Any] | None) -> bool:
 
 
 def table(t: dict[str, list]) -> str:
-    def row(cells: list) -> str:
-        return "| " + " | ".join(map(str, cells)) + " |"
-
-    return "\n".join([row(t["head"]), "|" + "---|" * len(t["head"]), *map(row, t["rows"])])
+    return tables.table(t["head"], t["rows"], fmt="markdown")  # the search's own renderer
 
 
 def block(b: str | dict[str, list]) -> str:
