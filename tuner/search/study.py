@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -113,6 +113,9 @@ class StudySearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         """The searcher's own state as JSON (the study itself lives in its storage)."""
         state = {
+            "metric": self._metric,
+            "mode": self._mode,
+            "space": {k: distribution_to_json(d) for k, d in self._space.items()},
             "trials": {t: trial.number for t, trial in self._asked.items()},
             "steps": {t: sorted(steps) for t, steps in self._steps.items()},
             "done": sorted(self._done),
@@ -127,6 +130,8 @@ class StudySearcher(Searcher):
             raise RuntimeError("a StudySearcher without a storage cannot be restored")
         with open(checkpoint_path) as f:
             state = json.load(f)
+        self._metric, self._mode = state["metric"], state["mode"]
+        self._space = {k: json_to_distribution(d) for k, d in state["space"].items()}
         storage = optuna.storages.RDBStorage(self._storage)
         self._study = optuna.load_study(
             study_name=self._study_name, storage=storage, sampler=self._sampler
