@@ -131,6 +131,29 @@ def test_an_empty_or_absent_store_is_fine(tmp_path: Path) -> None:
     assert sqlite_problem(tmp_path / "empty.db", "mlflow") is None
 
 
+def test_a_store_whose_writer_was_killed_mid_transaction_is_fine(tmp_path: Path) -> None:
+    """A search killed while MLflow wrote leaves a hot journal beside its store; SQLite rolls it
+    back on the next read-write open, so the store is not called damaged."""
+    path = tmp_path / "mlflow.db"
+    _store(path, "v1")
+    writer = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "db.execute('PRAGMA cache_size = 1')\n"  # so the open transaction spills into the file
+        "db.executemany('INSERT INTO studies VALUES (?)', [('x' * 4000,)] * 50)\n"
+        "os._exit(0)\n"  # no commit, no rollback: the journal stays hot
+    )
+    subprocess.run([sys.executable, "-c", writer, str(path)], check=True)
+    assert (tmp_path / "mlflow.db-journal").exists()
+    read_only = contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    with read_only as db, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        db.execute("SELECT * FROM studies").fetchall()  # why a read-only check would fail
+    # opened and read: only its (made-up) schema revision is named, not the file
+    assert "was written by a newer mlflow (schema revision v1," in sqlite_problem(path, "mlflow")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT * FROM studies").fetchall() == []  # rolled back
+
+
 @pytest.mark.parametrize("dry", [True, False])
 @pytest.mark.parametrize(
     ("damage", "said"),

@@ -142,7 +142,8 @@ def sqlite_problem(path: Path, package: str) -> str | None:
     if folder is not None:
         return f"{path}: its folder cannot be written ({folder})"
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        # read-write, so a hot journal left by a killed writer is rolled back, as SQLite does
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True)) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
             query = "SELECT version_num FROM alembic_version"
             found = db.execute(query).fetchone() if "alembic_version" in tables else None
