@@ -1,11 +1,13 @@
 """The generated parts of README.md and docs/architecture.md, between `<!-- NAME:begin -->` and
-`<!-- NAME:end -->` markers: the configuration and registry tables (from the code) and the
-default search's measured figures (from bench/results/search_default.json). `python -m
-tuner.docs` rewrites them, `--check` exits 1 when one is stale (tests/test_readme.py runs it)."""
+`<!-- NAME:end -->` markers: the configuration and registry tables (from the code), the default
+search's measured figures (from bench/results/search_default.json) and its terminal (from
+bench/results/default_run.json). `python -m tuner.docs` rewrites them, `--check` exits 1 when
+one is stale (tests/test_readme.py runs it)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def search_default_rows() -> str:
     """README's rows of the default search as bench/search_default.py measured it, per seed."""
-    import json
-
     runs = json.loads((ROOT / "bench/results/search_default.json").read_text())["runs"]
     rows = [
         "| search seed | wall time | trials | stopped by ASHA | failed | peak memory (PSS / RSS) "
@@ -38,10 +38,17 @@ def search_default_rows() -> str:
     return "\n".join(rows)
 
 
+def default_output() -> str:
+    """The default search's terminal as bench/default_run.py kept it, with its command."""
+    run = json.loads((ROOT / "bench/results/default_run.json").read_text())
+    return "\n".join(["```text", f"$ {run['command']}", *run["screen"], "```"])
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "config-table": markdown_table,
     "registries": registry_table,
     "search-default": search_default_rows,
+    "default-output": default_output,
 }
 FILES = ("README.md", "docs/architecture.md")
 
