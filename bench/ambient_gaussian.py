@@ -1,24 +1,15 @@
 """Ambient diffusion on gaussian_noisy: x0 ~ N(0, diag(1, 0.25)) seen only as y = x0 + 0.5·η.
 
-Closed forms for the per-dimension variance v of the samples:
-  clean truth                         v              = (1.00, 0.25)
-  naive training on y (to λ_max)      v + s_n²       = (1.25, 0.50)
-  Tweedie alone, stop at s_n, E[x0|x] v²/(v + s_n²)  = (0.80, 0.125)
-The sampler (50-step DDIM on the cosine grid) shrinks these a little by itself, so each closed
-form is also sampled through the same sampler with the exact denoiser it names ("through the
-sampler", 100k samples): the floor a trained model can reach.
-Arms (tuner.training.trainer.Trainer, small budget, several seeds): naive; Tweedie stopping at s_n (the
-sampler returns the posterior mean there); Tweedie sampled on to λ_max anyway (levels never
-trained, extrapolation); Tweedie + consistency, sampled to λ_max, with the chains of
-models.ambient.ConsistencyLoss at its defaults (k = 1, no gap cap: end levels over the whole
-[λ_n, λ_max] in the sampler's cosine spacing; ε units) at coefficients 1 and 0.015, in the
-paper's x0 units, with k = 2, and with a gap of 1 (transport step then short chain steps). The
-consistency term of each arm is built from the class itself (its defaults, plus the arm's
-keywords) and put in the trainer's objective, so the arms test the class's defaults whatever
-tuner/config/spec.py's defaults are. All arms that sample to λ_max share one sampler and one
-starting noise per seed (paired).
-Verdicts (in the JSON, with 95 % Student-t intervals over seeds from tuner/stats.py):
-consistency at the default chains against Tweedie alone to the end, and the closed forms.
+Closed forms for the per-dimension variance v of the samples: the clean truth v = (1, 0.25);
+naive training on y (sampled to λ_max) v + s_n² = (1.25, 0.5); Tweedie alone stopping at s_n,
+E[x0|x], v²/(v + s_n²) = (0.8, 0.125). The sampler (50-step DDIM, cosine grid) shrinks these a
+little by itself, so each is also sampled through it with the exact denoiser it names (100k
+samples): the floor a trained model can reach. Arms: naive; Tweedie stopping at s_n; Tweedie
+sampled on to λ_max (untrained levels, extrapolated); Tweedie + consistency to λ_max with
+models.ambient.ConsistencyLoss injected from the class itself (its defaults: k = 1, end levels
+over the whole [λ_n, λ_max], ε units) at coefficients 1 and 0.015, in the paper's x0 units,
+with k = 2 and with a gap of 1. The arms that sample to λ_max share one sampler and starting
+noise per seed (paired).
 
     .venv/bin/python bench/ambient_gaussian.py                # writes bench/results/ambient_gaussian.*
     .venv/bin/python bench/ambient_gaussian.py --smoke        # tiny budget, to a temporary folder
@@ -29,21 +20,25 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import harness
 import torch
-from harness import Result, ci, compare, verdict
+from claims import arm_rows, ci, column, direction, judge, summarise_arms, table, verdict
+from harness import Result
 
 from models.ambient import ConsistencyLoss, ambient_logsnr_stop
 from models.analytic import GaussianMixture
-from models.objective import Objective
-from tuner import stats
-from tuner.config.build import build_dataset, build_objective, build_sampler
+from tuner.config.build import build_sampler
 from tuner.config.spec import resolve
+from tuner.data.presets import Dataset
+from tuner.stats import mean_interval, paired_improvement
 from tuner.training.trainer import Trainer
 
 NAME = "ambient_gaussian"
+TITLE = "Ambient Tweedie and consistency on noisy Gaussian data"
 V = torch.tensor([1.0, 0.25])
 SN = 0.5
 EXPECTED = {
@@ -77,6 +72,14 @@ ARMS: dict[str, tuple[dict, bool, dict | None]] = {
     "tweedie + consistency 1.0 (k=2)": ({"ambient.consistency": 1.0}, True, {"chain_steps": 2}),
     "tweedie + consistency 1.0 (k=1, gap=1)": ({"ambient.consistency": 1.0}, True, {"gap": 1.0}),
 }
+X0_UNITS = "tweedie + consistency 1.0 (default chains, x0 units)"
+ERR = "rel_err_clean"
+CLAIMS = [
+    *[(f"{name} is closer to the clean covariance than Tweedie alone sampled to the end", ERR, [(name, NO_STOP)], "min")
+      for name in list(ARMS)[4:]],
+    ("consistency in ε units (the default) beats the paper's x0 units at coefficient 1", ERR, [(DEFAULT_CHAINS, X0_UNITS)], "min"),
+    ("Tweedie (sampled to the end) is closer to the clean covariance than naive training", ERR, [(NO_STOP, "naive")], "min"),
+]  # fmt: skip
 
 
 def samples_to_the_end(trainer: Trainer, n: int) -> torch.Tensor:
@@ -111,24 +114,10 @@ def through_the_sampler(base: dict, n: int = 100_000) -> dict[str, list[float]]:
     return out
 
 
-def train(config: dict, chains: dict | None) -> Trainer:
-    c = resolve(config)
-    dataset = build_dataset(c)
-    objective = build_objective(c, dataset)
-    if chains is not None:  # the class's chains (its defaults plus the arm's keywords)
-        consistency = ConsistencyLoss(
-            dataset.noise_sigma,
-            logsnr_max=c["noise.logsnr_max"],
-            grid=c["sampler.grid"],
-            coef=c["ambient.consistency"],
-            **chains,
-        )
-        objective = Objective({**objective.terms, consistency.name: consistency}.values())
-    trainer = Trainer(c, dataset=dataset, objective=objective)
-    trainer.prepare()
-    while trainer.step < trainer.config["train.steps"]:
-        trainer.train_step()
-    return trainer
+def consistency(chains: dict[str, Any]) -> Callable[[Dataset, dict[str, Any]], ConsistencyLoss]:
+    """The consistency term from the class itself: its defaults plus the arm's keywords."""
+    return lambda data, c: ConsistencyLoss(data.noise_sigma, logsnr_max=c["noise.logsnr_max"], grid=c["sampler.grid"],
+                                           coef=c["ambient.consistency"], **chains)  # fmt: skip
 
 
 def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
@@ -136,182 +125,103 @@ def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
     t0 = time.perf_counter()
     key = json.dumps([overrides, chains], sort_keys=True)
     if key not in cache:  # "no stop" reuses the trained "stop at s_n" model
-        cache[key] = train(base | {"seed": seed} | overrides, chains)
+        config = base | {"seed": seed} | overrides
+        term = None if chains is None else consistency(chains)
+        cache[key] = harness.train(config, **harness.components(config, term=term))[0]
     trainer = cache[key]
     n = trainer.config["eval.samples"]
     x = samples_to_the_end(trainer, n) if full else trainer.sample(n)
     var = x.var(0)
-    return {
-        "var_x": float(var[0]),
-        "var_y": float(var[1]),
-        "cov_xy": float(torch.cov(x.T)[0, 1]),
-        "rel_err_clean": float(((var - V) / V).abs().mean()),
-        "time_s": time.perf_counter() - t0,
-    }
+    return {"var_x": float(var[0]), "var_y": float(var[1]), "cov_xy": float(torch.cov(x.T)[0, 1]),
+            "rel_err_clean": float(((var - V) / V).abs().mean()), "time_s": time.perf_counter() - t0}  # fmt: skip
 
 
 def summarise(result: Result) -> Result:
-    """Mean and std over seeds of each arm's variances and error, and the verdicts."""
-    per_seed, floor = result["per_seed"], result["closed_form_through_the_sampler"]
-    summary = {}
-    for name in ARMS:
-        summary[name] = {}
-        for k in ("var_x", "var_y", "cov_xy", "rel_err_clean"):
-            mean, std = stats.mean_std([r[name][k] for r in per_seed])
-            summary[name] |= {k: mean, k + "_std": std}
-    result["summary"] = summary
-
-    def col(name: str, key: str = "rel_err_clean") -> list[float]:
-        return [r[name][key] for r in per_seed]
-
-    seeds = f"{len(per_seed)} seeds"
-    base, cons = col(NO_STOP), col(DEFAULT_CHAINS)
-    out = []
+    """Mean and std over seeds of each arm's variances and error, the table and the verdicts."""
+    raw = result["raw"]
+    runs, floor = raw["runs"], raw["closed_form_through_the_sampler"]
+    s = summarise_arms(runs, skip=["time_s"])
+    err = column(runs, "rel_err_clean")
+    base, cons, seeds = err[NO_STOP], err[DEFAULT_CHAINS], f"{len(err[NO_STOP])} seeds"
     # the margin per seed: (2/3)·err(Tweedie to the end) − err(consistency) > 0
-    m, lo, hi = stats.paired_improvement(cons, [2 / 3 * b for b in base], "min")
-    out.append(
-        verdict(
-            "ambient.consistency=1 at the default chain settings brings the samples closer to "
-            "the clean covariance than Tweedie alone sampled to the end, by at least a third of "
-            "the latter's relative error",
-            stats.direction(lo, hi),
-            f"relative error {ci(*stats.mean_interval(cons))} against "
-            f"{ci(*stats.mean_interval(base))} for Tweedie alone; margin (2/3)·Tweedie − "
-            f"consistency {ci(m, lo, hi)} (paired by seed, 95 % t intervals, {seeds})",
-        )
-    )
+    m, lo, hi = paired_improvement(cons, [2 / 3 * b for b in base], "min")
     floor_err = float(((torch.tensor(floor["clean truth"]) - V) / V).abs().mean())
-    mean, lo, hi = stats.mean_interval(cons)
-    out.append(
-        verdict(
-            "ambient.consistency=1 at the default chain settings reaches the sampler's own "
-            "floor, the relative error of the exact clean denoiser through the same sampler",
-            bool(lo <= floor_err <= hi),
-            f"relative error {ci(mean, lo, hi)} ({seeds}); floor {floor_err:.3f}",
-        )
-    )
-    columns = {name: col(name) for name in ARMS}
-    for name in (
-        "tweedie + consistency 0.015 (default chains)",
-        "tweedie + consistency 1.0 (default chains, x0 units)",
-        "tweedie + consistency 1.0 (k=2)",
-        "tweedie + consistency 1.0 (k=1, gap=1)",
-    ):
-        claim = f"{name} is closer to the clean covariance than Tweedie alone sampled to the end"
-        out.append(verdict(claim, *compare(columns, [(name, NO_STOP)], "min")))
-    claim = "consistency in ε units (the default) beats the paper's x0 units at coefficient 1"
-    x0_units = "tweedie + consistency 1.0 (default chains, x0 units)"
-    out.append(verdict(claim, *compare(columns, [(DEFAULT_CHAINS, x0_units)], "min")))
-    claim = "Tweedie (sampled to the end) is closer to the clean covariance than naive training"
-    out.append(verdict(claim, *compare(columns, [(NO_STOP, "naive")], "min")))
-    # closed forms, sampled through the same sampler: does the interval over seeds of the
-    # arm's sample variance hold the value?
-    for name, form in (
-        ("naive", "naive: v + s_n^2"),
-        ("tweedie, stop at s_n", "posterior mean at s_n: v^2/(v + s_n^2)"),
-        (DEFAULT_CHAINS, "clean truth"),
-        (NO_STOP, "clean truth"),
-    ):
+    mean, low, high = mean_interval(cons)
+    out = [
+        verdict("ambient.consistency=1 at the default chain settings brings the samples closer to the clean covariance than "
+                "Tweedie alone sampled to the end, by at least a third of the latter's relative error", direction(lo, hi),
+                f"relative error {ci(*mean_interval(cons))} against {ci(*mean_interval(base))} for Tweedie alone; margin "
+                f"(2/3)·Tweedie − consistency {ci(m, lo, hi)} (paired by seed, 95 % t intervals, {seeds})"),
+        verdict("ambient.consistency=1 at the default chain settings reaches the sampler's own floor, the relative error "
+                "of the exact clean denoiser through the same sampler", bool(low <= floor_err <= high),
+                f"relative error {ci(mean, low, high)} ({seeds}); floor {floor_err:.3f}"),
+    ]  # fmt: skip
+    out += judge(runs, CLAIMS)
+    # closed forms through the same sampler: does the interval over seeds of the arm's sample
+    # variance hold the value?
+    for name, form in (("naive", "naive: v + s_n^2"), ("tweedie, stop at s_n", "posterior mean at s_n: v^2/(v + s_n^2)"),
+                       (DEFAULT_CHAINS, "clean truth"), (NO_STOP, "clean truth")):  # fmt: skip
         for d, key in enumerate(("var_x", "var_y")):
             want = floor[form][d]
-            mean, lo, hi = stats.mean_interval(col(name, key))
-            out.append(
-                verdict(
-                    f"{name}: the sample variance of dimension {d} is consistent with the "
-                    f"closed form {form} sampled through the same sampler (its interval over "
-                    "seeds holds it)",
-                    bool(lo <= want <= hi),
-                    f"variance {ci(mean, lo, hi)} ({seeds}); closed form through the sampler "
-                    f"{want:.4f}, without it {EXPECTED[form][d]:.4g}",
-                )
-            )
-    result["verdicts"] = out
-    result["notes"] = [{"date": "2026-12-05", "text": NOTE}]  # written by hand, not computed
-    return result
+            mean, low, high = mean_interval(column(runs, key)[name])
+            out.append(verdict(
+                f"{name}: the sample variance of dimension {d} is consistent with the closed form {form} sampled through the "
+                "same sampler (its interval over seeds holds it)", bool(low <= want <= high),
+                f"variance {ci(mean, low, high)} ({seeds}); closed form through the sampler {want:.4f}, without it "
+                f"{raw['closed_form'][form][d]:.4g}"))  # fmt: skip
+    rows = arm_rows(s, [("var_x", 3), ("var_y", 3), ("rel_err_clean", 2)])
+    rows += [
+        [f"closed form: {k}", f"{v[0]:.3g}", f"{v[1]:.3g}", ""]
+        for k, v in raw["closed_form"].items()
+    ]
+    c = raw["config"]
+    body = [
+        f"`{result['command']}` — gaussian_noisy (x0 ~ N(0, diag(1, 0.25)) seen only as y = x0 + 0.5·η), {c['train.steps']} "
+        f"steps of batch {c['train.batch']}, {seeds}, {c['eval.samples']} samples.",
+        table(["arm", "variance, dim 0", "variance, dim 1", "rel. error to the clean covariance"], rows),
+    ]  # fmt: skip
+    return harness.page(result, TITLE, body, out, summary=s, figures=[("ambient_gaussian.png", "ambient on gaussian_noisy")],
+                        notes=[{"date": "2026-12-05", "text": NOTE}])  # fmt: skip
 
 
-def plot(per_seed: list[dict], floor: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(result: Result, path: Path) -> None:
+    """Per-seed sample variances of each arm, and the closed forms with and without the sampler."""
+    plt, raw = harness.pyplot(), result["raw"]
     fig, ax = plt.subplots(figsize=(7, 5))
-    colors = [plt.get_cmap("tab10")(i) for i in range(len(ARMS))]
-    for name, color in zip(ARMS, colors, strict=True):
-        vx = [r[name]["var_x"] for r in per_seed]
-        vy = [r[name]["var_y"] for r in per_seed]
-        ax.scatter(vx, vy, color=color, label=name, s=25)
-    for (label, (vx, vy)), marker in zip(EXPECTED.items(), ["*", "P", "X"], strict=True):
+    for i, (name, rows) in enumerate(raw["runs"].items()):
+        ax.scatter([r["var_x"] for r in rows], [r["var_y"] for r in rows], color=plt.get_cmap("tab10")(i), label=name, s=25)  # fmt: skip
+    for (label, (vx, vy)), marker in zip(raw["closed_form"].items(), ["*", "P", "X"], strict=True):
         ax.scatter([vx], [vy], color="k", marker=marker, s=150, label=f"closed form: {label}")
-        fx, fy = floor[label]
-        ax.scatter(
-            [fx],
-            [fy],
-            facecolors="none",
-            edgecolors="k",
-            marker=marker,
-            s=150,
-            label="  through the sampler",
-        )
-    ax.set_xlabel("sample variance, dim 0")
-    ax.set_ylabel("sample variance, dim 1")
-    ax.set_title("gaussian_noisy (s_n = 0.5): per-seed sample variances")
+        fx, fy = raw["closed_form_through_the_sampler"][label]
+        ax.scatter([fx], [fy], facecolors="none", edgecolors="k", marker=marker, s=150, label="  through the sampler")  # fmt: skip
+    ax.set(xlabel="sample variance, dim 0", ylabel="sample variance, dim 1",
+           title="gaussian_noisy (s_n = 0.5): per-seed sample variances")  # fmt: skip
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def main() -> int | None:
     parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     args = parser.parse_args()
     if args.resummarise:
         return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     steps, seeds = (10, [0, 1]) if args.smoke else (args.steps, args.seeds)
-    base = {
-        "data": "gaussian_noisy",
-        "train.steps": steps,
-        "train.batch": 256,
-        "net.width": 128,
-        "eval.samples": 1000 if args.smoke else 10000,
-        "eval.every": steps,
-        "train.threads": 1,
-    }
-    t0 = time.perf_counter()
-    per_seed = []
+    base = {"data": "gaussian_noisy", "train.steps": steps, "train.batch": 256, "net.width": 128,
+            "eval.samples": 1000 if args.smoke else 10000, "eval.every": steps, "train.threads": 1}  # fmt: skip
+    runs: dict[str, list[dict]] = {name: [] for name in ARMS}
     for seed in seeds:
         cache: dict = {}
-        res = {}
         for name, arm in ARMS.items():
-            res[name] = run(seed, base, arm, cache)
-            r = res[name]
-            print(
-                f"seed {seed} {name:45s} var ({r['var_x']:.3f}, {r['var_y']:.3f}) "
-                f"rel err {r['rel_err_clean']:.3f} ({r['time_s']:.0f}s)",
-                flush=True,
-            )
-        per_seed.append(res)
-    print(f"total {time.perf_counter() - t0:.0f}s")
-    arms = {
-        name: {"config": arm, "sample_to_logsnr_max": full, "consistency_kwargs": chains}
-        for name, (arm, full, chains) in ARMS.items()
-    }
-    result = {
-        "command": harness.command(args),
-        "config": base,
-        "arms": arms,
-        "closed_form": EXPECTED,
-        "closed_form_through_the_sampler": through_the_sampler(base),
-        "per_seed": per_seed,
-    }
-    result = harness.finish(args, result, summarise)
-    print(json.dumps(result["summary"], indent=2))
-    plot(
-        per_seed,
-        result["closed_form_through_the_sampler"],
-        harness.out_path(args).with_suffix(".png"),
-    )
+            r = run(seed, base, arm, cache)
+            runs[name].append(r)
+            print(f"seed {seed} {name:45s} var ({r['var_x']:.3f}, {r['var_y']:.3f}) rel err {r['rel_err_clean']:.3f}", flush=True)  # fmt: skip
+    arms = {name: {"config": arm, "sample_to_logsnr_max": full, "consistency_kwargs": chains}
+            for name, (arm, full, chains) in ARMS.items()}  # fmt: skip
+    raw = {"config": base, "closed_form": EXPECTED, "closed_form_through_the_sampler": through_the_sampler(base), "runs": runs}  # fmt: skip
+    harness.finish(args, harness.new(args, arms, raw), summarise, plot)
+    return 0
 
 
 if __name__ == "__main__":

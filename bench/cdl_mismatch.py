@@ -1,28 +1,17 @@
 """CDL on ring8: does the contrastive term lower the denoiser's error at mismatched levels?
 
-All arms train the same denoising term (constant weighting, cosine q) with
-tuner.training.trainer.Trainer at a small budget; the CDL arms add coef × CDL with the contrastive term
-built from models.cdl.CDLLoss itself (its defaults: 32 quasi-random levels per likelihood for
-1/32 of the batch, levels centred no lower than ζ's bulk) and put in the trainer's objective, so
-the arms test the class's estimator whatever tuner/config/spec.py's defaults are; one CDL arm uses the
-earlier estimator (4 i.i.d. levels for a quarter of the batch, levels centred at the Gaussian
-reference's centre: the same M·n). Scored against the exact ε* of the ring8 mixture:
-  mismatched: w = α_λ x0 + σ_λ ε (a sample of level λ) queried at the noisier level
-              λ' = mismatched_logsnr(λ, ζ), error ‖ε̂(w, λ') − ε*(w, λ')‖²/D — the off-training-
-              distribution queries CDL trains on (λ from the reference-centred importance
-              density, ζ from the ζ density: the scoring draws do not change with the estimator)
-  matched:    the same levels λ' with on-distribution inputs w' = α_λ' x0 + σ_λ' ε
-and by sampling: Picard sweeps to converge (50 cosine steps, tol 1e-3) and few-step DDIM
-quality (eval/nll, eval/mmd against the truth). Arms compare at equal steps; one more arm trains
-plain denoising for as many steps as fit in the training time of the "cdl 0.1" arm (CPU time
-of the one training thread, measured per seed), to compare at equal wall-clock.
-On each plain model the gradient norms of the denoising term and of a CDL term (coefficient 1)
-are measured (grad/…): how hard CDL pulls against the denoising term there.
-The estimator's own noise is measured too, with the exact ring8 denoiser (no training): the
-per-example standard deviation of the logit over repeated draws against the spread of the exact
-logit over a CDL batch, and the upward bias of the logistic loss, for the defaults and the
-earlier estimator. Verdicts (in the JSON, with 95 % Student-t intervals over seeds from
-tuner/stats.py) state which of the paper's claims hold here.
+Every arm trains the same denoising term (constant weighting, cosine q) at a small budget; the
+CDL arms inject coef × models.cdl.CDLLoss built from the class itself (its defaults: 32
+quasi-random levels per likelihood for 1/32 of the batch), one of them the earlier estimator (4
+i.i.d. levels for a quarter of the batch, centred at the Gaussian reference). Scored against the
+ring's exact ε*: at mismatched queries (a sample of level λ queried at the noisier level
+λ' = mismatched_logsnr(λ, ζ), what CDL trains on) and at matched ones (on-distribution inputs at
+λ'); by Picard sweeps to converge (50 cosine steps, tol 1e-3) and few-step DDIM (NLL, MMD). One
+more arm trains plain denoising for as many steps as fit in the "cdl 0.1" arm's training CPU
+time (equal wall-clock). On each plain model the gradient norms of the denoising term and of a
+CDL term (coefficient 1) say how hard CDL pulls there; with the exact denoiser, the estimator's
+own noise (the logit's per-example std over draws against the spread of the exact logit) and the
+upward bias of its logistic loss, for the defaults and the earlier estimator.
 
     .venv/bin/python bench/cdl_mismatch.py                # writes bench/results/cdl_mismatch.*
     .venv/bin/python bench/cdl_mismatch.py --smoke        # tiny budget, to a temporary folder
@@ -31,7 +20,6 @@ tuner/stats.py) state which of the paper's claims hold here.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -39,23 +27,23 @@ from pathlib import Path
 import harness
 import torch
 import torch.nn.functional as F
-from harness import Result, ci, compare, verdict
+from claims import arm_rows, ci, direction, judge, mean_std, pm, summarise_arms, table, verdict
+from harness import Result
 
 from models.analytic import ring8
 from models.cdl import CDLLoss, importance_density, mismatched_logsnr
-from models.objective import Objective
 from models.param import add_noise
 from models.picard import sample_picard
 from models.samplers import sample_ddim
 from models.schedules import alpha_sigma, logsnr_grid
-from tuner import stats
-from tuner.config.build import build_dataset, build_objective
-from tuner.config.spec import resolve
 from tuner.data.presets import Dataset
 from tuner.evaluation.metrics import lowdim_metrics
+from tuner.stats import mean_interval
 from tuner.training.trainer import Trainer
 
 NAME = "cdl_mismatch"
+TITLE = "Contrastive diffusion loss on the ring"
+COLUMNS = [("eps_err/mismatched", 2), ("eps_err/matched", 2), ("picard/iterations", 3), ("ddim5/nll", 3), ("ddim10/nll", 3), ("ddim5/mmd", 2)]  # fmt: skip
 EARLIER = {"mc_points": 4, "fraction": 0.25, "qmc": False, "levels_loc": "reference"}
 EARLIER_ARM = "cdl 1.0, earlier estimator (M=4 i.i.d., fraction 0.25)"
 # name: (cdl.coef, CDLLoss keywords)
@@ -67,6 +55,20 @@ ARMS: dict[str, tuple[float, dict]] = {
 }
 EQUAL_TIME_OF = "cdl 0.1"
 EQUAL_TIME = f"plain, wall-clock of {EQUAL_TIME_OF}"  # more steps, the same training time
+PAPER = "Wu et al. 2024: CDL trains the denoiser off the training distribution"
+MISMATCHED = "eps_err/mismatched"
+CLAIMS = [
+    *[(f"{arm} lowers the denoiser's error at mismatched levels below plain denoising's at equal steps ({PAPER})",
+       MISMATCHED, [(arm, "plain")], "min") for arm in ("cdl 0.1", "cdl 1.0")],
+    ("cdl 0.1 lowers the error at mismatched levels below plain denoising's given the same training time", MISMATCHED,
+     [("cdl 0.1", EQUAL_TIME)], "min"),
+    *[claim for arm in ("cdl 0.1", "cdl 1.0") for claim in (
+        (f"{arm} needs fewer Picard sweeps than plain denoising (Wu et al. 2024)", "picard/iterations", [(arm, "plain")], "min"),
+        (f"{arm} improves 5-step DDIM samples (NLL under the true mixture) over plain denoising (Wu et al. 2024: better "
+         "few-step sampling)", "ddim5/nll", [(arm, "plain")], "min"))],
+    ("cdl 1.0 with the new estimator has a lower mismatched-level error than with the earlier one (4 i.i.d. levels for a "
+     "quarter of the batch)", MISMATCHED, [("cdl 1.0", EARLIER_ARM)], "min"),
+]  # fmt: skip
 LAMBDA_BINS = [(-6.0, -2.0), (-2.0, 2.0), (2.0, 6.0), (6.0, 12.0)]
 
 
@@ -155,22 +157,15 @@ def gradient_scale(trainer: Trainer, batches: int = 20) -> dict[str, float]:
 
 def run_arm(config: dict, steps: int, cdl: dict | None) -> dict[str, float]:
     """Train `steps` steps of `config` (with the class's CDL term built from `cdl` keywords
-    when given); its errors, sampling metrics, and times."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    config = resolve(config | {"train.steps": steps, "eval.every": steps})
-    dataset = build_dataset(config)
-    objective = build_objective(config, dataset)
-    if cdl is not None:  # the class's CDL term in place of the config's
-        term = make_cdl(dataset, config, cdl | {"coef": config["cdl.coef"]})
-        objective = Objective({**objective.terms, term.name: term}.values())
-    trainer = Trainer(config, dataset=dataset, objective=objective)
-    while trainer.step < steps:
-        trainer.train_step()
-    train_s = time.process_time() - c0  # CPU time of one thread: robust to other jobs
+    when given, in place of the config's); its errors, sampling metrics, and times."""
+    t0, config = time.perf_counter(), config | {"train.steps": steps, "eval.every": steps}
+    term = None if cdl is None else lambda data, c: make_cdl(data, c, cdl | {"coef": c["cdl.coef"]})
+    trainer, info = harness.train(config, **harness.components(config, term=term))
     out = eps_errors(trainer) | sampling(trainer)
     if cdl is None:  # plain denoising: how large would a CDL term's gradient be here?
         out |= gradient_scale(trainer)
-    return out | {"steps": float(steps), "train_s": train_s, "time_s": time.perf_counter() - t0}
+    # train_s: CPU time of the one training thread, robust to other jobs
+    return out | {"steps": float(steps), "train_s": info["time/train_cpu_s"], "time_s": time.perf_counter() - t0}  # fmt: skip
 
 
 @torch.no_grad()
@@ -223,159 +218,89 @@ def report(seed: int, name: str, r: dict[str, float]) -> None:
 
 
 def summarise(result: Result) -> Result:
-    """Mean and std over seeds of every metric, and the verdicts."""
-    per_seed, noise = result["per_seed"], result["estimator_noise"]
-    summary = {}
-    for name in per_seed[0]:
-        summary[name] = {}
-        for k in per_seed[0][name]:
-            mean, std = stats.mean_std([r[name][k] for r in per_seed])
-            summary[name] |= {k: mean, k + "_std": std}
-    result["summary"] = summary
-
-    def columns(key: str) -> dict[str, list[float]]:
-        return {name: [r[name][key] for r in per_seed] for name in per_seed[0]}
-
-    mismatched, out = columns("eps_err/mismatched"), []
-    paper = "Wu et al. 2024: CDL trains the denoiser off the training distribution"
-    for arm in ("cdl 0.1", "cdl 1.0"):
-        claim = (
-            f"{arm} lowers the denoiser's error at mismatched levels below plain denoising's at "
-            f"equal steps ({paper})"
-        )
-        out.append(verdict(claim, *compare(mismatched, [(arm, "plain")], "min")))
-    claim = (
-        "cdl 0.1 lowers the error at mismatched levels below plain denoising's given the same "
-        "training time"
-    )
-    out.append(verdict(claim, *compare(mismatched, [("cdl 0.1", EQUAL_TIME)], "min")))
-    for arm in ("cdl 0.1", "cdl 1.0"):
-        claim = f"{arm} needs fewer Picard sweeps than plain denoising (Wu et al. 2024)"
-        out.append(verdict(claim, *compare(columns("picard/iterations"), [(arm, "plain")], "min")))
-        claim = (
-            f"{arm} improves 5-step DDIM samples (NLL under the true mixture) over plain "
-            "denoising (Wu et al. 2024: better few-step sampling)"
-        )
-        out.append(verdict(claim, *compare(columns("ddim5/nll"), [(arm, "plain")], "min")))
-    claim = (
-        "cdl 1.0 with the new estimator has a lower mismatched-level error than with the earlier "
-        "one (4 i.i.d. levels for a quarter of the batch)"
-    )
-    out.append(verdict(claim, *compare(mismatched, [("cdl 1.0", EARLIER_ARM)], "min")))
-    plain = [r["plain"] for r in per_seed]
+    """Mean and std over seeds of every metric, the table and the verdicts."""
+    raw = result["raw"]
+    runs, noise = raw["runs"], raw["estimator_noise"]
+    s = summarise_arms(runs)
+    out = judge(runs, CLAIMS)
+    plain = runs["plain"]
     for est, what in (("cdl", "defaults"), ("cdl_earlier", "earlier estimator")):
-        ratio = [r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain]
-        mean, lo, hi = stats.mean_interval(ratio)
-        per_batch = stats.mean_std([r[f"grad/{est}/per_batch"] for r in plain])
-        per_batch_d = stats.mean_std([r["grad/denoise/per_batch"] for r in plain])
-        out.append(
-            verdict(
-                f"on the trained plain model, the systematic gradient (mean over 20 batches) of "
-                f"a CDL term at coefficient 1 ({what}) is larger than the denoising term's",
-                stats.direction(lo - 1.0, hi - 1.0),
-                f"ratio of the norms {ci(mean, lo, hi)} ({len(plain)} seeds); per batch "
-                f"{harness.pm(*per_batch)} against {harness.pm(*per_batch_d)}",
-            )
+        mean, lo, hi = mean_interval(
+            [r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain]
         )
-    ratios = [r["ratio_clean"] for r in noise["defaults"]]
-    earlier = [r["ratio_clean"] for r in noise["earlier"]]
-    mean, lo, hi = stats.mean_interval(ratios)
-    out.append(
-        verdict(
-            "at the defaults, the CDL logit's noise (exact denoiser, ring8) is below half the "
-            "spread of the exact logit over clean examples",
-            True if hi < 0.5 else False if lo >= 0.5 else None,
-            f"noise/spread {ci(mean, lo, hi)} over {len(ratios)} batches of 128 (earlier "
-            f"estimator {ci(*stats.mean_interval(earlier))}); logistic loss bias "
-            f"{harness.pm(*stats.mean_std([r['loss_bias'] for r in noise['defaults']]))} nats "
-            f"(earlier {harness.pm(*stats.mean_std([r['loss_bias'] for r in noise['earlier']]))})",
-        )
+        per_batch = [
+            pm(*mean_std([r[f"grad/{k}/per_batch"] for r in plain])) for k in (est, "denoise")
+        ]
+        out.append(verdict(
+            f"on the trained plain model, the systematic gradient (mean over 20 batches) of a CDL term at coefficient 1 ({what}) "
+            "is larger than the denoising term's", direction(lo - 1.0, hi - 1.0),
+            f"ratio of the norms {ci(mean, lo, hi)} ({len(plain)} seeds); per batch {per_batch[0]} against {per_batch[1]}"))  # fmt: skip
+    ratios, earlier = ([r["ratio_clean"] for r in noise[k]] for k in ("defaults", "earlier"))
+    mean, lo, hi = mean_interval(ratios)
+    bias = [pm(*mean_std([r["loss_bias"] for r in noise[k]])) for k in ("defaults", "earlier")]
+    out.append(verdict(
+        "at the defaults, the CDL logit's noise (exact denoiser, ring8) is below half the spread of the exact logit over clean examples",
+        True if hi < 0.5 else False if lo >= 0.5 else None,
+        f"noise/spread {ci(mean, lo, hi)} over {len(ratios)} batches of 128 (earlier estimator {ci(*mean_interval(earlier))}); "
+        f"logistic loss bias {bias[0]} nats (earlier {bias[1]})"))  # fmt: skip
+    c = raw["config"]
+    rows = [
+        [arm, f"{v['steps']['mean']:.0f}"] + arm_rows({arm: v}, COLUMNS)[0][1:]
+        for arm, v in s.items()
+    ]
+    body = [
+        f"`{result['command']}` — ring8, {c['train.steps']} steps of batch {c['train.batch']}, {len(plain)} seeds; ε̂ error "
+        "against the exact ε* at the mismatched (input, level) pairs CDL trains on and at matched ones; Picard sweeps to "
+        "converge on a 50-step grid; few-step DDIM.",
+        table(["arm", "steps", "ε err, mismatched", "ε err, matched", "Picard sweeps (50 steps)", "DDIM-5 NLL", "DDIM-10 NLL", "DDIM-5 MMD"], rows),
+    ]  # fmt: skip
+    return harness.page(
+        result, TITLE, body, out, summary=s, figures=[("cdl_mismatch.png", "CDL on ring8")]
     )
-    result["verdicts"] = out
-    return result
 
 
-def plot(per_seed: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(result: Result, path: Path) -> None:
+    """ε error per λ' bin of each arm (bars: means; dots: seeds), mismatched and matched."""
+    plt, runs = harness.pyplot(), result["raw"]["runs"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     labels = [f"[{lo:g},{hi:g})" for lo, hi in LAMBDA_BINS]
+    at, width = torch.arange(len(labels)), 0.8 / len(runs)
     for kind, ax in zip(("mismatched", "matched"), axes, strict=True):
-        names = list(per_seed[0])
-        for j, name in enumerate(names):
-            vals = [[r[name][f"eps_err/{kind}{lab}"] for lab in labels] for r in per_seed]
-            mean = torch.tensor(vals).mean(0)
-            width = 0.8 / len(names)
-            ax.bar(torch.arange(len(labels)) + width * j, mean, width=width, label=name)
-            for v in vals:
-                ax.scatter(torch.arange(len(labels)) + width * j, v, color="k", s=6)
-        ax.set_xticks(torch.arange(len(labels)) + 0.4, [f"λ' in {lab}" for lab in labels])
-        ax.set_yscale("log")
-        ax.set_ylabel("‖ε̂ − ε*‖²/D")
-        ax.set_title(f"{kind} queries (ring8)")
+        for j, (name, rows) in enumerate(runs.items()):
+            vals = torch.tensor([[r[f"eps_err/{kind}{lab}"] for lab in labels] for r in rows])
+            ax.bar(at + width * j, vals.mean(0), width=width, label=name)
+            ax.scatter((at + width * j).repeat(len(vals)), vals.flatten(), color="k", s=6)
+        ax.set_xticks(at + 0.4, [f"λ' in {lab}" for lab in labels])
+        ax.set(yscale="log", ylabel="‖ε̂ − ε*‖²/D", title=f"{kind} queries (ring8)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def main() -> int | None:
     parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     args = parser.parse_args()
     if args.resummarise:
         return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     steps, seeds = (10, [0, 1]) if args.smoke else (args.steps, args.seeds)
-    base = {
-        "data": "ring8",
-        "train.steps": steps,
-        "train.batch": 256,
-        "net.width": 128,
-        "eval.every": steps,
-        "train.threads": 1,
-    }
-    t0 = time.perf_counter()
+    base = {"data": "ring8", "train.steps": steps, "train.batch": 256, "net.width": 128, "eval.every": steps, "train.threads": 1}  # fmt: skip
     batches, repeats = (1, 4) if args.smoke else (3, 40)
-    noise = {
-        "defaults": [estimator_noise({}, seed, repeats=repeats) for seed in range(batches)],
-        "earlier": [estimator_noise(EARLIER, seed, repeats=repeats) for seed in range(batches)],
-    }
-    for name, rows in noise.items():
-        print(
-            f"estimator {name}: noise/spread (clean) "
-            + ", ".join(f"{r['noise_clean']:.2f}/{r['spread_clean']:.2f}" for r in rows)
-            + "; loss bias "
-            + ", ".join(f"{r['loss_bias']:.3f}" for r in rows),
-            flush=True,
-        )
-    per_seed = []
+    noise = {name: [estimator_noise(kw, seed, repeats=repeats) for seed in range(batches)] for name, kw in (("defaults", {}), ("earlier", EARLIER))}  # fmt: skip
+    runs: dict[str, list[dict]] = {name: [] for name in [*ARMS, EQUAL_TIME]}
     for seed in seeds:
-        res = {}
         for name, (coef, cdl) in ARMS.items():
-            config = base | {"seed": seed, "cdl.coef": coef}
-            res[name] = run_arm(config, steps, cdl if coef > 0 else None)
-            report(seed, name, res[name])
-        # Plain denoising given the training wall-clock of the cheapest CDL arm (this seed's).
-        ratio = res[EQUAL_TIME_OF]["train_s"] / res["plain"]["train_s"]
-        res[EQUAL_TIME] = run_arm(base | {"seed": seed}, round(steps * ratio), None)
-        report(seed, EQUAL_TIME, res[EQUAL_TIME])
-        per_seed.append(res)
-    print(f"total {time.perf_counter() - t0:.0f}s")
+            runs[name].append(run_arm(base | {"seed": seed, "cdl.coef": coef}, steps, cdl if coef > 0 else None))  # fmt: skip
+            report(seed, name, runs[name][-1])
+        # Plain denoising given the training time of the cheapest CDL arm (this seed's).
+        ratio = runs[EQUAL_TIME_OF][-1]["train_s"] / runs["plain"][-1]["train_s"]
+        runs[EQUAL_TIME].append(run_arm(base | {"seed": seed}, round(steps * ratio), None))
+        report(seed, EQUAL_TIME, runs[EQUAL_TIME][-1])
     arms = {name: {"cdl.coef": coef, "cdl_kwargs": cdl} for name, (coef, cdl) in ARMS.items()}
     arms[EQUAL_TIME] = {"train.steps": f"steps × train_s({EQUAL_TIME_OF}) / train_s(plain)"}
-    result = {
-        "command": harness.command(args),
-        "config": base,
-        "arms": arms,
-        "estimator_noise": noise,
-        "per_seed": per_seed,
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    result = harness.finish(args, result, summarise)
-    print(json.dumps(result["summary"], indent=2))
-    plot(per_seed, harness.out_path(args).with_suffix(".png"))
+    raw = {"config": base, "estimator_noise": noise, "runs": runs, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    harness.finish(args, harness.new(args, arms, raw), summarise, plot)
+    return 0
 
 
 if __name__ == "__main__":

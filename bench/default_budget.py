@@ -1,12 +1,10 @@
 """Does the default search's budget resolve its family? TIW strength 1 against 0 on digits_biased.
 
-The default search (`python -m tuner.run`, space debias_family) trains every trial on the budget
-of search_spaces/budgets.py's IMAGE_BUDGET and ranks it by a 500-sample FID. That budget resolves
-the family only if its largest effect stands above the metric's seed noise: here the TIW-DSM
-correction against plain denoising of the biased digits (METHODS.md §3), each trained on the
-space's baseline otherwise (constant ε-MSE, no CDL) with exactly the trials' fixed configuration
-(the plan of `python -m tuner.run --dry-run`), over several training seeds. The target (issue 15):
-the FID difference between the two at least 3 times the seed standard deviation of either.
+The default search ranks trials trained on IMAGE_BUDGET by a 500-sample FID; that resolves the
+family only if its largest effect, TIW-DSM's correction against plain denoising of the biased
+digits (METHODS.md §3), stands above the seed noise. Both arms are the trials' exact fixed
+configuration (`python -m tuner.run --dry-run`) on the space's baseline (constant ε-MSE, no CDL).
+Target (issue 15): the FID difference at least 3 times the larger seed standard deviation.
 
     .venv/bin/python bench/default_budget.py               # writes bench/results/default_budget.json
     .venv/bin/python bench/default_budget.py --smoke       # a minute, to a temporary folder
@@ -18,97 +16,73 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from typing import Any
 
 import harness
-from harness import Result, compare, pm, verdict
+from claims import judge, pm, sd, summarise_arms, table, verdict
+from harness import Result
 
 from search_spaces import SPACES
 from tuner.config.spec import resolve
 from tuner.search.cli import build_parser
 from tuner.search.plan import make_plan
-from tuner.stats import mean_std
 from tuner.training.trainer import run_trial
 
 NAME = "default_budget"
-ARMS = {"plain (a=0)": 0.0, "TIW-DSM (a=1)": 1.0}
+TITLE = "The default search's budget: TIW-DSM against plain denoising"
+PLAIN, TIW = "plain (a=0)", "TIW-DSM (a=1)"
+ARMS = {PLAIN: {"tiw.strength": 0.0}, TIW: {"tiw.strength": 1.0}}
+CLAIMS = [
+    ("TIW-DSM lowers the FID against plain denoising", "eval/fid", [(TIW, PLAIN)], "min"),
+    ("TIW-DSM raises the minority share of the samples", "eval/minority_fraction", [(TIW, PLAIN)], "max"),
+]  # fmt: skip
 KEYS = ("eval/fid", "eval/minority_fraction", "eval/kid")
 RATIO = 3.0  # the target: difference >= RATIO x the larger seed std
 
 
-def trial_config(strength: float, seed: int, smoke: bool) -> dict[str, Any]:
+def run_one(arm: str, seed: int, smoke: bool, cache: str) -> Result:
+    """The default search's trial configuration with the arm's TIW strength, to the end."""
     plan = make_plan(build_parser().parse_args(["--smoke-test"] if smoke else []))
-    baseline = SPACES[plan.space]["baseline"]
-    return resolve(plan.fixed | baseline | {"tiw.strength": strength, "seed": seed})
-
-
-def run_one(strength: float, seed: int, smoke: bool, cache: str) -> Result:
-    config = trial_config(strength, seed, smoke)
+    config = resolve(plan.fixed | SPACES[plan.space]["baseline"] | ARMS[arm] | {"seed": seed})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         final = run_trial(config, out, disc_cache=cache)
-    return {
-        "seed": seed,
-        "config": config,
-        "final": {k: final[k] for k in KEYS if k in final},
-        "step": final["step"],
-        "wall_s": time.perf_counter() - t0,
-    }
+    return {"seed": seed, "config": config, "final": {k: final[k] for k in KEYS if k in final},
+            "step": final["step"], "wall_s": time.perf_counter() - t0}  # fmt: skip
 
 
 def summarise(result: Result) -> Result:
-    runs = result["per_seed"]
-    summary: dict[str, Any] = {}
-    for arm, rows in runs.items():
-        summary[arm] = {
-            k: dict(zip(("mean", "std"), mean_std([r["final"][k] for r in rows]), strict=True))
-            for k in KEYS
-        }
-        summary[arm]["wall_s"] = statistics.fmean(r["wall_s"] for r in rows)
-    plain, tiw = (summary[a]["eval/fid"] for a in ARMS)
-    gap = plain["mean"] - tiw["mean"]
-    noise = max(plain["std"], tiw["std"])
-    summary["fid_gap"] = gap
-    summary["fid_gap_over_std"] = gap / noise if noise > 0 else float("inf")
-    fid = {arm: [r["final"]["eval/fid"] for r in rows] for arm, rows in runs.items()}
-    frac = {arm: [r["final"]["eval/minority_fraction"] for r in rows] for arm, rows in runs.items()}
-    names = list(ARMS)
-    holds_fid, fid_text = compare(fid, [(names[1], names[0])], "min")
-    holds_frac, frac_text = compare(frac, [(names[1], names[0])], "max")
-    n = len(runs[names[0]])
-    result["summary"] = summary
-    result["verdicts"] = [
-        verdict(
-            f"On the default search's budget, TIW-DSM's FID gain over plain denoising is at least "
-            f"{RATIO:g} times the larger seed standard deviation ({n} seeds)",
-            gap >= RATIO * noise,
-            f"gap {gap:.3g} = {summary['fid_gap_over_std']:.3g} × max std "
-            f"(plain {pm(plain['mean'], plain['std'])}, TIW {pm(tiw['mean'], tiw['std'])})",
-        ),
-        verdict("TIW-DSM lowers the FID against plain denoising", holds_fid, fid_text),
-        verdict("TIW-DSM raises the minority share of the samples", holds_frac, frac_text),
-    ]
-    return result
+    """Mean ± std per arm, the FID gap over the seed noise, and the verdicts."""
+    raw = result["raw"]
+    runs = {arm: [r["final"] for r in rows] for arm, rows in raw["per_seed"].items()}
+    s = summarise_arms(runs)
+    for arm, rows in raw["per_seed"].items():
+        s[arm]["wall_s"] = statistics.fmean(r["wall_s"] for r in rows)
+    plain, tiw = s[PLAIN]["eval/fid"], s[TIW]["eval/fid"]
+    gap, noise = plain["mean"] - tiw["mean"], max(plain["std"], tiw["std"])
+    s |= {"fid_gap": gap, "fid_gap_over_std": gap / noise if noise > 0 else float("inf")}
+    verdicts = [
+        verdict(f"On the default search's budget, TIW-DSM's FID gain over plain denoising is at least {RATIO:g} times "
+                f"the larger seed standard deviation ({len(runs[PLAIN])} seeds)", gap >= RATIO * noise,
+                f"gap {gap:.3g} = {s['fid_gap_over_std']:.3g} × max std (plain {pm(plain['mean'], plain['std'])}, "
+                f"TIW {pm(tiw['mean'], tiw['std'])})"),
+        *judge(runs, CLAIMS),
+    ]  # fmt: skip
+    rows = [[arm, sd(s[arm]["eval/fid"]), sd(s[arm]["eval/minority_fraction"])] for arm in ARMS]
+    body = [f"`{result['command']}` trains the default search's trial configuration (its baseline: constant ε-MSE, no CDL) "
+            f"with and without TIW-DSM on seeds {', '.join(map(str, raw['seeds']))}; final metrics at step "
+            f"{raw['config']['train.steps']}:", table(["arm", "eval/fid", "eval/minority_fraction"], rows)]  # fmt: skip
+    return harness.page(result, TITLE, body, verdicts, summary=s)
 
 
 def main() -> int:
     args = harness.parser(NAME, __doc__, seeds=[0, 1, 2, 3, 4]).parse_args()
     if args.resummarise:
-        harness.resummarise(args, summarise)
-        return 0
+        return harness.resummarise(args, summarise)
     seeds = args.seeds[:2] if args.smoke else args.seeds
     with tempfile.TemporaryDirectory() as cache:
-        runs = harness.arm_seed_loop(
-            ARMS, seeds, lambda arm, seed: run_one(ARMS[arm], seed, args.smoke, cache)
-        )
-    result = {
-        "command": harness.command(args),
-        "config": runs[next(iter(ARMS))][0]["config"],
-        "arms": ARMS,
-        "seeds": seeds,
-        "per_seed": runs,
-    }
-    harness.finish(args, result, summarise)
+        runs = harness.arm_seed_loop(ARMS, seeds, lambda arm, seed: run_one(arm, seed, args.smoke, cache))  # fmt: skip
+    raw = {"config": runs[next(iter(ARMS))][0]["config"], "seeds": seeds, "per_seed": runs}
+    harness.finish(args, harness.new(args, ARMS, raw), summarise)
     return 0
 
 

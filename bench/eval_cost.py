@@ -1,14 +1,12 @@
 """Cost of one evaluation for N = 1k / 2k / 5k samples, and its share of a trial's wall time.
 
-Digits: image_metrics (FID + KID with the digits CNN) against the 450-image test split, with a
-cold reference cache (first evaluation of a trial) and a warm one (every later evaluation), plus
-FID alone and the sample-grid PNG. Low-dim: lowdim_metrics on ring8 against its 5000-point test
-set, plus the scatter PNG. Inception: image_metrics with random weights of the right shapes (cost
-does not depend on the values) at a small N, since CPU Inception is slow.
-Stand-in samples: train digits resampled with noise, and noisy ring8 truth samples.
-Generation: seconds to draw N samples with each configuration's own sampler and steps. Share:
-a whole default-search trial and the README's ring8 command through run_trial, and the part of
-their wall time spent in evaluation (sampling + metrics; target <= 20 %).
+Digits: FID + KID (digits CNN) against the 450-image test split with a cold reference cache (a
+trial's first evaluation) and a warm one, FID alone and the sample-grid PNG; ring8: lowdim_metrics
+and the scatter PNG; Inception with random weights of the real shapes (the cost does not depend
+on the values) at a small N. Stand-in samples: noised train digits and ring8 truth samples.
+Generation: seconds to draw N samples with each configuration's sampler. Share: a whole
+default-search trial and the README's ring8 command through run_trial, and the part of their
+wall time spent in evaluation (sampling and metrics; target <= 20 %).
 
     .venv/bin/python bench/eval_cost.py              # writes bench/results/eval_cost.json
     .venv/bin/python bench/eval_cost.py --smoke      # N = 200, no Inception, to a temporary folder
@@ -18,10 +16,7 @@ their wall time spent in evaluation (sampling + metrics; target <= 20 %).
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,31 +24,27 @@ from typing import Any
 import harness
 import torch
 import torch_fidelity
-from harness import ROOT, Result, verdict
+from claims import table, verdict
+from harness import Result
 
 from search_spaces.budgets import IMAGE_BUDGET
+from tests.fakes import random_inception_weights
 from tuner.data.presets import load_dataset, load_digits_split
-from tuner.evaluation.extractors import (
-    DIGITS_EXTRACTOR,
-    INCEPTION_EXTRACTOR,
-    random_inception_weights,
-)
+from tuner.evaluation.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR
 from tuner.evaluation.metrics import image_metrics, lowdim_metrics
 from tuner.evaluation.plots import save_sample_grid
+from tuner.search.cli import build_parser
+from tuner.search.plan import make_plan
 from tuner.training.trainer import Trainer, run_trial
 
 NAME = "eval_cost"
+TITLE = "Evaluation cost"
 SHARE_TARGET = 0.2  # evaluation's share of a trial's wall time
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:
     """Median wall time of `repeats` calls, seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 4)
+    return round(statistics.median(harness.seconds(fn, repeats)), 4)
 
 
 def digits_row(n: int, x_train: torch.Tensor, x_test: torch.Tensor, out: str) -> dict:
@@ -63,61 +54,31 @@ def digits_row(n: int, x_train: torch.Tensor, x_test: torch.Tensor, out: str) ->
     with tempfile.TemporaryDirectory() as cache:
 
         def run(kid: bool = True) -> dict:
-            return image_metrics(
-                samples, "digits", x_test, DIGITS_EXTRACTOR, kid=kid, cache_dir=cache
-            )
+            return image_metrics(samples, "digits", x_test, DIGITS_EXTRACTOR, kid=kid, cache_dir=cache)  # fmt: skip
 
-        cold = timed(run)
-        row = {
-            "n": n,
-            "fid_kid_cold_cache_s": cold,
-            "fid_kid_s": timed(run, 3),
-            "fid_only_s": timed(lambda: run(kid=False), 3),
-            "grid_png_s": timed(lambda: save_sample_grid(samples, f"{out}/g.png", "image"), 3),
-            "metrics": run(),
-        }
-    return row
+        return {"n": n, "fid_kid_cold_cache_s": timed(run), "fid_kid_s": timed(run, 3),
+                "fid_only_s": timed(lambda: run(kid=False), 3),
+                "grid_png_s": timed(lambda: save_sample_grid(samples, f"{out}/g.png", "image"), 3), "metrics": run()}  # fmt: skip
 
 
 def lowdim_row(n: int, out: str) -> dict:
-    data = load_dataset("ring8")
-    gen = torch.Generator().manual_seed(n)
+    data, gen = load_dataset("ring8"), torch.Generator().manual_seed(n)
     samples = data.truth.sample(n, gen) + 0.05 * torch.randn((n, 2), generator=gen)
-    return {
-        "n": n,
-        "n_test": len(data.test),
-        "lowdim_metrics_s": timed(lambda: lowdim_metrics(samples, data.truth, data.test, None), 3),
-        "scatter_png_s": timed(
-            lambda: save_sample_grid(samples, f"{out}/s.png", "lowdim", truth=data.truth), 3
-        ),
-    }
+    return {"n": n, "n_test": len(data.test),
+            "lowdim_metrics_s": timed(lambda: lowdim_metrics(samples, data.truth, data.test, None), 3),
+            "scatter_png_s": timed(lambda: save_sample_grid(samples, f"{out}/s.png", "lowdim", truth=data.truth), 3)}  # fmt: skip
 
 
 def inception_row(n: int, out: str) -> dict:
-    weights = f"{out}/inception_random.pth"
+    weights, gen = f"{out}/inception_random.pth", torch.Generator().manual_seed(0)
     random_inception_weights(weights)
-    gen = torch.Generator().manual_seed(0)
-    samples = torch.rand((n, 3, 32, 32), generator=gen) * 2 - 1
-    reference = torch.rand((n, 3, 32, 32), generator=gen) * 2 - 1
-    cache = f"{out}/cache"
+    samples, reference = (torch.rand((n, 3, 32, 32), generator=gen) * 2 - 1 for _ in range(2))
 
     def run() -> dict:
-        return image_metrics(
-            samples,
-            "cifar10",
-            reference,
-            INCEPTION_EXTRACTOR,
-            weights_path=weights,
-            cache_dir=cache,
-        )
+        return image_metrics(samples, "cifar10", reference, INCEPTION_EXTRACTOR, weights_path=weights, cache_dir=f"{out}/cache")  # fmt: skip
 
-    return {
-        "n": n,
-        "n_reference": n,
-        "note": "random weights of the real shapes; all 2048 features live",
-        "fid_kid_cold_cache_s": timed(run),
-        "fid_kid_s": timed(run),
-    }
+    return {"n": n, "n_reference": n, "note": "random weights of the real shapes; all 2048 features live",
+            "fid_kid_cold_cache_s": timed(run), "fid_kid_s": timed(run)}  # fmt: skip
 
 
 GENERATION = {
@@ -130,27 +91,14 @@ GENERATION = {
 }
 
 
-def default_trial() -> dict[str, Any]:
-    """The fixed part of a trial of `python -m tuner.run --space debias_family` (its budget, one
-    training thread, evaluations on ASHA's rungs), as its --dry-run prints it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "tuner.run", "--space", "debias_family", "--dry-run"]
-        env = os.environ | {"PYTHONPATH": str(ROOT)}
-        out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, check=True)
-    lines = out.stdout.split("\nfixed\n", 1)[1].splitlines()
-    return {k: json.loads(v) for k, v in (line.split(None, 1) for line in lines if line.strip())}
-
-
 def share_configs() -> dict[str, dict[str, Any]]:
-    """The trials whose evaluation share is measured: a default-search trial at one point of
-    the space, and the README's ring8 command."""
-    point = {"weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0}
-    return {
-        "default search trial (digits_biased, TIW 0.5)": default_trial()
-        | point
-        | {"tiw.strength": 0.5},
-        "README ring8 command (weighting=debiased)": {"data": "ring8", "weighting": "debiased"},
-    }
+    """The trials whose evaluation share is measured: a default-search trial (its fixed part, as
+    `python -m tuner.run --space debias_family --dry-run` prints it) at one point of the space,
+    and the README's ring8 command."""
+    fixed = make_plan(build_parser().parse_args(["--space", "debias_family"])).fixed
+    point = {"weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0, "tiw.strength": 0.5}
+    return {"default search trial (digits_biased, TIW 0.5)": fixed | point,
+            "README ring8 command (weighting=debiased)": {"data": "ring8", "weighting": "debiased"}}  # fmt: skip
 
 
 def generation_rows(sizes: list[int]) -> list[dict]:
@@ -158,38 +106,44 @@ def generation_rows(sizes: list[int]) -> list[dict]:
     net: the cost does not depend on the weights)."""
     rows = []
     for name, config in GENERATION.items():
-        trainer = Trainer(config)
-        c = trainer.config
-        for n in sizes:
-            rows.append(
-                {"config": name, "sampler": c["sampler"], "steps": c["sampler.steps"], "n": n,
-                 "sample_s": timed(lambda n=n, t=trainer: t.sample(n))}
-            )  # fmt: skip
+        t = Trainer(config)
+        rows += [{"config": name, "sampler": t.config["sampler"], "steps": t.config["sampler.steps"], "n": n,
+                  "sample_s": timed(lambda n=n, t=t: t.sample(n))} for n in sizes]  # fmt: skip
     return rows
 
 
 def share_rows(out: str, smoke: bool) -> list[dict]:
     """A whole trial through run_trial: the evaluations' share of its wall time."""
     rows = []
-    for name, config in share_configs().items():
-        if smoke:
-            config = config | {"train.steps": 20, "eval.every": 10, "eval.samples": 100}
-        t0 = time.perf_counter()
-        run_trial(config, f"{out}/{len(rows)}")
-        total = time.perf_counter() - t0
-        history = json.loads(Path(f"{out}/{len(rows)}/metrics.json").read_text())["history"]
+    for i, (name, config) in enumerate(share_configs().items()):
+        config |= {"train.steps": 20, "eval.every": 10, "eval.samples": 100} if smoke else {}
+        total = harness.seconds(lambda c=config, i=i: run_trial(c, f"{out}/{i}"))[0]
+        history = json.loads(Path(f"{out}/{i}/metrics.json").read_text())["history"]
         eval_s = sum(h["time/eval_s"] for h in history)
-        rows.append(
-            {"trial": name, "evaluations": len(history), "steps": [h["step"] for h in history],
-             "threads": config.get("train.threads"), "total_s": total, "eval_s": eval_s,
-             "share": eval_s / total}
-        )  # fmt: skip
+        rows.append({"trial": name, "config": config, "evaluations": len(history), "steps": [h["step"] for h in history],
+                     "threads": config.get("train.threads"), "total_s": total, "eval_s": eval_s, "share": eval_s / total})  # fmt: skip
     return rows
 
 
 def summarise(result: Result) -> Result:
-    """The verdict on each trial's evaluation share (one run each: no spread)."""
-    result["verdicts"] = [
+    """The tables, and the verdict on each trial's evaluation share (one run each: no spread)."""
+    raw = result["raw"]
+    rows = [[str(r["n"]), f"{r['fid_kid_cold_cache_s']:.1f}", f"{r['fid_kid_s']:.1f}", f"{r['fid_only_s']:.1f}", f"{r['grid_png_s']:.2f}"]
+            for r in raw["digits"]]  # fmt: skip
+    gen = [[r["config"], f"{r['sampler']} {r['steps']}", str(r["n"]), f"{r['sample_s']:.1f}"] for r in raw["generation"]]  # fmt: skip
+    share = [[r["trial"], ", ".join(map(str, r["steps"])), f"{r['total_s']:.0f}", f"{r['eval_s']:.1f}", f"{100 * r['share']:.1f} %"]
+             for r in raw["share"]]  # fmt: skip
+    i = raw.get("inception")
+    body = [
+        f"`{result['command']}` — seconds for the metrics of N digits samples against the "
+        f"{raw['digits_reference']}-image test split (digits CNN):",
+        table(["N", "FID+KID, cold cache", "FID+KID", "FID only", "sample grid PNG"], rows),
+        table(["configuration", "sampler", "N", "sampling s"], gen),
+        table(["trial", "evaluated at steps", "wall s", "evaluation s", "share (target ≤ 20 %)"], share),
+        f"Inception (random weights of the real shapes): FID+KID of {i['n']} against "
+        f"{i['n_reference']} images takes {i['fid_kid_s']:.0f} s on this CPU." if i else "",
+    ]  # fmt: skip
+    verdicts = [
         verdict(
             f"Evaluation (sampling and metrics, at the trial's evaluation steps) takes at most "
             f"{100 * SHARE_TARGET:.0f} % of the wall time of the {r['trial']}",
@@ -197,12 +151,12 @@ def summarise(result: Result) -> Result:
             f"{100 * r['share']:.1f} % ({r['eval_s']:.1f} s of {r['total_s']:.0f} s; one run, "
             "no spread measured)",
         )
-        for r in result.get("share", [])
+        for r in raw["share"]
     ]
-    return result
+    return harness.page(result, TITLE, body, verdicts)
 
 
-def main() -> None:
+def main() -> int:
     parser = harness.parser(NAME, __doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000])
     parser.add_argument("--inception-n", type=int, default=100, help="0 skips Inception")
@@ -211,27 +165,21 @@ def main() -> None:
         return harness.resummarise(args, summarise)
     sizes = [200] if args.smoke else args.sizes
     x_train, _, x_test, _ = load_digits_split()
-    result = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "torch_fidelity": torch_fidelity.__version__,
-            "load_avg_before": [round(v, 2) for v in os.getloadavg()],
-        },
-        "digits_reference": len(x_test),
-    }
+    machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "torch_fidelity": torch_fidelity.__version__, "load_avg_before": [round(v, 2) for v in os.getloadavg()]}  # fmt: skip
+    raw = {"machine": machine, "digits_reference": len(x_test)}
     with tempfile.TemporaryDirectory() as out:
-        result["digits"] = [digits_row(n, x_train, x_test, out) for n in sizes]
-        result["lowdim_ring8"] = [lowdim_row(n, out) for n in sizes]
-        result["generation"] = generation_rows(sizes)
-        result["share"] = share_rows(out, args.smoke)
+        raw["digits"] = [digits_row(n, x_train, x_test, out) for n in sizes]
+        raw["lowdim_ring8"] = [lowdim_row(n, out) for n in sizes]
+        raw["generation"] = generation_rows(sizes)
+        raw["share"] = share_rows(out, args.smoke)
         if args.inception_n and not args.smoke:
-            result["inception"] = inception_row(args.inception_n, out)
-    result["machine"]["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
-    print(json.dumps(result, indent=2))
-    harness.finish(args, result, summarise)
+            raw["inception"] = inception_row(args.inception_n, out)
+    machine["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
+    print(json.dumps(raw, indent=2))
+    harness.finish(args, harness.new(args, {}, raw), summarise)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import harness
 import torch
-from harness import Result, verdict
+from claims import every, median_interval, table, target_holds, verdict
+from harness import Result
 
 from models.ambient import AmbientLoss, ConsistencyLoss
 from models.cdl import CDLLoss
@@ -32,59 +33,37 @@ from models.schedules import CosineDensity
 from models.tiw import TIWCorrection, TIWLoss
 from models.weighting import Constant, Debiased, Normalized
 from tuner.data.presets import load_dataset
-from tuner.stats import median_interval, target_holds
 
 NAME = "objectives_cost"
+TITLE = "Cost of each objective per step"
 NETS = ("mlp", "unet")
-TARGETS = {
-    "weighting": 1.02,
-    "tiw_full": 1.6,
-    "tiw_weight": 1.6,
-    "tiw_correction": 1.6,
-    "tweedie": 1.05,
-    "consistency_k1": 5.0,
-    "consistency_k2": 7.0,
-    "consistency_k4": 11.0,
-    "cdl_default": 3.0,
-    "cdl_m2": 3.0,
-}
+TARGETS = {"weighting": 1.02, "tiw_full": 1.6, "tiw_weight": 1.6, "tiw_correction": 1.6, "tweedie": 1.05,
+           "consistency_k1": 5.0, "consistency_k2": 7.0, "consistency_k4": 11.0, "cdl_default": 3.0, "cdl_m2": 3.0}  # fmt: skip
 
 
 def arms(setting: str) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Objective]]:
     """The net, one batch and every objective for a setting ("mlp" or "unet")."""
-    q = CosineDensity()
-    if setting == "mlp":
-        data = load_dataset("bimodal_biased", seed=0).train
-        net, batch = EpsModel(MLP(2, width=256, depth=3)), data[:256]
-
-        def disc() -> torch.nn.Module:
-            return MLPDiscriminator(2)
-    else:
-        data = load_dataset("digits", seed=0).train
-        net, batch = EpsModel(UNet(1, width=32, levels=2)), data[:64]
-
-        def disc() -> torch.nn.Module:
-            return ConvDiscriminator(1)
-
+    q, mlp = CosineDensity(), setting == "mlp"
+    data = load_dataset("bimodal_biased" if mlp else "digits", seed=0).train
+    net = EpsModel(MLP(2, width=256, depth=3) if mlp else UNet(1, width=32, levels=2))
+    disc = (lambda: MLPDiscriminator(2)) if mlp else (lambda: ConvDiscriminator(1))
     flat = data.flatten(1)
     mean, cov = flat.mean(0), torch.cov(flat.T)
     plain = DenoiseLoss(Constant(), q)
-    ambient = AmbientLoss(0.5 if setting == "mlp" else 0.2, Constant(), q)
-    sigma_n = ambient.sigma_n
+    ambient = AmbientLoss(0.5 if mlp else 0.2, Constant(), q)
     objectives = {
         "plain": Objective([plain]),
         "weighting": Objective([DenoiseLoss(Normalized(Debiased(), q), q)]),
-        "tiw_full": Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0))]),
-        "tiw_weight": Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, "weight"))]),
-        "tiw_correction": Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, "correction"))]),
-        "tweedie": Objective([ambient]),
     }
+    for mode in ("full", "weight", "correction"):
+        objectives[f"tiw_{mode}"] = Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, mode))])
+    objectives["tweedie"] = Objective([ambient])
     for k in (1, 2, 4):
-        consistency = ConsistencyLoss(sigma_n, chain_steps=k, coef=0.015)
+        consistency = ConsistencyLoss(ambient.sigma_n, chain_steps=k, coef=0.015)
         objectives[f"consistency_k{k}"] = Objective([ambient, consistency])
     objectives["cdl_default"] = Objective([plain, CDLLoss(mean, cov)])
     objectives["cdl_m2"] = Objective([plain, CDLLoss(mean, cov, mc_points=2)])
-    return net, batch, objectives
+    return net, data[:256] if mlp else data[:64], objectives
 
 
 def make_step(
@@ -103,6 +82,8 @@ def make_step(
 
 
 def measure(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dict[str, float]]:
+    """Each objective's step in CPU time (robust to other jobs on a shared machine), in rounds
+    that interleave the objectives; the ratios to the plain step of the same round."""
     net, x0, objectives = arms(setting)
     fns = {name: make_step(net, obj, x0) for name, obj in objectives.items()}
     for fn in fns.values():
@@ -111,38 +92,27 @@ def measure(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dic
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(rounds):
         for name, fn in fns.items():
-            t0 = time.process_time()  # CPU time: robust to other jobs on a shared machine
-            for i in range(steps):
-                fn(r * steps + i)
-            times[name].append((time.process_time() - t0) / steps)
-    base = statistics.median(times["plain"])
-    out = {}
+            run = lambda fn=fn, r=r: [fn(r * steps + i) for i in range(steps)]  # noqa: E731
+            times[name] += [t / steps for t in harness.seconds(run, clock=time.process_time)]
+    base, out = statistics.median(times["plain"]), {}
     for name, ts in times.items():
-        med = statistics.median(ts)
-        # spread: the ratio of each round's time to that round's plain time
         per_round = [t / p for t, p in zip(ts, times["plain"], strict=True)]
-        out[name] = {
-            "step_ms": 1e3 * med,
-            "ratio": med / base,
-            "ratio_min": min(per_round),
-            "ratio_max": max(per_round),
-            "ratio_per_round": per_round,
-            "target": TARGETS.get(name, float("nan")),
-        }
+        out[name] = {"step_ms": 1e3 * statistics.median(ts), "ratio": statistics.median(ts) / base,
+                     "ratio_min": min(per_round), "ratio_max": max(per_round), "ratio_per_round": per_round,
+                     "target": TARGETS.get(name, float("nan"))}  # fmt: skip
     return out
 
 
-def plot(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
-    for ax, (setting, res) in zip(axes[0], results.items(), strict=True):
+def plot(result: Result, path: Path) -> None:
+    plt = harness.pyplot()
+    nets = [n for n in NETS if n in result["raw"]]
+    fig, axes = plt.subplots(1, len(nets), figsize=(6 * len(nets), 4), squeeze=False)
+    for ax, setting in zip(axes[0], nets, strict=True):
+        res = result["raw"][setting]
         names = [n for n in res if n != "plain"]
-        ratios = [res[n]["ratio"] for n in names]
-        ax.bar(range(len(names)), ratios, color="tab:blue", label="measured")
+        ax.bar(
+            range(len(names)), [res[n]["ratio"] for n in names], color="tab:blue", label="measured"
+        )
         ax.scatter(
             range(len(names)),
             [res[n]["target"] for n in names],
@@ -153,11 +123,13 @@ def plot(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
         )
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.axhline(1.0, color="k", lw=0.5)
-        ax.set_ylabel("step time / plain ε-MSE step")
-        ax.set_title(f"{setting}: plain step {res['plain']['step_ms']:.1f} ms")
+        ax.set(
+            ylabel="step time / plain ε-MSE step",
+            title=f"{setting}: plain step {res['plain']['step_ms']:.1f} ms",
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120)  # fmt: skip
 
 
 def interval(r: dict[str, float]) -> tuple[float, float, str]:
@@ -170,35 +142,52 @@ def interval(r: dict[str, float]) -> tuple[float, float, str]:
 
 
 def summarise(result: Result) -> Result:
-    """A verdict per objective on its target, on both nets; and on consistency's growth in k."""
-    nets = [n for n in NETS if n in result]
+    """The table; a verdict per objective on its target, on both nets; and on consistency's
+    growth in k."""
+    raw = result["raw"]
+    meta, nets = raw["meta"], [n for n in NETS if n in raw]
     verdicts = []
-    for name in (n for n in result[nets[0]] if n != "plain"):
-        target, holds, parts = result[nets[0]][name]["target"], [], []
+    for name in (n for n in raw[nets[0]] if n != "plain"):
+        target, holds, parts = raw[nets[0]][name]["target"], [], []
         for net in nets:
-            r = result[net][name]
+            r = raw[net][name]
             low, high, what = interval(r)
             holds.append(target_holds(low, high, target, at_least=False))
             parts.append(f"{net} {r['ratio']:.2f}× ({what} [{low:.2f}, {high:.2f}])")
         claim = f"One {name} step costs at most {target:g}× a plain ε-MSE step ({', '.join(nets)})"
-        verdicts.append(verdict(claim, harness.every(holds), "; ".join(parts)))
-    grows = [interval(result[n]["consistency_k4"])[0] > interval(result[n]["consistency_k1"])[1]
+        verdicts.append(verdict(claim, every(holds), "; ".join(parts)))
+    grows = [interval(raw[n]["consistency_k4"])[0] > interval(raw[n]["consistency_k1"])[1]
              for n in nets]  # fmt: skip
     verdicts.append(
         verdict(
             "Consistency's cost grows with its chain length: k = 4 costs more than k = 1 (their "
             "intervals apart)",
             all(grows),
-            "; ".join(f"{n} k=1 {result[n]['consistency_k1']['ratio']:.2f}×, k=2 "
-                      f"{result[n]['consistency_k2']['ratio']:.2f}×, k=4 "
-                      f"{result[n]['consistency_k4']['ratio']:.2f}×" for n in nets),
+            "; ".join(f"{n} k=1 {raw[n]['consistency_k1']['ratio']:.2f}×, k=2 "
+                      f"{raw[n]['consistency_k2']['ratio']:.2f}×, k=4 "
+                      f"{raw[n]['consistency_k4']['ratio']:.2f}×" for n in nets),
         )
     )  # fmt: skip
-    result["verdicts"] = verdicts
-    return result
+    net_name = {"mlp": "MLP", "unet": "UNet"}
+    head = ["objective", "target"] + [f"{net_name[n]} ({meta[n]})" for n in nets]
+    rows = [[n, f"≤ {raw[nets[0]][n]['target']:g}×"]
+            + [f"{raw[net][n]['ratio']:.2f}× [{raw[net][n]['ratio_min']:.2f}, {raw[net][n]['ratio_max']:.2f}]" for net in nets]
+            for n in raw[nets[0]] if n != "plain"]  # fmt: skip
+    plain = ", ".join(f"{raw[n]['plain']['step_ms']:.1f} ms {net_name[n]}" for n in nets)
+    body = [
+        f"`{result['command']}` — one step (objective, backward, AdamW) in process CPU time on "
+        f"{meta['threads']} thread, median of {meta['rounds']} interleaved rounds of "
+        f"{meta['steps_per_round']} steps, over the plain ε-MSE step on the same net and batch "
+        f"(plain: {plain}); brackets: the spread of the per-round ratios. consistency_kK has K "
+        "chain steps; cdl_m2 uses 2 Monte-Carlo points.",
+        table(head, rows),
+    ]
+    return harness.page(
+        result, TITLE, body, verdicts, figures=[("objectives_cost.png", "per-step cost")]
+    )
 
 
-def main() -> None:
+def main() -> int:
     parser = harness.parser(NAME, __doc__)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--settings", default="mlp,unet")
@@ -208,27 +197,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rounds, steps, warmup = (2, 2, 1) if args.smoke else (9, 6, 5)
-    results = {}
+    raw: dict = {"meta": {"threads": args.threads, "rounds": rounds, "steps_per_round": steps, "torch": torch.__version__,
+                          "mlp": "MLP(2, 256, 3), batch 256", "unet": "UNet(1, 32, 2 levels), digits 8x8, batch 64"}}  # fmt: skip
     for setting in args.settings.split(","):
-        t0 = time.perf_counter()
-        results[setting] = measure(setting, rounds, steps, warmup)
-        print(f"{setting} ({time.perf_counter() - t0:.0f}s)")
-        for name, r in results[setting].items():
-            print(
-                f"  {name:16s} {r['step_ms']:8.2f} ms  {r['ratio']:5.2f}x "
-                f"[{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]  target {r['target']:.2f}"
-            )
-    meta = {
-        "threads": args.threads,
-        "rounds": rounds,
-        "steps_per_round": steps,
-        "torch": torch.__version__,
-        "mlp": "MLP(2, 256, 3), batch 256",
-        "unet": "UNet(1, 32, 2 levels), digits 8x8, batch 64",
-    }
-    harness.finish(args, {"meta": meta} | results, summarise)
-    plot(results, harness.out_path(args).with_suffix(".png"))
+        raw[setting] = measure(setting, rounds, steps, warmup)
+        for name, r in raw[setting].items():
+            print(f"{setting} {name:16s} {r['step_ms']:8.2f} ms  {r['ratio']:5.2f}x  target {r['target']:.2f}")  # fmt: skip
+    harness.finish(args, harness.new(args, TARGETS, raw), summarise, plot)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,20 +1,15 @@
 """Overhead of a trial under Ray Tune with MLflow logging, against the bare tuner.train loop.
 
-1. Overhead: one configuration (a debias_family point, longer) trained by `run_trial` in a plain
-   process and by `python -m tuner.run` as a one-trial search, their order turning round every
-   repeat. Ratios (each taken within one repeat; the medians of the repeats):
-   loop = Ray's time_total_s of the trainable (the same run_trial with tune.report, checkpoint
-   persistence, and the driver's MLflow logging in the loop) over the plain run_trial time
-   (target <= 1.05); trial = the trial's MLflow run span over the plain process's wall time;
-   command = the whole search command (Ray start-up, MLflow set-up) over the plain process.
+1. Overhead: one debias_family point trained by `run_trial` in a plain process and by
+   `python -m tuner.run` as a one-trial search, in an order that turns round every repeat. Per
+   repeat: loop = Ray's time_total_s of the trainable over the plain run_trial time (target
+   <= 1.05); trial = the trial's MLflow run span, and command = the whole search command (Ray
+   start-up, MLflow set-up), over the plain process's wall time; the medians of the repeats.
 2. Concurrency: four identical trials, --max-concurrent 1 and then 2 (one CPU each); the
-   throughput ratio is the first span over the second (target >= 1.8 on 2 idle cores), taken
-   within each of --repeats-concurrency repeats (whose order turns round every repeat), and
-   their median. Ray reuses a trial's worker process for the next trial, so the machine's own
-   ceiling is the same four trials on plain worker processes that each run their share one
-   after another: one worker, then two; their span is the busiest worker's run_trial time (by
-   wall time, with the processes' start-up, as well).
-   Per-trial times, alone and two at a time, separate the cores' slowdown from Ray's own.
+   throughput ratio is the first span over the second (target >= 1.8 on 2 idle cores), per
+   repeat, and its median. The machine's own ceiling: the same four trials on plain worker
+   processes that each run their share in turn (as Ray reuses a trial's worker), one worker
+   then two; per-trial times, alone and two at a time, separate the cores' slowdown from Ray's.
 
     .venv/bin/python bench/ray_overhead.py [--repeats N]   # writes bench/results/ray_overhead.json
     .venv/bin/python bench/ray_overhead.py --smoke         # a minute or two, to a temporary folder
@@ -34,34 +29,21 @@ import time
 from pathlib import Path
 
 import harness
-from harness import ROOT, Result, ci, verdict
+from claims import ci, direction, median_interval, negate, table, target_holds, verdict
+from harness import ROOT, Result
 
-from tuner.stats import direction, median_interval, paired_improvement, target_holds
+from tuner.stats import paired_improvement
 
 NAME = "ray_overhead"
+TITLE = "Ray Tune and MLflow overhead, and concurrency"
 # One point of debias_family, every searched key fixed (TIW and CDL off: the plain loop).
-POINT = {
-    "data": "digits_biased",
-    "weighting": "parametric",
-    "weighting.p": 0.5,
-    "weighting.k": 1.0,
-    "weighting.clamp": 0.0,
-    "weighting.normalize": True,
-    "tiw.strength": 0.0,
-    "cdl.coef": 0.0,
-    "train.batch": 64,
-    "net.width": 16,
-    "eval.samples": 500,
-    "sampler.steps": 20,
-    "train.threads": 1,
-}
+POINT = {"data": "digits_biased", "weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0,
+         "weighting.clamp": 0.0, "weighting.normalize": True, "tiw.strength": 0.0, "cdl.coef": 0.0, "train.batch": 64,
+         "net.width": 16, "eval.samples": 500, "sampler.steps": 20, "train.threads": 1}  # fmt: skip
 
 
 def _sets(config: dict) -> list[str]:
-    out = []
-    for k, v in config.items():
-        out += ["--set", f"{k}={json.dumps(v)}"]
-    return out
+    return [a for k, v in config.items() for a in ("--set", f"{k}={json.dumps(v)}")]
 
 
 def _env() -> dict[str, str]:
@@ -169,39 +151,115 @@ def median_verdict(claim: str, per_repeat: list[float], target: float, at_least:
 
 
 def summarise(result: Result) -> Result:
-    """The verdicts on the targets, from the per-repeat ratios."""
-    c = result["concurrency"]
+    """The table of ratios and the verdicts on the targets, from the per-repeat ratios."""
+    d = result["raw"]
+    c, sec = d["concurrency"], d["seconds"]
     ray, plain = c["throughput_ratio_per_repeat"], c["machine_ceiling_ratio_per_repeat"]
     mean, low, high = paired_improvement(ray, plain, "max")
-    result["verdicts"] = [
-        median_verdict(
-            "The trainable's loop under Ray Tune with MLflow logging takes at most 1.05× the "
-            "bare loop",
-            result["loop_overhead_ratio_per_repeat"],
-            1.05,
-            at_least=False,
-        ),
-        median_verdict(
-            f"{c['trials']} trials two at a time give at least 1.8× the throughput of one at a "
-            "time under Ray Tune",
-            ray,
-            1.8,
-            at_least=True,
-        ),
-        median_verdict(
-            "The same on plain worker processes (the cores' ceiling) gives at least 1.8×",
-            plain,
-            1.8,
-            at_least=True,
-        ),
-        verdict(
-            "Ray's throughput ratio falls short of the plain workers' (paired by repeat)",
-            None if direction(low, high) is None else not direction(low, high),
-            f"Ray − plain {ci(mean, low, high)} (95 % t over {len(ray)} repeats); Ray keeps "
-            f"{100 * c['ray_share_of_ceiling']:.0f} % of the ceiling by the medians",
-        ),
+    verdicts = [
+        median_verdict("The trainable's loop under Ray Tune with MLflow logging takes at most "
+                       "1.05× the bare loop", d["loop_overhead_ratio_per_repeat"], 1.05, False),
+        median_verdict(f"{c['trials']} trials two at a time give at least 1.8× the throughput of "
+                       "one at a time under Ray Tune", ray, 1.8, True),
+        median_verdict("The same on plain worker processes (the cores' ceiling) gives at least "
+                       "1.8×", plain, 1.8, True),
+        verdict("Ray's throughput ratio falls short of the plain workers' (paired by repeat)",
+                negate(direction(low, high)),
+                f"Ray − plain {ci(mean, low, high)} (95 % t over {len(ray)} repeats); Ray keeps "
+                f"{100 * c['ray_share_of_ceiling']:.0f} % of the ceiling by the medians"),
+    ]  # fmt: skip
+    rows = [
+        ["trainable loop under Ray + MLflow / bare run_trial", f"{d['loop_overhead_ratio']:.3f}", "≤ 1.05"],
+        ["trial's MLflow run span / bare process", f"{d['trial_overhead_ratio']:.3f}", ""],
+        ["whole search command (Ray start, MLflow) / bare process", f"{d['command_ratio']:.3f}", ""],
+        [f"throughput, {c['trials']} trials 2 at a time / 1 at a time", f"{c['throughput_ratio']:.3f}", "≥ 1.8"],
+        ["the same on plain worker processes, by run_trial time (the cores' ceiling)", f"{c['machine_ceiling_ratio']:.3f}", ""],
+        ["the same on plain worker processes, by wall time (start-ups overlap)", f"{c['machine_wall_ceiling_ratio']:.3f}", ""],
+        ["Ray's throughput ratio / the cores' ceiling", f"{c['ray_share_of_ceiling']:.3f}", ""],
+        ["a Ray trial's time, 2 at a time / alone (means)", f"{c['ray_trial_slowdown_2_at_a_time']:.3f}", ""],
+        ["a plain run_trial's time, 2 at a time / alone (means)", f"{c['plain_loop_slowdown_2_at_a_time']:.3f}", ""],
+    ]  # fmt: skip
+    body = [
+        f"`{result['command']}` — one debias_family point ({d['config']['train.steps']} steps, "
+        "TIW and CDL off) as a bare `run_trial` and as a one-trial search, each ratio taken "
+        f"within one repeat and the median shown; seconds per repeat: bare loop "
+        f"{sec['bare_loop']}, Ray loop {sec['ray_loop']}, search command {sec['ray_command']}. "
+        f"Concurrency: {c['trials']} trials of {c['train.steps']} steps, 1 CPU each, on Ray's "
+        "reused trial workers and on plain worker processes (one, then two), each ratio taken "
+        f"within one of {c['repeats']} repeats and the median shown; per repeat, Ray "
+        f"{c['throughput_ratio_per_repeat']}, plain workers "
+        f"{c['machine_ceiling_ratio_per_repeat']} (load average before: "
+        f"{d['loadavg_before'][0]:.2f}).",
+        table(["ratio", "measured", "target"], rows),
     ]
-    return result
+    return harness.page(result, TITLE, body, verdicts)
+
+
+def overhead(config: dict, repeats: int) -> dict:
+    """The bare and the Ray run of `config`, in turn (the order turning round every repeat, so
+    that a drift of the machine's speed falls on both): their seconds and ratios per repeat."""
+    runs: dict[str, list[float]] = {k: [] for k in ("bare_loop", "bare_process", "ray_loop", "ray_trial", "ray_command")}  # fmt: skip
+    for i in range(repeats):
+        for kind in ("bare", "ray") if i % 2 == 0 else ("ray", "bare"):
+            with tempfile.TemporaryDirectory() as tmp:
+                if kind == "bare":
+                    b = bare(config, Path(tmp))
+                else:
+                    r = search(config, Path(tmp), samples=1, concurrent=1)
+        for k, v in zip(runs, (b["loop_s"], b["process_s"], r["loop_s"][0], r["trial_s"][0], r["wall_s"]), strict=True):  # fmt: skip
+            runs[k].append(v)
+        print(f"repeat {i}: " + "  ".join(f"{k} {v[-1]:.1f}s" for k, v in runs.items()), flush=True)
+    ratio = {k: [a / b for a, b in zip(runs[num], runs[den], strict=True)]
+             for k, num, den in (("loop", "ray_loop", "bare_loop"), ("trial", "ray_trial", "bare_process"), ("command", "ray_command", "bare_process"))}  # fmt: skip
+    med = {k: statistics.median(v) if v else math.nan for k, v in ratio.items()}
+    return {"seconds": {k: [round(x, 2) for x in v] for k, v in runs.items()}, "loop_overhead_ratio": round(med["loop"], 3),
+            "loop_overhead_ratio_per_repeat": [round(x, 3) for x in ratio["loop"]], "trial_overhead_ratio": round(med["trial"], 3),
+            "command_ratio": round(med["command"], 3)}  # fmt: skip
+
+
+def concurrency(config: dict, repeats: int) -> dict:
+    """Four trials one and two at a time, on Ray and on plain worker processes, the four runs of
+    a repeat back to back in an order that turns round every repeat; each ratio is taken within
+    one repeat, so that a drift of the machine's speed falls on both of its terms."""
+    rows = {c: {"ray_span": [], "ray_loop": [], "plain_wall": [], "plain_span": [], "plain_loop": []} for c in (1, 2)}  # fmt: skip
+    runs4 = [("ray", 1), ("ray", 2), ("plain", 1), ("plain", 2)]
+    for i in range(repeats):
+        for kind, concurrent in runs4 if i % 2 == 0 else runs4[::-1]:
+            row = rows[concurrent]
+            with tempfile.TemporaryDirectory() as tmp:
+                if kind == "ray":
+                    r = search(config, Path(tmp), samples=4, concurrent=concurrent)
+                    row["ray_span"].append(r["span_s"])
+                    row["ray_loop"] += r["loop_s"]
+                else:
+                    r = bare_workers(config, Path(tmp), 4, concurrent)
+                    row["plain_wall"].append(r["wall_s"])
+                    row["plain_span"].append(r["span_s"])
+                    row["plain_loop"] += r["loop_s"]
+            print(f"repeat {i}: 4 trials, {concurrent} at a time, {kind}: span {r['span_s']:.1f}s", flush=True)  # fmt: skip
+    med = {c: {k: statistics.median(v) for k, v in row.items()} for c, row in rows.items()}
+    # Per-trial times: means, since a worker's first trial pays its imports (1 such trial of 4
+    # one at a time, 2 of 4 two at a time, for Ray's reused workers and the plain ones alike).
+    mean = {c: {k: statistics.fmean(v) for k, v in row.items()} for c, row in rows.items()}
+
+    def ratios(key: str) -> list[float]:  # two at a time against one: trials per second
+        return [a / b for a, b in zip(rows[1][key], rows[2][key], strict=True)]
+
+    ray, plain = ratios("ray_span"), ratios("plain_span")
+    throughput, ceiling = statistics.median(ray), statistics.median(plain)
+    return {
+        "train.steps": config["train.steps"], "trials": 4, "repeats": repeats,
+        "seconds": {str(c): {k: [round(x, 2) for x in v] for k, v in row.items()} for c, row in rows.items()},
+        "ray_span_1_at_a_time_s": round(med[1]["ray_span"], 1), "ray_span_2_at_a_time_s": round(med[2]["ray_span"], 1),
+        "throughput_ratio": round(throughput, 3), "throughput_ratio_per_repeat": [round(x, 3) for x in ray],
+        "machine_ceiling_ratio_per_repeat": [round(x, 3) for x in plain],
+        "ray_trial_slowdown_2_at_a_time": round(mean[2]["ray_loop"] / mean[1]["ray_loop"], 3),
+        "plain_span_1_at_a_time_s": round(med[1]["plain_span"], 1), "plain_span_2_at_a_time_s": round(med[2]["plain_span"], 1),
+        "machine_ceiling_ratio": round(ceiling, 3), "ray_share_of_ceiling": round(throughput / ceiling, 3),
+        "plain_processes_1_at_a_time_s": round(med[1]["plain_wall"], 1), "plain_processes_2_at_a_time_s": round(med[2]["plain_wall"], 1),
+        "machine_wall_ceiling_ratio": round(statistics.median(ratios("plain_wall")), 3),
+        "plain_loop_slowdown_2_at_a_time": round(mean[2]["plain_loop"] / mean[1]["plain_loop"], 3),
+    }  # fmt: skip
 
 
 def main() -> int:
@@ -213,126 +271,26 @@ def main() -> int:
     parser.add_argument("--repeats-concurrency", type=int, default=6)
     args = parser.parse_args()
     if args.resummarise:
-        harness.resummarise(args, summarise)
-        return 0
+        return harness.resummarise(args, summarise)
     if args.smoke:
-        args.steps, args.every, args.repeats = 40, 20, 1
-        args.concurrency_steps, args.repeats_concurrency = 40, 1
+        args.steps, args.every, args.repeats, args.concurrency_steps, args.repeats_concurrency = (
+            40,
+            20,
+            1,
+            40,
+            1,
+        )
     load_before = os.getloadavg()
     config = POINT | {"train.steps": args.steps, "eval.every": args.every}
-    runs: dict[str, list[float]] = {
-        k: [] for k in ("bare_loop", "bare_process", "ray_loop", "ray_trial", "ray_command")
-    }
-    for i in range(0 if args.skip_overhead else args.repeats):
-        # interleaved, bare first on even repeats and Ray first on odd ones, so that a drift of
-        # the machine's speed falls on both
-        b = r = None
-        for kind in ("bare", "ray") if i % 2 == 0 else ("ray", "bare"):
-            with tempfile.TemporaryDirectory() as tmp:
-                if kind == "bare":
-                    b = bare(config, Path(tmp))
-                else:
-                    r = search(config, Path(tmp), samples=1, concurrent=1)
-        assert b is not None and r is not None
-        runs["bare_loop"].append(b["loop_s"])
-        runs["bare_process"].append(b["process_s"])
-        runs["ray_loop"].append(r["loop_s"][0])
-        runs["ray_trial"].append(r["trial_s"][0])
-        runs["ray_command"].append(r["wall_s"])
-        print(f"repeat {i}: " + "  ".join(f"{k} {v[-1]:.1f}s" for k, v in runs.items()), flush=True)
-
-    def paired(num: str, den: str) -> list[float]:  # one ratio per repeat, both from that repeat
-        return [a / b for a, b in zip(runs[num], runs[den], strict=True)]
-
-    overhead = {
-        "loop": paired("ray_loop", "bare_loop"),
-        "trial": paired("ray_trial", "bare_process"),
-        "command": paired("ray_command", "bare_process"),
-    }
-    med = {k: statistics.median(v) if v else math.nan for k, v in overhead.items()}
+    raw = {"config": config, **overhead(config, 0 if args.skip_overhead else args.repeats)}
     small = POINT | {
         "train.steps": args.concurrency_steps,
         "eval.every": args.concurrency_steps // 2,
     }
-    # Per concurrency: Ray's span of the 4 trials and its per-trial loop times; the same on plain
-    # worker processes (their span, wall time, and each run_trial's own time).
-    rows: dict[int, dict[str, list[float]]] = {
-        c: {"ray_span": [], "ray_loop": [], "plain_wall": [], "plain_span": [], "plain_loop": []}
-        for c in (1, 2)
-    }
-    # Each repeat runs the four runs back to back, in an order that turns round every repeat
-    # (Ray 1, Ray 2, plain 1, plain 2, then the reverse), and each ratio is taken within one
-    # repeat, so that a drift of the machine's speed over minutes falls on both of its terms.
-    runs4 = [("ray", 1), ("ray", 2), ("plain", 1), ("plain", 2)]
-    for i in range(args.repeats_concurrency):
-        for kind, concurrent in runs4 if i % 2 == 0 else runs4[::-1]:
-            row = rows[concurrent]
-            with tempfile.TemporaryDirectory() as tmp:
-                if kind == "ray":
-                    r = search(small, Path(tmp), samples=4, concurrent=concurrent)
-                    row["ray_span"].append(r["span_s"])
-                    row["ray_loop"] += r["loop_s"]
-                else:
-                    r = bare_workers(small, Path(tmp), 4, concurrent)
-                    row["plain_wall"].append(r["wall_s"])
-                    row["plain_span"].append(r["span_s"])
-                    row["plain_loop"] += r["loop_s"]
-            print(
-                f"repeat {i}: 4 trials, {concurrent} at a time, {kind}: span {r['span_s']:.1f}s "
-                f"(trials {', '.join(f'{x:.1f}' for x in r['loop_s'])}s)",
-                flush=True,
-            )
-    cmed = {c: {k: statistics.median(v) for k, v in row.items()} for c, row in rows.items()}
-    # Per-trial times: means, since a worker's first trial pays its imports (1 such trial of 4
-    # one at a time, 2 of 4 two at a time, for Ray's reused workers and the plain ones alike).
-    cmean = {c: {k: statistics.fmean(v) for k, v in row.items()} for c, row in rows.items()}
-
-    # Two at a time against one: trials per second, i.e. the ratio of the spans of the 4 trials,
-    # one ratio per repeat; the result is their median.
-    def ratios(key: str) -> list[float]:
-        return [a / b for a, b in zip(rows[1][key], rows[2][key], strict=True)]
-
-    ray_ratios, plain_ratios = ratios("ray_span"), ratios("plain_span")
-    throughput, ceiling = statistics.median(ray_ratios), statistics.median(plain_ratios)
-    result = {
-        "config": config,
-        "seconds": {k: [round(x, 2) for x in v] for k, v in runs.items()},
-        "loop_overhead_ratio": round(med["loop"], 3),
-        "loop_overhead_ratio_per_repeat": [round(x, 3) for x in overhead["loop"]],
-        "trial_overhead_ratio": round(med["trial"], 3),
-        "command_ratio": round(med["command"], 3),
-        "concurrency": {
-            "train.steps": args.concurrency_steps,
-            "trials": 4,
-            "repeats": args.repeats_concurrency,
-            "seconds": {str(c): {k: [round(x, 2) for x in v] for k, v in row.items()}
-                        for c, row in rows.items()},
-            "ray_span_1_at_a_time_s": round(cmed[1]["ray_span"], 1),
-            "ray_span_2_at_a_time_s": round(cmed[2]["ray_span"], 1),
-            "throughput_ratio": round(throughput, 3),
-            "throughput_ratio_per_repeat": [round(x, 3) for x in ray_ratios],
-            "machine_ceiling_ratio_per_repeat": [round(x, 3) for x in plain_ratios],
-            "ray_trial_slowdown_2_at_a_time": round(
-                cmean[2]["ray_loop"] / cmean[1]["ray_loop"], 3
-            ),
-            "plain_span_1_at_a_time_s": round(cmed[1]["plain_span"], 1),
-            "plain_span_2_at_a_time_s": round(cmed[2]["plain_span"], 1),
-            "machine_ceiling_ratio": round(ceiling, 3),
-            "ray_share_of_ceiling": round(throughput / ceiling, 3),
-            "plain_processes_1_at_a_time_s": round(cmed[1]["plain_wall"], 1),
-            "plain_processes_2_at_a_time_s": round(cmed[2]["plain_wall"], 1),
-            "machine_wall_ceiling_ratio": round(statistics.median(ratios("plain_wall")), 3),
-            "plain_loop_slowdown_2_at_a_time": round(
-                cmean[2]["plain_loop"] / cmean[1]["plain_loop"], 3
-            ),
-        },
-        "targets": {"loop_overhead_ratio <= 1.05": med["loop"] <= 1.05,
-                    "throughput_ratio >= 1.8": throughput >= 1.8},
-        "cpus": os.cpu_count(),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }  # fmt: skip
-    harness.finish(args, result, summarise)
+    raw["concurrency"] = c = concurrency(small, args.repeats_concurrency)
+    raw["targets"] = {"loop_overhead_ratio <= 1.05": raw["loop_overhead_ratio"] <= 1.05, "throughput_ratio >= 1.8": c["throughput_ratio"] >= 1.8}  # fmt: skip
+    raw |= {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    harness.finish(args, harness.new(args, {}, raw), summarise)
     return 0
 
 

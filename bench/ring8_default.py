@@ -1,21 +1,17 @@
 """The README command on ring8, per seed: how close to uniform are the samples' mode fractions?
 
 Runs exactly `python -m tuner.train --set data=ring8 --set weighting=debiased` (default budget:
-3000 steps, batch 256, 2000 samples by 50-step DDIM) for each seed, as a subprocess with
-`--out` under a temporary folder and `--quiet`, and scores its samples.npy under the true ring
-(`truth.mode_fractions`): the eight fractions, max |fraction − 1/8| and the total-variation
-distance to uniform, plus eval/nll from metrics.json and the wall time of the command.
-
-The floor for these numbers is the sampling noise of a perfect model: the same statistics of
-2000 points drawn from the truth itself, over many draws (mean and 95th percentile; for the NLL,
-mean and std, i.e. the entropy of the truth).
+3000 steps, batch 256, 2000 samples by 50-step DDIM) per seed as a subprocess, and scores its
+samples.npy under the true ring: the eight fractions, max |fraction − 1/8| and the total
+variation to uniform, eval/nll from metrics.json and the command's wall time. The floor is the
+sampling noise of a perfect model: the same statistics of 2000 points drawn from the truth, over
+many draws (mean and 95th percentile; the NLL's mean and std: the truth's entropy).
 
     .venv/bin/python bench/ring8_default.py --seeds 0 1 2   # writes bench/results/ring8_default.*
     .venv/bin/python bench/ring8_default.py --smoke         # 50 steps, to a temporary folder
     .venv/bin/python bench/ring8_default.py --resummarise   # summary and verdicts again
 
-Each seed's numbers are cached (--cache) so the seeds can be run in separate invocations; the
-invocation that has every requested seed writes the JSON and PNG.
+Each seed's numbers are cached (--cache), so the seeds can run in separate invocations.
 """
 
 from __future__ import annotations
@@ -26,19 +22,19 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import harness
 import numpy as np
 import torch
-from harness import Result, exceeds, verdict
+from claims import exceeds, sd, spread, table, verdict
+from harness import Result
 
 from tuner.data.presets import load_dataset
-from tuner.stats import mean_std
 
 NAME = "ring8_default"
+TITLE = "One trial: the README's ring8 command"
 README_ARGS = ["--set", "data=ring8", "--set", "weighting=debiased"]
 FLOOR_DRAWS = 2000
 
@@ -51,91 +47,61 @@ def tv_and_max(fractions: np.ndarray) -> tuple[float, float]:
 
 def floor(n: int, draws: int = FLOOR_DRAWS) -> dict[str, float]:
     """Sampling noise of a perfect model: TV and max deviation of n points from the truth."""
-    truth = load_dataset("ring8").truth
-    g = torch.Generator().manual_seed(1234)
+    truth, g = load_dataset("ring8").truth, torch.Generator().manual_seed(1234)
     tvs, maxes, nlls = [], [], []
     for _ in range(draws):
         x = truth.sample(n, g)
         tv, mx = tv_and_max(truth.mode_fractions(x).numpy())
-        tvs.append(tv)
-        maxes.append(mx)
-        nlls.append(float(-truth.log_prob(x).double().mean()))
-    return {
-        "n": n,
-        "draws": draws,
-        "tv_mean": float(np.mean(tvs)),
-        "tv_p95": float(np.percentile(tvs, 95)),
-        "max_dev_mean": float(np.mean(maxes)),
-        "max_dev_p95": float(np.percentile(maxes, 95)),
-        "nll_mean": float(np.mean(nlls)),  # entropy of the truth, estimated
-        "nll_std": float(np.std(nlls)),
-    }
+        tvs, maxes, nlls = (
+            tvs + [tv],
+            maxes + [mx],
+            nlls + [float(-truth.log_prob(x).double().mean())],
+        )
+    return {"n": n, "draws": draws, "tv_mean": float(np.mean(tvs)), "tv_p95": float(np.percentile(tvs, 95)),
+            "max_dev_mean": float(np.mean(maxes)), "max_dev_p95": float(np.percentile(maxes, 95)),
+            "nll_mean": float(np.mean(nlls)), "nll_std": float(np.std(nlls))}  # fmt: skip
 
 
 def run_seed(seed: int, extra: list[str]) -> dict[str, Any]:
     """The README command for one seed, in a subprocess; its samples scored under the truth."""
-    truth = load_dataset("ring8").truth
+    args = ["-m", "tuner.train", *README_ARGS, *extra, *(["--set", f"seed={seed}"] if seed else [])]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with tempfile.TemporaryDirectory(prefix="ring8_default_") as tmp:
-        out = Path(tmp) / f"seed{seed}"
-        args = ["-m", "tuner.train", *README_ARGS, *extra]
-        if seed:
-            args += ["--set", f"seed={seed}"]
-        cmd = [sys.executable, *args, "--out", str(out), "--quiet"]
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=harness.ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - t0
-        samples = np.load(out / "samples.npy")
-        metrics = json.loads((out / "metrics.json").read_text())
-    fractions = truth.mode_fractions(torch.from_numpy(samples)).numpy()
+        cmd, out = (
+            [sys.executable, *args, "--out", f"{tmp}/seed{seed}", "--quiet"],
+            Path(f"{tmp}/seed{seed}"),
+        )
+        wall = harness.seconds(
+            lambda: subprocess.run(
+                cmd, cwd=harness.ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+            )
+        )[0]
+        samples, final = (
+            np.load(out / "samples.npy"),
+            json.loads((out / "metrics.json").read_text())["final"],
+        )
+    fractions = load_dataset("ring8").truth.mode_fractions(torch.from_numpy(samples)).numpy()
     tv, mx = tv_and_max(fractions)
-    final = metrics["final"]
-    return {
-        "seed": seed,
-        "command": "python " + shlex.join(args) + " --out DIR --quiet",
-        "wall_s": wall,
-        "n_samples": int(len(samples)),
-        "mode_fractions": [float(f) for f in fractions],
-        "max_abs_dev": mx,
-        "tv_to_uniform": tv,
-        "eval/nll": final["eval/nll"],
-        "eval/mode_error": final["eval/mode_error"],
-        "eval/swd": final["eval/swd"],
-        "eval/mmd": final["eval/mmd"],
-        "time/total_s": final["time/total_s"],
-        "samples_head": samples[:2000].tolist(),
-    }
+    return {"seed": seed, "command": "python " + shlex.join(args) + " --out DIR --quiet", "wall_s": wall,
+            "n_samples": int(len(samples)), "mode_fractions": [float(f) for f in fractions], "max_abs_dev": mx,
+            "tv_to_uniform": tv, **{k: final[k] for k in ("eval/nll", "eval/mode_error", "eval/swd", "eval/mmd", "time/total_s")},
+            "samples_head": samples[:2000].tolist()}  # fmt: skip
 
 
-def plot(runs: list[dict], fl: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(result: Result, path: Path, samples: list) -> None:
+    """The first seed's samples, and every seed's mode fractions against the exact draws' band."""
+    plt, raw = harness.pyplot(), result["raw"]
+    runs, band = raw["per_seed"], raw["floor_exact_samples"]["max_dev_p95"]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
-    s = np.array(runs[0]["samples_head"])
-    ax0.scatter(s[:, 0], s[:, 1], s=1, alpha=0.5)
-    ax0.set_aspect("equal")
-    ax0.set_title(f"seed {runs[0]['seed']}: {len(s)} samples")
+    ax0.scatter(*np.array(samples).T, s=1, alpha=0.5)
+    ax0.set(aspect="equal", title=f"seed {runs[0]['seed']}: {len(samples)} samples")
     width = 0.8 / len(runs)
     for i, r in enumerate(runs):
-        x = np.arange(8) + (i - (len(runs) - 1) / 2) * width
-        ax1.bar(x, r["mode_fractions"], width=width, label=f"seed {r['seed']}")
+        ax1.bar(np.arange(8) + (i - (len(runs) - 1) / 2) * width, r["mode_fractions"], width=width, label=f"seed {r['seed']}")  # fmt: skip
     ax1.axhline(1 / 8, color="k", ls="--", lw=1, label="1/8")
-    band = fl["max_dev_p95"]
-    ax1.axhspan(
-        1 / 8 - band,
-        1 / 8 + band,
-        color="0.85",
-        zorder=0,
-        label="95th pct of max|f-1/8|, exact draws",
-    )
-    ax1.set_ylim(0.08, 0.17)
-    ax1.set_xlabel("mode")
-    ax1.set_ylabel("fraction of samples")
+    ax1.axhspan(1 / 8 - band, 1 / 8 + band, color="0.85", zorder=0, label="95th pct of max|f-1/8|, exact draws")  # fmt: skip
+    ax1.set(ylim=(0.08, 0.17), xlabel="mode", ylabel="fraction of samples", title="mode fractions (weighting=debiased, default budget)")  # fmt: skip
     ax1.legend(fontsize=7, ncol=2)
-    ax1.set_title("mode fractions (weighting=debiased, default budget)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -144,16 +110,14 @@ SUMMARY_KEYS = ("max_abs_dev", "tv_to_uniform", "eval/nll", "eval/mode_error", "
 
 
 def summarise(result: Result) -> Result:
-    """Mean ± std over seeds, and the verdicts against the exact draws."""
-    runs, fl = result["per_seed"], result["floor_exact_samples"]
-    result["summary"] = {}
-    for k in SUMMARY_KEYS:
-        mean, std = mean_std([r[k] for r in runs])
-        result["summary"][k] = {"mean": mean, "std": std}
+    """Mean ± std over seeds, the table, and the verdicts against the exact draws."""
+    raw = result["raw"]
+    runs, fl = raw["per_seed"], raw["floor_exact_samples"]
+    s = {k: spread([r[k] for r in runs]) for k in SUMMARY_KEYS}
     dev = [r["max_abs_dev"] for r in runs]
     within = sum(d <= fl["max_dev_p95"] for d in dev)
     holds, text = exceeds([r["eval/nll"] for r in runs], fl["nll_mean"])
-    result["verdicts"] = [
+    verdicts = [
         verdict(
             "Every seed's mode fractions are as close to uniform as a perfect model's usually "
             f"are: max |fraction − 1/8| within the 95th percentile of {fl['draws']} exact draws "
@@ -170,40 +134,41 @@ def summarise(result: Result) -> Result:
             f"{fl['nll_std']:.2f}",
         ),
     ]
-    return result
+    rows = [[str(r["seed"]), " ".join(f"{f:.3f}" for f in r["mode_fractions"]), f"{r['max_abs_dev']:.3f}",
+             f"{r['tv_to_uniform']:.3f}", f"{r['eval/nll']:.2f}", f"{r['wall_s']:.0f}"] for r in runs]  # fmt: skip
+    rows.append([f"{fl['draws']} exact draws of {fl['n']}", "", f"{fl['max_dev_mean']:.3f} (95th pct {fl['max_dev_p95']:.3f})",
+                 f"{fl['tv_mean']:.3f} (95th pct {fl['tv_p95']:.3f})", f"{fl['nll_mean']:.2f}", ""])  # fmt: skip
+    body = [
+        f"`{result['command']}` runs the README command `{raw['readme_command']}` per seed: "
+        f"max |fraction − 1/8| {sd(s['max_abs_dev'])}, wall time {sd(s['wall_s'])} s.",
+        table(["seed", "mode fractions", "max abs dev", "TV to uniform", "NLL", "wall s"], rows),
+    ]
+    figures = [("ring8_default.png", "ring8 mode fractions")]
+    return harness.page(result, TITLE, body, verdicts, figures=figures, summary=s)
 
 
-def main() -> None:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], cache=True)
-    args = parser.parse_args()
+def main() -> int:
+    args = harness.parser(NAME, __doc__, seeds=[0, 1, 2], cache=True).parse_args()
     if args.resummarise:
         return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     extra = ["--set", "train.steps=50", "--set", "eval.every=50"] if args.smoke else []
 
     def run(arm: str, seed: int) -> Result:
-        r = harness.cached(harness.cache_dir(args), {"seed": seed}, {"extra": extra},
-                           lambda: run_seed(seed, extra))  # fmt: skip
-        print(
-            f"seed {seed}: TV {r['tv_to_uniform']:.4f} max|f-1/8| {r['max_abs_dev']:.4f} "
-            f"nll {r['eval/nll']:.3f} wall {r['wall_s']:.0f}s",
-            flush=True,
-        )
+        r = harness.cached(harness.cache_dir(args), {"seed": seed}, {"extra": extra}, lambda: run_seed(seed, extra))  # fmt: skip
+        print(f"seed {seed}: max|f-1/8| {r['max_abs_dev']:.4f} nll {r['eval/nll']:.3f} wall {r['wall_s']:.0f}s", flush=True)  # fmt: skip
         return r
 
     runs = harness.arm_seed_loop(["debiased"], args.seeds, run)["debiased"]
-    fl = floor(runs[0]["n_samples"], 50 if args.smoke else FLOOR_DRAWS)
-    result = {
-        "command": harness.command(args, env="OMP_NUM_THREADS=1 "),
-        "readme_command": "python -m tuner.train " + shlex.join(README_ARGS),
-        "seeds": args.seeds,
-        "note": "wall_s: each run's wall time on the 2-core machine that ran it (whatever else ran there)",
-        "floor_exact_samples": fl,
-        "per_seed": [{k: v for k, v in r.items() if k != "samples_head"} for r in runs],
-    }
-    harness.finish(args, result, summarise)
-    plot(runs, fl, harness.out_path(args).with_suffix(".png"))
+    samples = runs[0]["samples_head"]
+    raw = {"readme_command": "python -m tuner.train " + shlex.join(README_ARGS), "seeds": args.seeds,
+           "note": "wall_s: each run's wall time on the 2-core machine that ran it (whatever else ran there)",
+           "floor_exact_samples": floor(runs[0]["n_samples"], 50 if args.smoke else FLOOR_DRAWS),
+           "per_seed": [{k: v for k, v in r.items() if k != "samples_head"} for r in runs]}  # fmt: skip
+    result = harness.new(args, {"debiased": dict(a.split("=") for a in README_ARGS[1::2])}, raw, env="OMP_NUM_THREADS=1 ")  # fmt: skip
+    harness.finish(args, result, summarise, lambda r, path: plot(r, path, samples))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

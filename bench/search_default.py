@@ -1,13 +1,11 @@
 """Measure the embedded default search: `python -m tuner.run --space debias_family`, nothing else,
 once per search seed (`--seed S`, the search algorithm's seed).
 
-Runs each in a fresh scratch folder (so it starts a new search rather than resuming one) through
-bench/searches.py, which samples the memory of the driver and every process under it (Ray's
-raylet, GCS and trial workers) twice a second, and writes bench/results/search_default.json: per
-search seed the wall time (confirmation included), peak memory (PSS: shared pages counted once;
-RSS for reference), trials, how many ASHA stopped, the leaderboard, the confirmation's
-verdict.json, and every result the search's trials reported to Ray (what bench/search_compare.py
-reads to reuse these runs as its TPE + ASHA arm).
+Each runs in a fresh scratch folder (a new search, not a resumed one) through bench/searches.py,
+which samples the memory of the driver and every process under it twice a second. Per seed: the
+wall time (confirmation included), peak memory (PSS: shared pages counted once; RSS too), trials,
+how many ASHA stopped, the leaderboard, verdict.json and every result the trials reported to Ray
+(what bench/search_compare.py reads to reuse these runs as its TPE + ASHA arm).
 
     .venv/bin/python bench/search_default.py [--seeds 0 1 2] [--keep DIR] [-- extra options]
     .venv/bin/python bench/search_default.py --smoke           # --smoke-test, to a temporary folder
@@ -25,22 +23,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import harness
-from harness import Result, verdict
+from claims import iv, table, verdict
+from harness import Result
 from searches import run_search
 
 NAME = "search_default"
+TITLE = "The default search"
 DEFAULT = ["--space", "debias_family"]  # the default search's tuner.run arguments
-# The targets of the default search, by their name in the results file: (claim, field, test),
-# each to hold in every search seed's run.
+# The targets, by their name in the results file: (claim, field, test), each to hold in every
+# search seed's run.
 TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
-    "wall_s <= 600": ("it finishes within 10 minutes, confirmation included", "wall_s",
-                      lambda v: v <= 600),
+    "wall_s <= 600": ("it finishes within 10 minutes, confirmation included", "wall_s", lambda v: v <= 600),
     "trials >= 16": ("it runs at least 16 trials", "trials", lambda v: v >= 16),
     "asha stopped some": ("ASHA stops some trials early", "stopped_by_asha", lambda v: v > 0),
-    "peak memory < 4 GiB": ("its peak memory (PSS) stays under 4 GiB", "peak_pss_gib",
-                            lambda v: v < 4),
-    "resolved": ("its confirmed winner beats the baseline on fresh seeds (verdict.json "
-                 "resolved)", "resolved", lambda v: v is True),
+    "peak memory < 4 GiB": ("its peak memory (PSS) stays under 4 GiB", "peak_pss_gib", lambda v: v < 4),
+    "resolved": ("its confirmed winner beats the baseline on fresh seeds (verdict.json resolved)", "resolved",
+                 lambda v: v is True),
 }  # fmt: skip
 
 
@@ -50,21 +48,24 @@ def default_args(seed: int, extra: list[str]) -> list[str]:
 
 
 def summarise(result: Result) -> Result:
-    """Each target's verdict over the search seeds' runs (it holds when it holds in every one)."""
-    runs = result["runs"]
-    result["targets"] = {
-        name: all(test(run[field]) for run in runs) for name, (_, field, test) in TARGETS.items()
-    }
-    seeds = ", ".join(str(run["seed"]) for run in runs)
-    result["verdicts"] = [
-        verdict(
-            f"The default search on {result['cpus']} cores, search seeds {seeds}: {claim}",
-            result["targets"][name],
-            f"{field} = {', '.join(str(run[field]) for run in runs)} (one run per seed)",
-        )
-        for name, (claim, field, _) in TARGETS.items()
-    ]
-    return result
+    """The table, and each target's verdict over the search seeds' runs (it holds when it holds
+    in every one)."""
+    raw = result["raw"]
+    runs, seeds = raw["runs"], ", ".join(str(run["seed"]) for run in raw["runs"])
+    targets = {name: all(test(run[field]) for run in runs) for name, (_, field, test) in TARGETS.items()}  # fmt: skip
+    verdicts = [verdict(f"The default search on {raw['cpus']} cores, search seeds {seeds}: {claim}", targets[name],
+                        f"{field} = {', '.join(str(run[field]) for run in runs)} (one run per seed)")
+                for name, (claim, field, _) in TARGETS.items()]  # fmt: skip
+    won = [(r["verdict"] or {}).get("winner") or {} for r in runs]
+    rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
+             str(r["resolved"]).lower(), iv(w.get("improvement"), w.get("improvement_ci"))] for r, w in zip(runs, won, strict=True)]  # fmt: skip
+    body = [
+        f"`{result['command']}` runs `{raw['search_command'].strip()}` once per search seed S ({', '.join(map(str, raw['seeds']))}), each in a fresh "
+        f"folder, on {raw['cpus']} cores: wall time with the confirmation stage, peak memory summed over the driver, Ray and the workers (PSS: shared pages "
+        "counted once; RSS for reference), and the confirmed winner's paired improvement in FID over the baseline on the fresh seeds (95 % t interval).",
+        table(["seed", "wall s", "trials", "stopped by ASHA", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]"], rows),
+    ]  # fmt: skip
+    return harness.page(result, TITLE, body, verdicts, summary={"targets": targets})
 
 
 def measure(seed: int, extra: list[str], keep: str | None) -> Result:
@@ -81,28 +82,20 @@ def measure(seed: int, extra: list[str], keep: str | None) -> Result:
 
 def main() -> int:
     parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2])
-    parser.add_argument(
-        "--keep", help="scratch folder to use and keep (default: a temp folder, removed)"
-    )
+    parser.add_argument("--keep", help="scratch folder to use and keep (default: a temp folder, removed)")  # fmt: skip
     parser.add_argument("extra", nargs="*", help="extra tuner.run options (after --)")
     args = parser.parse_args()
     if args.resummarise:
-        harness.resummarise(args, summarise)
-        return 0
-    if args.smoke:
-        args.extra = [*args.extra, "--smoke-test"]
+        return harness.resummarise(args, summarise)
+    args.extra += ["--smoke-test"] if args.smoke else []
     runs = []
     for seed in args.seeds:
         runs.append(measure(seed, args.extra, args.keep))
         brief = ("leaderboard", "verdict", "trial_results")
         print(json.dumps({k: v for k, v in runs[-1].items() if k not in brief}), flush=True)
-    result = {
-        "command": " ".join(["python -m tuner.run", *DEFAULT, "--seed S", *args.extra]),
-        "cpus": os.cpu_count(),
-        "seeds": args.seeds,
-        "runs": runs,
-    }
-    harness.finish(args, result, summarise)
+    raw = {"search_command": " ".join(["python -m tuner.run", *DEFAULT, "--seed S", *args.extra]),
+           "cpus": os.cpu_count(), "seeds": args.seeds, "runs": runs}  # fmt: skip
+    harness.finish(args, harness.new(args, {"tpe_asha": DEFAULT}, raw), summarise)
     return 0 if all(run["returncode"] == 0 for run in runs) else 1
 
 

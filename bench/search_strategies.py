@@ -42,12 +42,15 @@ from typing import Any
 
 import harness
 import numpy as np
-from harness import RESULTS, Result, ci, verdict
+from claims import ci, table, verdict
+from harness import RESULTS, Result
 
+from tuner.records import FINISHED, KILLED, TrialRow, ranked
 from tuner.search import rungs
 from tuner.stats import mean_interval
 
 NAME = "search_strategies"
+TITLE = "Search strategies replayed on the learning-curve table"
 TABLE = RESULTS / "learning_curves.json"
 SPACE = "debias_family_density"
 FINAL = 900
@@ -251,7 +254,7 @@ def replay(strategy: str, seed: int, surrogate: Surrogate, budget: int, storage:
     return summarize(tuner.fit(), plan)
 
 
-def grid_rows(seed: int, surrogate: Surrogate, budget: int) -> list[dict]:
+def grid_rows(seed: int, surrogate: Surrogate, budget: int) -> list[TrialRow]:
     """The published points in a random order, each run to the end, as far as the budget goes."""
     rng = random.Random(seed)
     points = rng.sample(GRID, k=min(len(GRID), budget // FINAL))
@@ -260,24 +263,23 @@ def grid_rows(seed: int, surrogate: Surrogate, budget: int) -> list[dict]:
     for i, params in enumerate(points):
         curve = surrogate.draw(params, steps, rng)
         history = list(zip(steps, map(float, curve), strict=True))
-        rows.append({"trial": str(i), "status": "FINISHED", "best": min(curve),
-                     "history": history, "config": params, "step": FINAL})  # fmt: skip
-    return sorted(rows, key=lambda r: r["best"])
+        fields = {"trial": str(i), "status": FINISHED, "config": params, "raw": params}
+        rows.append(TrialRow.from_history(history, FINAL, "min", **fields))
+    return sorted(rows, key=lambda r: r.best)
 
 
-def judge(rows: list[dict], surrogate: Surrogate, seed: int, best: float, top: float) -> Result:
+def judge(rows: list[TrialRow], surrogate: Surrogate, seed: int, best: float, top: float) -> Result:
     """What one run chose (its confirmed winner), its regret, and what its early stopping cut."""
     rng = random.Random(f"confirm-{seed}")
-    ranked = [r for r in rows if r["status"] != "FAILED" and r["best"] is not None]
-    params = [{k: r["config"][k] for k in surrogate.keys} for r in ranked[:CONFIRM]]
+    params = [{k: r.config[k] for k in surrogate.keys} for r in ranked(rows)[:CONFIRM]]
     confirmed = [
         statistics.fmean(surrogate.draw(p, [FINAL], rng)[0] for _ in range(CONFIRM_SEEDS))
         for p in params
     ]
     chosen = params[int(np.argmin(confirmed))]
     truth = float(surrogate.mean(chosen, [FINAL])[0])
-    stopped = [r for r in rows if r["status"] == "KILLED"]
-    cut = [r for r in stopped if surrogate.mean(r["config"], [FINAL])[0] <= top]
+    stopped = [r for r in rows if r.status == KILLED]
+    cut = [r for r in stopped if surrogate.mean(r.config, [FINAL])[0] <= top]
     return {
         "chosen": chosen,
         "truth": truth,
@@ -286,7 +288,7 @@ def judge(rows: list[dict], surrogate: Surrogate, seed: int, best: float, top: f
         "trials": len(rows),
         "stopped": len(stopped),
         "stopped_top": len(cut),
-        "steps": sum(r["step"] for r in rows),
+        "steps": sum(r.step for r in rows),
     }
 
 
@@ -350,9 +352,7 @@ def measure(args: Any) -> Result:
                 runs[strategy].append(run | {"seed": seed, "wall_s": time.perf_counter() - t0})
                 print(f"{strategy} seed {seed}: regret {run['regret']:+.3f}", flush=True)
     ray.shutdown()
-    return {
-        "name": NAME,
-        "command": harness.command(args),
+    raw = {
         "table": str(Path(args.table).resolve().relative_to(harness.ROOT, walk_up=True))
         if sys.version_info >= (3, 12)
         else str(args.table),
@@ -364,13 +364,14 @@ def measure(args: Any) -> Result:
         "rungs": table_rungs(configs, long),
         "runs": runs,
     }
+    return harness.new(args, {name: STRATEGIES[name] for name in names}, raw)
 
 
 def summarise(result: Result) -> Result:
     """Each strategy's regret [95 %], its share of runs that stopped a top-10 % configuration,
     and the verdicts: which strategy is best, and whether it beats random search and FIFO."""
-    arms = {}
-    for name, runs in result["runs"].items():
+    raw, arms = result["raw"], {}
+    for name, runs in raw["runs"].items():
         mean, low, high = mean_interval([r["regret"] for r in runs])
         cut = sum(r["stopped_top"] > 0 for r in runs)
         arms[name] = {
@@ -378,24 +379,27 @@ def summarise(result: Result) -> Result:
             "cut_top_share": cut / len(runs), "trials": statistics.fmean(r["trials"] for r in runs),
             "steps": statistics.fmean(r["steps"] for r in runs),
         }  # fmt: skip
-    result["arms"] = arms
     chosen = min(arms, key=lambda a: arms[a]["regret"])
-    result["chosen"] = chosen
     verdicts = []
     for other in ("random_fifo", "tpe_fifo", "tpe_asha"):
         if other == chosen or other not in arms:
             continue
-        holds, evidence = _difference(result["runs"][chosen], result["runs"][other])
+        holds, evidence = _difference(raw["runs"][chosen], raw["runs"][other])
         claim = f"{chosen} has a lower regret than {other} at equal compute"
         verdicts.append(verdict(claim, holds, evidence))
-    q = result["surrogate"]
+    q = raw["surrogate"]
     verdicts.append(verdict(
         "the surrogate ranks held-out configurations like the table (Spearman ρ ≥ 0.7)",
         q["spearman"] >= 0.7, f"ρ {q['spearman']:.2f}, MAE {q['mae']:.2f} FID (seed std "
         f"{q['seed_std']:.2f}) over {q['configurations']} configurations, {q['folds']}-fold",
     ))  # fmt: skip
-    result["verdicts"] = verdicts
-    return result
+    rows = [[name, ci(a["regret"], *a["regret_ci"]), f"{100 * a['cut_top_share']:.0f} %", f"{a['trials']:.1f}", f"{a['steps']:.0f}"]
+            for name, a in arms.items()]  # fmt: skip
+    body = [f"`{result['command']}` — each strategy {raw['repeats']} times on the surrogate of `{raw['table']}`, "
+            f"{raw['budget_steps']} training steps each; regret: the confirmed winner's true mean FID minus the table's "
+            f"best ({raw['table_best']:.3f}), 95 % t interval over the repeats.",
+            table(["strategy", "regret [95 %]", "runs that stopped a top-10 % configuration", "trials", "steps"], rows)]  # fmt: skip
+    return harness.page(result, TITLE, body, verdicts, summary={"arms": arms, "chosen": chosen})
 
 
 def _difference(a: list[Result], b: list[Result]) -> tuple[bool | None, str]:
@@ -410,7 +414,7 @@ def _difference(a: list[Result], b: list[Result]) -> tuple[bool | None, str]:
     return holds, f"regret lower by {ci(gain, low, high)} FID over {len(ra)} and {len(rb)} runs"
 
 
-def main() -> None:
+def main() -> int | None:
     p = harness.parser(NAME, __doc__)
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--budget", type=int, default=BUDGET, help="training steps per search")
@@ -418,8 +422,7 @@ def main() -> None:
     p.add_argument("--table", type=Path, default=TABLE, help="the learning-curve table")
     args = p.parse_args()
     if args.resummarise:
-        harness.resummarise(args, summarise)
-        return
+        return harness.resummarise(args, summarise)
     if args.smoke:
         args.repeats, args.strategies = 2, args.strategies or ["tpe_asha", "random_fifo", "grid"]
     harness.finish(args, measure(args), summarise)

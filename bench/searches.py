@@ -105,32 +105,12 @@ def read_trials(exp: Path, param_keys: list[str], metric: str) -> list[dict[str,
     line): its searched values and, per report, the step, the metric (NaN where it has none),
     Ray's timestamp and the trial's time_total_s."""
     trials = []
-    for folder in sorted(exp.glob("trial_*")):
-        file = folder / "result.json"
-        if not file.exists():
-            continue
-        rows, config = [], {}
-        for line in file.read_text().splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            config = r.get("config", config)
-            value = r.get(metric)
-            rows.append(
-                {
-                    "step": int(r["step"]),
-                    "fid": float(value) if isinstance(value, (int, float)) else float("nan"),
-                    "timestamp": int(r["timestamp"]),
-                    "time_total_s": float(r["time_total_s"]),
-                }
-            )
-        trials.append(
-            {
-                "trial": folder.name.removeprefix("trial_"),
-                "params": {k: config.get(k) for k in param_keys},
-                "results": rows,
-            }
-        )
+    for file in sorted(exp.glob("trial_*/result.json")):
+        reports = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        config = next((r["config"] for r in reversed(reports) if "config" in r), {})
+        rows = [{"step": int(r["step"]), "timestamp": int(r["timestamp"]), "time_total_s": float(r["time_total_s"]),
+                 "fid": float(r[metric]) if isinstance(r.get(metric), (int, float)) else float("nan")} for r in reports]  # fmt: skip
+        trials.append({"trial": file.parent.name.removeprefix("trial_"), "params": {k: config.get(k) for k in param_keys}, "results": rows})  # fmt: skip
     return trials
 
 
@@ -138,23 +118,12 @@ def read_experiment(scratch: Path) -> Result:
     """The search's plan, its verdict.json and its trials' results, from the scratch folder."""
     found = [p.parent for p in scratch.glob("ray_results/*/search.json")]
     if len(found) != 1:
-        return {
-            "experiment": None,
-            "plan": None,
-            "params": [],
-            "verdict": None,
-            "trial_results": [],
-        }
+        return {"experiment": None, "plan": None, "params": [], "verdict": None, "trial_results": []}  # fmt: skip
     exp = found[0]
-    plan = json.loads((exp / "search.json").read_text())["plan"]
-    verdict = exp / "verdict.json"
-    return {
-        "experiment": exp.name,
-        "plan": {k: plan[k] for k in PLAN_KEYS},
-        "params": list(plan["params"]),
-        "verdict": json.loads(verdict.read_text()) if verdict.exists() else None,
-        "trial_results": read_trials(exp, list(plan["params"]), plan["metric"]),
-    }
+    plan, verdict = json.loads((exp / "search.json").read_text())["plan"], exp / "verdict.json"
+    return {"experiment": exp.name, "plan": {k: plan[k] for k in PLAN_KEYS}, "params": list(plan["params"]),
+            "verdict": json.loads(verdict.read_text()) if verdict.exists() else None,
+            "trial_results": read_trials(exp, list(plan["params"]), plan["metric"])}  # fmt: skip
 
 
 def run_search(args: list[str], scratch: Path) -> Result:

@@ -1,12 +1,11 @@
 """TIW-DSM on bimodal_biased: does the minority fraction of samples move from 0.1 toward 0.5?
 
-Observed set 0.9/0.1 (20k), reference 0.5/0.5 (1k). For each seed one discriminator is trained
-(tuner's TIW pre-training) and shared by the arms: plain denoising of the observed data
-(a = 0), TIW-DSM at half strength (a = 0.5) and in full (a = 1), weight only and correction only (the paper's ablation).
-Each arm trains with tuner.training.trainer.Trainer at a small budget and is scored on its samples
-(eval/minority_fraction, eval/nll under the unbiased truth, eval/mode_error). The
-discriminator is scored against the exact ratio: RMSE of log r and of σ∇ₓlog r (the ε-target
-correction) on noised observed data at λ ~ q.
+Observed set 0.9/0.1 (20k), reference 0.5/0.5 (1k). Per seed one discriminator is pre-trained
+(the trainer's own pre-training) and injected into every arm: plain denoising of the observed
+data (a = 0), TIW-DSM at half strength (a = 0.5) and in full (a = 1), weight only and correction
+only (the paper's ablation), each scored on its samples (minority fraction, NLL under the
+unbiased truth, MMD, SWD). The discriminator is scored against the exact ratio: RMSE of log r
+and of σ∇ₓlog r (the ε-target correction) on noised observed data at λ ~ q.
 
     .venv/bin/python bench/tiw_bimodal.py            # writes bench/results/tiw_bimodal.*
     .venv/bin/python bench/tiw_bimodal.py --smoke    # tiny budget, to a temporary folder
@@ -15,29 +14,25 @@ correction) on noised observed data at λ ~ q.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 import harness
 import torch
-from harness import Result, compare, verdict
+from claims import column, compare, judge, sd, summarise_arms, table
+from harness import Result
 
 from models.param import add_noise
 from models.schedules import alpha_sigma
-from tuner.config.build import build_dataset, build_objective
-from tuner.config.spec import resolve
-from tuner.config.terms import discriminator_for
-from tuner.stats import mean_std
 from tuner.training.trainer import Trainer
 
 NAME = "tiw_bimodal"
+TITLE = "TIW-DSM on the biased mixture"
 NOTE = (
     "the NLL under the unbiased truth cannot show a shift of the modes' shares: both modes have "
     "the same density there."
 )
-PLAIN, FULL = "plain (a=0)", "TIW full (a=1)"
+PLAIN, HALF, FULL, WEIGHT, CORR = "plain (a=0)", "TIW full (a=0.5)", "TIW full (a=1)", "weight only", "correction only"  # fmt: skip
 ARMS = {
     "plain (a=0)": {"tiw.strength": 0.0},
     "TIW full (a=0.5)": {"tiw.strength": 0.5, "tiw.mode": "full"},
@@ -45,6 +40,15 @@ ARMS = {
     "weight only": {"tiw.strength": 1.0, "tiw.mode": "weight"},
     "correction only": {"tiw.strength": 1.0, "tiw.mode": "correction"},
 }
+MINORITY = "eval/minority_fraction"
+CLAIMS = [
+    ("TIW-DSM (a = 1) raises the minority fraction of samples above plain denoising's (toward the unbiased 0.5)",
+     MINORITY, [(FULL, PLAIN)], "max"),
+    ("Half strength (a = 0.5) lands between plain denoising and TIW-DSM (a = 1)", MINORITY, [(HALF, PLAIN), (FULL, HALF)], "max"),
+    ("The paper's ablation: the correction alone raises the minority fraction over plain denoising's", MINORITY, [(CORR, PLAIN)], "max"),
+    ("The weight alone raises the minority fraction over plain denoising's", MINORITY, [(WEIGHT, PLAIN)], "max"),
+] + [(f"TIW-DSM (a = 1) lowers the {what} the unbiased truth of its samples below plain denoising's", key, [(FULL, PLAIN)], "min")
+     for key, what in (("eval/mmd", "MMD to"), ("eval/swd", "SWD to"), ("eval/nll", "NLL under"))]  # fmt: skip
 
 
 def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
@@ -68,144 +72,90 @@ def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
     }
 
 
-def discriminator(seed: int, base: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
-    """One seed's discriminator, trained exactly as the trainer's prepare() would: its state and
-    its metrics against the exact ratio."""
-    first = Trainer(base | {"seed": seed, "tiw.strength": 1.0})
-    metrics = first.prepare() | ratio_errors(first)
-    return first.objective.tiw.disc.state_dict(), metrics
-
-
-def run_arm(arm: str, seed: int, base: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+def run_arm(arm: str, seed: int, base: dict[str, Any], disc: dict[str, Any]) -> dict[str, Any]:
     """One arm trained with the seed's shared discriminator, evaluated on its samples."""
-    t0 = time.perf_counter()
-    config = resolve(base | {"seed": seed} | ARMS[arm])
-    dataset = build_dataset(config)
-    disc = discriminator_for(dataset)  # the seed's shared discriminator, injected as trained
-    disc.load_state_dict(state)
-    objective = build_objective(config, dataset, disc=disc)
-    trainer = Trainer(config, dataset=dataset, objective=objective)
-    while trainer.step < trainer.config["train.steps"]:
-        trainer.train_step()
-    metrics = trainer.evaluate()
-    metrics["time/train_s"] = time.perf_counter() - t0
-    print(
-        f"seed {seed} {arm:16s} minority {metrics['eval/minority_fraction']:.3f} "
-        f"nll {metrics['eval/nll']:.3f} ({metrics['time/train_s']:.0f}s)",
-        flush=True,
-    )
+    config = base | {"seed": seed} | ARMS[arm]
+    trainer, info = harness.train(config, **harness.components(config, disc=disc))
+    metrics = trainer.evaluate() | {"time/train_s": info["time/train_s"]}
+    print(f"seed {seed} {arm:16s} minority {metrics['eval/minority_fraction']:.3f} nll {metrics['eval/nll']:.3f}", flush=True)  # fmt: skip
     return metrics | {"samples": trainer.last_samples[:2000].tolist()}
 
 
 def summarise(result: Result) -> Result:
-    """Mean and std over seeds of every metric but time/*, and the verdicts."""
-    runs = result["per_seed"]
-    summary = {}
-    for name in ["discriminator", *ARMS]:
-        summary[name] = {}
-        for k in (k for k in runs[0][name] if not k.startswith("time/")):
-            mean, std = mean_std([r[name][k] for r in runs])
-            summary[name] |= {k: mean, k + "_std": std}
-    result["summary"] = summary
-
-    def col(key: str) -> dict[str, list[float]]:
-        return {arm: [r[arm][key] for r in runs] for arm in ARMS}
-
-    half, corr, weight = "TIW full (a=0.5)", "correction only", "weight only"
-    minority = col("eval/minority_fraction")
-    claims = [
-        ("TIW-DSM (a = 1) raises the minority fraction of samples above plain denoising's "
-         "(toward the unbiased 0.5)", [(FULL, PLAIN)]),
-        ("Half strength (a = 0.5) lands between plain denoising and TIW-DSM (a = 1)",
-         [(half, PLAIN), (FULL, half)]),
-        ("The paper's ablation: the correction alone raises the minority fraction over plain "
-         "denoising's", [(corr, PLAIN)]),
-        ("The weight alone raises the minority fraction over plain denoising's", [(weight, PLAIN)]),
+    """Mean and std over seeds of every metric but time/*, the table and the verdicts."""
+    raw = result["raw"]
+    runs = {arm: raw["runs"][arm] for arm in ARMS}
+    s = summarise_arms(raw["runs"], skip=[k for r in raw["runs"].values() for k in r[0] if k.startswith("time/")])  # fmt: skip
+    verdicts = judge(runs, CLAIMS)
+    minority = column(runs, "eval/minority_fraction")
+    verdicts[2]["evidence"] += f"; against the full method: {compare(minority, [(CORR, FULL)], 'max')[1]}"  # fmt: skip
+    c, disc = raw["config"], s["discriminator"]
+    rows = [[arm, sd(v["eval/minority_fraction"]), sd(v["eval/nll"]), sd(v["eval/mmd"], 2), sd(v["eval/swd"])]
+            for arm, v in s.items() if arm != "discriminator"]  # fmt: skip
+    per = sorted(zip(raw["runs"]["discriminator"], runs[FULL], strict=True), key=lambda r: r[0]["ratio/logr_rmse"])  # fmt: skip
+    shares = ", ".join(f"{a['eval/minority_fraction']:.2f}" for _, a in per)
+    rmse = ", ".join(f"{d['ratio/logr_rmse']:.3f}" for d, _ in per)
+    body = [
+        f"`{result['command']}` — bimodal_biased (observed 0.9/0.1, reference 0.5/0.5 of 5 % the "
+        f"size), {c['train.steps']} steps of batch {c['train.batch']}, {raw['seeds']} seeds, one "
+        f"discriminator per seed ({c['tiw.disc_steps']} steps at most, early-stopped after "
+        f"{sd(disc['ratio/steps'])}) shared by the arms. The discriminator against the exact "
+        f"time-dependent ratio: RMSE of log r {sd(disc['ratio/logr_rmse'], 2)} (the exact log r "
+        f"has a spread of {disc['ratio/logr_std']['mean']:.2g}); RMSE of the ε-target correction "
+        f"σ∇ₓlog r {sd(disc['ratio/corr_rmse'], 2)} (its exact RMS {disc['ratio/corr_norm']['mean']:.2g}).",
+        table(["arm", "minority fraction (target 0.5)", "NLL under the truth", "MMD", "SWD"], rows),
+        f"Per seed, {FULL} reaches minority fractions {shares} with discriminators of log-ratio RMSE {rmse}.",
     ]  # fmt: skip
-    verdicts = [verdict(claim, *compare(minority, pairs, "max")) for claim, pairs in claims]
-    _, ev = compare(minority, [(corr, FULL)], "max")
-    verdicts[2]["evidence"] += f"; against the full method: {ev}"
-    for key, what in (("eval/mmd", "MMD to"), ("eval/swd", "SWD to"), ("eval/nll", "NLL under")):
-        holds, ev = compare(col(key), [(FULL, PLAIN)], "min")
-        claim = f"TIW-DSM (a = 1) lowers the {what} the unbiased truth of its samples below "
-        verdicts.append(verdict(claim + "plain denoising's", holds, ev))
-    result["verdicts"] = verdicts
-    result["notes"] = [{"date": "2026-12-02", "text": NOTE}]  # written by hand, not computed
-    return result
+    return harness.page(result, TITLE, body, verdicts, summary=s, figures=[("tiw_bimodal.png", "TIW on bimodal_biased")],
+                        notes=[{"date": "2026-12-02", "text": NOTE}])  # fmt: skip
 
 
-def plot(runs: dict[str, list[dict]], summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
+    """Minority fractions per arm (bars: mean ± std; dots: seeds), and seed 0's samples."""
+    plt = harness.pyplot()
     fig, axes = plt.subplots(1, 1 + len(ARMS), figsize=(4 * (1 + len(ARMS)), 3.6))
-    names = list(ARMS)
-    means = [summary[n]["eval/minority_fraction"] for n in names]
-    stds = [summary[n]["eval/minority_fraction_std"] for n in names]
-    axes[0].bar(range(len(names)), means, yerr=stds, capsize=4)
-    for i, n in enumerate(names):
-        values = [r["eval/minority_fraction"] for r in runs[n]]
-        axes[0].scatter([i] * len(values), values, color="k", s=8)
+    harness.bars(axes[0], result["summary"], {a: result["raw"]["runs"][a] for a in ARMS}, "eval/minority_fraction")  # fmt: skip
     axes[0].axhline(0.1, color="tab:red", ls="--", label="observed 0.1")
     axes[0].axhline(0.5, color="tab:green", ls="--", label="unbiased 0.5")
-    axes[0].set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     axes[0].set_ylabel("minority fraction of samples")
     axes[0].legend(fontsize=7)
-    for ax, n in zip(axes[1:], names, strict=True):
-        s = torch.tensor(runs[n][0]["samples"])
-        ax.scatter(s[:, 0], s[:, 1], s=1, alpha=0.4)
-        ax.set_title(f"{n} (seed 0)", fontsize=9)
-        ax.set_xlim(-3, 3)
-        ax.set_ylim(-2, 2)
+    for ax, (n, xy) in zip(axes[1:], samples.items(), strict=True):
+        ax.scatter(*torch.tensor(xy).T, s=1, alpha=0.4)
+        ax.set(title=f"{n} (seed 0)", xlim=(-3, 3), ylim=(-2, 2))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    args = parser.parse_args()
+def main() -> int | None:
+    args = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000).parse_args()
     if args.resummarise:
         return harness.resummarise(args, summarise)
     torch.set_num_threads(1)
     steps, seeds = (20, [0]) if args.smoke else (args.steps, args.seeds)
-    base = {
-        "data": "bimodal_biased",
-        "train.steps": steps,
-        "train.batch": 256,
-        "net.width": 128,
-        "eval.samples": 5000,
-        "eval.every": steps,
-        "train.threads": 1,
-        "tiw.disc_steps": 40 if args.smoke else 1500,
-    }
-    t0 = time.perf_counter()
+    base = {"data": "bimodal_biased", "train.steps": steps, "train.batch": 256, "net.width": 128, "eval.samples": 5000,
+            "eval.every": steps, "train.threads": 1, "tiw.disc_steps": 40 if args.smoke else 1500}  # fmt: skip
     discs: dict[int, tuple[dict[str, Any], dict[str, float]]] = {}
+    samples: dict[str, list] = {}  # the first seed's, for the figure
 
     def run(arm: str, seed: int) -> Result:
         if seed not in discs:  # one discriminator per seed, shared by the arms
-            discs[seed] = discriminator(seed, base)
-        return run_arm(arm, seed, base, discs[seed][0])
+            trainer, state, metrics = harness.discriminator(base | {"seed": seed})
+            discs[seed] = state, metrics | ratio_errors(trainer)
+        r = run_arm(arm, seed, base, discs[seed][0])
+        samples.setdefault(arm, r.pop("samples"))
+        return r
 
     runs = harness.arm_seed_loop(ARMS, seeds, run)
-    print(f"total {time.perf_counter() - t0:.0f}s")
-    per_seed = [
-        {"discriminator": discs[seed][1]}
-        | {arm: {k: v for k, v in rows[i].items() if k != "samples"} for arm, rows in runs.items()}
-        for i, seed in enumerate(seeds)
-    ]
-    result = {
-        "command": harness.command(args),
+    raw = {
         "config": base,
-        "arms": ARMS,
         "seeds": len(seeds),
-        "per_seed": per_seed,
+        "runs": {"discriminator": [discs[s][1] for s in seeds]} | runs,
     }
-    result = harness.finish(args, result, summarise)
-    print(json.dumps(result["summary"], indent=2))
-    plot(runs, result["summary"], harness.out_path(args).with_suffix(".png"))
+    harness.finish(
+        args, harness.new(args, ARMS, raw), summarise, lambda r, path: plot(r, path, samples)
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -16,13 +16,15 @@ import time
 import harness
 import torch
 import torch.nn.functional as F
-from harness import ROOT, Result, verdict
+from claims import verdict
+from harness import ROOT, Result
 from torch import Tensor
 
 from tuner.data.presets import load_digits_split
 from tuner.evaluation.extractors import DIGITS_WEIGHTS, DigitsCNN
 
 NAME = "digits_classifier"  # bench/results/digits_classifier.json
+TITLE = "The digits feature extractor"
 TARGET_ACCURACY = 0.97
 
 
@@ -64,36 +66,28 @@ def train(seed: int, epochs: int, batch: int = 64, lr: float = 3e-3) -> tuple[Di
     net.eval()
     with torch.no_grad():  # FID features with unit mean square on the training split
         net.feature_scale.fill_(1.0 / float(net.body(x_train).square().mean().sqrt()))
-    info = {
-        "seed": seed,
-        "epochs": epochs,
-        "n_train": len(x_train),
-        "n_test": len(x_test),
-        "params": sum(p.numel() for p in net.parameters()),
-        "train_seconds": round(time.perf_counter() - start, 2),
-        "train_accuracy": accuracy(net, x_train, y_train),
-        "test_accuracy": accuracy(net, x_test, y_test),
-        "feature_scale": float(net.feature_scale),
-        "torch_threads": torch.get_num_threads(),
-    }
+    info = {"seed": seed, "epochs": epochs, "n_train": len(x_train), "n_test": len(x_test),
+            "params": sum(p.numel() for p in net.parameters()), "train_seconds": round(time.perf_counter() - start, 2),
+            "train_accuracy": accuracy(net, x_train, y_train), "test_accuracy": accuracy(net, x_test, y_test),
+            "feature_scale": float(net.feature_scale), "torch_threads": torch.get_num_threads()}  # fmt: skip
     return net, info
 
 
 def summarise(result: Result) -> Result:
-    """The verdict on the test accuracy (one training run)."""
-    acc = result["test_accuracy"]
-    result["verdicts"] = [
-        verdict(
-            f"The digits CNN classifies at least {100 * TARGET_ACCURACY:.0f} % of the test digits "
-            "right",
-            acc >= TARGET_ACCURACY,
-            f"{100 * acc:.1f} % of {result['n_test']} (seed {result['seed']}, one training run)",
-        )
-    ]
-    return result
+    """The description and the verdict on the test accuracy (one training run)."""
+    r = result["raw"]
+    acc = r["test_accuracy"]
+    body = [f"`{result['command']}` — the digits CNN behind digits FID ({r['params']} parameters, {r['epochs']} epochs "
+            f"on the {r['n_train']} training digits, {r['train_seconds']:.0f} s): test accuracy {100 * acc:.1f} % on "
+            f"{r['n_test']} test digits; weights `{r.get('weights', 'not saved (--smoke)')}`."]  # fmt: skip
+    claim = (
+        f"The digits CNN classifies at least {100 * TARGET_ACCURACY:.0f} % of the test digits right"
+    )
+    evidence = f"{100 * acc:.1f} % of {r['n_test']} (seed {r['seed']}, one training run)"
+    return harness.page(result, TITLE, body, [verdict(claim, acc >= TARGET_ACCURACY, evidence)])
 
 
-def main() -> None:
+def main() -> int | str:
     parser = harness.parser(NAME, __doc__)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=60)
@@ -106,12 +100,11 @@ def main() -> None:
         torch.save(net.state_dict(), DIGITS_WEIGHTS)
         info["weights"] = str(DIGITS_WEIGHTS.relative_to(ROOT))
         info["weights_sha256"] = hashlib.sha256(DIGITS_WEIGHTS.read_bytes()).hexdigest()
-    info = harness.finish(args, info, summarise)
+    harness.finish(args, harness.new(args, {}, info), summarise)
     if not args.smoke and info["test_accuracy"] < TARGET_ACCURACY:
-        sys.exit(
-            f"test accuracy {info['test_accuracy']:.4f} is below the required {TARGET_ACCURACY}"
-        )
+        return f"test accuracy {info['test_accuracy']:.4f} is below the required {TARGET_ACCURACY}"
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

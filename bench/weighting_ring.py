@@ -1,45 +1,38 @@
 """Loss weightings on ring8 at fixed capacity and budget: where does each put its error?
 
-Six weightings of the ε-MSE (METHODS.md §1), all normalised by E_q[w] (weighting.normalize, the
-default) and trained with the same cosine q(λ), MLP, optimiser and budget by tuner.training.trainer.Trainer:
-constant, debiased (SNR^-1/2), min-SNR (γ=5), P2 (k=1, γ=1), EDM (σ_d=0.5, as a weighting on the
-cosine q) and learned (EDM weighting + EDM2's u(λ) head). For each trained EMA model:
-
-(a) x0-error by log-SNR bin against the exact posterior mean of the ring: in each of 8 bins over
-    [-10, 10], x0 ~ truth, λ ~ U(bin), x = α x0 + σ ε, error = mean ‖x̂0(x, λ) − E[x0 | x]‖²
-    (the same points for every model); the irreducible MMSE mean ‖x0 − E[x0 | x]‖² is reported
-    alongside, and the ε-error mean ‖ε̂ − ε*‖² against the exact ε-prediction;
-(b) few-step DDIM sample quality at 5, 10 and 50 steps: eval/nll (exact, under the truth),
-    eval/mode_error, eval/swd, eval/mmd (tuner.evaluation.metrics.lowdim_metrics).
+Six weightings of the ε-MSE (METHODS.md §1), all normalised by E_q[w] and trained with the same
+cosine q(λ), MLP, optimiser and budget: constant, debiased (SNR^-1/2), min-SNR (γ=5), P2 (k=1,
+γ=1), EDM (σ_d=0.5, on the cosine q) and learned (EDM + EDM2's u(λ) head). Each EMA model gets
+(a) its x0 error against the ring's exact posterior mean in 8 log-SNR bins over [-10, 10] (the
+same points for every model; also the irreducible MMSE and the ε error against the exact ε*),
+and (b) the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps.
 
     .venv/bin/python bench/weighting_ring.py --seeds 0 1 2   # writes bench/results/weighting_ring.*
     .venv/bin/python bench/weighting_ring.py --smoke         # seconds, to a temporary folder
     .venv/bin/python bench/weighting_ring.py --resummarise   # summary and verdicts again
 
-Each (weighting, seed) result is cached under --cache, keyed by its full configuration, so the
-work can be split over invocations (e.g. one seed each); the JSON and PNG are written from the
-requested seeds once all of their runs exist.
+Each (weighting, seed) run is cached under --cache by its full configuration, so the seeds can
+be split over invocations; the one that has every run writes the results.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import harness
 import torch
-from harness import Result, compare, every, exceeds, pm, verdict
+from claims import column, compare, every, exceeds, negate, pm, sd, summarise_arms, table, verdict
+from harness import Result
 
 from models.param import add_noise
 from tuner.evaluation.metrics import lowdim_metrics
-from tuner.stats import mean_std
 from tuner.training.trainer import Trainer
 
 NAME = "weighting_ring"
+TITLE = "Weighting on the ring of Gaussians"
 NOTE = (
     "the paper's claim was made on 256-px face images (FFHQ, CelebA-HQ, AFHQ-dog, MetFaces), "
     "which this test does not cover."
@@ -58,13 +51,10 @@ SAMPLER_STEPS = (5, 10, 50)
 SAMPLE_METRICS = ("eval/nll", "eval/mode_error", "eval/swd", "eval/mmd")
 
 
-def train(config: dict[str, Any]) -> tuple[Trainer, float]:
-    """A Trainer run to train.steps; returns it and the training wall time."""
-    trainer = Trainer(config)
-    t0 = time.perf_counter()
-    while trainer.step < trainer.config["train.steps"]:
-        trainer.train_step()
-    return trainer, time.perf_counter() - t0
+def bin_points(lo: float, hi: float, x0: torch.Tensor, g: torch.Generator) -> tuple:
+    """Levels drawn uniformly in [lo, hi) for x0, and x0 noised to them."""
+    lam = lo + (hi - lo) * torch.rand(len(x0), generator=g)
+    return lam, add_noise(x0, torch.randn(x0.shape, generator=g), lam)
 
 
 @torch.inference_mode()
@@ -75,14 +65,11 @@ def x0_error_by_bin(trainer: Trainer, n: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"x0_err": [], "mmse": [], "eps_err": []}
     for lo, hi in zip(BINS[:-1].tolist(), BINS[1:].tolist(), strict=True):
         x0 = truth.sample(n, g)
-        lam = lo + (hi - lo) * torch.rand(n, generator=g)
-        x = add_noise(x0, torch.randn(x0.shape, generator=g), lam)
+        lam, x = bin_points(lo, hi, x0, g)
         post = truth.posterior_mean(x, lam)
         out["x0_err"].append(float((model.x0(x, lam) - post).square().sum(1).mean()))
         out["mmse"].append(float((x0 - post).square().sum(1).mean()))
-        out["eps_err"].append(
-            float((model(x, lam) - truth.eps_star(x, lam)).square().sum(1).mean())
-        )
+        out["eps_err"].append(float((model(x, lam) - truth.eps_star(x, lam)).square().sum(1).mean()))  # fmt: skip
     return out
 
 
@@ -91,8 +78,7 @@ def sample_quality(trainer: Trainer, n: int) -> dict[str, dict[str, float]]:
     ds, result = trainer.dataset, {}
     for steps in SAMPLER_STEPS:
         trainer.config["sampler.steps"] = steps
-        samples = trainer.sample(n)
-        m = lowdim_metrics(samples, ds.truth, ds.test, ds.minority)
+        m = lowdim_metrics(trainer.sample(n), ds.truth, ds.test, ds.minority)
         result[str(steps)] = {k: m[k] for k in SAMPLE_METRICS}
     return result
 
@@ -105,72 +91,37 @@ def exact_floor(n: int, seeds: list[int]) -> dict[str, dict[str, float]]:
         x = ds.truth.sample(n, torch.Generator().manual_seed(10_000 + seed))
         m = lowdim_metrics(x, ds.truth, ds.test, ds.minority)
         rows.append({k: m[k] for k in SAMPLE_METRICS})
-    return {k: spread([r[k] for r in rows]) for k in SAMPLE_METRICS}
+    return summarise_arms({"exact samples": rows})["exact samples"]
 
 
 def run_one(config: dict[str, Any], n_bin: int, n_samples: int) -> dict[str, Any]:
-    trainer, train_s = train(config)
+    trainer, info = harness.train(config)
     t0 = time.perf_counter()
-    result = {
-        "bins": x0_error_by_bin(trainer, n_bin),
-        "sampling": sample_quality(trainer, n_samples),
-        "time/train_s": train_s,
-    }
-    result["time/eval_s"] = time.perf_counter() - t0
-    return result
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """{"mean", "std"} over seeds (tuner.stats.mean_std)."""
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std}
-
-
-def paired(a: list[float], b: list[float]) -> dict[str, float]:
-    """Paired difference a − b over seeds and how often a is lower (better)."""
-    diff = [x - y for x, y in zip(a, b, strict=True)]
-    return spread(diff) | {"lower_in": sum(d < 0 for d in diff), "of": len(diff)}
+    result = {"bins": x0_error_by_bin(trainer, n_bin), "sampling": sample_quality(trainer, n_samples)}  # fmt: skip
+    return result | {"time/train_s": info["time/train_s"], "time/eval_s": time.perf_counter() - t0}
 
 
 def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
-    """One run's scalar metrics under names like 'ddim10/eval/nll' and 'x0_err/bin3'."""
-    out = {}
-    for steps, m in run["sampling"].items():
+    """One run's scalars under names like 'ddim10/eval/nll', 'x0_err/bin3' and 'time/train_s'."""
+    out = {k: v for k, v in run.items() if k.startswith("time/")}
+    for steps, m in run.get("sampling", {}).items():
         out |= {f"ddim{steps}/{k}": v for k, v in m.items()}
     for k in ("x0_err", "eps_err"):
-        out |= {f"{k}/bin{i}": v for i, v in enumerate(run["bins"][k])}
-    return out
+        out |= {f"{k}/bin{i}": v for i, v in enumerate(run.get("bins", {}).get(k, []))}
+    return out | {f"denoise_err/bin{i}": v for i, v in enumerate(run.get("denoise_err", []))}
 
 
-Flatten = Callable[[dict[str, Any]], dict[str, float]]
-
-
-def summarise_runs(runs: dict[str, list[dict]], flatten: Flatten) -> dict[str, Any]:
-    """Mean ± std over seeds of every scalar of flatten(run), and paired differences against
-    constant."""
-    flat = {arm: [flatten(r) for r in rs] for arm, rs in runs.items()}
-    summary: dict[str, Any] = {}
-    for arm, rows in flat.items():
-        summary[arm] = {k: spread([r[k] for r in rows]) for k in rows[0]}
-        summary[arm]["time/train_s"] = spread([r["time/train_s"] for r in runs[arm]])
-        if arm != "constant" and "constant" in flat:
-            summary[arm]["vs_constant"] = {
-                k: paired([r[k] for r in rows], [r[k] for r in flat["constant"]]) for k in rows[0]
-            }
-    return summary
-
-
-def columns(runs: dict[str, list[dict]], flatten: Flatten, key: str) -> dict[str, list[float]]:
-    """arm -> one flattened metric, per seed."""
-    return {arm: [flatten(r)[key] for r in rs] for arm, rs in runs.items()}
+def flat_runs(raw: Result) -> dict[str, list[dict[str, float]]]:
+    return {arm: [flat_metrics(r) for r in rows] for arm, rows in raw["per_seed"].items()}
 
 
 def summarise(result: Result) -> Result:
-    """The summary and the verdicts, from the per-seed runs and the exact-samples floor."""
-    runs, floor, bins = result["per_seed"], result["exact_samples_floor"], result["bins"]
-    result["summary"] = summarise_runs(runs, flat_metrics)
+    """The summary, the table and the verdicts, from the runs and the exact-samples floor."""
+    raw = result["raw"]
+    runs, floor, bins = flat_runs(raw), raw["exact_samples_floor"], raw["bins"]
+    summary = summarise_arms(runs)
     others = [a for a in runs if a != "constant"]
-    x0 = columns(runs, flat_metrics, "x0_err/bin0")
+    x0 = column(runs, "x0_err/bin0")
     gain = [statistics.mean(x0["constant"]) / statistics.mean(x0[a]) for a in others]
     holds, ev = compare(x0, [(a, "constant") for a in others], "min")
     verdicts = [
@@ -182,103 +133,89 @@ def summarise(result: Result) -> Result:
             f"{min(gain):.0f}–{max(gain):.0f}× lower by the means; {ev}",
         )
     ]
-    swd = columns(runs, flat_metrics, "ddim50/eval/swd")
+    swd = column(runs, "ddim50/eval/swd")
     for arm in others:
-        holds, ev = compare(swd, [(arm, "constant")], "min")
         claim = f"{arm} gives better 50-step DDIM samples than constant (a lower SWD)"
-        verdicts.append(verdict(claim, holds, ev))
+        verdicts.append(verdict(claim, *compare(swd, [(arm, "constant")], "min")))
     paper = [("debiased", b) for b in ("constant", "p2", "min_snr") if b in runs]
-    holds, ev = compare(swd, paper, "min")
     claim = "The paper's claim: debiased weighting gives better samples than constant, P2 and "
-    verdicts.append(verdict(claim + "min-SNR weighting at a fixed budget (50-step SWD)", holds, ev))
+    verdicts.append(verdict(claim + "min-SNR weighting at a fixed budget (50-step SWD)", *compare(swd, paper, "min")))  # fmt: skip
     hi_snr = [i for i in range(len(bins) - 1) if bins[i] >= 5]
     lows = [a for a in ("debiased", "min_snr", "p2", "edm") if a in runs]
     parts, holds_all = [], []
     for i in hi_snr:
-        eps = columns(runs, flat_metrics, f"eps_err/bin{i}")
-        holds, ev = compare(eps, [("constant", a) for a in lows], "min")
+        holds, ev = compare(column(runs, f"eps_err/bin{i}"), [("constant", a) for a in lows], "min")
         holds_all.append(holds)
         parts.append(f"λ in [{bins[i]:g}, {bins[i + 1]:g}]: {ev}")
     claim = f"{', '.join(lows)} have a higher ε error than constant at the high-SNR levels (λ ≥ "
     verdicts.append(verdict(claim + f"{bins[hi_snr[0]]:g}) that the last sampling steps use",
                             every(holds_all), " | ".join(parts)))  # fmt: skip
-    nll_floor = floor["eval/nll"]["mean"]
-    nll = columns(runs, flat_metrics, "ddim50/eval/nll")
+    nll_floor, nll = floor["eval/nll"]["mean"], column(runs, "ddim50/eval/nll")
     above = {a: exceeds(nll[a], nll_floor) for a in lows}
-    verdicts.append(
-        verdict(
-            f"The 50-step samples of {', '.join(lows)} have a higher NLL under the truth than "
-            "exact samples",
-            every(h for h, _ in above.values()),
-            f"exact samples {pm(nll_floor, floor['eval/nll']['std'])}; "
-            + ", ".join(f"{a} {text}" for a, (_, text) in above.items())
-            + " (95 % t intervals)",
-        )
-    )
-    holds, text = exceeds(columns(runs, flat_metrics, "ddim10/eval/nll")["constant"], nll_floor)
-    verdicts.append(
-        verdict(
-            "Constant's 10-step samples have a lower NLL than exact samples: the NLL of samples "
-            "is no divergence (samples that crowd the modes score below the floor; read it with "
-            "SWD)",
-            None if holds is None else not holds,
-            f"constant, DDIM-10 {text} (95 % t); exact samples {nll_floor:.2f}",
-        )
-    )
-    result["verdicts"] = verdicts
-    result["notes"] = [{"date": "2026-12-02", "text": NOTE}]  # written by hand, not computed
-    return result
+    verdicts.append(verdict(
+        f"The 50-step samples of {', '.join(lows)} have a higher NLL under the truth than exact samples",
+        every(h for h, _ in above.values()),
+        f"exact samples {pm(nll_floor, floor['eval/nll']['std'])}; "
+        + ", ".join(f"{a} {text}" for a, (_, text) in above.items()) + " (95 % t intervals)"))  # fmt: skip
+    holds, text = exceeds(column(runs, "ddim10/eval/nll")["constant"], nll_floor)
+    verdicts.append(verdict(
+        "Constant's 10-step samples have a lower NLL than exact samples: the NLL of samples is no "
+        "divergence (samples that crowd the modes score below the floor; read it with SWD)",
+        negate(holds), f"constant, DDIM-10 {text} (95 % t); exact samples {nll_floor:.2f}"))  # fmt: skip
+    return harness.page(result, TITLE, body(result, summary), verdicts, summary=summary,
+                        figures=[("weighting_ring.png", "weighting on ring8")],
+                        notes=[{"date": "2026-12-02", "text": NOTE}])  # fmt: skip
 
 
-def plot(runs: dict[str, list[dict]], summary: dict[str, Any], floor: dict, path: Path) -> None:
-    import matplotlib
+def body(result: Result, s: dict[str, Any]) -> list:
+    raw = result["raw"]
+    bins, floor, steps = raw["bins"], raw["exact_samples_floor"], raw["sampler_steps"]
+    centres = [f"{(a + b) / 2:g}" for a, b in zip(bins[:-1], bins[1:], strict=True)]
+    pick = [0, 2, 4, 6]
+    head = ["weighting"] + [f"x0 err λ≈{centres[i]}" for i in pick]
+    head += [f"DDIM-{k} SWD" for k in steps] + ["DDIM-50 NLL", "DDIM-50 mode err"]
+    rows = [[arm] + [sd(v[f"x0_err/bin{i}"], 2) for i in pick] + [sd(v[f"ddim{k}/eval/swd"]) for k in steps]
+            + [sd(v["ddim50/eval/nll"]), sd(v["ddim50/eval/mode_error"], 2)] for arm, v in s.items()]  # fmt: skip
+    rows.append(["exact samples"] + [""] * len(pick) + [sd(floor["eval/swd"])] + [""] * (len(steps) - 1)
+                + [sd(floor["eval/nll"]), sd(floor["eval/mode_error"], 2)])  # fmt: skip
+    c = raw["config"]
+    return [
+        f"`{result['command']}` — ring8, {c['train.steps']} steps of batch {c['train.batch']}, "
+        f"the same MLP for every arm, seeds {raw['seeds']}; x0 error ‖x̂0 − E[x0|x]‖² against the "
+        "exact posterior mean per λ bin; DDIM samples scored by sliced Wasserstein distance "
+        "(SWD), NLL under the true mixture and mode-fraction error.",
+        table(head, rows),
+    ]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def plot(result: Result, path: Path) -> None:
+    plt, raw, s = harness.pyplot(), result["raw"], result["summary"]
     centres = (0.5 * (BINS[:-1] + BINS[1:])).tolist()
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
-    for arm in runs:
-        s = summary[arm]
-        for ax, key in zip(axes[:2], ("x0_err", "eps_err"), strict=True):
-            m = [s[f"{key}/bin{i}"]["mean"] for i in range(len(centres))]
-            e = [s[f"{key}/bin{i}"]["std"] for i in range(len(centres))]
-            ax.errorbar(centres, m, yerr=e, marker="o", ms=3, capsize=2, label=arm)
-        for ax, key in zip(axes[2:], ("eval/nll", "eval/swd"), strict=True):
-            m = [s[f"ddim{k}/{key}"]["mean"] for k in SAMPLER_STEPS]
-            e = [s[f"ddim{k}/{key}"]["std"] for k in SAMPLER_STEPS]
-            ax.errorbar(SAMPLER_STEPS, m, yerr=e, marker="o", ms=3, capsize=2, label=arm)
-    mmse = [statistics.mean(r["bins"]["mmse"][i] for r in runs["constant"]) for i in range(8)]
+    for ax, key, what in zip(axes[:2], ("x0_err", "eps_err"), ("x̂0 − E[x0|x]", "ε̂ − ε*"), strict=True):  # fmt: skip
+        harness.errorbars(ax, range(len(centres)), s, key + "/bin{}", at=centres)
+        ax.set(yscale="log", xlabel="log-SNR λ (bin centre)", ylabel=f"mean ‖{what}‖²")
+    mmse = [statistics.mean(r["bins"]["mmse"][i] for r in raw["per_seed"]["constant"]) for i in range(8)]  # fmt: skip
     axes[0].plot(centres, mmse, "k--", lw=1, label="MMSE (irreducible)")
-    axes[0].set_ylabel("mean ‖x̂0 − E[x0|x]‖²")
-    axes[1].set_ylabel("mean ‖ε̂ − ε*‖²")
-    for ax in axes[:2]:
-        ax.set_yscale("log")
-        ax.set_xlabel("log-SNR λ (bin centre)")
+
     axes[0].set_title("x0 error vs exact posterior mean")
     axes[1].set_title("ε error vs exact ε*")
-    for ax, key, label in zip(
-        axes[2:],
-        ("eval/nll", "eval/swd"),
-        ("NLL of samples under the truth", "sliced W2"),
-        strict=True,
-    ):
-        ax.axhline(floor[key]["mean"], color="k", ls="--", lw=1, label="exact samples")
-        ax.set_xscale("log")
+    for ax, key, label in zip(axes[2:], ("eval/nll", "eval/swd"), ("NLL of samples under the truth", "sliced W2"), strict=True):  # fmt: skip
+        harness.errorbars(ax, SAMPLER_STEPS, s, "ddim{}/" + key)
+        ax.axhline(
+            raw["exact_samples_floor"][key]["mean"], color="k", ls="--", lw=1, label="exact samples"
+        )
+        ax.set(xscale="log", xlabel="DDIM steps", ylabel=label, title="few-step samples: " + key)
         ax.set_xticks(SAMPLER_STEPS, [str(k) for k in SAMPLER_STEPS])
         ax.minorticks_off()
-        ax.set_xlabel("DDIM steps")
-        ax.set_ylabel(label)
-        ax.set_title("few-step samples: " + key)
     axes[0].legend(fontsize=7)
     axes[3].legend(fontsize=7)
-    n_seeds = len(next(iter(runs.values())))
-    fig.suptitle(f"ring8, mean ± std over {n_seeds} seeds", fontsize=10)
+    fig.suptitle(f"ring8, mean ± std over {len(raw['seeds'])} seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def main() -> int:
     parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000, cache=True)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
@@ -290,48 +227,29 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.smoke:
         args.seeds, args.steps, args.samples, args.bin_points = [0], 20, 200, 200
-    base = {
-        "data": "ring8",
-        "train.steps": args.steps,
-        "train.batch": args.batch,
-        "train.threads": 1,
-        "eval.every": args.steps,
-    }
+    base = {"data": "ring8", "train.steps": args.steps, "train.batch": args.batch,
+            "train.threads": 1, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bin_points": args.bin_points, "bins": BINS.tolist()}
-    t0 = time.perf_counter()
 
     def run(arm: str, seed: int) -> Result:
         config = base | ARMS[arm] | {"seed": seed}
-        fn = lambda: run_one(config, args.bin_points, args.samples)  # noqa: E731
-        r = harness.cached(harness.cache_dir(args), config, extra, fn)
-        s = r["sampling"]
-        print(
-            f"seed {seed} {arm:9s} nll@5/10/50 "
-            + "/".join(f"{s[str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS)
-            + f"  x0err bin0/7 {r['bins']['x0_err'][0]:.2e}/{r['bins']['x0_err'][-1]:.2e}"
-            + f"  ({r['time/train_s']:.0f}s)",
-            flush=True,
-        )
+        r = harness.cached(harness.cache_dir(args), config, extra,
+                           lambda: run_one(config, args.bin_points, args.samples))  # fmt: skip
+        nll = "/".join(f"{r['sampling'][str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS)
+        print(f"seed {seed} {arm:9s} nll@5/10/50 {nll} ({r['time/train_s']:.0f}s)", flush=True)
         return r
 
-    runs = harness.arm_seed_loop(args.arms, args.seeds, run)
-    floor = exact_floor(args.samples, args.seeds)
-    print(f"exact samples: {json.dumps(floor)}\ntotal {time.perf_counter() - t0:.0f}s")
-    result = {
-        "command": harness.command(args, env="OMP_NUM_THREADS=1 "),
-        "config": base,
-        "arms": {a: ARMS[a] for a in args.arms},
-        "seeds": args.seeds,
-        "bins": BINS.tolist(),
-        "sampler_steps": list(SAMPLER_STEPS),
-        "eval": extra,
-        "exact_samples_floor": floor,
+    raw = {
+        "config": base, "seeds": args.seeds, "bins": BINS.tolist(),
+        "sampler_steps": list(SAMPLER_STEPS), "eval": extra,
         "note": "time/* measured on a shared 2-core machine under load from other jobs",
-        "per_seed": runs,
-    }
-    result = harness.finish(args, result, summarise)
-    plot(runs, result["summary"], floor, harness.out_path(args).with_suffix(".png"))
+        "per_seed": harness.arm_seed_loop(args.arms, args.seeds, run),
+        "exact_samples_floor": exact_floor(args.samples, args.seeds),
+    }  # fmt: skip
+    arms = {a: ARMS[a] for a in args.arms}
+    harness.finish(args, harness.new(args, arms, raw, env="OMP_NUM_THREADS=1 "), summarise, plot)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -37,12 +37,16 @@ def test_smoke_runs_every_measurement(tmp_path: Path) -> None:
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(path.read_text())
+    result = json.loads(path.read_text())  # bench/harness.py's schema
+    raw, summary = result["raw"], result["summary"]
     for precision in ("float32", "bf16"):
-        assert result[precision]["steps_per_s"] > 0 and result[precision]["step_flops"] > 0
-        assert result[precision]["share_of_matmul_peak"] > 0
-    assert result["terms_bf16"]["cdl"]["cost_vs_plain"] > 1  # the contrastive term costs
-    assert result["evaluation"]["eval_s_per_10k"] > 0
-    assert [c["trials"] for c in result["concurrent"]] == [1, 2, 4]
-    assert all(len(c["steps_per_s_each"]) == c["trials"] for c in result["concurrent"])
-    assert 0 < result["budget_trial"]["eval_share"] < 1
+        assert raw[precision]["steps_per_s"] > 0 and raw[precision]["step_flops"] > 0
+        assert summary[precision]["share_of_matmul_peak"] > 0
+    assert summary["terms_bf16"]["cdl"]["cost_vs_plain"] > 1  # the contrastive term costs
+    assert raw["evaluation"]["eval_s_per_10k"] > 0
+    assert [c["trials"] for c in raw["concurrent"]] == [1, 2, 4]
+    assert all(len(c["steps_per_s_each"]) == c["trials"] for c in raw["concurrent"])
+    assert 0 < summary["budget_trial"]["eval_share"] < 1
+    assert result["command"].startswith(".venv/bin/python bench/gpu_trial.py --smoke")
+    rows = [row[0] for row in result["body"][1]["rows"]]  # the table the results page would show
+    assert rows[:3] == ["training at float32", "training at bf16", "cdl term at bf16"]

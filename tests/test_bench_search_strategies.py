@@ -76,12 +76,12 @@ def test_a_replayed_fifo_search_reports_the_surrogate_at_the_plan_steps(
     surrogate: ss.Surrogate, ray_local: None, tmp_path: Path
 ) -> None:
     rows = ss.replay("random_fifo", 0, surrogate, 4 * ss.FINAL, str(tmp_path))
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"FINISHED"}
+    assert len(rows) == 4 and {r.status for r in rows} == {"FINISHED"}
     for row in rows:
-        steps = [s for s, _ in row["history"]]
+        steps = [s for s, _ in row.history]
         assert steps == [300, 600, 900]  # the FIFO plan's evaluations (eval.every 300)
-        values = np.array([v for _, v in row["history"]])
-        noise = values - surrogate.mean(row["config"], steps)
+        values = np.array([v for _, v in row.history])
+        noise = values - surrogate.mean(row.config, steps)
         # one measured residual curve, whole: the noise of the three steps comes from one row
         matches = np.abs(surrogate.residuals[:, [2, 5, 8]] - noise).max(axis=1) < 1e-9
         assert matches.any()
@@ -92,9 +92,9 @@ def test_a_replayed_asha_search_stops_trials_and_keeps_to_its_budget(
 ) -> None:
     budget = 8 * ss.FINAL
     rows = ss.replay("tpe_asha", 0, surrogate, budget, str(tmp_path))
-    steps = sum(r["step"] for r in rows)
+    steps = sum(r.step for r in rows)
     assert budget <= steps <= budget + 2 * ss.FINAL  # stopped once the budget is spent
-    assert any(r["status"] == "KILLED" and r["step"] == 300 for r in rows)
+    assert any(r.status == "KILLED" and r.step == 300 for r in rows)
     finals = sorted(float(c["fid"][:, -1].mean()) for c in ss.complete(_table()))
     run = ss.judge(rows, surrogate, 0, finals[0], float(np.quantile(finals, 0.1)))
     assert run["regret"] == pytest.approx(run["truth"] - finals[0])

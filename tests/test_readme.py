@@ -7,10 +7,16 @@ import re
 from pathlib import Path
 
 from search_spaces import SPACES
+from tests.docs import FILES, render
 from tuner.config.spec import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+
+
+def results(name: str) -> dict:
+    """A bench results file (bench/harness.py's schema)."""
+    return json.loads((ROOT / f"bench/results/{name}.json").read_text())
 
 
 def _first_code_block() -> list[str]:
@@ -37,12 +43,10 @@ def test_readme_config_table_is_the_generated_one() -> None:
 
 
 def test_generated_blocks_of_readme_and_architecture_are_current() -> None:
-    from tuner.docs import FILES, render
-
     for name in FILES:
         text = (ROOT / name).read_text()
         assert "<!-- config-table:begin -->" in text, name
-        assert render(text) == text, f"run `python -m tuner.docs` ({name} is stale)"
+        assert render(text) == text, f"run `python -m tests.docs` ({name} is stale)"
 
 
 def test_readme_lists_every_space() -> None:
@@ -54,18 +58,18 @@ def test_readme_figures_are_the_measured_ones() -> None:
     """The figures README quotes are those of the committed bench/results files."""
     # the default search's per-seed table is a generated block (test above); its budget's reason:
     assert "<!-- search-default:begin -->" in README
-    budget = json.loads((ROOT / "bench/results/default_budget.json").read_text())["summary"]
+    budget = results("default_budget")["summary"]
     noise = max(budget[arm]["eval/fid"]["std"] for arm in ("plain (a=0)", "TIW-DSM (a=1)"))
     quoted = (
         f"lowers the FID by {budget['fid_gap']:.2f}, {budget['fid_gap_over_std']:.1f} times the "
         f"larger seed standard deviation ({noise:.2f})"
     )
     assert quoted in " ".join(README.split()), quoted
-    ring = json.loads((ROOT / "bench/results/ring8_default.json").read_text())["summary"]
+    ring = results("ring8_default")["summary"]
     dev, wall = ring["max_abs_dev"], ring["wall_s"]
     assert f"**{dev['mean']:.3f} ± {dev['std']:.3f}**" in README
     assert f"{wall['mean']:.1f} ± {wall['std']:.1f} s" in README
-    peak = json.loads((ROOT / "bench/results/throughput.json").read_text())["peak_gflops"]
+    peak = results("throughput")["raw"]["peak_gflops"]
     assert f"{peak['2']['best']:.0f} GFLOP/s on 2 threads" in README
 
 

@@ -1,11 +1,13 @@
-"""docs/results.md is what bench/report.py renders from the committed bench/results files, and
-every claim on it is a verdict that its script computes from the data."""
+"""docs/results.md is what bench/report.py renders from the committed bench/results files (one
+schema, bench/harness.py), and every claim on it is a verdict that its script computes from the
+raw data the file holds."""
 
 from __future__ import annotations
 
 import copy
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +37,7 @@ SCRIPTS = {
     "cdl_mismatch": "cdl_mismatch",
     "default_budget": "default_budget",
     "digits_classifier": "train_digits_classifier",
+    "search_default_rung100": "search_default",
 }
 
 
@@ -52,17 +55,37 @@ def test_results_page_is_current() -> None:
     page = (ROOT / "docs" / "results.md").read_text()
     assert page == _bench("report").render(), "run `.venv/bin/python bench/report.py` and commit it"
     assert "Not measured yet" not in page, "every section of the page has its results file"
+    assert "Re-measurement pending" not in page, "every results file is in the current schema"
+
+
+def test_every_results_file_has_its_section_or_a_reason_for_none() -> None:
+    report = _bench("report")
+    assert set(_results()) <= set(report.ORDER) - {report.GLANCE} | set(report.UNLISTED)
+    assert set(SCRIPTS) <= set(_results())
 
 
 @pytest.mark.parametrize("name", list(SCRIPTS))
 def test_committed_verdicts_are_what_the_script_computes_from_the_raw_data(name: str) -> None:
     committed = _results()[name]
-    if "verdicts" not in committed:
-        pytest.skip(f"{name}.json has no verdicts yet (written by another version of its script)")
-    if _bench("report").pending(name, committed):
-        pytest.skip(f"{name}.json predates its script's format: re-measurement pending")
+    if not _bench("report").current(committed):
+        pytest.skip(f"{name}.json predates the results schema: re-measurement pending")
+    assert committed["name"] == name and committed["command"].startswith((".venv/bin/python bench/", "OMP_NUM_THREADS=1 .venv/bin/python bench/"))  # fmt: skip
     again = _bench(SCRIPTS[name]).summarise(copy.deepcopy(committed))
     assert again == committed, f"run `.venv/bin/python bench/{SCRIPTS[name]}.py --resummarise`"
+
+
+def test_resummarise_recomputes_a_results_file_from_its_raw_data(tmp_path: Path) -> None:
+    """The CLI: a file whose derived parts were lost gets them back from its raw data alone."""
+    committed = _results()["fid_small_n"]
+    path = tmp_path / "fid_small_n.json"
+    keep = ("name", "command", "arms", "raw")
+    path.write_text(json.dumps({k: committed[k] for k in keep}))
+    script = BENCH / "fid_small_n.py"
+    out = subprocess.run([sys.executable, str(script), "--resummarise", "--out", str(path)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(path.read_text()) == committed
+    assert "changed: title, body, figures, verdicts, notes" in out.stdout
 
 
 def _throughput_line(page: str) -> str:
@@ -79,10 +102,9 @@ def test_a_claim_on_the_page_follows_its_data(low: float, word: str) -> None:
     results = _results()
     assert _throughput_line(_bench("report").render(results)).startswith("- **not resolved** —")
     changed = copy.deepcopy(results["ray_overhead"])
-    per_repeat = [
-        low + 0.01 * i for i in range(len(changed["concurrency"]["seconds"]["1"]["ray_span"]))
-    ]
-    changed["concurrency"]["throughput_ratio_per_repeat"] = per_repeat
+    concurrency = changed["raw"]["concurrency"]
+    per_repeat = [low + 0.01 * i for i in range(len(concurrency["seconds"]["1"]["ray_span"]))]
+    concurrency["throughput_ratio_per_repeat"] = per_repeat
     results["ray_overhead"] = _bench("ray_overhead").summarise(changed)
     line = _throughput_line(_bench("report").render(results))
     assert line.startswith(f"- **{word}** —"), line
@@ -92,23 +114,29 @@ def test_a_claim_on_the_page_follows_its_data(low: float, word: str) -> None:
 def test_a_file_of_an_earlier_format_is_marked_pending_without_its_old_verdicts() -> None:
     report, results = _bench("report"), _results()
     results["search_default"] = {"command": "x", "verdicts": [{"claim": "Old claim", "holds": True, "evidence": "e"}]}  # fmt: skip
-    section = report.render(results).split("## The default search")[1].split("\n## ")[0]
+    section = report.render(results).split("## search_default")[1].split("\n## ")[0]
     assert "Re-measurement pending" in section and "Old claim" not in section
     glance = report.render(results).split("## Performance at a glance")[1].split("\n## ")[0]
     assert "Old claim" not in glance
 
 
-def test_a_file_of_another_script_drops_in_with_its_verdicts() -> None:
+def test_a_file_of_another_script_drops_in_with_its_tables_figures_and_verdicts() -> None:
+    """One renderer for every script: a results file in the schema renders whatever it holds."""
     report, results = _bench("report"), _results()
-    results["ambient_gaussian"] = copy.deepcopy(results["ambient_gaussian"])
-    results["ambient_gaussian"].pop("verdicts", None)
-    page = report.render(results)
-    assert "No verdicts in `bench/results/ambient_gaussian.json` yet" in page
     claim = {"claim": "Naive training inflates the variance", "holds": False, "evidence": "x ± y"}
-    results["ambient_gaussian"]["verdicts"] = [claim]
-    section = report.render(results).split("## Ambient")[1].split("## ")[0]
+    results["ambient_gaussian"] = {
+        "name": "ambient_gaussian", "title": "Something new", "command": ".venv/bin/python bench/new.py",
+        "arms": {}, "body": ["Made by `new.py`.", {"head": ["arm", "v"], "rows": [["a", "1.0 ± 0.1"]]}],
+        "figures": [["ambient_gaussian.png", "a figure"], ["missing.png", "none"]],
+        "verdicts": [claim], "notes": [{"date": "2027-01-01", "text": "by hand."}], "raw": {},
+    }  # fmt: skip
+    section = report.render(results).split("## Something new")[1].split("\n## ")[0]
+    assert "Made by `new.py`.\n\n| arm | v |\n|---|---|\n| a | 1.0 ± 0.1 |" in section
+    assert "![a figure](../bench/results/ambient_gaussian.png)" in section
+    assert "missing.png" not in section
+    assert "(computed by `bench/new.py` from these results)" in section
     assert "- **does not hold** — Naive training inflates the variance. *x ± y*" in section
-    assert "No verdicts" not in section
+    assert "*Note (2027-01-01): by hand.*" in section
 
 
 def _verdict_json(gain: float) -> dict[str, Any]:
@@ -147,20 +175,12 @@ def test_the_remeasured_search_files_render_and_their_claims_follow_the_data(
     runs = {f"{arm}/seed{s}": _search_run(arm, s, gain) for arm in compare.SEEDED for s in (0, 1)}
     runs["grid"] = _search_run("grid", None, gain)
     results = _results()
+    arms = {a: {"command": a, "seeds": [0, 1], "plan": runs["grid"]["plan"], "params": []} for a in compare.ARMS}  # fmt: skip
     results["search_compare"] = compare.summarise(
-        {
-            "command": "c",
-            "arms": {
-                a: {"command": a, "seeds": [0, 1], "plan": runs["grid"]["plan"], "params": []}
-                for a in compare.ARMS
-            },
-            "runs": runs,
-            "cpus": 2,
-        }
+        {"name": "search_compare", "command": "c", "arms": arms, "raw": {"runs": runs, "cpus": 2}}
     )
-    results["search_default"] = default.summarise(
-        {"command": "d", "cpus": 2, "seeds": [0, 1], "runs": [runs["tpe_asha/seed0"] | {"seed": 0}]}
-    )
+    raw = {"search_command": "d", "cpus": 2, "seeds": [0], "runs": [runs["tpe_asha/seed0"] | {"seed": 0}]}  # fmt: skip
+    results["search_default"] = default.summarise({"name": "search_default", "command": "e", "arms": {}, "raw": raw})  # fmt: skip
     page = report.render(results)
     section = page.split("## The search:")[1].split("\n## ")[0]
     assert "| tpe_asha/seed0 | p=0.50 k=1.00 clamp=5 norm tiw=0.80 |" in section

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from search_spaces import SMOKE_NUM_SAMPLES
+from tuner.records import TrialRow
 from tuner.search import faults
 from tuner.search.checks import sqlite_problem
 from tuner.search.cli import build_parser, main
@@ -211,17 +212,17 @@ def test_a_confirmation_chosen_from_another_ranking_is_chosen_again(tmp_path: Pa
     plan = _plan(tmp_path)
     config = {"weighting.p": 0.5}
     rows = [
-        {"trial": t, "status": "FINISHED", "best": b, "config": config | {"seed": 0, "x": t}}
+        TrialRow(t, "FINISHED", b, b, 900, [(900, b)], config | {"seed": 0, "x": t}, {})
         for t, b in (("aaa", 1.0), ("bbb", 2.0))
     ]
     first = load_or_choose(plan, rows)  # the top trial is aaa
     stage = Path(plan.storage, stage_name(plan))
     (stage / "trial_x").mkdir(parents=True)  # its Ray stage, under way
     assert load_or_choose(plan, rows) == first and stage.exists()  # the same ranking: kept
-    rows[0]["best"] = 3.0  # the search went on: bbb is now the best
-    again = load_or_choose(plan, sorted(rows, key=lambda r: r["best"]))
+    rows[0].best = 3.0  # the search went on: bbb is now the best
+    again = load_or_choose(plan, sorted(rows, key=lambda r: r.best))
     assert list(again["trials"]) == ["trial bbb"] != list(first["trials"])
-    assert again == json.loads(json.dumps(choose(plan, sorted(rows, key=lambda r: r["best"]))))
+    assert again == json.loads(json.dumps(choose(plan, sorted(rows, key=lambda r: r.best))))
     assert not stage.exists()  # the stage trained on the old choice is gone
 
 

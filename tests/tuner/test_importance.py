@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from tuner.records import TrialRow
 from tuner.search.cli import build_parser
 from tuner.search.importance import describe, distributions, param_importances, rung_values
 from tuner.search.plan import make_plan
@@ -14,7 +15,7 @@ def _plan() -> Any:
     return make_plan(build_parser().parse_args(["--space", "debias_family"]))
 
 
-def _rows(plan: Any, n: int, reach: int) -> list[dict[str, Any]]:
+def _rows(plan: Any, n: int, reach: int) -> list[TrialRow]:
     """n trials of the space whose FID falls with tiw.strength alone; the first `reach` ran to
     the last step, the rest were stopped at the first rung with a worse FID."""
     rng = random.Random(0)
@@ -32,7 +33,8 @@ def _rows(plan: Any, n: int, reach: int) -> list[dict[str, Any]]:
         fid = 3.5 - 1.5 * config["tiw.strength"] + rng.gauss(0, 0.02)
         history = [(first, fid + 2.0)] + ([(last, fid)] if i < reach else [])
         status = "FINISHED" if i < reach else "KILLED"
-        rows.append({"status": status, "history": history, "config": config, "raw": config})
+        fields = {"trial": str(i), "status": status, "config": config, "raw": config}
+        rows.append(TrialRow.from_history(history, history[-1][0], "min", **fields))
     return rows
 
 

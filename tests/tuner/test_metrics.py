@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from models.analytic import GaussianMixture
+from tests.fakes import random_inception_weights
 from tuner.data.presets import load_digits_split
 from tuner.evaluation import extractors, metrics
 from tuner.evaluation.extractors import (
@@ -168,7 +169,7 @@ def test_inception_wiring_with_weights_file(tmp_path: Path) -> None:
     # real keys and shapes, random values; 16 live features keep torch-fidelity's 2048x2048
     # eigvals at ~1 s instead of ~40 s (both measured on 2 busy CPU cores)
     weights = tmp_path / "inception.pth"
-    extractors.random_inception_weights(weights, live_features=16)
+    random_inception_weights(weights, live_features=16)
     gen = torch.Generator().manual_seed(0)
     # two images a side: Inception on CPU costs ~0.5-3 s per image here
     a = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1

@@ -263,9 +263,10 @@ def _ends_in_one_screen(out: str) -> None:
     end = out[out.index("\nleaderboard (") :]
     parts = ["leaderboard (", "parameter importance", "early stopping check", "confirmed on"]
     parts += ["verdict: ", "\nretrain the winner (trial ", "\nopen MLflow, then the review link"]
-    parts += ["\nopen the Optuna study  optuna-dashboard "]
+    parts += ["\nopen the Optuna study "]
     assert [end.index(p) for p in parts] == sorted(end.index(p) for p in parts)
-    assert out.rstrip("\n").splitlines()[-1].startswith("open the Optuna study")
+    last = out.rstrip("\n").splitlines()[-1]
+    assert last.startswith("open the Optuna study ") and " optuna-dashboard sqlite:///" in last
 
 
 def test_a_smoke_search_off_a_terminal_shows_its_progress_and_none_of_rays_output(
@@ -315,13 +316,15 @@ def test_verbose_shows_rays_and_mlflows_own_output_again(tmp_path: Path) -> None
 
 # -- the default search's terminal, as README shows it -------------------------------------------
 def test_the_default_searchs_terminal_is_under_80_lines_and_ends_in_one_screen() -> None:
-    run = json.loads((ROOT / "bench/results/default_run.json").read_text())
+    run = json.loads((ROOT / "bench/results/default_run.json").read_text())["raw"]
     screen = run["screen"]
-    assert run["returncode"] == 0 and "--confirm 2" in run["command"]
+    assert run["returncode"] == 0 and run["search_command"] == "python -m tuner.run --confirm 2"
     assert len(screen) < 80
     text = "\n".join(screen)
     for what, needle in NOISE.items():
         assert needle not in text, what
     _ends_in_one_screen(text)
-    stages = [line.split()[0] for line in screen if line.startswith(("search ", "confirmation "))]
-    assert stages == ["search", "confirmation"]  # one status line per stage, left at its end
+    live = re.compile(rf"^(search|confirmation) \S+ (\d+)/(\d+) steps {DURATION}<{DURATION}, ")
+    stages = [m for m in map(live.match, screen) if m]
+    assert [m[1] for m in stages] == ["search", "confirmation"]  # one line each, left at the end
+    assert all(m[2] == m[3] for m in stages)  # every planned step done

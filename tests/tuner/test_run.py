@@ -41,7 +41,7 @@ def plan_of(*argv: str) -> Plan:
             ["--search", "bayes"],
             "--search 'bayes' is not known; choose one of optuna, qmc, random, grid",
         ),
-        (["--scheduler", "hyperband"], "--scheduler 'hyperband' is not known"),
+        (["--scheduler", "bohb"], "--scheduler 'bohb' is not known"),
         (["--set", "weighting.p"], "malformed --set 'weighting.p'"),
         (["--set", "nokey=1"], "unknown key 'nokey'"),
         (["--set", "weighting.p=9"], "weighting.p=9 is not allowed"),
@@ -201,8 +201,8 @@ def test_leaderboard_never_ranks_a_failed_trial_best() -> None:
     for r in results:
         r.config.pop("id")
     rows = summarize(results, plan)
-    assert [r["trial"] for r in rows][:2] == ["ok", "stopped"]
-    assert {r["trial"]: r["status"] for r in rows} == {
+    assert [r.trial for r in rows][:2] == ["ok", "stopped"]
+    assert {r.trial: r.status for r in rows} == {
         "ok": "FINISHED",
         "stopped": "KILLED",  # MLflow's word for a trial ASHA stopped
         "diverged": "FAILED",

@@ -7,16 +7,19 @@ import math
 import pytest
 from scipy.stats import spearmanr
 
+from tuner.records import TrialRow
 from tuner.search import rungs
 
 STEPS = [300, 900]
 
 
-def _rows(early: list[float], final: list[float], status: str = "FINISHED") -> list[dict]:
-    return [
-        {"status": status, "history": [(300, e), (900, f)]}
-        for e, f in zip(early, final, strict=True)
-    ]
+def _row(status: str, history: list[tuple[int, float]]) -> TrialRow:
+    fields = {"trial": "t", "status": status, "config": {}, "raw": {}}
+    return TrialRow.from_history(history, history[-1][0], "min", **fields)
+
+
+def _rows(early: list[float], final: list[float], status: str = "FINISHED") -> list[TrialRow]:
+    return [_row(status, [(300, e), (900, f)]) for e, f in zip(early, final, strict=True)]
 
 
 def test_a_reversed_rung_order_warns_and_names_the_option() -> None:
@@ -43,8 +46,8 @@ def test_a_kept_rung_order_does_not_warn() -> None:
 
 def test_only_trials_that_reached_the_end_count_and_failed_ones_never() -> None:
     rows = _rows([4.0, 3.0, 2.0, 1.0, 0.5], [1.0, 2.0, 3.0, 4.0, 5.0])
-    rows.append({"status": "KILLED", "history": [(300, 9.0)]})  # stopped at the rung
-    rows.append({"status": "FAILED", "history": [(300, 0.1), (900, 0.1)]})
+    rows.append(_row("KILLED", [(300, 9.0)]))  # stopped at the rung
+    rows.append(_row("FAILED", [(300, 0.1), (900, 0.1)]))
     result = rungs.check(rows, STEPS)
     assert result["trials"] == 5 and result["rungs"][0]["n"] == 5
 

@@ -65,11 +65,15 @@ def test_save_and_restore_keep_the_study_and_its_open_trials(tmp_path: Path) -> 
     searcher.set_search_properties("eval/fid", "min", SPACE)
     searcher.suggest("t1")
     searcher.on_trial_result("t1", {"eval/fid": 5.0, "step": 300})
-    searcher.save(str(tmp_path / "searcher.pkl"))
-    restored = StudySearcher(optuna.samplers.RandomSampler(seed=0), max_steps=900)
-    restored.restore(str(tmp_path / "searcher.pkl"))
+    searcher.save(str(tmp_path / "searcher.json"))
+    restored = StudySearcher(
+        optuna.samplers.RandomSampler(seed=0), max_steps=900, storage=storage, study_name="s"
+    )
+    restored.restore(str(tmp_path / "searcher.json"))  # (Tune restores before any property)
+    assert restored.metric == "eval/fid" and set(restored.suggest("t2")) == {"weighting.p"}
     restored.on_trial_complete("t1", {"eval/fid": 4.0, "step": 900})
-    (trial,) = optuna.load_study(study_name="s", storage=storage).get_trials()
+    trial, new = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert new.state == TrialState.RUNNING and set(new.params) == {"weighting.p"}
     assert trial.state == TrialState.COMPLETE and trial.intermediate_values == {300: 5.0, 900: 4.0}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tuner.config.spec import resolve
+from tuner.records import TrialRow
 from tuner.tracking.callback import MlflowTracking, end_reason, error_line, read_curve
 from tuner.tracking.review import (
     leaderboard_markdown,
@@ -182,16 +183,13 @@ def test_review_link_opens_the_runs_in_the_model_training_view() -> None:
 
 
 def test_leaderboard_markdown_uses_mlflow_words_and_full_keys() -> None:
+    params = {"tiw.strength": "0.123456", "cdl.coef": "0.0"}
     rows = [
-        {
-            "trial": "a",
-            "status": "KILLED",
-            "end": "stopped by ASHA at step 20",
-            "best": 3.14159,
-            "steps": 20,
-            "params": {"tiw.strength": "0.123456", "cdl.coef": "0.0"},
-        }
-    ]
+        TrialRow(
+            "a", "KILLED", 3.14159, 3.14159, 20, [(20, 3.14159)], {}, params,
+            end="stopped by ASHA at step 20",
+        )
+    ]  # fmt: skip
     table = leaderboard_markdown(rows, ("tiw.strength", "cdl.coef"), "eval/fid").splitlines()
     assert (
         table[0] == "| # | trial | status | end | best eval/fid | steps | tiw.strength | cdl.coef |"

@@ -195,8 +195,9 @@ def test_gpu_space_trial_runs_on_stand_in_cifar10(
     in CIFAR-10's shapes, no download), TIW on 3-channel images, CDL, Inception FID (weights of
     the real shapes, random values)."""
     from search_spaces import SPACES
+    from tests.fakes import random_inception_weights
     from tuner.data import presets as data
-    from tuner.evaluation import extractors, metrics
+    from tuner.evaluation import metrics
 
     gen = torch.Generator().manual_seed(0)
     labels = torch.arange(10).repeat(20)  # 20 per class
@@ -209,7 +210,7 @@ def test_gpu_space_trial_runs_on_stand_in_cifar10(
     monkeypatch.setattr(data, "_cifar10_split", split)
     monkeypatch.setattr(metrics, "DEFAULT_CACHE_DIR", str(tmp_path / "fid"))
     weights = tmp_path / "inception.pth"
-    extractors.random_inception_weights(weights, live_features=16)
+    random_inception_weights(weights, live_features=16)
     space = SPACES["debias_family_cifar10"]
     config = {"data": space["data"]} | space["fixed"]
     config |= {"tiw.strength": 0.5, "cdl.coef": 0.1, "weighting.p": 0.5, "weighting.k": 1.0}

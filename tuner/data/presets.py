@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from models.analytic import GaussianMixture, bimodal, gaussian2d, ring8
@@ -115,8 +122,6 @@ def load_digits_split(
     keys = ("x_train", "y_train", "x_test", "y_test")
     path = None
     if cache_dir is not None:
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
             sklearn_version = version("scikit-learn")
         except PackageNotFoundError:
@@ -127,11 +132,10 @@ def load_digits_split(
             return tuple(saved[k] for k in keys)  # type: ignore[return-value]
         except Exception:  # noqa: BLE001 - missing or damaged: make it again
             pass
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn import datasets, model_selection  # 1-2 s: only the first process makes the split
 
-    bunch = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(
+    bunch = datasets.load_digits()
+    x_tr, x_te, y_tr, y_te = model_selection.train_test_split(
         bunch.data, bunch.target, test_size=0.25, random_state=0, stratify=bunch.target
     )
 
@@ -231,11 +235,17 @@ def cifar10_path(root: str | None) -> Path:
     return Path(root or CIFAR10_ROOT).expanduser()
 
 
+def _torchvision() -> Any:
+    """torchvision.datasets (CIFAR10 and its download helper in .utils)."""
+    import torchvision.datasets  # seconds to import: only CIFAR-10 needs it
+
+    return torchvision.datasets
+
+
 def cifar10_present(root: str | None) -> bool:
     """Every file torchvision reads is under data.root (whether they are intact is checked, by
     their md5, when they are loaded)."""
-    from torchvision.datasets import CIFAR10
-
+    CIFAR10 = _torchvision().CIFAR10
     folder = cifar10_path(root) / CIFAR10.base_folder
     names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list]
     return all((folder / name).is_file() for name in [*names, CIFAR10.meta["filename"]])
@@ -244,9 +254,6 @@ def cifar10_present(root: str | None) -> bool:
 def url_problem(url: str, timeout: float = 5.0) -> str | None:
     """None when the server of `url` answers a HEAD request within `timeout` seconds, else what
     went wrong, in a few words (the proxy variables are read at each call)."""
-    import urllib.error
-    import urllib.request
-
     try:
         opener = urllib.request.build_opener()
         opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
@@ -267,8 +274,7 @@ def _offline_hint(path: Path) -> str:
 def check_cifar10(root: str | None, download: bool, timeout: float = 5.0) -> None:
     """Raise a one-line DataError unless CIFAR-10 is under data.root, or data.download allows a
     download and its server answers within `timeout` seconds. Writes nothing."""
-    from torchvision.datasets import CIFAR10
-
+    CIFAR10 = _torchvision().CIFAR10
     path = cifar10_path(root)
     if cifar10_present(root):
         return
@@ -288,12 +294,8 @@ def check_cifar10(root: str | None, download: bool, timeout: float = 5.0) -> Non
 def fetch_cifar10(root: str | None) -> None:
     """Download and extract CIFAR-10 under data.root unless it is there. A failed download
     leaves nothing it created: no archive, no half-extracted folder, no empty data.root."""
-    import shutil
-    import tarfile
-
-    from torchvision.datasets import CIFAR10
-    from torchvision.datasets.utils import download_and_extract_archive
-
+    tv = _torchvision()
+    CIFAR10, download_and_extract_archive = tv.CIFAR10, tv.utils.download_and_extract_archive
     path = cifar10_path(root)
     if cifar10_present(root):
         return
@@ -326,8 +328,7 @@ def _cifar10_split(root: str | None, download: bool) -> tuple[Tensor, Tensor, Te
         check_cifar10(root, download)
         fetch_cifar10(root)
     try:
-        from torchvision.datasets import CIFAR10
-
+        CIFAR10 = _torchvision().CIFAR10
         splits = [CIFAR10(str(path), train=t, download=False) for t in (True, False)]
     except (RuntimeError, OSError) as err:  # a missing or corrupt file
         reason = " ".join(str(err).split())[:200]
@@ -357,8 +358,6 @@ def _cifar10(name: str, seed: int, root: str | None, download: bool) -> Dataset:
 
 
 def _load_image(file: Path, size: int) -> Tensor:
-    from PIL import Image
-
     try:
         with Image.open(file) as im:
             im = im.convert("RGB")

@@ -6,21 +6,15 @@ Natural images use torch-fidelity's own "inception-v3-compat" extractor, whose w
 torch-fidelity's download (cached in torch's hub directory) or from a local file.
 """
 
-import math
 import os
 import socket
 from pathlib import Path
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
-from torch_fidelity import feature_extractor_inceptionv3 as inception_module
-from torch_fidelity.feature_extractor_inceptionv3 import (
-    URL_INCEPTION_V3,
-    FeatureExtractorInceptionV3,
-)
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 DIGITS_EXTRACTOR = "digits-cnn"
@@ -153,29 +147,3 @@ def inception_weights(weights_path: str | None = None) -> str:
             f"{FID_WEIGHTS_HINT} to torch-fidelity's {os.path.basename(URL_INCEPTION_V3)}"
         ) from None
     return cached
-
-
-def random_inception_weights(
-    path: str | os.PathLike, live_features: int | None = None, seed: int = 0
-) -> None:
-    """Save Inception weights with the real keys and shapes but random values (He-init
-    convolutions, so the features do not vanish) — for wiring tests and timing only.
-
-    With `live_features`, all other pool features are switched off (ReLU of a very negative BN
-    bias); LAPACK's balancing then shrinks the eigvals in torch-fidelity's FID to those features.
-    """
-    with (
-        mock.patch.object(inception_module, "load_state_dict_from_url", return_value={}),
-        mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", return_value=None),
-    ):
-        net = FeatureExtractorInceptionV3(INCEPTION_EXTRACTOR, ["2048"])
-    gen = torch.Generator().manual_seed(seed)
-    state = net.state_dict()
-    for key, value in state.items():
-        if key.endswith("conv.weight"):
-            value.normal_(0.0, math.sqrt(2.0 / value[0].numel()), generator=gen)
-    if live_features is not None:  # the last block's output convolutions: 320 + 4*384 + 192
-        for branch in ("1x1", "3x3_2a", "3x3_2b", "3x3dbl_3a", "3x3dbl_3b", "_pool"):
-            state[f"Mixed_7c.branch{branch}.bn.bias"].fill_(-1e4)
-        state["Mixed_7c.branch1x1.bn.bias"][:live_features] = 0.0
-    torch.save(state, path)

@@ -25,6 +25,7 @@ from tuner.search.options import OPTUNA_SEARCHES, UsageError
 from tuner.search.plan import Plan
 from tuner.storage import is_uri, read_text
 from tuner.tracking.store import artifact_root, is_local_store
+from tuner.versions import ALLOWED, version_problem
 
 SEARCH_FILE = "search.json"  # in the experiment folder: the search's id and plan
 # An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray Client
@@ -325,20 +326,21 @@ def resource_problem(
     return f"--cpus-per-trial {cpus:g} with --gpus-per-trial {gpus:g}: no node has both: {held}"
 
 
+def _check_versions() -> None:
+    """Ray and MLflow within the versions whose internals the search uses (tuner/versions.py)."""
+    for package in ALLOWED:
+        problem = version_problem(package)
+        if problem is not None:
+            raise UsageError(problem)
+
+
 def local_gpus() -> int:
-    """The GPUs a local Ray instance will hold: Ray's own count (its NVIDIA accelerator manager,
-    capped by CUDA_VISIBLE_DEVICES), else torch's."""
-    try:
-        from ray._private.accelerators import get_accelerator_manager_for_resource
+    """The GPUs this machine gives a trial before Ray starts: the CUDA devices torch sees (under
+    CUDA_VISIBLE_DEVICES, as Ray counts them). Ray has no public count before `ray.init`; once it
+    has started, check_cluster_resources checks its own count (`ray.nodes()`)."""
+    import torch  # (heavy: only a search that asks for GPUs counts them)
 
-        manager = get_accelerator_manager_for_resource("GPU")
-        count = manager.get_current_node_num_accelerators()
-        visible = manager.get_current_process_visible_accelerator_ids()
-        return min(count, len(visible)) if visible is not None else count
-    except Exception:  # noqa: BLE001 - a Ray without this module: ask torch
-        import torch
-
-        return torch.cuda.device_count()
+    return torch.cuda.device_count()
 
 
 def _check_local_resources(plan: Plan) -> None:
@@ -356,6 +358,8 @@ def dialed_address(address: str) -> tuple[str, int]:
     localhost rewritten to this machine's address as Ray does."""
     rest = address.removeprefix("ray://")
     if address == rest:
+        # Ray's own reading of an address (RAY_ADDRESS, the last `ray start`; no public API):
+        # an internal, allowed only in the range tuner/versions.py checks (check_environment).
         from ray._private.services import canonicalize_bootstrap_address
 
         try:
@@ -426,6 +430,7 @@ def check_environment(plan: Plan, resume: bool, fetch: bool = False) -> None:
         fetch: fetch what a local search needs and lacks (CIFAR-10, Inception weights) on the
             driver, once, before Ray starts; --dry-run only checks that it could.
     """
+    _check_versions()
     _check_storage(plan.storage)
     _check_mlflow(plan.mlflow_uri)
     _check_stores(plan)

@@ -27,6 +27,7 @@ from typing import Any
 import search_spaces
 from search_spaces import SPACES
 from tuner.config.spec import ConfigError
+from tuner.records import TrialRow, Verdict, ranked
 from tuner.search import rungs
 from tuner.search.checks import SEARCH_FILE, check_environment, create_stores, store_paths
 from tuner.search.cluster import init_ray, shutdown_ray, tune_output
@@ -184,16 +185,16 @@ def _write_best(plan: Plan, config: dict[str, Any], local_dir: Path) -> Path:
 
 def _report(
     plan: Plan,
-    rows: list[dict[str, Any]],
+    rows: list[TrialRow],
     importance: dict | None,
-    verdict: dict | None,
+    verdict: Verdict | None,
     search_id: str,
     early: dict[str, Any],
 ) -> int:
     """Write best.json (the confirmed winner, else the search's best), attach the summary to the
     parent run, and print the verdict and the commands that go further."""
     from tuner.search.confirm import verdict_markdown, verdict_metrics
-    from tuner.search.results import leaderboard, ranked
+    from tuner.search.results import leaderboard
     from tuner.tracking.review import log_summary
 
     exp_dir = plan.experiment_dir
@@ -205,25 +206,25 @@ def _report(
     metrics = {f"importance/{k}": v for k, v in (importance or {}).get("importances", {}).items()}
     metrics |= rungs.metrics(early)
     best = next(iter(ranked(rows)), None)
-    winner = (verdict or {}).get("winner")
+    winner = verdict.winner if verdict else None
     retrain = None
     if verdict is not None:
         if is_uri(exp_dir):  # confirm.py wrote it to the experiment folder
-            (local_dir / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+            (local_dir / "verdict.json").write_text(verdict.dumps())
         files.append(str(local_dir / "verdict.json"))
         metrics |= verdict_metrics(verdict)
-        print(f"verdict: {verdict['conclusion']}", flush=True)
+        print(f"verdict: {verdict.conclusion}", flush=True)
     if best is None:
         print("no trial produced the metric; nothing written to best.json", file=sys.stderr)
     else:
-        chosen = winner["config"] if winner else best["config"]
+        chosen = winner.config if winner else best.config
         files.append(str(_write_best(plan, chosen, local_dir)))
-        which = f"the winner (trial {winner['trial']}, confirmed)" if winner else "the best trial"
-        which += "" if winner else f" ({best['trial']})"
+        which = f"the winner (trial {winner.trial}, confirmed)" if winner else "the best trial"
+        which += "" if winner else f" ({best.trial})"
         retrain = (f"retrain {which}", f"python -m tuner.train --config {exp_dir}/best.json")
         tag = {
-            "trial": winner["trial"] if winner else best["trial"],
-            "metric": f"{best['best']:.6g}",
+            "trial": winner.trial if winner else best.trial,
+            "metric": f"{best.best:.6g}",
         }
         log_summary(
             plan.mlflow_uri,
@@ -327,7 +328,7 @@ def _run_stages(plan: Plan, resume_required: bool, verbose: bool) -> int:
     early = rungs.check(rows, plan.eval_steps)
     print(rungs.describe(early, plan.metric, plan.scheduler), flush=True)
     verdict = None
-    if plan.confirm and any(r["status"] != "FAILED" and r["best"] is not None for r in rows):
+    if plan.confirm and ranked(rows):
         verdict = run_confirmation(plan, rows, search_id, cache, early_stopping=early)
         print(f"\nconfirmed on fresh seeds ({plan.mode} {plan.metric})", flush=True)
         print(confirmation_table(plan, verdict), flush=True)

@@ -28,56 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tuner.search import reaper
 from tuner.search.plan import Plan
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # small trials pass nothing big through the object store
-
-
-# The reaper of the local instance: a small process of its own session that waits for the
-# driver's end of a pipe to close (it does on any exit, SIGKILL too) and then kills what is left
-# of the processes ray.init started and of their descendants, which it notes once a second (by
-# pid and start time, so that a reused pid is never hit). Without it, a SIGKILLed driver leaves
-# the dashboard agent and the runtime-env agent running for about a minute: they see the
-# raylet die at once but first report it to the dead GCS, which times out after 60 s
-# (ray/_private/process_watcher.py, publish_error_to_driver in ray/_private/utils.py).
-REAPER = r"""
-import os, select, signal
-
-
-def info(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return int(fields[1]), fields[19]  # parent, start time
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-tracked, pending = {}, b""  # pid -> start time
-while True:
-    if select.select([0], [], [], 1.0)[0]:
-        data = os.read(0, 4096)
-        if not data:
-            break  # the driver is gone
-        *lines, pending = (pending + data).split(b"\n")
-        for pid in map(int, lines):
-            if found := info(pid):
-                tracked[pid] = found[1]
-    table = {int(p): i for p in os.listdir("/proc") if p.isdigit() and (i := info(p))}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (parent, start) in table.items():
-            if pid not in tracked and tracked.get(parent) == table.get(parent, (0, ""))[1]:
-                tracked[pid], grew = start, True
-for pid, start in tracked.items():
-    found = info(pid)
-    if found and found[1] == start and pid != os.getpid():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-"""
 _reaper: dict[str, Any] = {}  # the running reaper: its pipe end and its process
 # How many ~1 s attempts a joining driver makes to reach the GCS (Ray's default: 20, and more
 # for a RocksDB-backed GCS); read by ray/_private/node.py at each ray.init.
@@ -88,16 +42,14 @@ AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 def _children() -> set[int]:
     """This process's children (Linux /proc)."""
-    me, found = os.getpid(), set()
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{name}/stat") as f:
-            if int(f.read().rpartition(")")[2].split()[1]) == me:
-                found.add(int(name))
-    return found
+    me = os.getpid()
+    return {pid for pid, (parent, _) in reaper.processes().items() if parent == me}
 
 
 def _start_reaper() -> set[int]:
-    """Start the reaper of the local instance about to start; returns the children before."""
+    """Start the reaper of the local instance about to start (tuner/search/reaper.py: it ends
+    what is left of the instance when the driver exits, SIGKILL too); returns the children
+    before."""
     import subprocess
 
     _stop_reaper()
@@ -105,7 +57,7 @@ def _start_reaper() -> set[int]:
         return set()  # not Linux: no reaper (docs/reliability.md names the cleanup)
     read_end, write_end = os.pipe()  # not inherited by Ray's processes (PEP 446)
     proc = subprocess.Popen(
-        [sys.executable, "-c", REAPER],
+        [sys.executable, "-m", "tuner.search.reaper"],  # (its module says what it does)
         stdin=read_end,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -20,11 +20,12 @@ from typing import Any
 
 from search_spaces import SPACES
 from tuner.config.spec import resolve
+from tuner.records import Arm, Candidate, TrialRow, Verdict, ranked
 from tuner.search.plan import Plan
-from tuner.search.results import fmt_value, ranked, table
 from tuner.search.trainable import CANDIDATE_KEY, trial_config
 from tuner.stats import mean_interval, paired_improvement
 from tuner.storage import read_text, remove_tree, write_text
+from tuner.tables import fmt_value, table
 
 VERDICT_FILE = "verdict.json"  # in the experiment folder, beside best.json
 BASELINE = "baseline"
@@ -48,18 +49,18 @@ def reference_config(plan: Plan) -> dict[str, Any] | None:
     return None if reference is None else resolve(plan.fixed | reference["config"])
 
 
-def choose(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def choose(plan: Plan, rows: list[TrialRow]) -> dict[str, Any]:
     """The confirmation's plan: the top-K ranked trials, the baseline, the reference (if the
     space names one), and the seeds."""
     top = ranked(rows)[: plan.confirm]
-    candidates = {f"trial {row['trial']}": row["config"] for row in top}
+    candidates = {f"trial {row.trial}": row.config for row in top}
     candidates[BASELINE] = baseline_config(plan)
     reference = reference_config(plan)
     if reference is not None:
         candidates[REFERENCE] = reference
     return {
         "candidates": candidates,
-        "trials": {f"trial {row['trial']}": row["trial"] for row in top},
+        "trials": {f"trial {row.trial}": row.trial for row in top},
         "seeds": confirmation_seeds(plan),
     }
 
@@ -69,7 +70,7 @@ def stage_name(plan: Plan) -> str:
     return f"{plan.name}-confirm{plan.confirm}x{plan.confirm_seeds}"
 
 
-def load_or_choose(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def load_or_choose(plan: Plan, rows: list[TrialRow]) -> dict[str, Any]:
     """The confirmation of the search's ranking `rows`: the one chosen before when it is the same
     (a resumed confirmation keeps its trials), else a new one, saved. A confirmation chosen from
     another ranking (a search that changed after it was chosen) is never reused: its stage is
@@ -137,7 +138,7 @@ def _paired(
     return gain, [low, high]
 
 
-def verdict(plan: Plan, chosen: dict[str, Any], values: dict[tuple[str, int], float]) -> dict:
+def verdict(plan: Plan, chosen: dict[str, Any], values: dict[tuple[str, int], float]) -> Verdict:
     """verdict.json: every configuration's per-seed values, mean and interval, each candidate's
     paired improvement over the baseline (and over the reference), the winner, whether it is
     resolved and whether it beats the reference."""
@@ -146,55 +147,64 @@ def verdict(plan: Plan, chosen: dict[str, Any], values: dict[tuple[str, int], fl
     def per_seed(label: str) -> list[float | None]:
         return [values.get((label, s)) for s in seeds]
 
-    def arm(label: str) -> dict[str, Any]:
+    def arm(label: str) -> Arm:
         mine = per_seed(label)
         mean, ci = _interval([v for v in mine if v is not None])
-        return {"config": chosen["candidates"][label], "values": mine, "mean": mean, "ci": ci}
+        return Arm(chosen["candidates"][label], mine, mean, ci)
 
-    base_values = per_seed(BASELINE)
+    baseline = arm(BASELINE)
     reference = arm(REFERENCE) if REFERENCE in chosen["candidates"] else None
-    candidates = []
-    for label, config in chosen["candidates"].items():
-        if label in (BASELINE, REFERENCE):
-            continue
-        mine = per_seed(label)
-        mean, ci = _interval([v for v in mine if v is not None])
-        improvement, improvement_ci = _paired(mine, base_values, plan.mode)
-        complete = all(v is not None for v in mine)
-        entry = {
-            "trial": chosen["trials"][label],
-            "config": config,
-            "values": mine,
-            "mean": mean if complete else None,
-            "ci": ci if complete else None,
-            "improvement": improvement if complete else None,
-            "improvement_ci": improvement_ci if complete else None,
-        }
-        if reference is not None:
-            gain, gain_ci = _paired(mine, reference["values"], plan.mode)
-            entry["vs_reference"] = gain if complete else None
-            entry["vs_reference_ci"] = gain_ci if complete else None
-        candidates.append(entry)
-    confirmed = [c for c in candidates if c["mean"] is not None]
-    sign = 1 if plan.mode == "min" else -1
-    winner = min(confirmed, key=lambda c: sign * c["mean"]) if confirmed else None
-    ci = winner["improvement_ci"] if winner else None
-    resolved = bool(ci is not None and ci[0] > 0)
-    out = {
-        "metric": plan.metric,
-        "mode": plan.mode,
-        "seeds": seeds,
-        "baseline": arm(BASELINE),
-        "candidates": candidates,
-        "winner": winner,
-        "resolved": resolved,
-    }
     if reference is not None:
-        reference["label"] = SPACES[plan.space]["reference"]["label"]
-        out["reference"] = reference
-        out["beats_reference"] = _beats(winner["vs_reference_ci"] if winner else None)
-    out["conclusion"] = conclusion(plan, out)
-    return out
+        reference.label = SPACES[plan.space]["reference"]["label"]
+    candidates = [
+        _candidate(plan, chosen["trials"][label], arm(label), baseline, reference)
+        for label in chosen["candidates"]
+        if label not in (BASELINE, REFERENCE)
+    ]
+    confirmed = [c for c in candidates if c.mean is not None]
+    sign = 1 if plan.mode == "min" else -1
+    winner = min(confirmed, key=lambda c: sign * c.mean) if confirmed else None
+    ci = winner.improvement_ci if winner else None
+    result = Verdict(
+        metric=plan.metric,
+        mode=plan.mode,
+        seeds=seeds,
+        baseline=baseline,
+        candidates=candidates,
+        winner=winner,
+        resolved=bool(ci is not None and ci[0] > 0),
+        reference=reference,
+        beats_reference=_beats(winner.vs_reference_ci if winner else None),
+    )
+    result.conclusion = conclusion(plan, result)
+    return result
+
+
+def _candidate(
+    plan: Plan, trial: str, mine: Arm, baseline: Arm, reference: Arm | None
+) -> Candidate:
+    """A candidate's arm with its paired improvements; only a candidate that finished on every
+    seed gets a mean, an interval and improvements."""
+    complete = all(v is not None for v in mine.values)
+
+    def paired(other: Arm | None) -> tuple[float | None, list[float] | None]:
+        if other is None or not complete:
+            return None, None
+        return _paired(mine.values, other.values, plan.mode)
+
+    improvement, improvement_ci = paired(baseline)
+    vs_reference, vs_reference_ci = paired(reference)
+    return Candidate(
+        trial=trial,
+        config=mine.config,
+        values=mine.values,
+        mean=mine.mean if complete else None,
+        ci=mine.ci if complete else None,
+        improvement=improvement,
+        improvement_ci=improvement_ci,
+        vs_reference=vs_reference,
+        vs_reference_ci=vs_reference_ci,
+    )
 
 
 def _beats(ci: list[float] | None) -> bool | None:
@@ -208,34 +218,34 @@ def _gain(value: float, ci: list[float]) -> str:
     return f"{value:+.3g} [{ci[0]:+.3g}, {ci[1]:+.3g}] (95 %)"
 
 
-def conclusion(plan: Plan, result: dict[str, Any]) -> str:
+def conclusion(plan: Plan, result: Verdict) -> str:
     """One sentence on the winner against the baseline, one against the reference."""
-    winner, n = result["winner"], len(result["seeds"])
+    winner, n = result.winner, len(result.seeds)
     if winner is None:
         return f"No candidate finished on all {n} fresh seeds: nothing is confirmed."
-    if winner["improvement"] is None:
+    if winner.improvement is None:
         first = (
-            f"Trial {winner['trial']} has the best confirmed mean {plan.metric} "
-            f"{winner['mean']:.4g}, but the baseline has too few seeds to compare: not resolved."
+            f"Trial {winner.trial} has the best confirmed mean {plan.metric} "
+            f"{winner.mean:.4g}, but the baseline has too few seeds to compare: not resolved."
         )
-    elif result["resolved"]:
+    elif result.resolved:
         first = (
-            f"Trial {winner['trial']} beats the baseline on {n} fresh seeds: {plan.metric} "
-            f"improves by {_gain(winner['improvement'], winner['improvement_ci'])}; resolved."
+            f"Trial {winner.trial} beats the baseline on {n} fresh seeds: {plan.metric} "
+            f"improves by {_gain(winner.improvement, winner.improvement_ci)}; resolved."
         )
     else:
         first = (
-            f"Trial {winner['trial']} has the best confirmed mean {plan.metric}, but its "
-            f"improvement over the baseline, {_gain(winner['improvement'], winner['improvement_ci'])}"
+            f"Trial {winner.trial} has the best confirmed mean {plan.metric}, but its "
+            f"improvement over the baseline, {_gain(winner.improvement, winner.improvement_ci)}"
             f" on {n} fresh seeds, contains 0: not resolved."
         )
-    if "reference" not in result:
+    if result.reference is None:
         return first
-    label = result["reference"]["label"]
-    if winner.get("vs_reference") is None:
+    label = result.reference.label
+    if winner.vs_reference is None:
         return f"{first} Against {label}: too few seeds to compare."
-    gain = _gain(winner["vs_reference"], winner["vs_reference_ci"])
-    beats = result["beats_reference"]
+    gain = _gain(winner.vs_reference, winner.vs_reference_ci)
+    beats = result.beats_reference
     if beats:
         return f"{first} It also beats {label}: {gain}; resolved."
     if beats is False:
@@ -256,29 +266,25 @@ def _values(vs: list[float | None]) -> str:
     return " ".join("-" if v is None else f"{v:.4g}" for v in vs)
 
 
-def _rows(plan: Plan, result: dict[str, Any], keys: list[str]) -> tuple[list[str], list[list]]:
+def _rows(plan: Plan, result: Verdict, keys: list[str]) -> tuple[list[str], list[list[str]]]:
     """The confirmation's table, shared by the terminal and the parent run: the baseline, the
     reference, then each candidate with its improvements over both and their states."""
-    ref = result.get("reference")
+    ref = result.reference
     head = ["config", *keys, f"{plan.metric} per seed", "mean [95 %]"]
     head += ["vs baseline [95 %]", ""] + (["vs reference [95 %]", ""] if ref else [])
-    pad = [""] * (2 if ref else 0)
+    pad = [""] * (len(head) - len(keys) - 3)
     blank = [""] * len(keys)
-    base = result["baseline"]
-    body = [["baseline", *blank, _values(base["values"]), _cell(base["mean"], base["ci"]), "", ""]]
-    if ref:
-        body.append(["reference", *blank, _values(ref["values"]), _cell(ref["mean"], ref["ci"])])
-        body[-1] += ["", "", "", ""]
-    body[0] += pad
-    winner = result["winner"]
-    for c in result["candidates"]:
-        mark = " (winner)" if winner and c["trial"] == winner["trial"] else ""
-        row = [f"trial {c['trial']}{mark}", *(fmt_value(c["config"][k]) for k in keys)]
-        row += [_values(c["values"]), _cell(c["mean"], c["ci"])]
-        row += [_cell(c["improvement"], c["improvement_ci"]), _state(c["improvement_ci"])]
+    arms = [("baseline", result.baseline)] + ([("reference", ref)] if ref else [])
+    body = [[name, *blank, _values(a.values), _cell(a.mean, a.ci), *pad] for name, a in arms]
+    winner = result.winner
+    for c in result.candidates:
+        mark = " (winner)" if winner and c.trial == winner.trial else ""
+        row = [f"trial {c.trial}{mark}", *(fmt_value(c.config[k]) for k in keys)]
+        row += [_values(c.values), _cell(c.mean, c.ci)]
+        row += [_cell(c.improvement, c.improvement_ci), _state(c.improvement_ci)]
         if ref:
-            row += [_cell(c["vs_reference"], c["vs_reference_ci"])]
-            row += [_state(c["vs_reference_ci"], "the reference")]
+            row += [_cell(c.vs_reference, c.vs_reference_ci)]
+            row += [_state(c.vs_reference_ci, "the reference")]
         body.append(row)
     return head, body
 
@@ -287,15 +293,14 @@ def _named(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt_value(v)}" for k, v in config.items())
 
 
-def confirmation_table(plan: Plan, result: dict[str, Any]) -> str:
+def confirmation_table(plan: Plan, result: Verdict) -> str:
     """The confirmed numbers: per-seed values, mean [95 %], improvements over the baseline and
     the reference (their own keys are named under the table)."""
-    keys = [k for k in plan.params if k in result["baseline"]["config"]]
-    head, body = _rows(plan, result, keys)
+    keys = [k for k in plan.params if k in result.baseline.config]
     space = SPACES[plan.space]
-    lines = [table(head, [[str(c) for c in r] for r in body])]
+    lines = [table(*_rows(plan, result, keys))]
     lines.append(f"baseline: {_named(space['baseline'])} (the rest as the search's fixed config)")
-    if "reference" in result:
+    if result.reference is not None:
         ref = space["reference"]
         lines.append(f"reference: {ref['label']}: {_named(ref['config'])}")
     return "\n".join(lines)
@@ -309,53 +314,42 @@ def _state(ci: list[float] | None, other: str = "the baseline") -> str:
     return "not resolved"
 
 
-def verdict_markdown(plan: Plan, result: dict[str, Any]) -> str:
+def verdict_markdown(plan: Plan, result: Verdict) -> str:
     """The verdict for the parent run's description: the confirmed numbers and the conclusion."""
-    from tuner.tracking.review import markdown_table
-
-    head, rows = _rows(plan, result, [])
-    seeds = ", ".join(map(str, result["seeds"]))
+    seeds = ", ".join(map(str, result.seeds))
     return (
-        f"### Confirmation on fresh seeds ({seeds})\n\n{markdown_table(head, rows)}\n\n"
-        f"**{result['conclusion']}**"
+        f"### Confirmation on fresh seeds ({seeds})\n\n"
+        f"{table(*_rows(plan, result, []), fmt='markdown')}\n\n**{result.conclusion}**"
     )
 
 
-def verdict_metrics(result: dict[str, Any]) -> dict[str, float]:
+def verdict_metrics(result: Verdict) -> dict[str, float]:
     """The parent run's verdict metrics."""
-    out = {"verdict/resolved": float(result["resolved"])}
-    if result["baseline"]["mean"] is not None:
-        out["verdict/baseline_mean"] = result["baseline"]["mean"]
-    winner = result["winner"]
+    out = {"verdict/resolved": float(result.resolved)}
+    if result.baseline.mean is not None:
+        out["verdict/baseline_mean"] = result.baseline.mean
+    winner = result.winner
     if winner is not None:
-        out["verdict/winner_mean"] = winner["mean"]
-        if winner["improvement"] is not None:
-            low, high = winner["improvement_ci"]
-            out |= {
-                "verdict/improvement": winner["improvement"],
-                "verdict/improvement_low": low,
-                "verdict/improvement_high": high,
-            }
-        if winner.get("vs_reference") is not None:
-            low, high = winner["vs_reference_ci"]
-            out |= {
-                "verdict/vs_reference": winner["vs_reference"],
-                "verdict/vs_reference_low": low,
-                "verdict/vs_reference_high": high,
-            }
-    reference = result.get("reference")
-    if reference is not None and reference["mean"] is not None:
-        out["verdict/reference_mean"] = reference["mean"]
+        out["verdict/winner_mean"] = winner.mean
+        for name, gain, ci in (
+            ("improvement", winner.improvement, winner.improvement_ci),
+            ("vs_reference", winner.vs_reference, winner.vs_reference_ci),
+        ):
+            if gain is not None:
+                out |= {f"verdict/{name}": gain, f"verdict/{name}_low": ci[0]}
+                out[f"verdict/{name}_high"] = ci[1]
+    if result.reference is not None and result.reference.mean is not None:
+        out["verdict/reference_mean"] = result.reference.mean
     return out
 
 
 def run_confirmation(
     plan: Plan,
-    rows: list[dict[str, Any]],
+    rows: list[TrialRow],
     search_id: str,
     cache: str,
     early_stopping: dict[str, Any] | None = None,
-) -> dict:
+) -> Verdict:
     """Retrain the chosen configurations on the fresh seeds (resuming a stage a killed driver
     left) and return the verdict, also written to verdict.json in the experiment folder with the
     search's early-stopping check (tuner/search/rungs.py)."""
@@ -400,7 +394,6 @@ def run_confirmation(
         resume=resuming,
     )
     result = verdict(plan, chosen, final_values(tuner.fit(), plan.metric))
-    if early_stopping is not None:
-        result["early_stopping"] = early_stopping
-    write_text(f"{plan.experiment_dir}/{VERDICT_FILE}", json.dumps(result, indent=2) + "\n")
+    result.early_stopping = early_stopping
+    write_text(f"{plan.experiment_dir}/{VERDICT_FILE}", result.dumps())
     return result

@@ -270,6 +270,7 @@ class FaultWatch(tune.Callback):
     ) -> None:
         kind = result.get(FAULT_KIND)
         if kind == FAULT_REPEATS:
+            # A Ray internal (Trial.max_failures), allowed in tuner/versions.py's Ray range only.
             trial.max_failures = 0  # it would fail the same way again (see the module's doc)
         elif kind is not None:
             error = str(result.get(FAULT_ERROR, ""))

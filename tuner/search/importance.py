@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuner.records import FAILED, TrialRow
 from tuner.search.plan import Plan
 
 MIN_TRIALS = 5
@@ -25,18 +26,17 @@ def distributions(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return OptunaSearch.convert_search_space({k: tune_domain(s) for k, s in params.items()})
 
 
-def rung_values(rows: list[dict[str, Any]], plan: Plan) -> tuple[int, list[tuple[dict, float]]]:
+def rung_values(rows: list[TrialRow], plan: Plan) -> tuple[int, list[tuple[dict, float]]]:
     """The step importances are computed at, and (searched values, metric) of its trials."""
     from search_spaces import POINT_KEY
 
     def at(step: int) -> list[tuple[dict, float]]:
         out = []
         for row in rows:
-            value = dict(row["history"]).get(step)
-            if row["status"] != "FAILED" and value is not None:
+            value = dict(row.history).get(step)
+            if row.status != FAILED and value is not None:
                 params = {
-                    k: row["raw"].get(k) if k == POINT_KEY else row["config"][k]
-                    for k in plan.params
+                    k: row.raw.get(k) if k == POINT_KEY else row.config[k] for k in plan.params
                 }
                 out.append((params, value))
         return out
@@ -48,7 +48,7 @@ def rung_values(rows: list[dict[str, Any]], plan: Plan) -> tuple[int, list[tuple
     return plan.eval_steps[0], at(plan.eval_steps[0])
 
 
-def param_importances(rows: list[dict[str, Any]], plan: Plan) -> dict[str, Any] | None:
+def param_importances(rows: list[TrialRow], plan: Plan) -> dict[str, Any] | None:
     """{"step", "trials", "evaluator", "importances": {key: share}} or None when fewer than 2
     trials or no parameter were searched."""
     import optuna

@@ -131,10 +131,11 @@ def check_schedule(scheduler: str, growth: float) -> None:
             f"eval.growth={growth:g} puts evaluations off ASHA's rungs (every·{ASHA_REDUCTION}^k): "
             f"use eval.growth=1 or {ASHA_REDUCTION}"
         )
-    if scheduler in ("pbt", "hyperband") and growth != 1.0:
+    fixed_interval = {"pbt": "PBT exploits", "hyperband": "HyperBand decides"}
+    if scheduler in fixed_interval and growth != 1.0:
         raise UsageError(
-            f"eval.growth={growth:g} with --scheduler {scheduler}: it decides at a fixed interval "
-            "of evaluations, use eval.growth=1"
+            f"eval.growth={growth:g} with --scheduler {scheduler}: {fixed_interval[scheduler]} at "
+            "a fixed interval, use eval.growth=1"
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from scipy.stats import norm, spearmanr
 
+from tuner.records import FAILED, TrialRow
 from tuner.stats import LEVEL
 
 MIN_TRIALS = 4  # the interval needs n > 3
@@ -54,9 +55,9 @@ def rung_correlations(histories: list[dict[int, float]], steps: list[int]) -> di
     return {"final_step": final, "trials": len(reached), "rungs": rungs}
 
 
-def check(rows: list[dict[str, Any]], eval_steps: list[int]) -> dict[str, Any]:
+def check(rows: list[TrialRow], eval_steps: list[int]) -> dict[str, Any]:
     """The correlations of a stage's rows (tuner/search/results.py summarize), failed ones out."""
-    histories = [dict(r["history"]) for r in rows if r["status"] != "FAILED"]
+    histories = [dict(r.history) for r in rows if r.status != FAILED]
     return rung_correlations(histories, eval_steps)
 
 

@@ -11,12 +11,12 @@ It uses only public APIs: Ray's `Searcher` and Optuna's `Study.ask`/`tell`/`Tria
 
 from __future__ import annotations
 
+import json
 import math
-import pickle
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -111,13 +111,39 @@ class StudySearcher(Searcher):
             self.study.tell(number, float(value))
 
     def save(self, checkpoint_path: str) -> None:
-        """Everything, the study and its trials included (an RDB storage pickles its URL)."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__.copy(), f)
+        """The searcher's own state as JSON (the study itself lives in its storage)."""
+        state = {
+            "metric": self._metric,
+            "mode": self._mode,
+            "space": {k: distribution_to_json(d) for k, d in self._space.items()},
+            "trials": {t: trial.number for t, trial in self._asked.items()},
+            "steps": {t: sorted(steps) for t, steps in self._steps.items()},
+            "done": sorted(self._done),
+        }
+        with open(checkpoint_path, "w") as f:
+            json.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+        """Continue a saved search: the study reloaded from its storage, the trials still open
+        found again by their numbers (Optuna's public storage API). Needs a storage URL."""
+        if self._storage is None:
+            raise RuntimeError("a StudySearcher without a storage cannot be restored")
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self._metric, self._mode = state["metric"], state["mode"]
+        self._space = {k: json_to_distribution(d) for k, d in state["space"].items()}
+        storage = optuna.storages.RDBStorage(self._storage)
+        self._study = optuna.load_study(
+            study_name=self._study_name, storage=storage, sampler=self._sampler
+        )
+        study_id = storage.get_study_id_from_name(self._study_name)
+        self._asked = {
+            t: optuna.Trial(self._study, storage.get_trial_id_from_study_id_trial_number(
+                study_id, number))
+            for t, number in state["trials"].items()
+        }  # fmt: skip
+        self._steps = {t: set(steps) for t, steps in state["steps"].items()}
+        self._done = set(state["done"])
 
 
 def _finite(value: Any) -> bool:

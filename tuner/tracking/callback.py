@@ -41,6 +41,7 @@ from typing import Any
 
 from ray import tune
 
+from tuner.records import status_of
 from tuner.tracking.progress import LOG
 from tuner.tracking.review import (
     fit_note,
@@ -86,11 +87,9 @@ _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
 def trial_status(trial: Any, max_steps: int) -> str:
-    """MLflow status of a finished Ray trial: FAILED (error), FINISHED, or KILLED (stopped early)."""
-    if trial.status == "ERROR":
-        return "FAILED"
+    """MLflow status of a finished Ray trial (tuner.records.status_of)."""
     step = (trial.last_result or {}).get("step", 0)
-    return "FINISHED" if step >= max_steps else "KILLED"
+    return status_of(trial.status == "ERROR", step, max_steps)
 
 
 def error_line(text: str) -> str:
@@ -600,14 +599,14 @@ class MlflowTracking(tune.Callback):
             ]
         )
         self._mlflow.set_tag(self.parent_run_id, TAG_NOTE, fit_note(note))
-        histories = {r["trial"]: r["history"] for r in rows if r["history"]}
+        histories = {r.trial: r.history for r in rows if r.history}
         if not histories:
             return
         from tuner.evaluation import plots
 
         steps = sorted({s for h in histories.values() for s, _ in h})
         rungs = steps[:-1] if self.stopper == "ASHA" else []  # ASHA's rungs are the evaluations
-        labels = {r["trial"]: r["name"] for r in rows}
+        labels = {r.trial: r.name for r in rows}
         with tempfile.TemporaryDirectory() as tmp:
             path = plots.save_search_curves(
                 histories, Path(tmp, SEARCH_CURVES), self.metric, rungs, labels=labels

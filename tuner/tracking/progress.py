@@ -30,10 +30,13 @@ from typing import Any
 from ray import tune
 from tqdm import tqdm
 
+from tuner.records import FAILED, FINISHED, KILLED, status_of
+
 LOG = logging.getLogger("diffsearch")
 EVERY_S = 60.0  # seconds between two plain progress lines (stdout not a terminal)
 REDRAW_S = 1.0  # the live line's clock is redrawn at most this often
 ENDED, RUNNING = ("TERMINATED", "ERROR"), ("RUNNING", "PAUSED")
+WORDS = {FINISHED: "finished", KILLED: "stopped", FAILED: "failed"}  # the leaderboard's statuses
 # (tqdm puts ", " before the postfix: the trials' counts and the best so far, last on the line,
 # where a narrow terminal cuts it)
 LIVE_FORMAT = "{desc} {bar:10} {n_fmt}/{total_fmt} steps {elapsed}<{remaining}{postfix}"
@@ -125,10 +128,8 @@ def counts(trials: list[Any], total: int, final: int) -> dict[str, int]:
     waiting (not started yet): the leaderboard's FINISHED, KILLED and FAILED while they run."""
     out = dict.fromkeys(("finished", "stopped", "failed", "running"), 0)
     for trial in trials:
-        if trial.status == "ERROR":
-            out["failed"] += 1
-        elif trial.status == "TERMINATED":
-            out["finished" if trial_step(trial) >= final else "stopped"] += 1
+        if trial.status in ENDED:
+            out[WORDS[status_of(trial.status == "ERROR", trial_step(trial), final)]] += 1
         elif trial.status in RUNNING:
             out["running"] += 1
     out["waiting"] = max(total - sum(out.values()), 0)

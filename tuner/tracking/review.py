@@ -9,6 +9,23 @@ import math
 import time
 from typing import Any
 
+from tuner.records import (
+    END,
+    FAILED,
+    FINISHED,
+    KILLED,
+    STATUS,
+    STATUSES,
+    STEPS,
+    TRIAL,
+    Column,
+    TrialRow,
+    best_column,
+    leaderboard,
+    rank,
+    ranked,
+)
+from tuner.tables import table
 from tuner.tracking.store import (
     MAX_RUN_NAME,
     MAX_TAG_CHARS,
@@ -111,7 +128,8 @@ def _line_chart(key: str) -> dict[str, Any]:
 
 
 def view_state(search: str, metric: str, mode: str, searched: tuple[str, ...]) -> dict[str, Any]:
-    """The runs page of one search as a reviewer wants it (MLflow 3.17's view-state keys).
+    """The runs page of one search as a reviewer wants it, in MLflow 3.17's view-state keys (an
+    undocumented UI format: MLflow is held to 3.17.x, pyproject.toml and tuner/versions.py).
 
     The search's runs only, best first by the metric; the metric, the searched parameters, the
     stage and the end reason as columns; every run shown in the charts (the UI's default shows
@@ -169,16 +187,6 @@ def save_view(mlflow: Any, experiment_id: str, view: str, name: str, state: dict
 
 
 # -- the parent run's description ---------------------------------------------------------------
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(head: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(_cell(h) for h in head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def plan_markdown(search: str, search_params: dict[str, Any]) -> str:
     """The plan of a search as markdown: its settings, searched ranges and fixed keys."""
     settings = {k: v for k, v in search_params.items() if not k.startswith(("fixed.", "param."))}
@@ -187,7 +195,8 @@ def plan_markdown(search: str, search_params: dict[str, Any]) -> str:
     parts = [f"### Search `{search}`", ""]
     parts.append(", ".join(f"{k} **{param_value(v)}**" for k, v in settings.items()))
     if params:
-        parts += ["", "Searched:", "", markdown_table(["key", "range"], list(params.items()))]
+        ranges = table(["key", "range"], [list(p) for p in params.items()], fmt="markdown")
+        parts += ["", "Searched:", "", ranges]
     if fixed:
         fixed_text = ", ".join(f"`{k}`={param_value(v)}" for k, v in fixed.items())
         parts += ["", f"Fixed: {fixed_text}"]
@@ -205,22 +214,11 @@ def _short_param(text: str) -> str:
     return text
 
 
-def leaderboard_markdown(rows: list[dict[str, Any]], searched: tuple[str, ...], metric: str) -> str:
+def leaderboard_markdown(rows: list[TrialRow], searched: tuple[str, ...], metric: str) -> str:
     """Ranked trials as a markdown table, with MLflow's status words and full key names."""
-    head = ["#", "trial", "status", "end", f"best {metric}", "steps", *searched]
-    table = [
-        [
-            i + 1,
-            r["trial"],
-            r["status"],
-            r["end"],
-            "-" if r["best"] is None else f"{r['best']:.4g}",
-            r["steps"],
-            *(_short_param(r["params"].get(k, "-")) for k in searched),
-        ]
-        for i, r in enumerate(rows)
-    ]
-    return markdown_table(head, table)
+    keys: list[Column] = [(k, lambda r, k=k: _short_param(r.raw.get(k, "-"))) for k in searched]
+    columns = [TRIAL, STATUS, END, best_column(metric), STEPS, *keys]
+    return leaderboard(rows, columns, fmt="markdown")
 
 
 def fit_note(text: str) -> str:
@@ -232,59 +230,67 @@ def fit_note(text: str) -> str:
 
 
 # -- the search's trials as MLflow holds them -------------------------------------------------------
+def _config(params: dict[str, str]) -> dict[str, Any]:
+    """A run's params (JSON literals, strings bare) as config values."""
+    out: dict[str, Any] = {}
+    for key, text in params.items():
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
+def _run_row(mlflow: Any, run: Any, metric: str, mode: str) -> TrialRow:
+    """A trial's run as a row: its metric's history, its status and end as the run holds them."""
+    history = sorted(
+        (m.step, m.value)
+        for m in mlflow.get_metric_history(run.info.run_id, metric)
+        if math.isfinite(m.value)
+    )
+    params = dict(run.data.params)
+    return TrialRow.from_history(
+        history,
+        int(run.data.tags.get(TAG_LAST_STEP, 0)),
+        mode,
+        trial=run.data.tags.get(TAG_TRIAL, run.info.run_name),
+        status=run.info.status,
+        config=_config(params),
+        raw=params,
+        name=run.info.run_name,
+        end=run.data.tags.get(TAG_END, "-"),
+    )
+
+
 def search_rows(
     mlflow: Any, experiment_id: str, search: str, metric: str, mode: str, stage: str = "search"
-) -> list[dict[str, Any]]:
-    """The trials of one stage of a search as MLflow holds them, best first.
-
-    Each row: name, status, end, best (the metric's best value, None without one), steps (the
-    last step logged), params (the run's params), history ([(step, value)] of the metric).
-    """
+) -> list[TrialRow]:
+    """The trials of one stage of a search as MLflow holds them, ranked (tuner.records.rank)."""
     runs = mlflow.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TAG_SEARCH}` = '{search}' and tags.`{TAG_ROLE}` = 'trial'",
         max_results=10000,
     )
-    rows = []
-    for run in runs:
-        if run.data.tags.get(TAG_STAGE, "search") != stage:
-            continue
-        history = sorted(
-            (m.step, m.value)
-            for m in mlflow.get_metric_history(run.info.run_id, metric)
-            if math.isfinite(m.value)
-        )
-        values = [v for _, v in history]
-        best = (min(values) if mode == "min" else max(values)) if values else None
-        rows.append(
-            {
-                "trial": run.data.tags.get(TAG_TRIAL, run.info.run_name),
-                "name": run.info.run_name,
-                "status": run.info.status,
-                "end": run.data.tags.get(TAG_END, "-"),
-                "best": None if run.info.status == "FAILED" else best,
-                "steps": int(run.data.tags.get(TAG_LAST_STEP, 0)),
-                "params": dict(run.data.params),
-                "history": history,
-            }
-        )
-    sign = 1 if mode == "min" else -1
-    rows.sort(key=lambda r: (r["best"] is None, sign * (r["best"] or 0.0), r["name"]))
-    return rows
+    rows = [
+        _run_row(mlflow, run, metric, mode)
+        for run in runs
+        if run.data.tags.get(TAG_STAGE, "search") == stage
+    ]
+    return rank(rows, mode)
 
 
-def summary_metrics(rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
+def summary_metrics(rows: list[TrialRow], metric: str) -> dict[str, float]:
     """best/<metric>, trials/run, trials/finished, trials/stopped, trials/failed."""
-    count = {s: sum(r["status"] == s for r in rows) for s in ("FINISHED", "KILLED", "FAILED")}
+    count = {s: float(sum(r.status == s for r in rows)) for s in STATUSES}
     out = {
         "trials/run": float(len(rows)),
-        "trials/finished": float(count["FINISHED"]),
-        "trials/stopped": float(count["KILLED"]),
-        "trials/failed": float(count["FAILED"]),
+        "trials/finished": count[FINISHED],
+        "trials/stopped": count[KILLED],
+        "trials/failed": count[FAILED],
     }
-    ranked = [r for r in rows if r["best"] is not None]
-    if ranked:
-        out[f"best/{metric}"] = float(ranked[0]["best"])
+    best = ranked(rows)
+    if best:
+        out[f"best/{metric}"] = float(best[0].best)
     return out
 
 

@@ -39,6 +39,7 @@ from tuner.config.spec import (
     resolve,
 )
 from tuner.data.presets import DataError, Dataset, preset_entry
+from tuner.evaluation import metrics, plots
 from tuner.training import discriminators
 from tuner.training.checkpoint import LAYOUT
 from tuner.training.seeds import EVAL_STREAM, TRAIN_STREAM, step_generator
@@ -64,7 +65,7 @@ def flips(config: dict[str, Any], kind: str) -> bool:
 
 def _compiled(model: EpsModel) -> EpsModel:
     """The model with its backbone compiled by torch.compile (state_dict keys unchanged)."""
-    import torch._dynamo
+    import torch._dynamo  # torch.compile's front end: only a compiled trial pays its import
 
     if not torch._dynamo.is_dynamo_supported():
         raise ConfigError(
@@ -77,8 +78,6 @@ def _compiled(model: EpsModel) -> EpsModel:
 
 def _check_fid_weights(config: dict[str, Any]) -> None:
     """Natural images' FID weights checked now, not at the first evaluation."""
-    from tuner.evaluation import metrics  # torch-fidelity: image trials only
-
     if metrics.default_extractor(config["data"]) == "inception-v3-compat":
         try:
             metrics.inception_weights(config["eval.fid_weights"])
@@ -244,8 +243,6 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """eval/... metrics of `eval.samples` samples; keeps them in `last_samples`."""
-        from tuner.evaluation import metrics
-
         c = self.config
         t0 = time.perf_counter()
         samples = self.sample(c["eval.samples"])
@@ -370,8 +367,6 @@ def _open(
     disc_cache: str | None,
 ) -> Trainer:
     """The trial's trainer (resumed from a checkpoint folder if given) and its output folder."""
-    from tuner.evaluation import plots
-
     trainer = Trainer(config, device=device, disc_cache=disc_cache)
     if resume_from is not None:
         trainer.load(Path(resume_from) / LAYOUT.state)
@@ -395,8 +390,6 @@ def _checkpoint(
 ) -> Path:
     """After an evaluation: the checkpoint folder (state, config, the curve since the last one),
     the captioned sample grid, and only the `keep` newest checkpoints left."""
-    from tuner.evaluation import plots
-
     ckpt = out / LAYOUT.checkpoint_at(trainer.step)
     ckpt.mkdir(exist_ok=True)
     trainer.save(ckpt / LAYOUT.state)

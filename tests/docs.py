@@ -1,8 +1,9 @@
 """The generated parts of README.md and docs/architecture.md, between `<!-- NAME:begin -->` and
 `<!-- NAME:end -->` markers: the configuration and registry tables (from the code), the default
 search's measured figures (from bench/results/search_default.json) and its terminal (from
-bench/results/default_run.json). `python -m tuner.docs` rewrites them, `--check` exits 1 when
-one is stale (tests/test_readme.py runs it)."""
+bench/results/default_run.json). `python -m tests.docs` rewrites them, `--check` exits 1 when one
+is stale (tests/test_readme.py checks them). A development helper: it reads bench/, so it lives
+beside the tests, not in the tuner package."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def search_default_rows() -> str:
     """README's rows of the default search as bench/search_default.py measured it, per seed."""
-    runs = json.loads((ROOT / "bench/results/search_default.json").read_text())["runs"]
+    runs = json.loads((ROOT / "bench/results/search_default.json").read_text())["raw"]["runs"]
     rows = [
         "| search seed | wall time | trials | stopped by ASHA | failed | peak memory (PSS / RSS) "
         "| confirmed winner's FID improvement over the baseline | verdict |",
@@ -40,8 +41,8 @@ def search_default_rows() -> str:
 
 def default_output() -> str:
     """The default search's terminal as bench/default_run.py kept it, with its command."""
-    run = json.loads((ROOT / "bench/results/default_run.json").read_text())
-    return "\n".join(["```text", f"$ {run['command']}", *run["screen"], "```"])
+    run = json.loads((ROOT / "bench/results/default_run.json").read_text())["raw"]
+    return "\n".join(["```text", f"$ {run['search_command']}", *run["screen"], "```"])
 
 
 BLOCKS: dict[str, Callable[[], str]] = {
@@ -67,7 +68,7 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tuner.docs", description=__doc__.split("\n")[0]
+        prog="python -m tests.docs", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
     args = parser.parse_args(argv)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(new)
     if args.check and stale:
         print(
-            f"stale generated blocks in {', '.join(stale)}: run python -m tuner.docs",
+            f"stale generated blocks in {', '.join(stale)}: run python -m tests.docs",
             file=sys.stderr,
         )
         return 1
