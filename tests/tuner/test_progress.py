@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES
+from tuner.search.cli import main
 from tuner.search.options import SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS
 from tuner.tracking import progress
 from tuner.tracking.progress import (
@@ -230,10 +231,24 @@ def test_the_projects_detail_lines_only_with_verbose(
         out = capsys.readouterr().out.splitlines()
         failed = "[diffsearch] trial b ended FAILED at step 7: DivergenceError"
         assert out == (["[diffsearch] trial a step 300: eval/fid 15"] if verbose else []) + [failed]
-        assert progress.verbose() == verbose
     finally:
         progress.configure()
         LOG.setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("every", ["0", "-5", "nan", "inf"])
+def test_a_bad_progress_period_is_one_line_and_writes_nothing(
+    every: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--smoke-test", "--progress-every", every]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"error: --progress-every {float(every):g} is not allowed")
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- a smoke search's terminal -----------------------------------------------------------------

@@ -66,11 +66,6 @@ def configure(verbose: bool = False, every: float = EVERY_S) -> None:
     _settings["every"] = every
 
 
-def verbose() -> bool:
-    """Whether the project's detail lines are shown (--verbose)."""
-    return LOG.isEnabledFor(logging.INFO)
-
-
 # -- what the trials have done and what is planned ----------------------------------------------
 def trial_step(trial: Any) -> int:
     """The last step a trial reported (the largest: a flagged result's step 0 is no step)."""
