@@ -38,6 +38,7 @@ ORDER = [
 UNLISTED = {
     "search_default_rung100": "README's reason for ASHA's first rung at 300 steps",
     "learning_curves": "the learning-curve table (issue 25), bench/search_strategies.py's data",
+    "default_run": "README's default-output block: the default search's terminal",
 }
 # The files whose verdicts the glance gathers, and its word for each.
 GLANCE_OF = {"objectives_cost": "objectives", "ray_overhead": "Ray", "eval_cost": "evaluation",

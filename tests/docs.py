@@ -1,8 +1,9 @@
 """The generated parts of README.md and docs/architecture.md, between `<!-- NAME:begin -->` and
-`<!-- NAME:end -->` markers: the configuration and registry tables (from the code) and the
-default search's measured figures (from bench/results/search_default.json). `python -m
-tests.docs` rewrites them, `--check` exits 1 when one is stale (tests/test_readme.py checks them).
-A development helper: it reads bench/, so it lives beside the tests, not in the tuner package."""
+`<!-- NAME:end -->` markers: the configuration and registry tables (from the code), the default
+search's measured figures (from bench/results/search_default.json) and its terminal (from
+bench/results/default_run.json). `python -m tests.docs` rewrites them, `--check` exits 1 when one
+is stale (tests/test_readme.py checks them). A development helper: it reads bench/, so it lives
+beside the tests, not in the tuner package."""
 
 from __future__ import annotations
 
@@ -38,10 +39,17 @@ def search_default_rows() -> str:
     return "\n".join(rows)
 
 
+def default_output() -> str:
+    """The default search's terminal as bench/default_run.py kept it, with its command."""
+    run = json.loads((ROOT / "bench/results/default_run.json").read_text())["raw"]
+    return "\n".join(["```text", f"$ {run['search_command']}", *run["screen"], "```"])
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "config-table": markdown_table,
     "registries": registry_table,
     "search-default": search_default_rows,
+    "default-output": default_output,
 }
 FILES = ("README.md", "docs/architecture.md")
 

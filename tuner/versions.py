@@ -5,6 +5,9 @@ search's checks refuse another installed version in one line (tuner/search/check
 - Ray: `ray._private.services.canonicalize_bootstrap_address` reads `--address auto` as
   `ray.init` does (Ray has no public equivalent), and a Ray Tune callback sets a trial's
   `max_failures` (tuner/search/faults.py) so that an error that repeats is not retried.
+- Ray: the driver's notice that token authentication is on is kept off the terminal by the name
+  of the internal module that logs it (tuner/search/cluster.py `AUTH_LOGGER`; another name only
+  shows the notice again).
 - MLflow: the saved review view is the UI's view-state JSON of MLflow 3.17
   (tuner/tracking/review.py `view_state`), which is not a documented format.
 """

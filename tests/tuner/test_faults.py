@@ -324,9 +324,9 @@ def _saved_status(experiment: Path) -> dict[str, str]:
 
 def test_ctrl_c_stops_cleanly_and_a_resume_confirms_the_completed_search(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    argv = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", uri]
+    argv = ["--storage", str(tmp_path / "ray"), "--mlflow-uri", uri, "--verbose"]
     driver = _start(argv, ROOT, tmp_path / "first.log")
-    _wait_for(tmp_path / "first.log", " step 20: ", driver)
+    _wait_for(tmp_path / "first.log", " step 20: ", driver)  # (--verbose: a line per evaluation)
     os.killpg(driver.pid, signal.SIGINT)  # as a terminal sends it: to the whole group
     assert _end(driver) == 130
     out = (tmp_path / "first.log").read_text()
@@ -406,6 +406,7 @@ def small_disk(tmp_path: Path):  # noqa: ANN201 - a folder on a 48 MiB tmpfs
 def test_a_full_disk_ends_in_one_line_and_leaves_no_run_running(small_disk: Path) -> None:
     uri = f"sqlite:///{small_disk}/mlruns/mlflow.db"
     argv = ["--storage", str(small_disk / "ray"), "--mlflow-uri", uri, "--confirm", "0"]
+    argv += ["--verbose"]  # (a line per evaluation)
     log = small_disk.parent / "search.log"
     driver = _start(argv, ROOT, log)
     _wait_for(log, " step 20: ", driver)

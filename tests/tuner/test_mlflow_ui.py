@@ -1,11 +1,15 @@
-"""What a reviewer sees of a smoke search: its MLflow store read with the MLflow client, and the
-MLflow UI (`mlflow ui` on 127.0.0.1) opened in headless Chromium, driven by Playwright.
+"""What a reviewer sees of a search: its MLflow store read with the MLflow client, the MLflow UI
+(`mlflow ui` on 127.0.0.1) and the Optuna dashboard on its study (`optuna-dashboard` on
+127.0.0.1), both opened in headless Chromium, driven by Playwright.
 
-The browser tests need Debian's `chromium` and Playwright's Python package (`.ci/run` installs
-both; Playwright's own browser download is never used) and are skipped, saying which is
-missing, without them. With DIFFSEARCH_SCREENSHOTS=DIR they keep their screenshots of the runs
-view and of the chart view there; README's come from
-`DIFFSEARCH_SCREENSHOTS=docs python -m pytest tests/tuner/test_mlflow_ui.py`.
+The search is a smoke search run here, or, with DIFFSEARCH_UI_STORE=DIR, the last search whose
+stores lie in DIR (a search's `mlruns` folder: mlflow.db and optuna.db). The browser tests need
+Debian's `chromium` and Playwright's Python package (`.ci/run` installs both; Playwright's own
+browser download is never used) and are skipped, saying which is missing, without them. With
+DIFFSEARCH_SCREENSHOTS=DIR they keep their screenshots of the runs view, the chart view and the
+Optuna study there; README's are of the default search, taken by `bench/default_run.py`
+(`DIFFSEARCH_SCREENSHOTS=docs DIFFSEARCH_UI_STORE=<its folder>/mlruns python -m pytest
+tests/tuner/test_mlflow_ui.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,14 +54,12 @@ CHROMIUM_FLAGS = [
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 PAGE_TIMEOUT_MS = 60_000
 SCREENSHOTS = os.environ.get("DIFFSEARCH_SCREENSHOTS")
+STORE = os.environ.get("DIFFSEARCH_UI_STORE")  # a search's mlruns folder, instead of a smoke one
 
 
-# -- the smoke search and its store ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from mlflow.tracking import MlflowClient
-
-    root = tmp_path_factory.mktemp("ui")
+# -- the search and its store ---------------------------------------------------------------------
+def _smoke_search(root: Path) -> str:
+    """A smoke search in `root`; its MLflow store's URI."""
     uri = f"sqlite:///{root}/mlruns/mlflow.db"
     cmd = [sys.executable, "-m", "tuner.run", "--smoke-test", "--storage", str(root / "ray")]
     cmd += ["--mlflow-uri", uri]
@@ -67,10 +71,26 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ | QUIET
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return uri
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The search: a smoke search run here, or the last one in DIFFSEARCH_UI_STORE's stores."""
+    from mlflow.tracking import MlflowClient
+
+    if STORE:
+        uri = f"sqlite:///{Path(STORE).resolve() / 'mlflow.db'}"
+    else:
+        uri = _smoke_search(tmp_path_factory.mktemp("ui"))
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id])
-    (parent,) = (r for r in runs if r.data.tags.get("diffsearch.role") == "search")
+    parents = [r for r in runs if r.data.tags.get("diffsearch.role") == "search"]
+    assert len(parents) == 1 or STORE, parents
+    parent = max(parents, key=lambda r: r.info.start_time)  # (a store may hold earlier ones)
+    search = parent.data.tags["diffsearch.search"]
+    runs = [r for r in runs if r.data.tags.get("diffsearch.search") == search]
     trials = [r for r in runs if r.data.tags.get("diffsearch.role") == "trial"]
     children = [r for r in trials if r.data.tags.get("diffsearch.stage") == "search"]
     confirmation = [r for r in trials if r.data.tags.get("diffsearch.stage") == "confirmation"]
@@ -80,7 +100,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "uri": uri,
         "client": client,
         "experiment": experiment,
-        "search": parent.data.tags["diffsearch.search"],
+        "search": search,
         "parent": parent,
         "children": children,  # the search stage's trials
         "confirmation": confirmation,  # the retrained candidates, if the search confirms
@@ -140,7 +160,8 @@ def test_confirmation_run_names_hold_the_candidate_and_seed(smoke: dict) -> None
         candidate, seed = values.rsplit(" seed=", 1)
         assert seed == run.data.params["seed"]
         name = candidate.removeprefix("candidate=")
-        assert name == "baseline" or name.removeprefix("trial ") in trials, run.info.run_name
+        fixed = ("baseline", "reference")  # the space's own two, and the search's top trials
+        assert name in fixed or name.removeprefix("trial ") in trials, run.info.run_name
         assert "candidate" not in run.data.params
 
 
@@ -155,13 +176,19 @@ def test_a_finished_trial_has_a_loss_curve(smoke: dict) -> None:
 
 
 def test_every_stopped_trial_says_at_which_step_asha_stopped_it(smoke: dict) -> None:
-    assert any(r.info.status == "KILLED" for r in smoke["children"])  # ASHA stopped one
+    if smoke["parent"].data.params["scheduler"] == "asha":
+        assert any(r.info.status == "KILLED" for r in smoke["children"])  # ASHA stopped one
     for run in smoke["children"] + smoke["confirmation"]:
         end = run.data.tags["diffsearch.end"]
         if run.info.status == "KILLED":
             assert end == f"stopped by ASHA at step {_fid_steps(smoke, run)[-1]}"
         elif run.info.status == "FINISHED":
-            assert end == "finished" and _fid_steps(smoke, run)[-1] == SMOKE["train.steps"]
+            steps = int(run.data.params["train.steps"])
+            assert end == "finished" and _fid_steps(smoke, run)[-1] == steps
+    if not STORE:
+        assert all(
+            r.data.params["train.steps"] == str(SMOKE["train.steps"]) for r in smoke["children"]
+        )
     assert all(r.info.status != "KILLED" for r in smoke["confirmation"])  # no early stopping
 
 
@@ -195,6 +222,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_up(server: subprocess.Popen, url: str, log: Path, what: str) -> None:
+    deadline = time.time() + 180
+    while True:
+        assert server.poll() is None, f"{what} exited:\n{log.read_text()[-3000:]}"
+        assert time.time() < deadline, f"{what} not up in 180 s:\n{log.read_text()[-3000:]}"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+            if answer.status == 200:
+                return
+        time.sleep(0.5)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """The server we started and its workers (its own process group), nothing else."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def ui(smoke: dict, browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow ui` over the smoke search's store on 127.0.0.1; yields its base URL."""
@@ -208,27 +258,10 @@ def ui(smoke: dict, browser: Any, tmp_path_factory: pytest.TempPathFactory) -> I
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while True:
-            assert server.poll() is None, f"mlflow ui exited:\n{log.read_text()[-3000:]}"
-            assert time.time() < deadline, f"mlflow ui not up in 180 s:\n{log.read_text()[-3000:]}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{base}/health", timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    break
-            time.sleep(0.5)
+        _wait_up(server, f"{base}/health", log, "mlflow ui")
         yield base
-    finally:  # the server we started and its workers (its own process group), nothing else
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+    finally:
+        _stop(server)
 
 
 @pytest.fixture
@@ -334,3 +367,51 @@ def test_a_trial_page_shows_its_fid_chart_and_sample_grid(page: Any, ui: str, sm
     )
     width = image.evaluate("img => img.naturalWidth")
     assert width >= 512  # the upscaled grid, not 8-px digits
+
+
+# -- the Optuna dashboard on the search's study -------------------------------------------------
+@pytest.fixture(scope="module")
+def dashboard(
+    smoke: dict, browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """`optuna-dashboard` on the search's study store (beside its MLflow store), as the run's last
+    line says, on 127.0.0.1; yields its base URL and the study as Optuna reads it."""
+    import optuna
+
+    found = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    assert found, "optuna-dashboard is a dependency (pyproject.toml)"
+    storage = f"sqlite:///{Path(smoke['uri'].removeprefix('sqlite:///')).parent / 'optuna.db'}"
+    study = optuna.load_study(study_name=smoke["search"], storage=storage)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("optuna_dashboard") / "server.log"
+    cmd = [found, storage, "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("w") as f:
+        server = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(server, f"{base}/api/meta", log, "optuna-dashboard")
+        yield {"base": base, "study": study}
+    finally:
+        _stop(server)
+
+
+def test_the_optuna_dashboard_lists_the_study_with_its_trials(
+    page: Any, dashboard: dict, smoke: dict
+) -> None:
+    study = dashboard["study"]
+    n = len(study.trials)
+    assert n == len(smoke["children"]) > 0  # every trial of the search is in TPE's study
+    page.goto(f"{dashboard['base']}/dashboard")
+    page.get_by_text(smoke["search"], exact=False).first.click()  # the study list names it
+    page.wait_for_url(re.compile(r"/dashboard/studies/\d+$"))
+    page.get_by_role("heading", name="History", exact=True).wait_for()  # the study's page
+    page.get_by_role("heading", name="Hyperparameter Importance", exact=True).first.wait_for()
+    page.wait_for_timeout(2000)  # let the plots finish drawing
+    _screenshot(page, "optuna_dashboard.png")
+    page.goto(f"{page.url}/trials")
+    page.get_by_text(f"{n} Trials", exact=True).wait_for()
+    for number in range(n):
+        page.get_by_text(f"Trial {number}", exact=True).first.wait_for()
+    states = page.inner_text("body")
+    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
+    assert states.count("Pruned") >= pruned and states.count("Complete") >= n - pruned

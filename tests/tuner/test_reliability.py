@@ -740,6 +740,7 @@ def test_killed_worker_restarts_the_trial_from_its_last_checkpoint(tmp_path: Pat
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     argv = ["--space", "one_trial", "--scheduler", "fifo", "--max-failures", "1"]
     argv += ["--storage", str(tmp_path / "ray"), "--mlflow-uri", uri, "--num-cpus", "1"]
+    argv += ["--verbose"]  # (a line per evaluation)
     log = tmp_path / "driver.log"
     with log.open("w") as f:
         driver = subprocess.Popen(

@@ -242,7 +242,7 @@ def resumed_search(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("search")
     uri = f"sqlite:///{root}/mlruns/mlflow.db"
     cmd = [sys.executable, "-m", "tuner.run", "--smoke-test", "--storage", str(root / "ray")]
-    cmd += ["--mlflow-uri", uri]
+    cmd += ["--mlflow-uri", uri, "--verbose"]  # (a line per evaluation and per trial's end)
     logs, finished, results = [], [], []
     for i, after in enumerate(("[diffsearch]", "confirmation: ")):
         log = root / f"run{i}.log"

@@ -5,12 +5,18 @@ hopeless ones at the evaluation steps, and MLflow records a parent run per searc
 run per trial (tuner/tracking/callback.py). Rerunning the same command (or --resume) continues a search
 whose driver was killed; the experiment folder is <storage>/<name>, the name derived from the
 space and the options that define the search.
+
+The terminal shows the plan, one live status line per stage (tuner/tracking/progress.py), a line
+for a trial that failed, and at the end one screen: the leaderboard, the importances, the
+early-stopping check, the confirmation's verdict and the commands that go further. --verbose adds
+a line per evaluation and per trial's end, and Ray's and MLflow's own output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -24,7 +30,7 @@ from tuner.config.spec import ConfigError
 from tuner.records import TrialRow, Verdict, ranked
 from tuner.search import rungs
 from tuner.search.checks import SEARCH_FILE, check_environment, create_stores, store_paths
-from tuner.search.cluster import init_ray, shutdown_ray
+from tuner.search.cluster import init_ray, shutdown_ray, tune_output
 from tuner.search.locks import check_experiment_free, hold_experiment
 from tuner.search.options import (
     CONNECT_TIMEOUT,
@@ -36,6 +42,8 @@ from tuner.search.options import (
 )
 from tuner.search.plan import Plan, describe_plan, make_plan
 from tuner.storage import is_uri, read_text, write_text
+from tuner.tracking import progress
+from tuner.tracking.store import store_logging
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,7 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--smoke-test", action="store_true", help="a tiny search (about two minutes)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also a line per evaluation and per trial's end, and Ray's and MLflow's own output",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=progress.EVERY_S,
+        metavar="S",
+        help=f"seconds between progress lines when stdout is not a terminal "
+        f"(default {progress.EVERY_S:g})",
+    )
     return p
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    every = args.progress_every
+    if not (math.isfinite(every) and every > 0):
+        raise UsageError(f"--progress-every {every:g} is not allowed; expected seconds above 0")
 
 
 def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any:
@@ -165,12 +192,10 @@ def _report(
     early: dict[str, Any],
 ) -> int:
     """Write best.json (the confirmed winner, else the search's best), attach the summary to the
-    parent run, and print where everything is."""
+    parent run, and print the verdict and the commands that go further."""
     from tuner.search.confirm import verdict_markdown, verdict_metrics
     from tuner.search.results import leaderboard
-    from tuner.search.tuning import optuna_storage
     from tuner.tracking.review import log_summary
-    from tuner.tracking.store import review_url, ui_command
 
     exp_dir = plan.experiment_dir
     local_dir = Path(exp_dir) if not is_uri(exp_dir) else Path(os.getcwd())
@@ -182,6 +207,7 @@ def _report(
     metrics |= rungs.metrics(early)
     best = next(iter(ranked(rows)), None)
     winner = verdict.winner if verdict else None
+    retrain = None
     if verdict is not None:
         if is_uri(exp_dir):  # confirm.py wrote it to the experiment folder
             (local_dir / "verdict.json").write_text(verdict.dumps())
@@ -193,11 +219,9 @@ def _report(
     else:
         chosen = winner.config if winner else best.config
         files.append(str(_write_best(plan, chosen, local_dir)))
-        which = f"confirmed winner, trial {winner.trial}" if winner else f"trial {best.trial}"
-        print(
-            f"wrote {exp_dir}/best.json ({which}); reproduce with: "
-            f"python -m tuner.train --config {exp_dir}/best.json"
-        )
+        which = f"the winner (trial {winner.trial}, confirmed)" if winner else "the best trial"
+        which += "" if winner else f" ({best.trial})"
+        retrain = (f"retrain {which}", f"python -m tuner.train --config {exp_dir}/best.json")
         tag = {
             "trial": winner.trial if winner else best.trial,
             "metric": f"{best.best:.6g}",
@@ -211,24 +235,38 @@ def _report(
             metrics=metrics,
             append=verdict_markdown(plan, verdict) if verdict else "",
         )
-    print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
-    link = review_url(plan.mlflow_uri, plan.mlflow_experiment, search_id)
-    print(f"review link: {link}", flush=True)
-    if plan.search in OPTUNA_SEARCHES:
-        print(f"review the Optuna study: optuna-dashboard {optuna_storage(plan)} --host 127.0.0.1")
+    print(_further(plan, search_id, retrain), flush=True)
     return 0 if best is not None else 1
 
 
-def run(plan: Plan, resume_required: bool, argv: list[str] | None = None) -> int:
+def _further(plan: Plan, search_id: str, retrain: tuple[str, str] | None) -> str:
+    """The run's last lines: the commands that retrain the winner, open MLflow on the search (its
+    review link) and open the Optuna study."""
+    from tuner.search.tuning import optuna_storage
+    from tuner.tracking.store import review_url, ui_command
+
+    rows = [retrain] if retrain else []
+    rows.append(("open MLflow, then the review link", ui_command(plan.mlflow_uri)))
+    rows.append(("", review_url(plan.mlflow_uri, plan.mlflow_experiment, search_id)))
+    if plan.search in OPTUNA_SEARCHES:
+        dashboard = f"optuna-dashboard {optuna_storage(plan)} --host 127.0.0.1"
+        rows.append(("open the Optuna study", dashboard))
+    width = max(len(label) for label, _ in rows)
+    return "\n" + "\n".join(f"{label:<{width}}  {command}" for label, command in rows)
+
+
+def run(
+    plan: Plan, resume_required: bool, argv: list[str] | None = None, verbose: bool = False
+) -> int:
     """Run (or resume) the search's stages; a stop (Ctrl-C, an I/O fault) ends in one line that
-    says how to continue (exit status 130 or 1)."""
+    says how to continue (exit status 130 or 1). `verbose`: Ray's own output too."""
     from ray import tune
 
     from tuner.search import faults
 
-    with faults.handling(plan):
+    with faults.handling(plan), tune_output(verbose):
         try:
-            return _run_stages(plan, resume_required)
+            return _run_stages(plan, resume_required, verbose)
         except faults.Stopped as stop:
             found = stop
         except Exception as e:  # an I/O fault that stopped no Ray loop (e.g. the Optuna store's)
@@ -250,7 +288,7 @@ def _io_problem(plan: Plan, error: Exception) -> str:
     return problem
 
 
-def _run_stages(plan: Plan, resume_required: bool) -> int:
+def _run_stages(plan: Plan, resume_required: bool, verbose: bool) -> int:
     from ray import tune
 
     from tuner.search.confirm import confirmation_table, run_confirmation
@@ -271,7 +309,7 @@ def _run_stages(plan: Plan, resume_required: bool) -> int:
     print(f"review in MLflow: {ui_command(plan.mlflow_uri)}", flush=True)
     create_stores(plan)
     make_reserves(plan)
-    init_ray(plan)
+    init_ray(plan, verbose)
     if resuming:
         print(f"resuming {exp_dir}", flush=True)
         search_id = json.loads(saved)["search_id"]
@@ -302,13 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parser.parse_args(argv)
+        _check_output(args)
+        progress.configure(args.verbose, args.progress_every)
+        store_logging(args.verbose)
         if args.list_spaces:
             print("\n\n".join(search_spaces.describe(name) for name in SPACES))
             return 0
         plan = make_plan(args)
         check_environment(plan, resume=args.resume, fetch=not args.dry_run)
         if plan.address:  # join the cluster and check its nodes (a dry run leaves again)
-            init_ray(plan)
+            init_ray(plan, args.verbose)
         # One driver per experiment folder: a second one is refused here, touching nothing.
         (check_experiment_free if args.dry_run else hold_experiment)(plan)
     except (UsageError, ConfigError) as e:
@@ -323,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_plan(plan, None))
         return 0
     try:
-        return run(plan, resume_required=args.resume, argv=argv)
+        return run(plan, resume_required=args.resume, argv=argv, verbose=args.verbose)
     except UsageError as e:  # what only the started local instance could tell (init_ray)
         print(f"error: {e}", file=sys.stderr)
         return 2

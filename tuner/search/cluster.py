@@ -1,10 +1,26 @@
 """The Ray instance a search runs on: a local one started with a reaper that ends it with the
-driver, or an existing cluster joined within a bounded time; and what its nodes hold against
-what a trial asks for."""
+driver, or an existing cluster joined within a bounded time; what its nodes hold against what a
+trial asks for; and what of Ray's own output reaches the terminal.
+
+Ray's output, by Ray's own options (`--verbose` keeps Ray's defaults):
+- Ray Tune's old output engine at verbosity 0 prints nothing (tuner/search/faults.py picks it,
+  RAY_AIR_NEW_OUTPUT=0; the RunConfig's verbosity is 0); `tune_output` turns the new one back on
+  for --verbose, which prints its configuration box and its results-folder and TensorBoard hints
+  whatever the verbosity;
+- the workers' Ray loggers at WARNING (runtime_env's `worker_process_setup_hook`): Ray Train's
+  "Checkpoint successfully created at: ..." after every report is not written, nor Ray's
+  "[repeated Nx across cluster]" notes on those lines; the workers' warnings, errors and own
+  output still reach the driver (`log_to_driver`);
+- the driver's notice that token authentication is on ("Token authentication is enabled for this
+  Ray cluster. Set RAY_AUTH_MODE=disabled to opt out."), which ray.init logs as a warning each
+  time it starts or joins Ray with a token, not shown: its logger at ERROR (`AUTH_LOGGER`). (Setting
+  RAY_AUTH_MODE=token, which Ray takes without a word, would have to come before Ray is imported.)
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import sys
@@ -20,6 +36,8 @@ _reaper: dict[str, Any] = {}  # the running reaper: its pipe end and its process
 # How many ~1 s attempts a joining driver makes to reach the GCS (Ray's default: 20, and more
 # for a RocksDB-backed GCS); read by ray/_private/node.py at each ray.init.
 GCS_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
+NEW_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"  # read by ray/tune/experimental/output.py at each fit
+AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def _children() -> set[int]:
@@ -65,7 +83,33 @@ def shutdown_ray() -> None:
     _stop_reaper()
 
 
-def _start_local(plan: Plan) -> None:
+def quiet_worker_logs() -> None:
+    """Ray's loggers of a worker at WARNING (run in every worker as it starts)."""
+    logging.getLogger("ray").setLevel(logging.WARNING)
+
+
+def worker_env(verbose: bool) -> dict[str, Any] | None:
+    """The job's runtime_env: the workers' Ray loggers at WARNING unless `verbose`."""
+    return None if verbose else {"worker_process_setup_hook": quiet_worker_logs}
+
+
+@contextlib.contextmanager
+def tune_output(verbose: bool) -> Iterator[None]:
+    """While the stages run with `verbose`: Ray Tune's new output engine, as Ray has it by
+    default (its configuration box, results folder and TensorBoard hints, its trial errors)."""
+    saved = os.environ.get(NEW_OUTPUT_ENV)
+    if verbose:
+        os.environ[NEW_OUTPUT_ENV] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(NEW_OUTPUT_ENV, None)
+        else:
+            os.environ[NEW_OUTPUT_ENV] = saved
+
+
+def _start_local(plan: Plan, verbose: bool) -> None:
     import ray
 
     before = _start_reaper()
@@ -76,6 +120,7 @@ def _start_local(plan: Plan) -> None:
         object_store_memory=OBJECT_STORE_BYTES,
         configure_logging=True,
         logging_level="WARNING",
+        runtime_env=worker_env(verbose),
     )
     if _reaper:  # what ray.init started: the GCS, the raylet, the monitors
         started = _children() - before - {_reaper["proc"].pid}
@@ -103,7 +148,7 @@ def _stderr_held() -> Iterator[list[bytes]]:
             held.append(tmp.read())
 
 
-def _join(plan: Plan) -> None:
+def _join(plan: Plan, verbose: bool) -> None:
     """Join the cluster at --address (tuner.search.checks.check_address found that it answers), for at
     most about --connect-timeout seconds of retries; a refusal is one UsageError line."""
     import ray
@@ -115,7 +160,7 @@ def _join(plan: Plan) -> None:
     old = os.environ.get(GCS_WAIT_ENV)
     os.environ[GCS_WAIT_ENV] = str(max(1, math.ceil(plan.connect_timeout)))
     try:
-        ray.init(address=plan.address, log_to_driver=True)
+        ray.init(address=plan.address, log_to_driver=True, runtime_env=worker_env(verbose))
     except Exception as e:  # noqa: BLE001 - whatever stops the join is reported in one line
         while e.__cause__ is not None:
             e = e.__cause__
@@ -171,23 +216,25 @@ def check_cluster_resources(plan: Plan) -> None:
     raise UsageError(problem + hint)
 
 
-def init_ray(plan: Plan) -> None:
+def init_ray(plan: Plan, verbose: bool = False) -> None:
     """Join the cluster at --address, or start the local instance (with its reaper), and check
-    that a trial fits on a node; a failure is one UsageError line and leaves no Ray of ours."""
+    that a trial fits on a node; a failure is one UsageError line and leaves no Ray of ours.
+    Ray's INFO lines of the workers are kept off the terminal unless `verbose`."""
     import ray
 
     if ray.is_initialized():
         return  # main() joined already
     from tuner.search.options import UsageError
 
+    logging.getLogger(AUTH_LOGGER).setLevel(logging.NOTSET if verbose else logging.ERROR)
     try:
         if plan.address:  # what Ray says while joining is shown only if the join stands
             with _stderr_held() as held:
-                _join(plan)
+                _join(plan, verbose)
                 check_cluster_resources(plan)
             sys.stderr.write(b"".join(held).decode(errors="replace"))
         else:
-            _start_local(plan)
+            _start_local(plan, verbose)
             check_cluster_resources(plan)
     except UsageError:
         shutdown_ray()

@@ -190,9 +190,12 @@ def _scheduler_line(plan: Plan) -> str:
 def _confirm_line(plan: Plan) -> str:
     if not plan.confirm:
         return "off"
+    reference = "reference" in SPACES[plan.space]  # (the paper's recipe, retrained too)
+    arms = plan.confirm + 1 + reference
+    which = ", the baseline and the reference" if reference else " and the baseline"
     return (
-        f"top {plan.confirm} and the baseline on {plan.confirm_seeds} fresh seeds "
-        f"({plan.confirm_seeds * (plan.confirm + 1)} trials)"
+        f"top {plan.confirm}{which} on {plan.confirm_seeds} fresh seeds "
+        f"({plan.confirm_seeds * arms} trials)"
     )
 
 

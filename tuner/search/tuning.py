@@ -5,6 +5,7 @@ run on is tuner/search/cluster.py's."""
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,30 @@ def save_state_at_every_step(experiment_dir: str) -> None:
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
+def stage_trials(param_space: dict[str, Any] | None, num_samples: int) -> int:
+    """The trials of a stage: its samples times the size of its grid, if it has one."""
+    grids = [v for v in (param_space or {}).values() if isinstance(v, dict) and "grid_search" in v]
+    return num_samples * math.prod(len(v["grid_search"]) for v in grids)
+
+
+def stage_progress(
+    plan: Plan, stage: str, param_space: dict[str, Any] | None, num_samples: int, scheduler: Any
+) -> Any:
+    """The live status line of a stage; its estimate counts ASHA's rungs when ASHA stops trials."""
+    from tuner.tracking.progress import StageProgress
+
+    asha = plan.scheduler == "asha" and scheduler is not None
+    return StageProgress(
+        stage=stage,
+        total=stage_trials(param_space, num_samples),
+        final=plan.max_steps,
+        rungs=plan.eval_steps[:-1] if asha else [],
+        reduction=ASHA_REDUCTION,
+        metric=plan.metric,
+        mode=plan.mode,
+    )
+
+
 def make_tuner(
     plan: Plan,
     trainable: Any,
@@ -180,7 +205,8 @@ def make_tuner(
 ) -> Any:
     """A Tuner for one stage of the search (`name` under the plan's storage), or the restored
     one when `resume`: finished trials are kept, unfinished ones continue from checkpoints. Its
-    `fit` raises `faults.Stopped` when the stage was stopped (Ctrl-C, an I/O fault)."""
+    `fit` raises `faults.Stopped` when the stage was stopped (Ctrl-C, an I/O fault). Its
+    callbacks: the stop and retry decisions, the MLflow tracking, the stage's status line."""
     from ray import tune
 
     from tuner.search.faults import FaultWatch, StoppableTuner
@@ -192,6 +218,8 @@ def make_tuner(
     if resume:  # (with the callbacks the stage was started with, saved in its tuner.pkl)
         restored = tune.Tuner.restore(path, resources, resume_unfinished=True, resume_errored=False)
         return StoppableTuner(restored)
+    stage = getattr(callback, "stage", "search")
+    progress = stage_progress(plan, stage, param_space, num_samples, scheduler)
     tuner = tune.Tuner(
         resources,
         param_space=param_space,
@@ -209,14 +237,18 @@ def make_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=plan.storage,
-            callbacks=[FaultWatch(callback, plan.experiment_dir), callback],  # (in this order)
+            # (in this order: the tracking's lines are written before the status line's redraw)
+            callbacks=[FaultWatch(callback, plan.experiment_dir), callback, progress],
             failure_config=tune.FailureConfig(max_failures=plan.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1,  # the best by the metric, and always the latest
                 checkpoint_score_attribute=plan.metric,
                 checkpoint_score_order=plan.mode,
             ),
-            verbose=0,  # the tracking callback prints one line per evaluation instead
+            # Ray's status table never: the stage's status line stands for it. (Kept the same
+            # for --verbose, which turns Ray's new output engine on instead: a resumed stage
+            # keeps the RunConfig it was started with, tuner/search/cluster.py.)
+            verbose=0,
         ),
     )
     return StoppableTuner(tuner)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import re
 import shutil
@@ -41,6 +42,7 @@ from typing import Any
 from ray import tune
 
 from tuner.records import status_of
+from tuner.tracking.progress import LOG
 from tuner.tracking.review import (
     fit_note,
     leaderboard_markdown,
@@ -360,7 +362,7 @@ class MlflowTracking(tune.Callback):
         shown = " ".join(
             f"{k} {v:.4g}" for k, v in result.items() if k.startswith("eval/") and numeric(v)
         )
-        print(f"[diffsearch] trial {trial.trial_id} step {step}: {shown}", flush=True)
+        LOG.info("[diffsearch] trial %s step %d: %s", trial.trial_id, step, shown)  # (--verbose)
 
     def _log_curve(self, trial: Any, run_id: str, folder: str) -> None:
         """The points between two evaluations (curve.json), each step once, in one batch."""
@@ -440,10 +442,15 @@ class MlflowTracking(tune.Callback):
         diverged = _DIVERGED.search(error)
         step = int(diverged.group(1)) if diverged else step
         why = f": {error}" if error else ""
-        print(
-            f"[diffsearch] trial {trial.trial_id} ended {status} at step {step}{why} "
-            f"(mlflow run {run_id})",
-            flush=True,
+        # a failed trial always, one that finished or was stopped with --verbose
+        LOG.log(
+            logging.WARNING if status == "FAILED" else logging.INFO,
+            "[diffsearch] trial %s ended %s at step %d%s (mlflow run %s)",
+            trial.trial_id,
+            status,
+            step,
+            why,
+            run_id,
         )
 
     def _step(self, trial: Any) -> int:
@@ -482,10 +489,12 @@ class MlflowTracking(tune.Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = _first_error_line(trial) if trial.error_file else "error (no error file)"
-        print(
-            f"[diffsearch] trial {trial.trial_id} crashed at step {self._step(trial)}: {error}; "
-            "Ray retries it from its last checkpoint (--max-failures)",
-            flush=True,
+        LOG.warning(
+            "[diffsearch] trial %s crashed at step %d: %s; Ray retries it from its last "
+            "checkpoint (--max-failures)",
+            trial.trial_id,
+            self._step(trial),
+            error,
         )
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

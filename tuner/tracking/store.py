@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -49,6 +50,18 @@ _IO_TEXT = {
     ),
     errno.EIO: re.compile(r"\[errno 5\]|input/output error|disk i/o error", re.I),
 }
+
+
+# Says at INFO what MLflow does to a SQLite store as it creates or migrates it ("Creating initial
+# MLflow database tables...", "Updating database tables"); alembic's own migration lines MLflow
+# keeps at WARNING itself (mlflow/utils/logging_utils.py).
+STORE_LOGGER = "mlflow.store.db.utils"
+
+
+def store_logging(verbose: bool) -> None:
+    """MLflow's lines on creating or migrating a store: shown with --verbose (at MLflow's own
+    level), else its warnings and errors only."""
+    logging.getLogger(STORE_LOGGER).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def default_tracking_uri(root: str | os.PathLike = "mlruns") -> str:
