@@ -4,7 +4,7 @@ Runs `python -m tuner.run --confirm 2` — the default search with its default o
 of its confirmation named — in a fresh scratch folder, on a pseudo-terminal of COLUMNS × ROWS,
 and keeps the screen it leaves there (its stages' status lines redrawn in place, as a terminal
 shows them) in bench/results/default_run.json ("raw"): README's generated "default-output" block
-(`python -m tests.docs`), under 80 lines (tests/tuner/test_progress.py). Then it takes README's
+(`python bench/readme.py`), under 80 lines (tests/tuner/test_progress.py). Then it takes README's
 screenshots of that search's MLflow and Optuna stores with the browser test:
 `DIFFSEARCH_SCREENSHOTS=docs DIFFSEARCH_UI_STORE=<scratch>/mlruns pytest tests/tuner/test_mlflow_ui.py`
 (Debian's chromium and Playwright's Python package; see that test).

@@ -25,10 +25,10 @@ import harness
 import torch
 import torch_fidelity
 from claims import table, verdict
+from fakes import random_inception_weights
 from harness import Result
 
 from search_spaces.budgets import IMAGE_BUDGET
-from tests.fakes import random_inception_weights
 from tuner.data.presets import load_dataset, load_digits_split
 from tuner.evaluation.extractors import DIGITS_EXTRACTOR, INCEPTION_EXTRACTOR
 from tuner.evaluation.metrics import image_metrics, lowdim_metrics

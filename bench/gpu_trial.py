@@ -33,11 +33,11 @@ import harness
 import numpy as np
 import torch
 from claims import table
+from fakes import random_inception_weights
 from harness import Result
 from torch.utils.flop_counter import FlopCounterMode
 
 from search_spaces.budgets import GPU_IMAGE_BUDGET
-from tests.fakes import random_inception_weights
 from tuner.config.spec import evaluation_steps
 from tuner.evaluation.extractors import INCEPTION_EXTRACTOR
 from tuner.evaluation.metrics import image_metrics

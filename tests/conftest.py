@@ -1,4 +1,6 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,3 +28,15 @@ TINY = {
 def tiny() -> dict:
     """A copy of TINY, the few-second ring8 trial."""
     return dict(TINY)
+
+
+@pytest.fixture
+def random_inception_weights():
+    """bench/fakes.py's writer of Inception weights with the real shapes and random values (the
+    benchmarks that time Inception use it too), for the tests that wire Inception FID offline."""
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    from fakes import random_inception_weights
+
+    return random_inception_weights

@@ -207,7 +207,7 @@ def test_scaled_linear_schedule_is_diffusers_own() -> None:
 
 # -- a searched winner: the nearest setting, its distance computed another way -----------------------
 def _winner() -> dict:
-    runs = json.loads((ROOT / "bench/results/search_default.json").read_text())["runs"]
+    runs = json.loads((ROOT / "bench/results/search_default.json").read_text())["raw"]["runs"]
     return runs[0]["verdict"]["winner"]["config"]
 
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from models.analytic import GaussianMixture
-from tests.fakes import random_inception_weights
 from tuner.data.presets import load_digits_split
 from tuner.evaluation import extractors, metrics
 from tuner.evaluation.extractors import (
@@ -165,7 +164,7 @@ def test_image_metrics_rejects_mismatched_shapes(digits: tuple, cache: str) -> N
 # --- Inception wiring (no real weights here) -----------------------------------------------------
 
 
-def test_inception_wiring_with_weights_file(tmp_path: Path) -> None:
+def test_inception_wiring_with_weights_file(tmp_path: Path, random_inception_weights) -> None:
     # real keys and shapes, random values; 16 live features keep torch-fidelity's 2048x2048
     # eigvals at ~1 s instead of ~40 s (both measured on 2 busy CPU cores)
     weights = tmp_path / "inception.pth"

@@ -189,13 +189,12 @@ def test_resolve_device() -> None:
 
 
 def test_gpu_space_trial_runs_on_stand_in_cifar10(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, random_inception_weights
 ) -> None:
     """debias_family_cifar10's path end to end on the CPU: cifar10_biased (random stand-in images
     in CIFAR-10's shapes, no download), TIW on 3-channel images, CDL, Inception FID (weights of
     the real shapes, random values)."""
     from search_spaces import SPACES
-    from tests.fakes import random_inception_weights
     from tuner.data import presets as data
     from tuner.evaluation import metrics
 

@@ -1,9 +1,9 @@
 """The generated parts of README.md and docs/architecture.md, between `<!-- NAME:begin -->` and
 `<!-- NAME:end -->` markers: the configuration and registry tables (from the code), the default
 search's measured figures (from bench/results/search_default.json) and its terminal (from
-bench/results/default_run.json). `python -m tests.docs` rewrites them, `--check` exits 1 when one
-is stale (tests/test_readme.py checks them). A development helper: it reads bench/, so it lives
-beside the tests, not in the tuner package."""
+bench/results/default_run.json). `python bench/readme.py` rewrites them, `--check` exits 1 when
+one is stale (tests/test_readme.py checks them). A development helper: it reads bench/results, so
+it lives in bench/, not in the tuner package."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.docs", description=__doc__.split("\n")[0]
+        prog="python bench/readme.py", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if a block is stale")
     args = parser.parse_args(argv)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(new)
     if args.check and stale:
         print(
-            f"stale generated blocks in {', '.join(stale)}: run python -m tests.docs",
+            f"stale generated blocks in {', '.join(stale)}: run python bench/readme.py",
             file=sys.stderr,
         )
         return 1

@@ -1,7 +1,8 @@
 """Stand-ins for what a test or a timing run lacks here: Inception weights of the real shapes.
 
-Development code (it patches torch-fidelity with unittest.mock), shared by the tests and the
-benchmarks that time Inception (bench/eval_cost.py, bench/gpu_trial.py).
+Development code (it patches torch-fidelity with unittest.mock), shared by the benchmarks that time Inception
+(bench/eval_cost.py, bench/gpu_trial.py) and the tests that wire it (tests/tuner/test_metrics.py,
+test_train.py).
 """
 
 from __future__ import annotations
