@@ -28,6 +28,7 @@ of eval/fid, eval/kid and eval/minority_fraction at every evaluated step.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -84,10 +85,7 @@ def read_curves(exp: Path, params: list[str]) -> list[dict[str, Any]]:
     trials = []
     for file in sorted(exp.glob("trial_*/result.json")):
         config, curve, wall = {}, [], 0.0
-        for line in file.read_text().splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
+        for r in reported(file):
             config = r.get("config", config)
             wall = float(r.get("time_total_s", wall))
             if all(isinstance(r.get(m), (int, float)) for m in METRICS):
@@ -103,6 +101,27 @@ def read_curves(exp: Path, params: list[str]) -> list[dict[str, Any]]:
             }
         )
     return trials
+
+
+def reported(file: Path) -> list[dict[str, Any]]:
+    """The results Ray logged for one trial: its result.json, or, where that file came back empty
+    after a resume (seen once, on a search killed when a session ended), the same rows from
+    progress.csv beside it with the config of the trial's last checkpoint (config.json)."""
+    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    checkpoints = sorted(file.parent.glob("checkpoint_*/config.json"))
+    if rows or not checkpoints or not (file.parent / "progress.csv").exists():
+        return rows
+    with (file.parent / "progress.csv").open() as f:
+        rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    config = json.loads(checkpoints[-1].read_text())
+    return [{"config": config, **row} for row in rows]
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return text
 
 
 def key_of(params: dict[str, Any]) -> str:
