@@ -4,8 +4,9 @@ once per search seed (`--seed S`, the search algorithm's seed).
 Each runs in a fresh scratch folder (a new search, not a resumed one) through bench/searches.py,
 which samples the memory of the driver and every process under it twice a second. Per seed: the
 wall time (confirmation included), peak memory (PSS: shared pages counted once; RSS too), trials,
-how many ASHA stopped, the leaderboard, verdict.json and every result the trials reported to Ray
-(what bench/search_compare.py reads to reuse these runs as its TPE + ASHA arm).
+how many were stopped early, the leaderboard, verdict.json and every result the trials reported
+to Ray; and issue 25's checks: the early stopping's rung correlations (or "off"), the stopped
+trials with strong TIW, and the verdict against the space's reference.
 
     .venv/bin/python bench/search_default.py [--seeds 0 1 2] [--keep DIR] [-- extra options]
     .venv/bin/python bench/search_default.py --smoke           # --smoke-test, to a temporary folder
@@ -21,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import harness
 from claims import iv, table, verdict
@@ -32,13 +34,17 @@ TITLE = "The default search"
 DEFAULT = ["--space", "debias_family"]  # the default search's tuner.run arguments
 # The targets, by their name in the results file: (claim, field, test), each to hold in every
 # search seed's run.
-TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
+TARGETS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "wall_s <= 600": ("it finishes within 10 minutes, confirmation included", "wall_s", lambda v: v <= 600),
-    "trials >= 16": ("it runs at least 16 trials", "trials", lambda v: v >= 16),
-    "asha stopped some": ("ASHA stops some trials early", "stopped_by_asha", lambda v: v > 0),
+    "trials >= 12": ("it runs at least 12 trials", "trials", lambda v: v >= 12),
     "peak memory < 4 GiB": ("its peak memory (PSS) stays under 4 GiB", "peak_pss_gib", lambda v: v < 4),
     "resolved": ("its confirmed winner beats the baseline on fresh seeds (verdict.json resolved)", "resolved",
                  lambda v: v is True),
+    "rungs keep the order": ("its early stopping is off, or every rung's rank correlation with the final FID is at "
+                             "least 0.5 (verdict.json early_stopping)", "rung_check", lambda v: v == "off" or v >= 0.5),
+    "strong TIW kept": ("at most one stopped trial has tiw.strength ≥ 0.8", "stopped_strong_tiw", lambda v: v <= 1),
+    "reference judged": ("its verdict judges the winner against the paper's recipe, paired by seed (verdict.json "
+                         "winner.vs_reference_ci; resolved or not)", "reference_judged", lambda v: v is True),
 }  # fmt: skip
 
 
@@ -58,14 +64,36 @@ def summarise(result: Result) -> Result:
                 for name, (claim, field, _) in TARGETS.items()]  # fmt: skip
     won = [(r["verdict"] or {}).get("winner") or {} for r in runs]
     rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
-             str(r["resolved"]).lower(), iv(w.get("improvement"), w.get("improvement_ci"))] for r, w in zip(runs, won, strict=True)]  # fmt: skip
+             str(r["resolved"]).lower(), iv(w.get("improvement"), w.get("improvement_ci")), iv(w.get("vs_reference"), w.get("vs_reference_ci"))]
+            for r, w in zip(runs, won, strict=True)]  # fmt: skip
     body = [
         f"`{result['command']}` runs `{raw['search_command'].strip()}` once per search seed S ({', '.join(map(str, raw['seeds']))}), each in a fresh "
         f"folder, on {raw['cpus']} cores: wall time with the confirmation stage, peak memory summed over the driver, Ray and the workers (PSS: shared pages "
-        "counted once; RSS for reference), and the confirmed winner's paired improvement in FID over the baseline on the fresh seeds (95 % t interval).",
-        table(["seed", "wall s", "trials", "stopped by ASHA", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]"], rows),
+        "counted once; RSS for reference), and the confirmed winner's paired improvement in FID over the baseline and over the paper's recipe (the space's reference) on the fresh "
+        "seeds (95 % t intervals).",
+        table(["seed", "wall s", "trials", "stopped early", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]",
+               "vs the reference [95 %]"], rows),
     ]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts, summary={"targets": targets})
+
+
+def checks(run: Result) -> Result:
+    """Issue 25's fields of one run: its early stopping's weakest rung correlation ("off" under
+    FIFO), its stopped trials with strong TIW, and whether the verdict judged the reference."""
+    verdict = run["verdict"] or {}
+    rungs = (verdict.get("early_stopping") or {}).get("rungs", [])
+    rhos = [r["rho"] for r in rungs if r["rho"] is not None]
+    stopping = run["plan"] is not None and run["plan"]["scheduler"] != "fifo"
+    strong = [r for r in run["leaderboard"] if r.get("status") == "KILLED"
+              and float(r.get("tiw.strength", 0)) >= 0.8]  # fmt: skip
+    return {
+        "scheduler": run["plan"] and run["plan"]["scheduler"],
+        "rung_rhos": rhos,
+        "rung_check": (min(rhos) if rhos else -1.0) if stopping else "off",
+        "stopped_strong_tiw": len(strong),
+        "reference_judged": bool(verdict.get("reference"))
+        and (verdict.get("winner") or {}).get("vs_reference_ci") is not None,
+    }
 
 
 def measure(seed: int, extra: list[str], keep: str | None) -> Result:
@@ -74,7 +102,8 @@ def measure(seed: int, extra: list[str], keep: str | None) -> Result:
     scratch = root / f"seed{seed}"
     shutil.rmtree(scratch, ignore_errors=True)  # a fresh search, not a resumed one
     try:
-        return {"seed": seed, **run_search(default_args(seed, extra), scratch)}
+        run = run_search(default_args(seed, extra), scratch)
+        return {"seed": seed, **run, **checks(run)}
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -95,7 +124,7 @@ def main() -> int:
         print(json.dumps({k: v for k, v in runs[-1].items() if k not in brief}), flush=True)
     raw = {"search_command": " ".join(["python -m tuner.run", *DEFAULT, "--seed S", *args.extra]),
            "cpus": os.cpu_count(), "seeds": args.seeds, "runs": runs}  # fmt: skip
-    harness.finish(args, harness.new(args, {"tpe_asha": DEFAULT}, raw), summarise)
+    harness.finish(args, harness.new(args, {"default": DEFAULT}, raw), summarise)
     return 0 if all(run["returncode"] == 0 for run in runs) else 1
 
 
