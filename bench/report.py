@@ -30,7 +30,7 @@ GLANCE = "Performance at a glance"
 # The sections in page order; a new results file joins ORDER or UNLISTED (a test checks).
 ORDER = [
     "weighting_ring", "weighting_digits", "tiw_bimodal", "tiw_digits", "ambient_gaussian",
-    "cdl_mismatch", GLANCE, "objectives_cost", "search_compare", "search_default",
+    "cdl_mismatch", GLANCE, "objectives_cost", "search_default",
     "default_budget", "ring8_default", "ray_overhead", "throughput", "eval_cost", "fid_small_n",
     "digits_classifier",
 ]  # fmt: skip

@@ -1,7 +1,5 @@
 """One search as a user runs it, measured: `python -m tuner.run ARGS` in a fresh scratch folder
-(its own ./ray_results and ./mlruns), shared by bench/search_default.py and
-bench/search_compare.py so that both measure a search the same way and one's runs can stand for
-the other's.
+(its own ./ray_results and ./mlruns), as bench/search_default.py measures the default search.
 
 `run_search` samples the memory of the driver and every process under it (Ray's raylet, GCS and
 trial workers) twice a second, and reads back what the search wrote before its scratch folder is
