@@ -40,11 +40,7 @@ CLEAN, NAIVE, POSTERIOR = (
     "naive: v + s_n^2",
     "posterior mean at s_n: v^2/(v + s_n^2)",
 )
-EXPECTED = {
-    CLEAN: V.tolist(),
-    NAIVE: (V + SN**2).tolist(),
-    POSTERIOR: (V**2 / (V + SN**2)).tolist(),
-}
+EXPECTED = {CLEAN: V.tolist(), NAIVE: (V + SN**2).tolist(), POSTERIOR: (V**2 / (V + SN**2)).tolist()}  # fmt: skip
 NOTE = (
     "what changed with the second paper-fidelity pass (issue 17): before it, the chains' end "
     "levels reached only λ_n + k·gap above the data's level while the sampler ran on to λ_max, so "
@@ -199,6 +195,4 @@ def measure(args: Args) -> None:
 if __name__ == "__main__":
     p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     p.set_defaults(samples=10000)
-    raise SystemExit(
-        harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "samples": 1000})
-    )
+    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "samples": 1000}))  # fmt: skip

@@ -106,9 +106,7 @@ def sampling(trainer: Trainer, n: int = 2000) -> dict[str, float]:
     xs = sample_picard(model, x, logsnr_grid("cosine", 50), tol=1e-3, info=info)
     out = {"picard/iterations": float(info["iterations"]), "picard/nll": lowdim_metrics(xs, ds.truth, ds.test, None)["eval/nll"]}  # fmt: skip
     for steps in (5, 10):
-        m = lowdim_metrics(
-            sample_ddim(model, x, logsnr_grid("cosine", steps)), ds.truth, ds.test, None
-        )
+        m = lowdim_metrics(sample_ddim(model, x, logsnr_grid("cosine", steps)), ds.truth, ds.test, None)  # fmt: skip
         out[f"ddim{steps}/nll"], out[f"ddim{steps}/mmd"] = m["eval/nll"], m["eval/mmd"]
     return out
 
@@ -176,9 +174,7 @@ def summarise(result: Result) -> Result:
     runs, noise, plain = raw["runs"], raw["estimator_noise"], raw["runs"]["plain"]
     s, out = summarise_arms(runs), judge(runs, CLAIMS)
     for est, what in (("cdl", "defaults"), ("cdl_earlier", "earlier estimator")):
-        mean, lo, hi = mean_interval(
-            [r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain]
-        )
+        mean, lo, hi = mean_interval([r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain])  # fmt: skip
         per_batch = [pm(*mean_std([r[f"grad/{k}/per_batch"] for r in plain])) for k in (est, "denoise")]  # fmt: skip
         out.append(verdict(
             f"on the trained plain model, the systematic gradient (mean over 20 batches) of a CDL term at coefficient 1 ({what}) "
@@ -231,9 +227,7 @@ def measure(args: Args) -> None:
 
     for seed in args.seeds:
         for name, (coef, cdl) in ARMS.items():
-            arm(
-                name, base | {"seed": seed, "cdl.coef": coef}, args.steps, cdl if coef > 0 else None
-            )
+            arm(name, base | {"seed": seed, "cdl.coef": coef}, args.steps, cdl if coef > 0 else None)  # fmt: skip
         # Plain denoising given the training time of the cheapest CDL arm (this seed's).
         ratio = runs[EQUAL_TIME_OF][-1]["train_s"] / runs["plain"][-1]["train_s"]
         arm(EQUAL_TIME, base | {"seed": seed}, round(args.steps * ratio), None)
@@ -251,8 +245,4 @@ def measure(args: Args) -> None:
 if __name__ == "__main__":
     p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     p.set_defaults(batches=3, repeats=40)  # of the estimator's noise
-    raise SystemExit(
-        harness.cli(
-            p, summarise, measure, {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}
-        )
-    )
+    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}))  # fmt: skip

@@ -77,6 +77,4 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(
-        harness.cli(harness.parser(NAME, __doc__, seeds=[0, 1, 2, 3, 4]), summarise, measure)
-    )
+    raise SystemExit(harness.cli(harness.parser(NAME, __doc__, seeds=[0, 1, 2, 3, 4]), summarise, measure))  # fmt: skip

@@ -1,18 +1,14 @@
-"""What every bench script shares: the command line, the arm × seed loop with its cache, training
-a configuration to its last step with injected components, figures, and the results file.
+"""What every bench script shares: its command line, the arm × seed loop with its cache, training
+to the last step with injected components, figures, and the results file.
 
 A script imports it before the project (`import harness`; bench/ is on sys.path when a script
-runs), which puts the repository root on sys.path for `models` and `tuner`. Every script runs as
-
-    .venv/bin/python bench/NAME.py [options]   # measures; writes bench/results/<file>.json (and .png)
-    .venv/bin/python bench/NAME.py --smoke     # seconds to minutes, to a temporary folder
-    .venv/bin/python bench/NAME.py --resummarise   # the derived parts again, from the raw data
-
-and every results file has one schema, which bench/report.py renders: `name`, `command` (what
-made it), `arms` and `raw` (the measurements) are written when the script measures; `title`,
-`summary`, `body` (paragraphs and tables {"head", "rows"}), `figures` ([file, caption]),
-`verdicts` ({"claim", "holds", "evidence"}, see claims.py) and `notes` (by hand, dated) are what
-the script's `summarise(result)` derives from them.
+runs), which puts the repository root on sys.path. Every script runs as `bench/NAME.py [options]`
+(measures: bench/results/<name>.json and .png), `--smoke` (seconds to minutes, to a temporary
+folder) or `--resummarise` (the derived parts again, from the raw data). Every results file has
+one schema, which bench/report.py renders: `name`, `command`, `arms` and `raw` (measurements)
+are written when measuring; `title`, `summary`, `body` (paragraphs and tables {"head", "rows"}),
+`figures` ([file, caption]), `verdicts` (claims.py) and `notes` (by hand, dated) are what the
+script's `summarise(result)` derives from them.
 """
 
 from __future__ import annotations
@@ -50,17 +46,13 @@ CACHE = Path(tempfile.gettempdir()) / "diffsearch_bench"
 KEYS = ("name", "title", "command", "arms", "summary", "body", "figures", "verdicts", "notes")
 
 
-def parser(
-    name: str, doc: str, *, seeds: list[int] | None = None, steps: int | None = None,
-    cache: bool = False,
-) -> argparse.ArgumentParser:  # fmt: skip
+def parser(name: str, doc: str, *, seeds: list[int] | None = None, steps: int | None = None, cache: bool = False) -> argparse.ArgumentParser:  # fmt: skip
     """--smoke, --out and --resummarise; --seeds, --steps and --cache where a default is given."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.set_defaults(name=name)
     p.add_argument("--smoke", action="store_true", help="seconds; writes to a temporary folder")
     p.add_argument("--out", type=Path, help=f"results file (default bench/results/{name}.json)")
-    p.add_argument("--resummarise", action="store_true",
-                   help="recompute the summary and verdicts of the results file from its raw data")  # fmt: skip
+    p.add_argument("--resummarise", action="store_true", help="recompute the summary and verdicts of the results file from its raw data")  # fmt: skip
     if seeds is not None:
         p.add_argument("--seeds", type=int, nargs="+", default=seeds)
     if steps is not None:
@@ -70,17 +62,13 @@ def parser(
     return p
 
 
-def cli(
-    p: argparse.ArgumentParser, summarise: Summarise,
-    measure: Callable[[Args], int | str | None], smoke: dict[str, Any] | None = None,
-) -> int | str:  # fmt: skip
+def cli(p: argparse.ArgumentParser, summarise: Summarise, measure: Callable[[Args], int | str | None], smoke: dict[str, Any] | None = None) -> int | str:  # fmt: skip
     """A script's main: --resummarise re-derives its results file from the raw data; else
     measure(args) (which writes it through `finish`), with `smoke`'s values for --smoke."""
     args = p.parse_args()
     if args.resummarise:
         return resummarise(args, summarise)
-    if args.smoke:
-        vars(args).update(smoke or {})
+    vars(args).update((smoke or {}) if args.smoke else {})
     return measure(args) or 0
 
 
@@ -96,8 +84,9 @@ def cache_dir(args: Args) -> Path | None:
 
 def command(args: Args, env: str = "") -> str:
     """The command line that made a results file, as the page prints it."""
-    argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    return f"{env}.venv/bin/python bench/{argv}".strip()
+    return (
+        f"{env}.venv/bin/python bench/{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}".strip()
+    )
 
 
 def cache_key(config: dict[str, Any], extra: dict[str, Any]) -> str:
@@ -125,10 +114,8 @@ def arm_seed_loop(arms: Iterable[str], seeds: Iterable[int], run: Callable[[str,
     return runs
 
 
-def cached_runs(
-    args: Args, base: dict[str, Any], arms: dict[str, dict[str, Any]],
-    extra: dict[str, Any], fn: Callable[[dict[str, Any]], Result], show: Callable[[Result], str],
-) -> dict[str, list[Result]]:  # fmt: skip
+def cached_runs(args: Args, base: dict[str, Any], arms: dict[str, dict[str, Any]], extra: dict[str, Any],
+                fn: Callable[[dict[str, Any]], Result], show: Callable[[Result], str]) -> dict[str, list[Result]]:  # fmt: skip
     """fn(base | arms[arm] | {"seed": seed}) for args.seeds × args.arms (default: every arm),
     each cached by its config and `extra` under --cache and shown in one line as it ends."""
 
@@ -151,6 +138,12 @@ def seconds(fn: Callable[[], object], repeats: int = 1, clock: Callable[[], floa
     return out
 
 
+def loadavg() -> list[float]:
+    """The machine's load averages (1, 5, 15 minutes), as results files record them."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- training with injected components --------------------------------------------------------
 def train(config: dict[str, Any], **components: Any) -> tuple[Trainer, dict[str, float]]:
     """A Trainer of `config` with the injected components (model, objective, dataset) trained
     to train.steps; and its wall and CPU seconds (construction included) and the mean total loss
@@ -163,14 +156,11 @@ def train(config: dict[str, Any], **components: Any) -> tuple[Trainer, dict[str,
                      "loss/total_last10pct": sum(tail) / len(tail)}  # fmt: skip
 
 
-def components(
-    config: dict[str, Any], *, disc: dict[str, Any] | None = None,
-    term: Callable[[Any, dict[str, Any]], Term] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+def components(config: dict[str, Any], *, disc: dict[str, Any] | None = None,
+               term: Callable[[Any, dict[str, Any]], Term] | None = None) -> dict[str, Any]:  # fmt: skip
     """What a benchmark injects into the Trainer: the dataset and objective of `config`, with a
-    trained TIW discriminator's state `disc` in its TIW term (so that the arms of a seed share
-    one and none pre-trains again), and with term(dataset, config) in place of the config's term
-    of that name (or added)."""
+    trained TIW discriminator's state `disc` in its TIW term (the arms of a seed share one and
+    none pre-trains again), and term(dataset, config) in place of the config's term of its name."""
     config = resolve(config)
     dataset, trained = build_dataset(config), None
     if disc is not None:
@@ -189,9 +179,8 @@ def discriminator(config: dict[str, Any]) -> tuple[Trainer, dict[str, Any], dict
     return trainer, trainer.objective.tiw.disc.state_dict(), metrics
 
 
-def shared_discriminator(
-    config: dict[str, Any], check: Callable[[Trainer], dict[str, float]], cache: Path | None = None
-) -> tuple[dict[str, Any], dict[str, float]]:
+def shared_discriminator(config: dict[str, Any], check: Callable[[Trainer], dict[str, float]],
+                         cache: Path | None = None) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
     """A seed's discriminator for its arms to share (see `discriminator`): its state, and its
     training metrics with time/prepare_s and check(trainer); kept as a .pt file under `cache`."""
     config = config | {"tiw.strength": 1.0}
@@ -208,11 +197,7 @@ def shared_discriminator(
     return state, metrics
 
 
-def loadavg() -> list[float]:
-    """The machine's load averages (1, 5, 15 minutes), as results files record them."""
-    return [round(x, 2) for x in os.getloadavg()]
-
-
+# -- figures ------------------------------------------------------------------------------------
 def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (files only)."""
     import matplotlib  # the backend is chosen before pyplot is imported
@@ -262,18 +247,13 @@ def new(args: Args, arms: dict[str, Any], raw: Result, env: str = "") -> Result:
     return {"name": args.name, "command": command(args, env), "arms": arms, "raw": raw}
 
 
-def page(
-    result: Result, title: str, body: list, verdicts: list[dict[str, Any]], *,
-    figures: Iterable[tuple[str, str]] = (), notes: Iterable[dict[str, str]] = (),
-    summary: Any = None,
-) -> Result:  # fmt: skip
+def page(result: Result, title: str, body: list, verdicts: list[dict[str, Any]], *, figures: Iterable[tuple[str, str]] = (),
+         notes: Iterable[dict[str, str]] = (), summary: Any = None) -> Result:  # fmt: skip
     """`result` with what the page shows of it, its keys in the schema's order (raw last)."""
-    result |= {"title": title, "body": body, "figures": [list(f) for f in figures],
-               "verdicts": verdicts, "notes": list(notes)}  # fmt: skip
+    result |= {"title": title, "body": body, "figures": [list(f) for f in figures], "verdicts": verdicts, "notes": list(notes)}  # fmt: skip
     if summary is not None:
         result["summary"] = summary
-    order = [k for k in KEYS if k in result] + [k for k in result if k not in KEYS]
-    return {k: result[k] for k in order}
+    return {k: result[k] for k in [k for k in KEYS if k in result] + [k for k in result if k not in KEYS]}  # fmt: skip
 
 
 def write(path: Path, result: Result, indent: int | None = 2) -> None:
@@ -281,10 +261,7 @@ def write(path: Path, result: Result, indent: int | None = 2) -> None:
     path.write_text(json.dumps(result, indent=indent) + ("\n" if indent else ""))
 
 
-def finish(
-    args: Args, result: Result, summarise: Summarise,
-    plot: Callable[[Result, Path], None] | None = None,
-) -> Result:  # fmt: skip
+def finish(args: Args, result: Result, summarise: Summarise, plot: Callable[[Result, Path], None] | None = None) -> Result:  # fmt: skip
     """summarise(result), written to the results file, and its figure beside it."""
     result, path = summarise(result), out_path(args)
     write(path, result)
@@ -301,6 +278,5 @@ def resummarise(args: Args, summarise: Summarise) -> int:
     path = out_path(args)
     old, new = json.loads(path.read_text()), summarise(json.loads(path.read_text()))
     write(path, new)
-    changed = [k for k in new if old.get(k) != new[k]]
-    print(f"rewrote {path}; changed: {', '.join(changed) or 'nothing'}")
+    print(f"rewrote {path}; changed: {', '.join(k for k in new if old.get(k) != new[k]) or 'nothing'}")  # fmt: skip
     return 0

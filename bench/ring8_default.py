@@ -55,10 +55,7 @@ def run_seed(seed: int, extra: list[str]) -> dict[str, Any]:
     args = ["-m", "tuner.train", *README_ARGS, *extra, *(["--set", f"seed={seed}"] if seed else [])]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with tempfile.TemporaryDirectory(prefix="ring8_default_") as tmp:
-        cmd, out = (
-            [sys.executable, *args, "--out", f"{tmp}/seed{seed}", "--quiet"],
-            Path(f"{tmp}/seed{seed}"),
-        )
+        cmd, out = [sys.executable, *args, "--out", f"{tmp}/seed{seed}", "--quiet"], Path(f"{tmp}/seed{seed}")  # fmt: skip
         wall = harness.seconds(lambda: subprocess.run(cmd, cwd=harness.ROOT, env=env, check=True, stdout=subprocess.DEVNULL))[0]  # fmt: skip
         samples, final = np.load(out / "samples.npy"), json.loads((out / "metrics.json").read_text())["final"]  # fmt: skip
     fractions = load_dataset("ring8").truth.mode_fractions(torch.from_numpy(samples)).numpy()

@@ -138,6 +138,4 @@ def measure(args: Args) -> None:
 if __name__ == "__main__":
     p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
     p.set_defaults(disc_steps=1500)
-    raise SystemExit(
-        harness.cli(p, summarise, measure, {"seeds": [0], "steps": 20, "disc_steps": 40})
-    )
+    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0], "steps": 20, "disc_steps": 40}))  # fmt: skip

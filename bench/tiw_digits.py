@@ -1,17 +1,12 @@
 """TIW-DSM on digits_biased: do the class proportions of samples move toward uniform, at what FID?
 
-digits_biased keeps every train image of classes 0–4 and 20 % of classes 5–9 (≈ 810 images,
-minority share ≈ 1/6), with a class-uniform reference set of 80 images; the test split (450
-images) is class-uniform. Per seed one ConvDiscriminator is pre-trained as the trainer's own
-pre-training does and injected into the five arms, which differ only in the loss (METHODS.md
-§3): plain (a=0), full a=0.5 (weight r^0.5, correction 0.5·σ∇ₓlog r), TIW-DSM (a=1), and the
-paper's ablation, weight only and correction only (a=1). Each arm is scored as the trainer
-reports it (eval.samples DDIM-50 samples against the test split, the digits CNN): FID, KID, the
-total variation of the CNN's class fractions (eval/mode_error) and the minority share. For scale,
-the same metrics of real images: the observed set, and as many drawn from the whole train split.
-The discriminator is checked where its target is known: at λ = 8 log r of an observed class-c
-image is log(p_ref(c)/p_obs(c)) (≈ −0.5 for classes 0–4, ≈ +1.1 for 5–9), and E_obs[r] = 1.
-Each (arm, seed) result and each seed's discriminator are cached under --cache.
+digits_biased: every train image of classes 0–4 and 20 % of classes 5–9, a class-uniform
+reference set of 80 images and a class-uniform test split. Per seed one ConvDiscriminator is
+pre-trained and injected into the five arms (METHODS.md §3): plain (a=0), full a=0.5, TIW-DSM
+(a=1), weight only and correction only (a=1), each scored as the trainer reports it (FID, KID,
+class-fraction TV error, minority share) beside real images. The discriminator is checked where
+its target is known: at λ = 8, log r of an observed class-c image is log(p_ref(c)/p_obs(c)), and
+E_obs[r] = 1. Arm runs and discriminators are cached under --cache.
 """
 
 import functools
@@ -79,8 +74,7 @@ def discriminator_check(trainer: Trainer, draws: int = 8) -> dict[str, float]:
     lam = trainer.density.sample(len(x0), g)
     x = add_noise(x0, torch.randn(x0.shape, generator=g), lam)
     with torch.enable_grad():
-        x.requires_grad_(True)
-        log_r = tiw.log_ratio(x, lam)
+        log_r = tiw.log_ratio(x.requires_grad_(True), lam)
         grad = torch.autograd.grad(log_r.sum(), x)[0]
     r, sigma = log_r.detach().exp(), alpha_sigma(lam)[1][:, None, None, None]
     out["ratio/mean_r@q"] = float(r.mean())
@@ -103,11 +97,9 @@ def real_data(seed: int) -> dict[str, dict[str, Any]]:
     ds, full = load_dataset("digits_biased", seed=seed), load_dataset("digits")
     n = len(ds.train)
     idx = torch.randperm(len(full.train), generator=torch.Generator().manual_seed(seed))[:n]
-    out = {}
-    for name, x in (("observed (biased)", ds.train), ("uniform train subset", full.train[idx])):
-        m = metrics.image_metrics(x, "digits_biased", ds.test, metrics.default_extractor("digits"), minority=ds.minority)  # fmt: skip
-        out[name] = m | {"class_fractions": class_fractions(x), "n": n}
-    return out
+    return {name: metrics.image_metrics(x, "digits_biased", ds.test, metrics.default_extractor("digits"), minority=ds.minority)
+            | {"class_fractions": class_fractions(x), "n": n}
+            for name, x in (("observed (biased)", ds.train), ("uniform train subset", full.train[idx]))}  # fmt: skip
 
 
 def unbiased_reference() -> dict[str, Any]:
@@ -130,18 +122,14 @@ def summarise(result: Result) -> Result:
     rows = [[arm] + [sd(v[k]) for k in keys] for arm, v in s["arms"].items()]
     rows += [[f"real: {name} (N = {v['n']['mean']:.0f})"] + [sd(v[k]) for k in keys] for name, v in s["real_data"].items()]  # fmt: skip
     body = [
-        f"`{result['command'].strip()}` — digits_biased (all train images of classes 0–4, 20 % of "
-        f"classes 5–9; a class-uniform reference set), {c['train.steps']} steps of batch "
-        f"{c['train.batch']}, seeds {raw['seeds']}, one discriminator per seed shared by the arms "
-        f"(early-stopped after {sd(disc['ratio/steps'], 2)} steps). Samples ({c['eval.samples']}, "
-        "DDIM-50) are classified by the digits CNN; the test split's CNN minority share is "
-        f"{unb['cnn_minority_fraction']:.3f} (true labels {unb['true_minority_fraction']:.3f}). "
-        f"The discriminator at λ = 8, where the target is the class ratio: log r of majority "
-        f"images {sd(disc['ratio/logr_majority@8'], 2)} (exact "
-        f"{disc['ratio/exact_clean_logr_majority']['mean']:.2f}), of minority images "
-        f"{sd(disc['ratio/logr_minority@8'], 2)} (exact "
-        f"{disc['ratio/exact_clean_logr_minority']['mean']:.2f}); E_obs[r] over q(λ) "
-        f"{sd(disc['ratio/mean_r@q'], 2)} (exact 1).",
+        f"`{result['command'].strip()}` — digits_biased (all train images of classes 0–4, 20 % of classes 5–9; a class-uniform "
+        f"reference set), {c['train.steps']} steps of batch {c['train.batch']}, seeds {raw['seeds']}, one discriminator per seed "
+        f"shared by the arms (early-stopped after {sd(disc['ratio/steps'], 2)} steps). Samples ({c['eval.samples']}, DDIM-50) are "
+        f"classified by the digits CNN; the test split's CNN minority share is {unb['cnn_minority_fraction']:.3f} (true labels "
+        f"{unb['true_minority_fraction']:.3f}). The discriminator at λ = 8, where the target is the class ratio: log r of majority "
+        f"images {sd(disc['ratio/logr_majority@8'], 2)} (exact {disc['ratio/exact_clean_logr_majority']['mean']:.2f}), of "
+        f"minority images {sd(disc['ratio/logr_minority@8'], 2)} (exact {disc['ratio/exact_clean_logr_minority']['mean']:.2f}); "
+        f"E_obs[r] over q(λ) {sd(disc['ratio/mean_r@q'], 2)} (exact 1).",
         claims.table(["arm", "minority share (classes 5–9)", "class-proportion TV error", "FID", "KID"], rows),
     ]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts(raw, s), summary=s,
@@ -183,13 +171,11 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
     names, fig = list(raw["runs"]), harness.pyplot().figure(figsize=(17, 8.6))
     top = fig.add_gridspec(2, 3, height_ratios=(1.15, 1.0), top=0.93, bottom=0.05)
     ax_cls, ax_min, ax_fid = (fig.add_subplot(top[0, i]) for i in range(3))
-    classes, width = torch.arange(10).float(), 0.8 / len(names)
-    for i, n in enumerate(names):
-        f = s["arms"][n]["class_fractions"]
+    classes, width, obs = torch.arange(10).float(), 0.8 / len(names), s["real_data"]["observed (biased)"]["class_fractions"]  # fmt: skip
+    for i, (n, f) in enumerate((n, s["arms"][n]["class_fractions"]) for n in names):
         ax_cls.bar(classes + (i - len(names) / 2 + 0.5) * width, f["mean"], width, yerr=f["std"], capsize=1.5, label=n)  # fmt: skip
     ax_cls.plot(classes, unbiased["cnn_class_fractions"], "k_", ms=14, mew=2, label="test (CNN)")
-    obs = s["real_data"]["observed (biased)"]["class_fractions"]["mean"]
-    ax_cls.plot(classes, obs, "_", color="tab:red", ms=14, mew=2, label="observed set (CNN)")
+    ax_cls.plot(classes, obs["mean"], "_", color="tab:red", ms=14, mew=2, label="observed set (CNN)")  # fmt: skip
     ax_cls.set_xticks(classes.tolist(), [str(c) for c in range(10)])
     ax_cls.set(xlabel="class (digits CNN)", ylabel="fraction of samples")
     ax_cls.legend(fontsize=6, ncol=2)
@@ -198,10 +184,12 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
         for (rn, rs), color in zip(s["real_data"].items(), ("tab:red", "tab:green"), strict=True):
             ax.axhline(rs[key]["mean"], color=color, ls="--", lw=1, label=f"real: {rn}")
         ax.set_ylabel(label)
+        ax.legend(fontsize=7)  # after the test split's line below, on ax_min
     ax_min.axhline(unbiased["cnn_minority_fraction"], color="k", ls=":", lw=1, label="test (CNN)")
     ax_min.legend(fontsize=7)
-    ax_fid.legend(fontsize=7)
-    for i, (n, images) in enumerate(samples.items()):
+    for i, (n, images) in enumerate(
+        samples.items()
+    ):  # a grid of each arm's first-seed samples, 4× enlarged
         ax = fig.add_subplot(top[1, :].subgridspec(1, len(names))[0, i])
         x = torch.tensor(images).clamp(-1, 1).add(1).div(2).repeat_interleave(4, -1).repeat_interleave(4, -2)  # fmt: skip
         ax.imshow(make_grid(x, nrow=8, pad_value=1).permute(1, 2, 0).numpy())
@@ -220,9 +208,7 @@ def measure(args: Args) -> None:
     runs = harness.cached_runs(args, base, ARMS, {"what": NAME, "grid": GRID},
                                lambda c: run_arm(c, disc(c["seed"])[0] if c["tiw.strength"] > 0 else None),
                                lambda r: f"minority {r[SHARE]:.3f} FID {r['eval/fid']:.3f}")  # fmt: skip
-    samples = {
-        arm: rows[0]["samples"] for arm, rows in runs.items()
-    }  # the first seed's, for the figure
+    samples = {arm: rows[0]["samples"] for arm, rows in runs.items()}  # the first seed's, drawn
     runs = {arm: [{k: v for k, v in r.items() if k != "samples"} | {"seed": seed} for r, seed in zip(rows, args.seeds, strict=True)]
             for arm, rows in runs.items()}  # fmt: skip
     real: dict[str, list] = {}
@@ -237,8 +223,6 @@ def measure(args: Args) -> None:
 
 if __name__ == "__main__":
     p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
-    p.set_defaults(
-        batch=128, samples=1000, disc_steps=1500
-    )  # samples per evaluation; tiw.disc_steps (max)
+    p.set_defaults(batch=128, samples=1000, disc_steps=1500)  # disc_steps: tiw.disc_steps (max)
     smoke = {"seeds": [0], "steps": 10, "samples": 100, "disc_steps": 30}
     raise SystemExit(harness.cli(p, summarise, measure, smoke))

@@ -85,9 +85,7 @@ def summarise(result: Result) -> Result:
         verdict(f"Every weighting's FID is higher with {few} DDIM steps than with {last}",
                 *compare(both, [(f"{a}@{last}", f"{a}@{few}") for a in runs], "min")),
     ]  # fmt: skip
-    head = (
-        ["weighting"] + [f"FID, DDIM-{k}" for k in steps] + [f"class-proportion err, DDIM-{last}"]
-    )
+    head = ["weighting"] + [f"FID, DDIM-{k}" for k in steps] + [f"class-proportion err, DDIM-{last}"]  # fmt: skip
     rows = [[arm] + [sd(v[f"ddim{k}/eval/fid"]) for k in steps] + [sd(v[f"ddim{last}/eval/mode_error"], 2)] for arm, v in summary.items()]  # fmt: skip
     rows.append([f"real train digits (N = {floor['n']})"] + [f"{floor['eval/fid']:.3g}"] * len(steps) + [f"{floor['eval/mode_error']:.2g}"])  # fmt: skip
     c = raw["config"]
