@@ -35,11 +35,7 @@ NAME = "ambient_gaussian"
 TITLE = "Ambient Tweedie and consistency on noisy Gaussian data"
 V = torch.tensor([1.0, 0.25])
 SN = 0.5
-CLEAN, NAIVE, POSTERIOR = (
-    "clean truth",
-    "naive: v + s_n^2",
-    "posterior mean at s_n: v^2/(v + s_n^2)",
-)
+CLEAN, NAIVE, POSTERIOR = "clean truth", "naive: v + s_n^2", "posterior mean at s_n: v^2/(v + s_n^2)"  # fmt: skip
 EXPECTED = {CLEAN: V.tolist(), NAIVE: (V + SN**2).tolist(), POSTERIOR: (V**2 / (V + SN**2)).tolist()}  # fmt: skip
 NOTE = (
     "what changed with the second paper-fidelity pass (issue 17): before it, the chains' end "
@@ -165,9 +161,7 @@ def plot(result: Result, path: Path) -> None:
     with harness.figure(path, figsize=(7, 5)) as (fig, ax):
         for i, (name, rows) in enumerate(raw["runs"].items()):
             ax.scatter([r["var_x"] for r in rows], [r["var_y"] for r in rows], color=f"C{i}", label=name, s=25)  # fmt: skip
-        for (label, (vx, vy)), marker in zip(
-            raw["closed_form"].items(), ["*", "P", "X"], strict=True
-        ):
+        for (label, (vx, vy)), marker in zip(raw["closed_form"].items(), "*PX", strict=True):
             ax.scatter([vx], [vy], color="k", marker=marker, s=150, label=f"closed form: {label}")
             fx, fy = raw["closed_form_through_the_sampler"][label]
             ax.scatter([fx], [fy], facecolors="none", edgecolors="k", marker=marker, s=150, label="  through the sampler")  # fmt: skip

@@ -233,12 +233,7 @@ def measure(args: Args) -> None:
         arm(EQUAL_TIME, base | {"seed": seed}, round(args.steps * ratio), None)
     arms = {name: {"cdl.coef": coef, "cdl_kwargs": cdl} for name, (coef, cdl) in ARMS.items()}
     arms[EQUAL_TIME] = {"train.steps": f"steps × train_s({EQUAL_TIME_OF}) / train_s(plain)"}
-    raw = {
-        "config": base,
-        "estimator_noise": noise,
-        "runs": runs,
-        "loadavg_after": harness.loadavg(),
-    }
+    raw = {"config": base, "estimator_noise": noise, "runs": runs, "loadavg_after": harness.loadavg()}  # fmt: skip
     harness.finish(args, harness.new(args, arms, raw), summarise, plot)
 
 

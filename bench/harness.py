@@ -84,9 +84,8 @@ def cache_dir(args: Args) -> Path | None:
 
 def command(args: Args, env: str = "") -> str:
     """The command line that made a results file, as the page prints it."""
-    return (
-        f"{env}.venv/bin/python bench/{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}".strip()
-    )
+    argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return f"{env}.venv/bin/python bench/{argv}".strip()
 
 
 def cache_key(config: dict[str, Any], extra: dict[str, Any]) -> str:

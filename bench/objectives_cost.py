@@ -53,9 +53,7 @@ def arms(setting: str) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Objecti
     return net, data[:256] if mlp else data[:64], objectives
 
 
-def make_step(
-    net: torch.nn.Module, objective: Objective, x0: torch.Tensor
-) -> Callable[[int], None]:
+def make_step(net: torch.nn.Module, objective: Objective, x0: torch.Tensor) -> Callable[[int], None]:  # fmt: skip
     """One training step of a copy of `net` on x0 with `objective`, seeded by its index."""
     model = copy.deepcopy(net)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

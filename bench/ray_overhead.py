@@ -209,10 +209,7 @@ def measure(args: Args) -> None:
     load_before = harness.loadavg()
     config = POINT | {"train.steps": args.steps, "eval.every": args.every}
     raw = {"config": config, **overhead(config, args.repeats)}
-    small = POINT | {
-        "train.steps": args.concurrency_steps,
-        "eval.every": args.concurrency_steps // 2,
-    }
+    small = POINT | {"train.steps": args.concurrency_steps, "eval.every": args.concurrency_steps // 2}  # fmt: skip
     raw["concurrency"] = c = concurrency(small, args.repeats_concurrency)
     raw["targets"] = {"loop_overhead_ratio <= 1.05": raw["loop_overhead_ratio"] <= 1.05, "throughput_ratio >= 1.8": c["throughput_ratio"] >= 1.8}  # fmt: skip
     raw |= {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": harness.loadavg()}  # fmt: skip

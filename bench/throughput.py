@@ -80,8 +80,6 @@ def measure(args: Args) -> None:
 
 if __name__ == "__main__":
     p = harness.parser(NAME, __doc__, steps=40)
-    p.set_defaults(
-        warmup=10, repeats=10, sizes=(1024, 2048)
-    )  # matmul sizes and repeats of the peak
+    p.set_defaults(warmup=10, repeats=10, sizes=(1024, 2048))  # sizes, repeats: the matmul peak
     smoke = {"steps": 3, "warmup": 1, "repeats": 2, "sizes": (512,)}
     raise SystemExit(harness.cli(p, summarise, measure, smoke))

@@ -57,14 +57,10 @@ def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
     grad_exact = torch.autograd.grad(exact.sum(), x)[0]
     est = tiw.log_ratio(x, lam)
     grad_est = torch.autograd.grad(est.sum(), x)[0]
-    est, exact = est.detach(), exact.detach()
-    sigma = alpha_sigma(lam)[1][:, None]
-    return {
-        "ratio/logr_rmse": float((est - exact).square().mean().sqrt()),
-        "ratio/logr_std": float(exact.std()),
-        "ratio/corr_rmse": float((sigma * (grad_est - grad_exact)).square().sum(1).mean().sqrt()),
-        "ratio/corr_norm": float((sigma * grad_exact).square().sum(1).mean().sqrt()),
-    }
+    est, exact, sigma = est.detach(), exact.detach(), alpha_sigma(lam)[1][:, None]
+    return {"ratio/logr_rmse": float((est - exact).square().mean().sqrt()), "ratio/logr_std": float(exact.std()),
+            "ratio/corr_rmse": float((sigma * (grad_est - grad_exact)).square().sum(1).mean().sqrt()),
+            "ratio/corr_norm": float((sigma * grad_exact).square().sum(1).mean().sqrt())}  # fmt: skip
 
 
 def run_arm(arm: str, seed: int, base: dict[str, Any], disc: dict[str, Any]) -> dict[str, Any]:

@@ -187,9 +187,7 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
         ax.legend(fontsize=7)  # after the test split's line below, on ax_min
     ax_min.axhline(unbiased["cnn_minority_fraction"], color="k", ls=":", lw=1, label="test (CNN)")
     ax_min.legend(fontsize=7)
-    for i, (n, images) in enumerate(
-        samples.items()
-    ):  # a grid of each arm's first-seed samples, 4× enlarged
+    for i, (n, images) in enumerate(samples.items()):  # each arm's first-seed samples, 4× enlarged
         ax = fig.add_subplot(top[1, :].subgridspec(1, len(names))[0, i])
         x = torch.tensor(images).clamp(-1, 1).add(1).div(2).repeat_interleave(4, -1).repeat_interleave(4, -2)  # fmt: skip
         ax.imshow(make_grid(x, nrow=8, pad_value=1).permute(1, 2, 0).numpy())

@@ -17,7 +17,7 @@ import harness
 import torch
 from claims import column, compare, sd, some, summarise_arms, table, verdict
 from harness import Args, Result
-from weighting_ring import ARMS, BINS, CENTRES, bin_points, bins, flat_runs
+from weighting_ring import ARMS, BINS, CENTRES, EDGES, bin_points, flat_runs
 
 from tuner.data.presets import load_dataset
 from tuner.evaluation.metrics import default_extractor, image_metrics
@@ -39,7 +39,7 @@ def denoise_error_by_bin(trainer: Trainer, draws: int = 2) -> list[float]:
     """Held-out mean ‖x̂0 − x0‖² per image in each log-SNR bin (the same points for every arm)."""
     model, x0 = trainer.ema.eval(), trainer.dataset.test.repeat(draws, 1, 1, 1)
     g, out = torch.Generator().manual_seed(2024), []
-    for lo, hi in bins():
+    for lo, hi in EDGES:
         lam, x = bin_points(lo, hi, x0, g)
         out.append(float((model.x0(x, lam) - x0).square().flatten(1).sum(1).mean()))
     return out

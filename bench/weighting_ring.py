@@ -39,7 +39,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "learned": {"weighting": "edm", "weighting.learned": True},
 }
 BINS = torch.linspace(-10.0, 10.0, 9)  # 8 log-SNR bins
-CENTRES = (0.5 * (BINS[:-1] + BINS[1:])).tolist()
+EDGES, CENTRES = list(zip(BINS[:-1].tolist(), BINS[1:].tolist(), strict=True)), (0.5 * (BINS[:-1] + BINS[1:])).tolist()  # fmt: skip
 SAMPLER_STEPS = (5, 10, 50)
 SAMPLE_METRICS = ("eval/nll", "eval/mode_error", "eval/swd", "eval/mmd")
 
@@ -50,17 +50,13 @@ def bin_points(lo: float, hi: float, x0: torch.Tensor, g: torch.Generator) -> tu
     return lam, add_noise(x0, torch.randn(x0.shape, generator=g), lam)
 
 
-def bins() -> list[tuple[float, float]]:
-    return list(zip(BINS[:-1].tolist(), BINS[1:].tolist(), strict=True))
-
-
 @torch.inference_mode()
 def x0_error_by_bin(trainer: Trainer, n: int) -> dict[str, list[float]]:
     """(a): per-bin x0-error against the exact posterior mean, the MMSE and the ε-error."""
     truth, model = trainer.dataset.truth, trainer.ema.eval()
     g = torch.Generator().manual_seed(2024)  # the same points for every model and seed
     out: dict[str, list[float]] = {"x0_err": [], "mmse": [], "eps_err": []}
-    for lo, hi in bins():
+    for lo, hi in EDGES:
         x0 = truth.sample(n, g)
         lam, x = bin_points(lo, hi, x0, g)
         post = truth.posterior_mean(x, lam)
