@@ -161,7 +161,8 @@ def _search_run(arm: str, seed: int | None, gain: float) -> dict[str, Any]:
     return {"arm": arm, "seed": seed, "source": "run", "args": [], "returncode": 0, "wall_s": 60.0,
             "peak_pss_gib": 2.5, "peak_rss_gib": 3.1, "trials": 2, "stopped_by_asha": 1, "failed": 0,
             "resolved": gain > 0.5, "plan": plan, "params": ["cdl.coef"], "trial_results": trials,
-            "verdict": _verdict_json(gain)}  # fmt: skip
+            "verdict": _verdict_json(gain), "leaderboard": [], "rung_check": "off", "stopped_strong_tiw": 0,
+            "reference_judged": True}  # fmt: skip
 
 
 @pytest.mark.parametrize(("gain", "word"), [(1.0, "holds"), (-1.0, "does not hold")])
