@@ -172,7 +172,8 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
     top = fig.add_gridspec(2, 3, height_ratios=(1.15, 1.0), top=0.93, bottom=0.05)
     ax_cls, ax_min, ax_fid = (fig.add_subplot(top[0, i]) for i in range(3))
     classes, width, obs = torch.arange(10).float(), 0.8 / len(names), s["real_data"]["observed (biased)"]["class_fractions"]  # fmt: skip
-    for i, (n, f) in enumerate((n, s["arms"][n]["class_fractions"]) for n in names):
+    for i, n in enumerate(names):
+        f = s["arms"][n]["class_fractions"]
         ax_cls.bar(classes + (i - len(names) / 2 + 0.5) * width, f["mean"], width, yerr=f["std"], capsize=1.5, label=n)  # fmt: skip
     ax_cls.plot(classes, unbiased["cnn_class_fractions"], "k_", ms=14, mew=2, label="test (CNN)")
     ax_cls.plot(classes, obs["mean"], "_", color="tab:red", ms=14, mew=2, label="observed set (CNN)")  # fmt: skip
@@ -183,10 +184,10 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
         harness.bars(ax, s["arms"], raw["runs"], key)
         for (rn, rs), color in zip(s["real_data"].items(), ("tab:red", "tab:green"), strict=True):
             ax.axhline(rs[key]["mean"], color=color, ls="--", lw=1, label=f"real: {rn}")
+        if ax is ax_min:
+            ax.axhline(unbiased["cnn_minority_fraction"], color="k", ls=":", lw=1, label="test (CNN)")  # fmt: skip
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)  # after the test split's line below, on ax_min
-    ax_min.axhline(unbiased["cnn_minority_fraction"], color="k", ls=":", lw=1, label="test (CNN)")
-    ax_min.legend(fontsize=7)
+        ax.legend(fontsize=7)
     for i, (n, images) in enumerate(samples.items()):  # each arm's first-seed samples, 4× enlarged
         ax = fig.add_subplot(top[1, :].subgridspec(1, len(names))[0, i])
         x = torch.tensor(images).clamp(-1, 1).add(1).div(2).repeat_interleave(4, -1).repeat_interleave(4, -2)  # fmt: skip
