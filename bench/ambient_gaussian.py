@@ -10,13 +10,7 @@ models.ambient.ConsistencyLoss injected from the class itself (its defaults: k =
 over the whole [λ_n, λ_max], ε units) at coefficients 1 and 0.015, in the paper's x0 units,
 with k = 2 and with a gap of 1. The arms that sample to λ_max share one sampler and starting
 noise per seed (paired).
-
-    .venv/bin/python bench/ambient_gaussian.py                # writes bench/results/ambient_gaussian.*
-    .venv/bin/python bench/ambient_gaussian.py --smoke        # tiny budget, to a temporary folder
-    .venv/bin/python bench/ambient_gaussian.py --resummarise  # summary and verdicts again
 """
-
-from __future__ import annotations
 
 import json
 import time
@@ -27,7 +21,7 @@ from typing import Any
 import harness
 import torch
 from claims import arm_rows, ci, column, direction, judge, summarise_arms, table, verdict
-from harness import Result
+from harness import Args, Result
 
 from models.ambient import ConsistencyLoss, ambient_logsnr_stop
 from models.analytic import GaussianMixture
@@ -41,11 +35,8 @@ NAME = "ambient_gaussian"
 TITLE = "Ambient Tweedie and consistency on noisy Gaussian data"
 V = torch.tensor([1.0, 0.25])
 SN = 0.5
-EXPECTED = {
-    "clean truth": V.tolist(),
-    "naive: v + s_n^2": (V + SN**2).tolist(),
-    "posterior mean at s_n: v^2/(v + s_n^2)": (V**2 / (V + SN**2)).tolist(),
-}
+CLEAN, NAIVE, POSTERIOR = "clean truth", "naive: v + s_n^2", "posterior mean at s_n: v^2/(v + s_n^2)"  # fmt: skip
+EXPECTED = {CLEAN: V.tolist(), NAIVE: (V + SN**2).tolist(), POSTERIOR: (V**2 / (V + SN**2)).tolist()}  # fmt: skip
 NOTE = (
     "what changed with the second paper-fidelity pass (issue 17): before it, the chains' end "
     "levels reached only λ_n + k·gap above the data's level while the sampler ran on to λ_max, so "
@@ -57,6 +48,7 @@ NOTE = (
 )
 NO_STOP = "tweedie, no stop"
 DEFAULT_CHAINS = "tweedie + consistency 1.0 (default chains)"
+X0_UNITS = "tweedie + consistency 1.0 (default chains, x0 units)"
 # name: (config overrides, sample to noise.logsnr_max, ConsistencyLoss keywords or None)
 ARMS: dict[str, tuple[dict, bool, dict | None]] = {
     "naive": ({"ambient.tweedie": False}, False, None),
@@ -64,15 +56,10 @@ ARMS: dict[str, tuple[dict, bool, dict | None]] = {
     NO_STOP: ({}, True, None),
     DEFAULT_CHAINS: ({"ambient.consistency": 1.0}, True, {}),
     "tweedie + consistency 0.015 (default chains)": ({"ambient.consistency": 0.015}, True, {}),
-    "tweedie + consistency 1.0 (default chains, x0 units)": (
-        {"ambient.consistency": 1.0},
-        True,
-        {"units": "x0"},
-    ),
+    X0_UNITS: ({"ambient.consistency": 1.0}, True, {"units": "x0"}),
     "tweedie + consistency 1.0 (k=2)": ({"ambient.consistency": 1.0}, True, {"chain_steps": 2}),
     "tweedie + consistency 1.0 (k=1, gap=1)": ({"ambient.consistency": 1.0}, True, {"gap": 1.0}),
 }
-X0_UNITS = "tweedie + consistency 1.0 (default chains, x0 units)"
 ERR = "rel_err_clean"
 CLAIMS = [
     *[(f"{name} is closer to the clean covariance than Tweedie alone sampled to the end", ERR, [(name, NO_STOP)], "min")
@@ -85,11 +72,9 @@ CLAIMS = [
 def samples_to_the_end(trainer: Trainer, n: int) -> torch.Tensor:
     """Samples on the full grid to noise.logsnr_max, ignoring the objective's stop; the same
     starting noise for every arm of a seed."""
-    sampler, grid = build_sampler(trainer.config, None)
-    gen = torch.Generator().manual_seed(10_000 + trainer.config["seed"])
-    x = torch.randn((n, 2), generator=gen)
+    (sampler, grid), gen = build_sampler(trainer.config, None), torch.Generator().manual_seed(10_000 + trainer.config["seed"])  # fmt: skip
     with torch.inference_mode():
-        return sampler(trainer.ema.eval(), x, grid, generator=gen)
+        return sampler(trainer.ema.eval(), torch.randn((n, 2), generator=gen), grid, generator=gen)
 
 
 @torch.inference_mode()
@@ -97,20 +82,11 @@ def through_the_sampler(base: dict, n: int = 100_000) -> dict[str, list[float]]:
     """Each closed form sampled with its exact denoiser through the arms' sampler and grid:
     naive (N(0, v + s_n²) to λ_max), Tweedie stopping at s_n (the clean denoiser to λ_n,
     returning E[x0 | x_{s_n}]) and the clean truth (the clean denoiser to λ_max)."""
-
-    def exact(extra: float) -> GaussianMixture:
-        return GaussianMixture([1.0], [[0.0, 0.0]], [torch.diag(V + extra).tolist()])
-
-    config = resolve(base)
-    out = {}
-    for name, gm, stop in (
-        ("naive: v + s_n^2", exact(SN**2), None),
-        ("posterior mean at s_n: v^2/(v + s_n^2)", exact(0.0), ambient_logsnr_stop(SN)),
-        ("clean truth", exact(0.0), None),
-    ):
+    config, out = resolve(base), {}
+    for name, extra, stop in ((NAIVE, SN**2, None), (POSTERIOR, 0.0, ambient_logsnr_stop(SN)), (CLEAN, 0.0, None)):  # fmt: skip
+        gm = GaussianMixture([1.0], [[0.0, 0.0]], [torch.diag(V + extra).tolist()])
         sampler, grid = build_sampler(config, stop)
-        x = torch.randn((n, 2), generator=torch.Generator().manual_seed(123))
-        out[name] = sampler(gm.eps_star, x, grid).var(0).tolist()
+        out[name] = sampler(gm.eps_star, torch.randn((n, 2), generator=torch.Generator().manual_seed(123)), grid).var(0).tolist()  # fmt: skip
     return out
 
 
@@ -121,15 +97,14 @@ def consistency(chains: dict[str, Any]) -> Callable[[Dataset, dict[str, Any]], C
 
 
 def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
+    """One arm of a seed: its samples' variances and relative error to the clean covariance."""
     overrides, full, chains = arm
     t0 = time.perf_counter()
     key = json.dumps([overrides, chains], sort_keys=True)
     if key not in cache:  # "no stop" reuses the trained "stop at s_n" model
         config = base | {"seed": seed} | overrides
-        term = None if chains is None else consistency(chains)
-        cache[key] = harness.train(config, **harness.components(config, term=term))[0]
-    trainer = cache[key]
-    n = trainer.config["eval.samples"]
+        cache[key] = harness.train(config, **harness.components(config, term=None if chains is None else consistency(chains)))[0]  # fmt: skip
+    trainer, n = cache[key], base["eval.samples"]
     x = samples_to_the_end(trainer, n) if full else trainer.sample(n)
     var = x.var(0)
     return {"var_x": float(var[0]), "var_y": float(var[1]), "cov_xy": float(torch.cov(x.T)[0, 1]),
@@ -145,7 +120,7 @@ def summarise(result: Result) -> Result:
     base, cons, seeds = err[NO_STOP], err[DEFAULT_CHAINS], f"{len(err[NO_STOP])} seeds"
     # the margin per seed: (2/3)·err(Tweedie to the end) − err(consistency) > 0
     m, lo, hi = paired_improvement(cons, [2 / 3 * b for b in base], "min")
-    floor_err = float(((torch.tensor(floor["clean truth"]) - V) / V).abs().mean())
+    floor_err = float(((torch.tensor(floor[CLEAN]) - V) / V).abs().mean())
     mean, low, high = mean_interval(cons)
     out = [
         verdict("ambient.consistency=1 at the default chain settings brings the samples closer to the clean covariance than "
@@ -159,8 +134,7 @@ def summarise(result: Result) -> Result:
     out += judge(runs, CLAIMS)
     # closed forms through the same sampler: does the interval over seeds of the arm's sample
     # variance hold the value?
-    for name, form in (("naive", "naive: v + s_n^2"), ("tweedie, stop at s_n", "posterior mean at s_n: v^2/(v + s_n^2)"),
-                       (DEFAULT_CHAINS, "clean truth"), (NO_STOP, "clean truth")):  # fmt: skip
+    for name, form in (("naive", NAIVE), ("tweedie, stop at s_n", POSTERIOR), (DEFAULT_CHAINS, CLEAN), (NO_STOP, CLEAN)):  # fmt: skip
         for d, key in enumerate(("var_x", "var_y")):
             want = floor[form][d]
             mean, low, high = mean_interval(column(runs, key)[name])
@@ -170,10 +144,7 @@ def summarise(result: Result) -> Result:
                 f"variance {ci(mean, low, high)} ({seeds}); closed form through the sampler {want:.4f}, without it "
                 f"{raw['closed_form'][form][d]:.4g}"))  # fmt: skip
     rows = arm_rows(s, [("var_x", 3), ("var_y", 3), ("rel_err_clean", 2)])
-    rows += [
-        [f"closed form: {k}", f"{v[0]:.3g}", f"{v[1]:.3g}", ""]
-        for k, v in raw["closed_form"].items()
-    ]
+    rows += [[f"closed form: {k}", f"{v[0]:.3g}", f"{v[1]:.3g}", ""] for k, v in raw["closed_form"].items()]  # fmt: skip
     c = raw["config"]
     body = [
         f"`{result['command']}` — gaussian_noisy (x0 ~ N(0, diag(1, 0.25)) seen only as y = x0 + 0.5·η), {c['train.steps']} "
@@ -186,43 +157,36 @@ def summarise(result: Result) -> Result:
 
 def plot(result: Result, path: Path) -> None:
     """Per-seed sample variances of each arm, and the closed forms with and without the sampler."""
-    plt, raw = harness.pyplot(), result["raw"]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for i, (name, rows) in enumerate(raw["runs"].items()):
-        ax.scatter([r["var_x"] for r in rows], [r["var_y"] for r in rows], color=plt.get_cmap("tab10")(i), label=name, s=25)  # fmt: skip
-    for (label, (vx, vy)), marker in zip(raw["closed_form"].items(), ["*", "P", "X"], strict=True):
-        ax.scatter([vx], [vy], color="k", marker=marker, s=150, label=f"closed form: {label}")
-        fx, fy = raw["closed_form_through_the_sampler"][label]
-        ax.scatter([fx], [fy], facecolors="none", edgecolors="k", marker=marker, s=150, label="  through the sampler")  # fmt: skip
-    ax.set(xlabel="sample variance, dim 0", ylabel="sample variance, dim 1",
-           title="gaussian_noisy (s_n = 0.5): per-seed sample variances")  # fmt: skip
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    raw = result["raw"]
+    with harness.figure(path, figsize=(7, 5)) as (fig, ax):
+        for i, (name, rows) in enumerate(raw["runs"].items()):
+            ax.scatter([r["var_x"] for r in rows], [r["var_y"] for r in rows], color=f"C{i}", label=name, s=25)  # fmt: skip
+        for (label, (vx, vy)), marker in zip(raw["closed_form"].items(), "*PX", strict=True):
+            ax.scatter([vx], [vy], color="k", marker=marker, s=150, label=f"closed form: {label}")
+            fx, fy = raw["closed_form_through_the_sampler"][label]
+            ax.scatter([fx], [fy], facecolors="none", edgecolors="k", marker=marker, s=150, label="  through the sampler")  # fmt: skip
+        ax.set(xlabel="sample variance, dim 0", ylabel="sample variance, dim 1",
+               title="gaussian_noisy (s_n = 0.5): per-seed sample variances")  # fmt: skip
+        ax.legend(fontsize=7)
 
 
-def main() -> int | None:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     torch.set_num_threads(1)
-    steps, seeds = (10, [0, 1]) if args.smoke else (args.steps, args.seeds)
-    base = {"data": "gaussian_noisy", "train.steps": steps, "train.batch": 256, "net.width": 128,
-            "eval.samples": 1000 if args.smoke else 10000, "eval.every": steps, "train.threads": 1}  # fmt: skip
+    base = {"data": "gaussian_noisy", "train.steps": args.steps, "train.batch": 256, "net.width": 128,
+            "eval.samples": args.samples, "eval.every": args.steps, "train.threads": 1}  # fmt: skip
     runs: dict[str, list[dict]] = {name: [] for name in ARMS}
-    for seed in seeds:
+    for seed in args.seeds:
         cache: dict = {}
         for name, arm in ARMS.items():
-            r = run(seed, base, arm, cache)
-            runs[name].append(r)
+            runs[name].append(r := run(seed, base, arm, cache))
             print(f"seed {seed} {name:45s} var ({r['var_x']:.3f}, {r['var_y']:.3f}) rel err {r['rel_err_clean']:.3f}", flush=True)  # fmt: skip
     arms = {name: {"config": arm, "sample_to_logsnr_max": full, "consistency_kwargs": chains}
             for name, (arm, full, chains) in ARMS.items()}  # fmt: skip
     raw = {"config": base, "closed_form": EXPECTED, "closed_form_through_the_sampler": through_the_sampler(base), "runs": runs}  # fmt: skip
     harness.finish(args, harness.new(args, arms, raw), summarise, plot)
-    return 0
 
 
 if __name__ == "__main__":
-    main()
+    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
+    p.set_defaults(samples=10000)
+    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "samples": 1000}))  # fmt: skip

@@ -12,15 +12,8 @@ time (equal wall-clock). On each plain model the gradient norms of the denoising
 CDL term (coefficient 1) say how hard CDL pulls there; with the exact denoiser, the estimator's
 own noise (the logit's per-example std over draws against the spread of the exact logit) and the
 upward bias of its logistic loss, for the defaults and the earlier estimator.
-
-    .venv/bin/python bench/cdl_mismatch.py                # writes bench/results/cdl_mismatch.*
-    .venv/bin/python bench/cdl_mismatch.py --smoke        # tiny budget, to a temporary folder
-    .venv/bin/python bench/cdl_mismatch.py --resummarise  # summary and verdicts again
 """
 
-from __future__ import annotations
-
-import os
 import time
 from pathlib import Path
 
@@ -28,7 +21,7 @@ import harness
 import torch
 import torch.nn.functional as F
 from claims import arm_rows, ci, direction, judge, mean_std, pm, summarise_arms, table, verdict
-from harness import Result
+from harness import Args, Result
 
 from models.analytic import ring8
 from models.cdl import CDLLoss, importance_density, mismatched_logsnr
@@ -72,32 +65,28 @@ CLAIMS = [
 LAMBDA_BINS = [(-6.0, -2.0), (-2.0, 2.0), (2.0, 6.0), (6.0, 12.0)]
 
 
-def make_cdl(dataset: Dataset, c: dict, kwargs: dict) -> CDLLoss:
-    """The contrastive term from the class, with the reference of the training data's moments
-    (as tuner/config/terms.py makes it) and the config's log-SNR bounds."""
-    flat = dataset.train.flatten(1)
-    mean, cov = flat.mean(0), torch.cov(flat.T)
+def cdl_term(mean: torch.Tensor, cov: torch.Tensor, kwargs: dict, **bounds: float) -> CDLLoss:
+    """The contrastive term from the class, with the reference of the data's moments (as
+    tuner/config/terms.py makes it); levels_loc "reference" centres its levels there."""
     kw = dict(kwargs)
     if kw.get("levels_loc") == "reference":
-        kw["levels_loc"] = importance_density(
-            CDLLoss(mean, cov).ref.eigs, c["noise.logsnr_min"], c["noise.logsnr_max"]
-        ).loc
-    return CDLLoss(
-        mean, cov, logsnr_min=c["noise.logsnr_min"], logsnr_max=c["noise.logsnr_max"], **kw
-    )
+        kw["levels_loc"] = importance_density(CDLLoss(mean, cov).ref.eigs, **bounds).loc
+    return CDLLoss(mean, cov, **bounds, **kw)
+
+
+def make_cdl(dataset: Dataset, c: dict, kwargs: dict) -> CDLLoss:
+    """cdl_term of the training data, within the config's log-SNR bounds."""
+    flat = dataset.train.flatten(1)
+    return cdl_term(flat.mean(0), torch.cov(flat.T), kwargs, logsnr_min=c["noise.logsnr_min"], logsnr_max=c["noise.logsnr_max"])  # fmt: skip
 
 
 @torch.no_grad()
 def eps_errors(trainer: Trainer, n: int = 20000) -> dict[str, float]:
     truth, model = trainer.dataset.truth, trainer.ema.eval()
-    cdl = make_cdl(trainer.dataset, trainer.config, {})
+    cdl, g = make_cdl(trainer.dataset, trainer.config, {}), torch.Generator().manual_seed(777)
     q = importance_density(cdl.ref.eigs)  # the scoring levels: centred at the reference
-    g = torch.Generator().manual_seed(777)
-    x0 = truth.sample(n, g)
-    lam = q.sample(n, g)
-    zeta = cdl.zeta.sample(n, g)
-    lam_mis = mismatched_logsnr(lam, zeta)
-    eps = torch.randn(x0.shape, generator=g)
+    x0, lam = truth.sample(n, g), q.sample(n, g)
+    lam_mis, eps = mismatched_logsnr(lam, cdl.zeta.sample(n, g)), torch.randn(x0.shape, generator=g)
     w = add_noise(x0, eps, lam)  # a sample of level λ, queried at λ' < λ
     err_mis = (model(w, lam_mis) - truth.eps_star(w, lam_mis)).square().mean(1)
     w_on = add_noise(x0, eps, lam_mis)  # a sample of level λ'
@@ -112,17 +101,12 @@ def eps_errors(trainer: Trainer, n: int = 20000) -> dict[str, float]:
 
 @torch.no_grad()
 def sampling(trainer: Trainer, n: int = 2000) -> dict[str, float]:
-    ds, model = trainer.dataset, trainer.ema.eval()
+    ds, model, info = trainer.dataset, trainer.ema.eval(), {}
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(99))
-    out = {}
-    info: dict = {}
-    grid = logsnr_grid("cosine", 50)
-    xs = sample_picard(model, x, grid, tol=1e-3, info=info)
-    out["picard/iterations"] = float(info["iterations"])
-    out["picard/nll"] = lowdim_metrics(xs, ds.truth, ds.test, None)["eval/nll"]
+    xs = sample_picard(model, x, logsnr_grid("cosine", 50), tol=1e-3, info=info)
+    out = {"picard/iterations": float(info["iterations"]), "picard/nll": lowdim_metrics(xs, ds.truth, ds.test, None)["eval/nll"]}  # fmt: skip
     for steps in (5, 10):
-        xs = sample_ddim(model, x, logsnr_grid("cosine", steps))
-        m = lowdim_metrics(xs, ds.truth, ds.test, None)
+        m = lowdim_metrics(sample_ddim(model, x, logsnr_grid("cosine", steps)), ds.truth, ds.test, None)  # fmt: skip
         out[f"ddim{steps}/nll"], out[f"ddim{steps}/mmd"] = m["eval/nll"], m["eval/mmd"]
     return out
 
@@ -131,13 +115,9 @@ def gradient_scale(trainer: Trainer, batches: int = 20) -> dict[str, float]:
     """Norms of the gradient of the denoising term and of the CDL term (coefficient 1, the
     defaults and the earlier estimator) on the trained model: per batch (mean over batches)
     and of their mean over batches (the systematic part)."""
-    model = trainer.model
-    data = trainer.dataset.train
-    terms = {
-        "denoise": trainer.objective.terms["denoise"],
-        "cdl": make_cdl(trainer.dataset, trainer.config, {}),
-        "cdl_earlier": make_cdl(trainer.dataset, trainer.config, EARLIER),
-    }
+    model, data = trainer.model, trainer.dataset.train
+    terms = {"denoise": trainer.objective.terms["denoise"], "cdl": make_cdl(trainer.dataset, trainer.config, {}),
+             "cdl_earlier": make_cdl(trainer.dataset, trainer.config, EARLIER)}  # fmt: skip
     grads: dict[str, list[torch.Tensor]] = {k: [] for k in terms}
     for i in range(batches):
         for name, term in terms.items():
@@ -147,12 +127,8 @@ def gradient_scale(trainer: Trainer, batches: int = 20) -> dict[str, float]:
             term(model, x0, g).mean().backward()
             grads[name].append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     model.zero_grad(set_to_none=True)
-    out = {}
-    for name, gs in grads.items():
-        stack = torch.stack(gs)
-        out[f"grad/{name}/per_batch"] = float(stack.norm(dim=1).mean())
-        out[f"grad/{name}/mean"] = float(stack.mean(0).norm())
-    return out
+    stacks = {name: torch.stack(gs) for name, gs in grads.items()}
+    return {k: v for name, g in stacks.items() for k, v in ((f"grad/{name}/per_batch", float(g.norm(dim=1).mean())), (f"grad/{name}/mean", float(g.mean(0).norm())))}  # fmt: skip
 
 
 def run_arm(config: dict, steps: int, cdl: dict | None) -> dict[str, float]:
@@ -174,63 +150,32 @@ def estimator_noise(kwargs: dict, seed: int, n: int = 128, repeats: int = 40) ->
     ζ-noised, as CDLLoss draws it): per-example std over `repeats` draws (RMS over examples),
     the exact logit's spread (std over examples), and the mean upward bias of the logistic
     loss softplus(∓ℓ̂) against softplus(∓ℓ)."""
-    gm = ring8()
-    kw = dict(kwargs)
-    if kw.get("levels_loc") == "reference":
-        kw["levels_loc"] = importance_density(CDLLoss(gm.mean, gm.covariance).ref.eigs).loc
-    loss = CDLLoss(gm.mean, gm.covariance, **kw)
-    g = torch.Generator().manual_seed(seed)
-    x0 = gm.sample(n, g)
-    zeta = loss.zeta.sample(n, g)
-    xi = torch.randn(n, 2, generator=g)
-    nc = n // 2
+    gm, g, nc = ring8(), torch.Generator().manual_seed(seed), n // 2
+    loss = cdl_term(gm.mean, gm.covariance, kwargs)
+    x0, zeta, xi = gm.sample(n, g), loss.zeta.sample(n, g), torch.randn(n, 2, generator=g)
     a, s = (v[:, None] for v in alpha_sigma(zeta[nc:]))
     z = torch.cat([x0[:nc], a * x0[nc:] + s * xi[nc:]])
     noised = torch.stack([gm.log_prob(z[i : i + 1], float(zeta[i]))[0] for i in range(n)])
     exact = gm.log_prob(z) - noised
-
-    def model(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        return gm.eps_star(x, lam)
-
-    est = torch.stack([loss.logit(model, z, zeta, g) for _ in range(repeats)])
+    est = torch.stack([loss.logit(gm.eps_star, z, zeta, g) for _ in range(repeats)])
     noise = est.std(0)
     sign = torch.cat([-torch.ones(nc), torch.ones(n - nc)])  # clean: softplus(−ℓ)
     bias = (F.softplus(sign * est).mean(0) - F.softplus(sign * exact)).mean()
-    return {
-        "noise_clean": float(noise[:nc].square().mean().sqrt()),
-        "spread_clean": float(exact[:nc].std()),
-        "noise_all": float(noise.square().mean().sqrt()),
-        "spread_all": float(exact.std()),
-        "ratio_clean": float(noise[:nc].square().mean().sqrt() / exact[:nc].std()),
-        "ratio_all": float(noise.square().mean().sqrt() / exact.std()),
-        "loss_bias": float(bias),
-        "mean_error": float((est.mean(0) - exact).mean()),
-    }
-
-
-def report(seed: int, name: str, r: dict[str, float]) -> None:
-    print(
-        f"seed {seed} {name:52s} mismatched {r['eps_err/mismatched']:.4f} "
-        f"matched {r['eps_err/matched']:.4f} picard {r['picard/iterations']:.0f} "
-        f"ddim5 nll {r['ddim5/nll']:.3f} ({r['steps']:.0f} steps, {r['time_s']:.0f}s)",
-        flush=True,
-    )
+    rms_clean, rms_all = noise[:nc].square().mean().sqrt(), noise.square().mean().sqrt()
+    out = {"noise_clean": rms_clean, "spread_clean": exact[:nc].std(), "noise_all": rms_all, "spread_all": exact.std(),
+           "ratio_clean": rms_clean / exact[:nc].std(), "ratio_all": rms_all / exact.std(), "loss_bias": bias,
+           "mean_error": (est.mean(0) - exact).mean()}  # fmt: skip
+    return {k: float(v) for k, v in out.items()}
 
 
 def summarise(result: Result) -> Result:
     """Mean and std over seeds of every metric, the table and the verdicts."""
     raw = result["raw"]
-    runs, noise = raw["runs"], raw["estimator_noise"]
-    s = summarise_arms(runs)
-    out = judge(runs, CLAIMS)
-    plain = runs["plain"]
+    runs, noise, plain = raw["runs"], raw["estimator_noise"], raw["runs"]["plain"]
+    s, out = summarise_arms(runs), judge(runs, CLAIMS)
     for est, what in (("cdl", "defaults"), ("cdl_earlier", "earlier estimator")):
-        mean, lo, hi = mean_interval(
-            [r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain]
-        )
-        per_batch = [
-            pm(*mean_std([r[f"grad/{k}/per_batch"] for r in plain])) for k in (est, "denoise")
-        ]
+        mean, lo, hi = mean_interval([r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain])  # fmt: skip
+        per_batch = [pm(*mean_std([r[f"grad/{k}/per_batch"] for r in plain])) for k in (est, "denoise")]  # fmt: skip
         out.append(verdict(
             f"on the trained plain model, the systematic gradient (mean over 20 batches) of a CDL term at coefficient 1 ({what}) "
             "is larger than the denoising term's", direction(lo - 1.0, hi - 1.0),
@@ -244,64 +189,55 @@ def summarise(result: Result) -> Result:
         f"noise/spread {ci(mean, lo, hi)} over {len(ratios)} batches of 128 (earlier estimator {ci(*mean_interval(earlier))}); "
         f"logistic loss bias {bias[0]} nats (earlier {bias[1]})"))  # fmt: skip
     c = raw["config"]
-    rows = [
-        [arm, f"{v['steps']['mean']:.0f}"] + arm_rows({arm: v}, COLUMNS)[0][1:]
-        for arm, v in s.items()
-    ]
+    rows = [[arm, f"{v['steps']['mean']:.0f}"] + arm_rows({arm: v}, COLUMNS)[0][1:] for arm, v in s.items()]  # fmt: skip
     body = [
         f"`{result['command']}` — ring8, {c['train.steps']} steps of batch {c['train.batch']}, {len(plain)} seeds; ε̂ error "
         "against the exact ε* at the mismatched (input, level) pairs CDL trains on and at matched ones; Picard sweeps to "
         "converge on a 50-step grid; few-step DDIM.",
         table(["arm", "steps", "ε err, mismatched", "ε err, matched", "Picard sweeps (50 steps)", "DDIM-5 NLL", "DDIM-10 NLL", "DDIM-5 MMD"], rows),
     ]  # fmt: skip
-    return harness.page(
-        result, TITLE, body, out, summary=s, figures=[("cdl_mismatch.png", "CDL on ring8")]
-    )
+    return harness.page(result, TITLE, body, out, summary=s, figures=[("cdl_mismatch.png", "CDL on ring8")])  # fmt: skip
 
 
 def plot(result: Result, path: Path) -> None:
     """ε error per λ' bin of each arm (bars: means; dots: seeds), mismatched and matched."""
-    plt, runs = harness.pyplot(), result["raw"]["runs"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    labels = [f"[{lo:g},{hi:g})" for lo, hi in LAMBDA_BINS]
+    runs, labels = result["raw"]["runs"], [f"[{lo:g},{hi:g})" for lo, hi in LAMBDA_BINS]
     at, width = torch.arange(len(labels)), 0.8 / len(runs)
-    for kind, ax in zip(("mismatched", "matched"), axes, strict=True):
-        for j, (name, rows) in enumerate(runs.items()):
-            vals = torch.tensor([[r[f"eps_err/{kind}{lab}"] for lab in labels] for r in rows])
-            ax.bar(at + width * j, vals.mean(0), width=width, label=name)
-            ax.scatter((at + width * j).repeat(len(vals)), vals.flatten(), color="k", s=6)
-        ax.set_xticks(at + 0.4, [f"λ' in {lab}" for lab in labels])
-        ax.set(yscale="log", ylabel="‖ε̂ − ε*‖²/D", title=f"{kind} queries (ring8)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with harness.figure(path, 1, 2, figsize=(13, 4.5)) as (_, axes):
+        for kind, ax in zip(("mismatched", "matched"), axes, strict=True):
+            for j, (name, rows) in enumerate(runs.items()):
+                vals = torch.tensor([[r[f"eps_err/{kind}{lab}"] for lab in labels] for r in rows])
+                ax.bar(at + width * j, vals.mean(0), width=width, label=name)
+                ax.scatter((at + width * j).repeat(len(vals)), vals.flatten(), color="k", s=6)
+            ax.set_xticks(at + 0.4, [f"λ' in {lab}" for lab in labels])
+            ax.set(yscale="log", ylabel="‖ε̂ − ε*‖²/D", title=f"{kind} queries (ring8)")
+            ax.legend(fontsize=7)
 
 
-def main() -> int | None:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     torch.set_num_threads(1)
-    steps, seeds = (10, [0, 1]) if args.smoke else (args.steps, args.seeds)
-    base = {"data": "ring8", "train.steps": steps, "train.batch": 256, "net.width": 128, "eval.every": steps, "train.threads": 1}  # fmt: skip
-    batches, repeats = (1, 4) if args.smoke else (3, 40)
-    noise = {name: [estimator_noise(kw, seed, repeats=repeats) for seed in range(batches)] for name, kw in (("defaults", {}), ("earlier", EARLIER))}  # fmt: skip
+    base = {"data": "ring8", "train.steps": args.steps, "train.batch": 256, "net.width": 128, "eval.every": args.steps, "train.threads": 1}  # fmt: skip
+    noise = {name: [estimator_noise(kw, seed, repeats=args.repeats) for seed in range(args.batches)] for name, kw in (("defaults", {}), ("earlier", EARLIER))}  # fmt: skip
     runs: dict[str, list[dict]] = {name: [] for name in [*ARMS, EQUAL_TIME]}
-    for seed in seeds:
+
+    def arm(name: str, config: dict, steps: int, cdl: dict | None) -> None:
+        runs[name].append(r := run_arm(config, steps, cdl))
+        print(f"seed {config['seed']} {name:52s} mismatched {r[MISMATCHED]:.4f} matched {r['eps_err/matched']:.4f} picard "
+              f"{r['picard/iterations']:.0f} ddim5 nll {r['ddim5/nll']:.3f} ({r['steps']:.0f} steps, {r['time_s']:.0f}s)", flush=True)  # fmt: skip
+
+    for seed in args.seeds:
         for name, (coef, cdl) in ARMS.items():
-            runs[name].append(run_arm(base | {"seed": seed, "cdl.coef": coef}, steps, cdl if coef > 0 else None))  # fmt: skip
-            report(seed, name, runs[name][-1])
+            arm(name, base | {"seed": seed, "cdl.coef": coef}, args.steps, cdl if coef > 0 else None)  # fmt: skip
         # Plain denoising given the training time of the cheapest CDL arm (this seed's).
         ratio = runs[EQUAL_TIME_OF][-1]["train_s"] / runs["plain"][-1]["train_s"]
-        runs[EQUAL_TIME].append(run_arm(base | {"seed": seed}, round(steps * ratio), None))
-        report(seed, EQUAL_TIME, runs[EQUAL_TIME][-1])
+        arm(EQUAL_TIME, base | {"seed": seed}, round(args.steps * ratio), None)
     arms = {name: {"cdl.coef": coef, "cdl_kwargs": cdl} for name, (coef, cdl) in ARMS.items()}
     arms[EQUAL_TIME] = {"train.steps": f"steps × train_s({EQUAL_TIME_OF}) / train_s(plain)"}
-    raw = {"config": base, "estimator_noise": noise, "runs": runs, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    raw = {"config": base, "estimator_noise": noise, "runs": runs, "loadavg_after": harness.loadavg()}  # fmt: skip
     harness.finish(args, harness.new(args, arms, raw), summarise, plot)
-    return 0
 
 
 if __name__ == "__main__":
-    main()
+    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
+    p.set_defaults(batches=3, repeats=40)  # of the estimator's noise
+    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}))  # fmt: skip

@@ -33,8 +33,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std}
+    return dict(zip(("mean", "std"), mean_std(values), strict=True))
 
 
 def direction(low: float, high: float) -> Holds:
@@ -50,9 +49,8 @@ def median_interval(
     values: Sequence[float], level: float = LEVEL, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the median of `values` (the repeats), seeded."""
-    rng, values = random.Random(seed), list(values)
+    rng, values, tail = random.Random(seed), list(values), (1 - level) / 2
     meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
-    tail = (1 - level) / 2
     return meds[int(tail * draws)], meds[min(draws - 1, int((1 - tail) * draws))]
 
 
@@ -120,9 +118,9 @@ def summarise_arms(runs: dict[str, list[dict[str, Any]]], skip: Iterable[str] = 
         for k, v in rows[0].items():
             if k in skip or isinstance(v, (str, bool, dict)) or v is None:
                 continue
-            if isinstance(v, list):
-                cols = [spread(c) for c in zip(*(r[k] for r in rows), strict=True)]
-                out[arm][k] = {"mean": [c["mean"] for c in cols], "std": [c["std"] for c in cols]}
+            if isinstance(v, list):  # elementwise
+                means, stds = zip(*(mean_std(c) for c in zip(*(r[k] for r in rows), strict=True)), strict=True)  # fmt: skip
+                out[arm][k] = {"mean": list(means), "std": list(stds)}
             else:
                 out[arm][k] = spread([r[k] for r in rows])
     return out
@@ -149,14 +147,12 @@ def verdict(claim: str, holds: Holds, evidence: str) -> dict[str, Any]:
 
 def every(holds: Iterable[Holds]) -> Holds:
     """A claim over several comparisons: False if any fails, None if any is not resolved."""
-    holds = list(holds)
-    return False if False in holds else None if None in holds else True
+    return False if False in (holds := list(holds)) else None if None in holds else True
 
 
 def some(holds: Iterable[Holds]) -> Holds:
     """A claim that one of several comparisons holds: True if any does, False if all fail."""
-    holds = list(holds)
-    return True if True in holds else None if None in holds else False
+    return True if True in (holds := list(holds)) else None if None in holds else False
 
 
 def paired(candidate: list[float], baseline: list[float], mode: str) -> tuple[Holds, str]:
@@ -173,13 +169,10 @@ def compare(columns: Columns, pairs: Iterable[tuple[str, str]], mode: str) -> tu
     pairs: (candidate, baseline)), all together (see `every`), and the evidence."""
     pairs = list(pairs)
     names = list(dict.fromkeys([b for _, b in pairs] + [c for c, _ in pairs]))
+    each = [(cand, base, *paired(columns[cand], columns[base], mode)) for cand, base in pairs]
     parts = [", ".join(f"{n} {pm(*mean_std(columns[n]))}" for n in names)]
-    holds = []
-    for cand, base in pairs:
-        h, text = paired(columns[cand], columns[base], mode)
-        holds.append(h)
-        parts.append(f"{cand} over {base} {text}")
-    return every(holds), "; ".join(parts) + " (improvements paired by seed, 95 % t intervals)"
+    parts += [f"{cand} over {base} {text}" for cand, base, _, text in each]
+    return every(h for *_, h, _ in each), "; ".join(parts) + " (improvements paired by seed, 95 % t intervals)"  # fmt: skip
 
 
 def better(claim: str, columns: Columns, pairs: list[tuple[str, str]], mode: str) -> dict:

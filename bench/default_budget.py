@@ -5,13 +5,7 @@ family only if its largest effect, TIW-DSM's correction against plain denoising 
 digits (METHODS.md §3), stands above the seed noise. Both arms are the trials' exact fixed
 configuration (`python -m tuner.run --dry-run`) on the space's baseline (constant ε-MSE, no CDL).
 Target (issue 15): the FID difference at least 3 times the larger seed standard deviation.
-
-    .venv/bin/python bench/default_budget.py               # writes bench/results/default_budget.json
-    .venv/bin/python bench/default_budget.py --smoke       # a minute, to a temporary folder
-    .venv/bin/python bench/default_budget.py --resummarise
 """
-
-from __future__ import annotations
 
 import statistics
 import tempfile
@@ -19,7 +13,7 @@ import time
 
 import harness
 from claims import judge, pm, sd, summarise_arms, table, verdict
-from harness import Result
+from harness import Args, Result
 
 from search_spaces import SPACES
 from tuner.config.spec import resolve
@@ -74,17 +68,13 @@ def summarise(result: Result) -> Result:
     return harness.page(result, TITLE, body, verdicts, summary=s)
 
 
-def main() -> int:
-    args = harness.parser(NAME, __doc__, seeds=[0, 1, 2, 3, 4]).parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     seeds = args.seeds[:2] if args.smoke else args.seeds
     with tempfile.TemporaryDirectory() as cache:
         runs = harness.arm_seed_loop(ARMS, seeds, lambda arm, seed: run_one(arm, seed, args.smoke, cache))  # fmt: skip
-    raw = {"config": runs[next(iter(ARMS))][0]["config"], "seeds": seeds, "per_seed": runs}
+    raw = {"config": runs[PLAIN][0]["config"], "seeds": seeds, "per_seed": runs}
     harness.finish(args, harness.new(args, ARMS, raw), summarise)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(harness.cli(harness.parser(NAME, __doc__, seeds=[0, 1, 2, 3, 4]), summarise, measure))  # fmt: skip

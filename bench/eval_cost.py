@@ -7,10 +7,6 @@ on the values) at a small N. Stand-in samples: noised train digits and ring8 tru
 Generation: seconds to draw N samples with each configuration's sampler. Share: a whole
 default-search trial and the README's ring8 command through run_trial, and the part of their
 wall time spent in evaluation (sampling and metrics; target <= 20 %).
-
-    .venv/bin/python bench/eval_cost.py              # writes bench/results/eval_cost.json
-    .venv/bin/python bench/eval_cost.py --smoke      # N = 200, no Inception, to a temporary folder
-    .venv/bin/python bench/eval_cost.py --resummarise    # the verdicts again
 """
 
 import json
@@ -19,14 +15,13 @@ import statistics
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import harness
 import torch
 import torch_fidelity
 from claims import table, verdict
 from fakes import random_inception_weights
-from harness import Result
+from harness import Args, Result
 
 from search_spaces.budgets import IMAGE_BUDGET
 from tuner.data.presets import load_dataset, load_digits_split
@@ -40,6 +35,9 @@ from tuner.training.trainer import Trainer, run_trial
 NAME = "eval_cost"
 TITLE = "Evaluation cost"
 SHARE_TARGET = 0.2  # evaluation's share of a trial's wall time
+GENERATION = {"default search trial (digits_biased, UNet width 16)": {"data": "digits_biased", **IMAGE_BUDGET},
+              "trainer default on digits (UNet width 32)": {"data": "digits"},
+              "trainer default on ring8 (MLP 256x3)": {"data": "ring8"}}  # fmt: skip
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> float:
@@ -81,26 +79,6 @@ def inception_row(n: int, out: str) -> dict:
             "fid_kid_cold_cache_s": timed(run), "fid_kid_s": timed(run)}  # fmt: skip
 
 
-GENERATION = {
-    "default search trial (digits_biased, UNet width 16)": {
-        "data": "digits_biased",
-        **IMAGE_BUDGET,
-    },
-    "trainer default on digits (UNet width 32)": {"data": "digits"},
-    "trainer default on ring8 (MLP 256x3)": {"data": "ring8"},
-}
-
-
-def share_configs() -> dict[str, dict[str, Any]]:
-    """The trials whose evaluation share is measured: a default-search trial (its fixed part, as
-    `python -m tuner.run --space debias_family --dry-run` prints it) at one point of the space,
-    and the README's ring8 command."""
-    fixed = make_plan(build_parser().parse_args(["--space", "debias_family"])).fixed
-    point = {"weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0, "tiw.strength": 0.5}
-    return {"default search trial (digits_biased, TIW 0.5)": fixed | point,
-            "README ring8 command (weighting=debiased)": {"data": "ring8", "weighting": "debiased"}}  # fmt: skip
-
-
 def generation_rows(sizes: list[int]) -> list[dict]:
     """Seconds to draw N samples with each configuration's own sampler and steps (untrained
     net: the cost does not depend on the weights)."""
@@ -113,9 +91,15 @@ def generation_rows(sizes: list[int]) -> list[dict]:
 
 
 def share_rows(out: str, smoke: bool) -> list[dict]:
-    """A whole trial through run_trial: the evaluations' share of its wall time."""
+    """A whole trial through run_trial: the evaluations' share of its wall time; a default-search
+    trial (its fixed part, as `python -m tuner.run --dry-run` prints it) at one point of the space,
+    and the README's ring8 command."""
+    fixed = make_plan(build_parser().parse_args(["--space", "debias_family"])).fixed
+    point = {"weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0, "tiw.strength": 0.5}
+    configs = {"default search trial (digits_biased, TIW 0.5)": fixed | point,
+               "README ring8 command (weighting=debiased)": {"data": "ring8", "weighting": "debiased"}}  # fmt: skip
     rows = []
-    for i, (name, config) in enumerate(share_configs().items()):
+    for i, (name, config) in enumerate(configs.items()):
         config |= {"train.steps": 20, "eval.every": 10, "eval.samples": 100} if smoke else {}
         total = harness.seconds(lambda c=config, i=i: run_trial(c, f"{out}/{i}"))[0]
         history = json.loads(Path(f"{out}/{i}/metrics.json").read_text())["history"]
@@ -143,43 +127,31 @@ def summarise(result: Result) -> Result:
         f"Inception (random weights of the real shapes): FID+KID of {i['n']} against "
         f"{i['n_reference']} images takes {i['fid_kid_s']:.0f} s on this CPU." if i else "",
     ]  # fmt: skip
-    verdicts = [
-        verdict(
-            f"Evaluation (sampling and metrics, at the trial's evaluation steps) takes at most "
-            f"{100 * SHARE_TARGET:.0f} % of the wall time of the {r['trial']}",
-            r["share"] <= SHARE_TARGET,
-            f"{100 * r['share']:.1f} % ({r['eval_s']:.1f} s of {r['total_s']:.0f} s; one run, "
-            "no spread measured)",
-        )
-        for r in raw["share"]
-    ]
+    verdicts = [verdict(f"Evaluation (sampling and metrics, at the trial's evaluation steps) takes at most "
+                        f"{100 * SHARE_TARGET:.0f} % of the wall time of the {r['trial']}", r["share"] <= SHARE_TARGET,
+                        f"{100 * r['share']:.1f} % ({r['eval_s']:.1f} s of {r['total_s']:.0f} s; one run, no spread measured)")
+                for r in raw["share"]]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts)
 
 
-def main() -> int:
-    parser = harness.parser(NAME, __doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000])
-    parser.add_argument("--inception-n", type=int, default=100, help="0 skips Inception")
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
-    sizes = [200] if args.smoke else args.sizes
+def measure(args: Args) -> None:
     x_train, _, x_test, _ = load_digits_split()
     machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "torch_fidelity": torch_fidelity.__version__, "load_avg_before": [round(v, 2) for v in os.getloadavg()]}  # fmt: skip
+               "torch_fidelity": torch_fidelity.__version__, "load_avg_before": harness.loadavg()}  # fmt: skip
     raw = {"machine": machine, "digits_reference": len(x_test)}
     with tempfile.TemporaryDirectory() as out:
-        raw["digits"] = [digits_row(n, x_train, x_test, out) for n in sizes]
-        raw["lowdim_ring8"] = [lowdim_row(n, out) for n in sizes]
-        raw["generation"] = generation_rows(sizes)
+        raw["digits"] = [digits_row(n, x_train, x_test, out) for n in args.sizes]
+        raw["lowdim_ring8"] = [lowdim_row(n, out) for n in args.sizes]
+        raw["generation"] = generation_rows(args.sizes)
         raw["share"] = share_rows(out, args.smoke)
-        if args.inception_n and not args.smoke:
+        if args.inception_n:
             raw["inception"] = inception_row(args.inception_n, out)
-    machine["load_avg_after"] = [round(v, 2) for v in os.getloadavg()]
+    machine["load_avg_after"] = harness.loadavg()
     print(json.dumps(raw, indent=2))
     harness.finish(args, harness.new(args, {}, raw), summarise)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    p = harness.parser(NAME, __doc__)
+    p.set_defaults(sizes=[1000, 2000, 5000], inception_n=100)  # inception_n 0 skips Inception
+    raise SystemExit(harness.cli(p, summarise, measure, {"sizes": [200], "inception_n": 0}))

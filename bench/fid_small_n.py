@@ -8,10 +8,6 @@ extrapolated with FID_N = FID_inf + b/N (FID is biased by ~1/N; Chong & Forsyth 
 the subset means (N >= 100). Rows for N beyond the 1347 train digits are bootstrap resamples:
 their duplicates make them noisier and higher than the whole set, so they show resampling noise,
 not a larger N.
-
-    .venv/bin/python bench/fid_small_n.py             # writes bench/results/fid_small_n.json
-    .venv/bin/python bench/fid_small_n.py --smoke     # few repeats, to a temporary folder
-    .venv/bin/python bench/fid_small_n.py --resummarise   # the verdicts again
 """
 
 import json
@@ -19,7 +15,7 @@ import json
 import harness
 import torch
 from claims import mean_std, pm, table, verdict
-from harness import Result
+from harness import Args, Result
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
 from tuner.data.presets import load_digits_split
@@ -78,38 +74,28 @@ def summarise(result: Result) -> Result:
         body += [f"**{name}** (FID_inf {v['fid_inf']:.3f}):", table(["N", "FID", "gap to FID_inf"], rows)]  # fmt: skip
         rows = {int(n): r for n, r in v["by_n"].items() if not r.get("bootstrap")}
         small, large = min(rows), max(n for n, r in rows.items() if r["std"] > 0)
-        verdicts.append(
-            verdict(
-                f"{name}: FID is biased upward at small N — every one of the "
-                f"{raw['repeats']} subsets of {small} scores above every subset of {large}",
-                rows[small]["min"] > rows[large]["max"],
-                f"N = {small}: {rows[small]['min']:.3f}–{rows[small]['max']:.3f}; N = {large}: "
-                f"{rows[large]['min']:.3f}–{rows[large]['max']:.3f} (FID_inf {v['fid_inf']:.3f})",
-            )
-        )
+        verdicts.append(verdict(
+            f"{name}: FID is biased upward at small N — every one of the {raw['repeats']} subsets of {small} scores above "
+            f"every subset of {large}", rows[small]["min"] > rows[large]["max"],
+            f"N = {small}: {rows[small]['min']:.3f}–{rows[small]['max']:.3f}; N = {large}: "
+            f"{rows[large]['min']:.3f}–{rows[large]['max']:.3f} (FID_inf {v['fid_inf']:.3f})"))  # fmt: skip
     return harness.page(result, TITLE, body, verdicts)
 
 
-def main() -> int:
-    parser = harness.parser(NAME, __doc__)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     x_train, _, x_test, _ = load_digits_split()
     noisy = (x_train + 0.3 * torch.randn(x_train.shape, generator=torch.Generator().manual_seed(1))).clamp(-1, 1)  # fmt: skip
     extractor = FeatureExtractorDigitsCNN(DIGITS_EXTRACTOR, ["penultimate"])
     with torch.no_grad():
         features = {name: extractor(to_uint8(x))[0] for name, x in [("train", x_train), ("train_noise0.3", noisy)]}  # fmt: skip
         ref_stats = fid_features_to_statistics(extractor(to_uint8(x_test))[0])
-    repeats = 3 if args.smoke else args.repeats
-    raw = {"reference": f"digits test split, {len(x_test)} images", "repeats": repeats, "seed": args.seed,
-           "sets": {name: study(f, ref_stats, repeats, args.seed) for name, f in features.items()}}  # fmt: skip
+    raw = {"reference": f"digits test split, {len(x_test)} images", "repeats": args.repeats, "seed": args.seed,
+           "sets": {name: study(f, ref_stats, args.repeats, args.seed) for name, f in features.items()}}  # fmt: skip
     print(json.dumps(raw, indent=2))
     harness.finish(args, harness.new(args, {}, raw), summarise)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    p = harness.parser(NAME, __doc__)
+    p.set_defaults(repeats=20, seed=0)
+    raise SystemExit(harness.cli(p, summarise, measure, {"repeats": 3}))

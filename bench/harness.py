@@ -1,16 +1,14 @@
-"""What every bench script shares: the common arguments, the arm × seed loop with its cache,
-training a configuration to its last step, and writing (or re-summarising) a results file.
+"""What every bench script shares: its command line, the arm × seed loop with its cache, training
+to the last step with injected components, figures, and the results file.
 
 A script imports it before the project (`import harness`; bench/ is on sys.path when a script
-runs), which puts the repository root on sys.path for `models` and `tuner`. Every results file
-bench/results/<name>.json has one schema, which bench/report.py renders:
-
-- `name`, `command` (what made it), `arms` (what each arm is) and `raw` (the measurements, per
-  arm and seed) are written when the script measures;
-- `title`, `summary` (derived numbers), `body` (paragraphs and tables {"head", "rows"} as the page
-  prints them), `figures` ([file, caption]), `verdicts` ({"claim", "holds", "evidence"}, see
-  claims.py) and `notes` (written by hand, dated) are what the script's `summarise(result)`
-  computes from the rest; `--resummarise` recomputes them from the committed file.
+runs), which puts the repository root on sys.path. Every script runs as `bench/NAME.py [options]`
+(measures: bench/results/<name>.json and .png), `--smoke` (seconds to minutes, to a temporary
+folder) or `--resummarise` (the derived parts again, from the raw data). Every results file has
+one schema, which bench/report.py renders: `name`, `command`, `arms` and `raw` (measurements)
+are written when measuring; `title`, `summary`, `body` (paragraphs and tables {"head", "rows"}),
+`figures` ([file, caption]), `verdicts` (claims.py) and `notes` (by hand, dated) are what the
+script's `summarise(result)` derives from them.
 """
 
 from __future__ import annotations
@@ -18,10 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ RESULTS = ROOT / "bench" / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
 from claims import verdict_word  # noqa: E402
 
 from models.objective import Objective, Term  # noqa: E402
@@ -39,22 +40,19 @@ from tuner.config.terms import discriminator_for  # noqa: E402
 from tuner.training.trainer import Trainer  # noqa: E402
 
 Result = dict[str, Any]
+Args = argparse.Namespace
 Summarise = Callable[[Result], Result]
 CACHE = Path(tempfile.gettempdir()) / "diffsearch_bench"
 KEYS = ("name", "title", "command", "arms", "summary", "body", "figures", "verdicts", "notes")
 
 
-def parser(
-    name: str, doc: str, *, seeds: list[int] | None = None, steps: int | None = None,
-    cache: bool = False,
-) -> argparse.ArgumentParser:  # fmt: skip
+def parser(name: str, doc: str, *, seeds: list[int] | None = None, steps: int | None = None, cache: bool = False) -> argparse.ArgumentParser:  # fmt: skip
     """--smoke, --out and --resummarise; --seeds, --steps and --cache where a default is given."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.set_defaults(name=name)
     p.add_argument("--smoke", action="store_true", help="seconds; writes to a temporary folder")
     p.add_argument("--out", type=Path, help=f"results file (default bench/results/{name}.json)")
-    p.add_argument("--resummarise", action="store_true",
-                   help="recompute the summary and verdicts of the results file from its raw data")  # fmt: skip
+    p.add_argument("--resummarise", action="store_true", help="recompute the summary and verdicts of the results file from its raw data")  # fmt: skip
     if seeds is not None:
         p.add_argument("--seeds", type=int, nargs="+", default=seeds)
     if steps is not None:
@@ -64,19 +62,27 @@ def parser(
     return p
 
 
-def out_path(args: argparse.Namespace) -> Path:
+def cli(p: argparse.ArgumentParser, summarise: Summarise, measure: Callable[[Args], int | str | None], smoke: dict[str, Any] | None = None) -> int | str:  # fmt: skip
+    """A script's main: --resummarise re-derives its results file from the raw data; else
+    measure(args) (which writes it through `finish`), with `smoke`'s values for --smoke."""
+    args = p.parse_args()
+    if args.resummarise:
+        return resummarise(args, summarise)
+    vars(args).update((smoke or {}) if args.smoke else {})
+    return measure(args) or 0
+
+
+def out_path(args: Args) -> Path:
     """--out, else bench/results/<name>.json, or a temporary file for --smoke."""
-    if args.out is not None:
-        return Path(args.out)
-    return (CACHE / "smoke" if args.smoke else RESULTS) / f"{args.name}.json"
+    return Path(args.out or (CACHE / "smoke" if args.smoke else RESULTS) / f"{args.name}.json")
 
 
-def cache_dir(args: argparse.Namespace) -> Path | None:
+def cache_dir(args: Args) -> Path | None:
     """The run cache; none for --smoke, whose runs are not worth keeping."""
     return None if args.smoke else args.cache
 
 
-def command(args: argparse.Namespace, env: str = "") -> str:
+def command(args: Args, env: str = "") -> str:
     """The command line that made a results file, as the page prints it."""
     argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     return f"{env}.venv/bin/python bench/{argv}".strip()
@@ -87,29 +93,38 @@ def cache_key(config: dict[str, Any], extra: dict[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def cached(
-    cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result]
-) -> Result:
+def cached(cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result]) -> Result:  # fmt: skip
     """fn() once per (config, extra); the result is kept as JSON under `cache`."""
     file = None if cache is None else cache / f"{cache_key(config, extra)}.json"
     if file is not None and file.exists():
         return json.loads(file.read_text())
     result = fn()
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps(result))
+        write(file, result, indent=None)
     return result
 
 
-def arm_seed_loop(
-    arms: Iterable[str], seeds: Iterable[int], run: Callable[[str, int], Result]
-) -> dict[str, list[Result]]:
+def arm_seed_loop(arms: Iterable[str], seeds: Iterable[int], run: Callable[[str, int], Result]) -> dict[str, list[Result]]:  # fmt: skip
     """run(arm, seed) for every seed and, within a seed, every arm: {arm: [result per seed]}."""
     runs: dict[str, list[Result]] = {arm: [] for arm in arms}
     for seed in seeds:
         for arm, rows in runs.items():
             rows.append(run(arm, seed))
     return runs
+
+
+def cached_runs(args: Args, base: dict[str, Any], arms: dict[str, dict[str, Any]], extra: dict[str, Any],
+                fn: Callable[[dict[str, Any]], Result], show: Callable[[Result], str]) -> dict[str, list[Result]]:  # fmt: skip
+    """fn(base | arms[arm] | {"seed": seed}) for args.seeds × args.arms (default: every arm),
+    each cached by its config and `extra` under --cache and shown in one line as it ends."""
+
+    def run(arm: str, seed: int) -> Result:
+        config = base | arms[arm] | {"seed": seed}
+        r = cached(cache_dir(args), config, extra, lambda: fn(config))
+        print(f"seed {seed} {arm:22s} {show(r)}", flush=True)
+        return r
+
+    return arm_seed_loop(getattr(args, "arms", None) or arms, args.seeds, run)
 
 
 def seconds(fn: Callable[[], object], repeats: int = 1, clock: Callable[[], float] = time.perf_counter) -> list[float]:  # fmt: skip
@@ -122,6 +137,12 @@ def seconds(fn: Callable[[], object], repeats: int = 1, clock: Callable[[], floa
     return out
 
 
+def loadavg() -> list[float]:
+    """The machine's load averages (1, 5, 15 minutes), as results files record them."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- training with injected components --------------------------------------------------------
 def train(config: dict[str, Any], **components: Any) -> tuple[Trainer, dict[str, float]]:
     """A Trainer of `config` with the injected components (model, objective, dataset) trained
     to train.steps; and its wall and CPU seconds (construction included) and the mean total loss
@@ -130,27 +151,19 @@ def train(config: dict[str, Any], **components: Any) -> tuple[Trainer, dict[str,
     trainer = Trainer(config, **components)
     steps = range(trainer.step, trainer.config["train.steps"])
     tail = [trainer.train_step()["loss/total"] for _ in steps][-max(1, len(steps) // 10) :]
-    return trainer, {
-        "time/train_s": time.perf_counter() - t0,
-        "time/train_cpu_s": time.process_time() - c0,
-        "loss/total_last10pct": sum(tail) / len(tail),
-    }
+    return trainer, {"time/train_s": time.perf_counter() - t0, "time/train_cpu_s": time.process_time() - c0,
+                     "loss/total_last10pct": sum(tail) / len(tail)}  # fmt: skip
 
 
-def components(
-    config: dict[str, Any], *, disc: dict[str, Any] | None = None,
-    term: Callable[[Any, dict[str, Any]], Term] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+def components(config: dict[str, Any], *, disc: dict[str, Any] | None = None,
+               term: Callable[[Any, dict[str, Any]], Term] | None = None) -> dict[str, Any]:  # fmt: skip
     """What a benchmark injects into the Trainer: the dataset and objective of `config`, with a
-    trained TIW discriminator's state `disc` in its TIW term (so that the arms of a seed share
-    one and none pre-trains again), and with term(dataset, config) in place of the config's term
-    of that name (or added)."""
+    trained TIW discriminator's state `disc` in its TIW term (the arms of a seed share one and
+    none pre-trains again), and term(dataset, config) in place of the config's term of its name."""
     config = resolve(config)
-    dataset = build_dataset(config)
-    trained = None
+    dataset, trained = build_dataset(config), None
     if disc is not None:
-        trained = discriminator_for(dataset)
-        trained.load_state_dict(disc)
+        (trained := discriminator_for(dataset)).load_state_dict(disc)
     objective = build_objective(config, dataset, disc=trained)
     if term is not None:
         new = term(dataset, config)
@@ -161,11 +174,29 @@ def components(
 def discriminator(config: dict[str, Any]) -> tuple[Trainer, dict[str, Any], dict[str, float]]:
     """A TIW discriminator pre-trained as the trainer's prepare() does (TIW on at strength 1):
     the trainer that holds it (to check it), its state (to share) and its training metrics."""
-    trainer = Trainer(config | {"tiw.strength": 1.0})
-    metrics = trainer.prepare()
+    metrics = (trainer := Trainer(config | {"tiw.strength": 1.0})).prepare()
     return trainer, trainer.objective.tiw.disc.state_dict(), metrics
 
 
+def shared_discriminator(config: dict[str, Any], check: Callable[[Trainer], dict[str, float]],
+                         cache: Path | None = None) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+    """A seed's discriminator for its arms to share (see `discriminator`): its state, and its
+    training metrics with time/prepare_s and check(trainer); kept as a .pt file under `cache`."""
+    config = config | {"tiw.strength": 1.0}
+    file = None if cache is None else cache / f"disc-{cache_key(config, {'what': 'disc'})}.pt"
+    if file is not None and file.exists():
+        saved = torch.load(file, weights_only=True)
+        return saved["state"], json.loads(saved["metrics"])
+    t0 = time.perf_counter()
+    trainer, state, metrics = discriminator(config)
+    metrics |= {"time/prepare_s": time.perf_counter() - t0} | check(trainer)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": state, "metrics": json.dumps(metrics)}, file)
+    return state, metrics
+
+
+# -- figures ------------------------------------------------------------------------------------
 def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (files only)."""
     import matplotlib  # the backend is chosen before pyplot is imported
@@ -176,13 +207,27 @@ def pyplot() -> Any:
     return plt
 
 
+@contextmanager
+def figure(path: Path, *shape: int, **kw: Any) -> Iterator[tuple[Any, Any]]:
+    """(figure, axes) of pyplot's subplots(*shape, **kw), laid out and saved to `path`."""
+    fig, axes = pyplot().subplots(*shape, **kw)
+    yield fig, axes
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def steps_axis(ax: Any, steps: Iterable[int], **labels: Any) -> None:
+    """A log x axis ticked at the sampler steps `steps`."""
+    ax.set(xscale="log", **labels)
+    ax.set_xticks(list(steps), [str(k) for k in steps])
+    ax.minorticks_off()
+
+
 def errorbars(ax: Any, x: Iterable, s: dict[str, Any], key: str, at: list | None = None) -> None:
     """One line per arm of a summary: mean ± std of s[arm][key.format(i)] for each i in x."""
     for arm, v in s.items():
         m, e = ([v[key.format(i)][k] for i in x] for k in ("mean", "std"))
-        ax.errorbar(
-            list(x) if at is None else at, m, yerr=e, marker="o", ms=3, capsize=2, label=arm
-        )
+        ax.errorbar(list(x) if at is None else at, m, yerr=e, marker="o", ms=3, capsize=2, label=arm)  # fmt: skip
 
 
 def bars(ax: Any, s: dict[str, Any], runs: dict[str, list[dict]], key: str) -> None:
@@ -196,37 +241,28 @@ def bars(ax: Any, s: dict[str, Any], runs: dict[str, list[dict]], key: str) -> N
 
 
 # -- results files ----------------------------------------------------------------------------
-def new(args: argparse.Namespace, arms: dict[str, Any], raw: Result, env: str = "") -> Result:
+def new(args: Args, arms: dict[str, Any], raw: Result, env: str = "") -> Result:
     """A results file's measured part: its name, command, arms and raw measurements."""
     return {"name": args.name, "command": command(args, env), "arms": arms, "raw": raw}
 
 
-def page(
-    result: Result, title: str, body: list, verdicts: list[dict[str, Any]], *,
-    figures: Iterable[tuple[str, str]] = (), notes: Iterable[dict[str, str]] = (),
-    summary: Any = None,
-) -> Result:  # fmt: skip
+def page(result: Result, title: str, body: list, verdicts: list[dict[str, Any]], *, figures: Iterable[tuple[str, str]] = (),
+         notes: Iterable[dict[str, str]] = (), summary: Any = None) -> Result:  # fmt: skip
     """`result` with what the page shows of it, its keys in the schema's order (raw last)."""
-    result |= {"title": title, "body": body, "figures": [list(f) for f in figures],
-               "verdicts": verdicts, "notes": list(notes)}  # fmt: skip
+    result |= {"title": title, "body": body, "figures": [list(f) for f in figures], "verdicts": verdicts, "notes": list(notes)}  # fmt: skip
     if summary is not None:
         result["summary"] = summary
-    order = [k for k in KEYS if k in result] + [k for k in result if k not in KEYS]
-    return {k: result[k] for k in order}
+    return {k: result[k] for k in [k for k in KEYS if k in result] + [k for k in result if k not in KEYS]}  # fmt: skip
 
 
-def write(path: Path, result: Result) -> None:
+def write(path: Path, result: Result, indent: int | None = 2) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps(result, indent=indent) + ("\n" if indent else ""))
 
 
-def finish(
-    args: argparse.Namespace, result: Result, summarise: Summarise,
-    plot: Callable[[Result, Path], None] | None = None,
-) -> Result:  # fmt: skip
+def finish(args: Args, result: Result, summarise: Summarise, plot: Callable[[Result, Path], None] | None = None) -> Result:  # fmt: skip
     """summarise(result), written to the results file, and its figure beside it."""
-    result = summarise(result)
-    path = out_path(args)
+    result, path = summarise(result), out_path(args)
     write(path, result)
     for v in result["verdicts"]:
         print(f"{verdict_word(v['holds'])}: {v['claim']}")
@@ -236,12 +272,10 @@ def finish(
     return result
 
 
-def resummarise(args: argparse.Namespace, summarise: Summarise) -> int:
+def resummarise(args: Args, summarise: Summarise) -> int:
     """The same summarise on the raw data of the existing results file, written back."""
     path = out_path(args)
-    old = json.loads(path.read_text())
-    new = summarise(json.loads(path.read_text()))
+    old, new = json.loads(path.read_text()), summarise(json.loads(path.read_text()))
     write(path, new)
-    changed = [k for k in new if old.get(k) != new[k]]
-    print(f"rewrote {path}; changed: {', '.join(changed) or 'nothing'}")
+    print(f"rewrote {path}; changed: {', '.join(k for k in new if old.get(k) != new[k]) or 'nothing'}")  # fmt: skip
     return 0

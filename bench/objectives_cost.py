@@ -5,10 +5,6 @@ A step is objective + backward + AdamW step, timed in process CPU time with one 
 median(arm)/median(plain) and [min, max] the spread of the per-round ratios.
 Targets (issue 3): weighting alone ≤ 1.02×, TIW ≤ 1.6×, Tweedie ≤ 1.05×, consistency
 ≤ (2k+3)× for k chain steps, CDL ≤ 3×.
-
-    .venv/bin/python bench/objectives_cost.py            # writes bench/results/objectives_cost.*
-    .venv/bin/python bench/objectives_cost.py --smoke    # a few steps, to a temporary folder
-    .venv/bin/python bench/objectives_cost.py --resummarise    # the verdicts again
 """
 
 import copy
@@ -20,7 +16,7 @@ from pathlib import Path
 import harness
 import torch
 from claims import every, median_interval, table, target_holds, verdict
-from harness import Result
+from harness import Args, Result
 
 from models.ambient import AmbientLoss, ConsistencyLoss
 from models.cdl import CDLLoss
@@ -47,28 +43,18 @@ def arms(setting: str) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Objecti
     data = load_dataset("bimodal_biased" if mlp else "digits", seed=0).train
     net = EpsModel(MLP(2, width=256, depth=3) if mlp else UNet(1, width=32, levels=2))
     disc = (lambda: MLPDiscriminator(2)) if mlp else (lambda: ConvDiscriminator(1))
-    flat = data.flatten(1)
+    flat, plain, ambient = data.flatten(1), DenoiseLoss(Constant(), q), AmbientLoss(0.5 if mlp else 0.2, Constant(), q)  # fmt: skip
     mean, cov = flat.mean(0), torch.cov(flat.T)
-    plain = DenoiseLoss(Constant(), q)
-    ambient = AmbientLoss(0.5 if mlp else 0.2, Constant(), q)
-    objectives = {
-        "plain": Objective([plain]),
-        "weighting": Objective([DenoiseLoss(Normalized(Debiased(), q), q)]),
-    }
-    for mode in ("full", "weight", "correction"):
-        objectives[f"tiw_{mode}"] = Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, mode))])
+    objectives = {"plain": Objective([plain]), "weighting": Objective([DenoiseLoss(Normalized(Debiased(), q), q)])}  # fmt: skip
+    objectives |= {f"tiw_{m}": Objective([TIWLoss(plain, TIWCorrection(disc(), 1.0, m))]) for m in ("full", "weight", "correction")}  # fmt: skip
     objectives["tweedie"] = Objective([ambient])
-    for k in (1, 2, 4):
-        consistency = ConsistencyLoss(ambient.sigma_n, chain_steps=k, coef=0.015)
-        objectives[f"consistency_k{k}"] = Objective([ambient, consistency])
-    objectives["cdl_default"] = Objective([plain, CDLLoss(mean, cov)])
-    objectives["cdl_m2"] = Objective([plain, CDLLoss(mean, cov, mc_points=2)])
+    objectives |= {f"consistency_k{k}": Objective([ambient, ConsistencyLoss(ambient.sigma_n, chain_steps=k, coef=0.015)]) for k in (1, 2, 4)}  # fmt: skip
+    objectives |= {"cdl_default": Objective([plain, CDLLoss(mean, cov)]), "cdl_m2": Objective([plain, CDLLoss(mean, cov, mc_points=2)])}  # fmt: skip
     return net, data[:256] if mlp else data[:64], objectives
 
 
-def make_step(
-    net: torch.nn.Module, objective: Objective, x0: torch.Tensor
-) -> Callable[[int], None]:
+def make_step(net: torch.nn.Module, objective: Objective, x0: torch.Tensor) -> Callable[[int], None]:  # fmt: skip
+    """One training step of a copy of `net` on x0 with `objective`, seeded by its index."""
     model = copy.deepcopy(net)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -81,7 +67,7 @@ def make_step(
     return step
 
 
-def measure(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dict[str, float]]:
+def measure_net(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dict[str, float]]:
     """Each objective's step in CPU time (robust to other jobs on a shared machine), in rounds
     that interleave the objectives; the ratios to the plain step of the same round."""
     net, x0, objectives = arms(setting)
@@ -104,32 +90,17 @@ def measure(setting: str, rounds: int, steps: int, warmup: int) -> dict[str, dic
 
 
 def plot(result: Result, path: Path) -> None:
-    plt = harness.pyplot()
     nets = [n for n in NETS if n in result["raw"]]
-    fig, axes = plt.subplots(1, len(nets), figsize=(6 * len(nets), 4), squeeze=False)
-    for ax, setting in zip(axes[0], nets, strict=True):
-        res = result["raw"][setting]
-        names = [n for n in res if n != "plain"]
-        ax.bar(
-            range(len(names)), [res[n]["ratio"] for n in names], color="tab:blue", label="measured"
-        )
-        ax.scatter(
-            range(len(names)),
-            [res[n]["target"] for n in names],
-            color="tab:red",
-            marker="_",
-            s=400,
-            label="target",
-        )
-        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-        ax.axhline(1.0, color="k", lw=0.5)
-        ax.set(
-            ylabel="step time / plain ε-MSE step",
-            title=f"{setting}: plain step {res['plain']['step_ms']:.1f} ms",
-        )
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)  # fmt: skip
+    with harness.figure(path, 1, len(nets), figsize=(6 * len(nets), 4), squeeze=False) as (_, axes):
+        for ax, setting in zip(axes[0], nets, strict=True):
+            res = result["raw"][setting]
+            names = [n for n in res if n != "plain"]
+            ax.bar(range(len(names)), [res[n]["ratio"] for n in names], color="tab:blue", label="measured")  # fmt: skip
+            ax.scatter(range(len(names)), [res[n]["target"] for n in names], color="tab:red", marker="_", s=400, label="target")  # fmt: skip
+            ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+            ax.axhline(1.0, color="k", lw=0.5)
+            ax.set(ylabel="step time / plain ε-MSE step", title=f"{setting}: plain step {res['plain']['step_ms']:.1f} ms")  # fmt: skip
+            ax.legend(fontsize=8)
 
 
 def interval(r: dict[str, float]) -> tuple[float, float, str]:
@@ -158,16 +129,9 @@ def summarise(result: Result) -> Result:
         verdicts.append(verdict(claim, every(holds), "; ".join(parts)))
     grows = [interval(raw[n]["consistency_k4"])[0] > interval(raw[n]["consistency_k1"])[1]
              for n in nets]  # fmt: skip
-    verdicts.append(
-        verdict(
-            "Consistency's cost grows with its chain length: k = 4 costs more than k = 1 (their "
-            "intervals apart)",
-            all(grows),
-            "; ".join(f"{n} k=1 {raw[n]['consistency_k1']['ratio']:.2f}×, k=2 "
-                      f"{raw[n]['consistency_k2']['ratio']:.2f}×, k=4 "
-                      f"{raw[n]['consistency_k4']['ratio']:.2f}×" for n in nets),
-        )
-    )  # fmt: skip
+    verdicts.append(verdict(
+        "Consistency's cost grows with its chain length: k = 4 costs more than k = 1 (their intervals apart)", all(grows),
+        "; ".join(f"{n} " + ", ".join(f"k={k} {raw[n][f'consistency_k{k}']['ratio']:.2f}×" for k in (1, 2, 4)) for n in nets)))  # fmt: skip
     net_name = {"mlp": "MLP", "unet": "UNet"}
     head = ["objective", "target"] + [f"{net_name[n]} ({meta[n]})" for n in nets]
     rows = [[n, f"≤ {raw[nets[0]][n]['target']:g}×"]
@@ -182,30 +146,22 @@ def summarise(result: Result) -> Result:
         "chain steps; cdl_m2 uses 2 Monte-Carlo points.",
         table(head, rows),
     ]
-    return harness.page(
-        result, TITLE, body, verdicts, figures=[("objectives_cost.png", "per-step cost")]
-    )
+    return harness.page(result, TITLE, body, verdicts, figures=[("objectives_cost.png", "per-step cost")])  # fmt: skip
 
 
-def main() -> int:
-    parser = harness.parser(NAME, __doc__)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--settings", default="mlp,unet")
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    rounds, steps, warmup = (2, 2, 1) if args.smoke else (9, 6, 5)
-    raw: dict = {"meta": {"threads": args.threads, "rounds": rounds, "steps_per_round": steps, "torch": torch.__version__,
+    raw: dict = {"meta": {"threads": args.threads, "rounds": args.rounds, "steps_per_round": args.steps, "torch": torch.__version__,
                           "mlp": "MLP(2, 256, 3), batch 256", "unet": "UNet(1, 32, 2 levels), digits 8x8, batch 64"}}  # fmt: skip
-    for setting in args.settings.split(","):
-        raw[setting] = measure(setting, rounds, steps, warmup)
+    for setting in NETS:
+        raw[setting] = measure_net(setting, args.rounds, args.steps, args.warmup)
         for name, r in raw[setting].items():
             print(f"{setting} {name:16s} {r['step_ms']:8.2f} ms  {r['ratio']:5.2f}x  target {r['target']:.2f}")  # fmt: skip
     harness.finish(args, harness.new(args, TARGETS, raw), summarise, plot)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    p = harness.parser(NAME, __doc__)
+    p.set_defaults(threads=1, rounds=9, steps=6, warmup=5)  # steps per round
+    raise SystemExit(harness.cli(p, summarise, measure, {"rounds": 2, "steps": 2, "warmup": 1}))

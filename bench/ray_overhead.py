@@ -10,16 +10,9 @@
    repeat, and its median. The machine's own ceiling: the same four trials on plain worker
    processes that each run their share in turn (as Ray reuses a trial's worker), one worker
    then two; per-trial times, alone and two at a time, separate the cores' slowdown from Ray's.
-
-    .venv/bin/python bench/ray_overhead.py [--repeats N]   # writes bench/results/ray_overhead.json
-    .venv/bin/python bench/ray_overhead.py --smoke         # a minute or two, to a temporary folder
-    .venv/bin/python bench/ray_overhead.py --resummarise   # the verdicts again
 """
 
-from __future__ import annotations
-
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -30,7 +23,7 @@ from pathlib import Path
 
 import harness
 from claims import ci, direction, median_interval, negate, table, target_holds, verdict
-from harness import ROOT, Result
+from harness import ROOT, Args, Result
 
 from tuner.stats import paired_improvement
 
@@ -40,16 +33,8 @@ TITLE = "Ray Tune and MLflow overhead, and concurrency"
 POINT = {"data": "digits_biased", "weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0,
          "weighting.clamp": 0.0, "weighting.normalize": True, "tiw.strength": 0.0, "cdl.coef": 0.0, "train.batch": 64,
          "net.width": 16, "eval.samples": 500, "sampler.steps": 20, "train.threads": 1}  # fmt: skip
-
-
-def _sets(config: dict) -> list[str]:
-    return [a for k, v in config.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-
-
-def _env() -> dict[str, str]:
-    return os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
+ENV = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+# A plain worker process: run_trial of the config (argv 1) into folders under argv 2, argv 3 times.
 WORKER = """
 import json, sys, time
 from pathlib import Path
@@ -67,35 +52,17 @@ print(json.dumps({"loop_s": loops}))
 def bare_workers(config: dict, scratch: Path, n: int, workers: int) -> dict:
     """n trials on `workers` plain processes, each running its share one after another (as
     Ray's reused trial workers do): the wall time of all, and each run_trial's own time."""
-    path = scratch / "config.json"
-    path.write_text(json.dumps(config))
-    t0 = time.perf_counter()
-    share = str(n // workers)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(path), str(scratch / f"worker{w}"), share],
-            cwd=scratch,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(workers)
-    ]
-    loops, busy = [], []
+    (path := scratch / "config.json").write_text(json.dumps(config))
+    t0, loops, busy = time.perf_counter(), [], []
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(scratch / f"worker{w}"), str(n // workers)],
+                              cwd=scratch, env=os.environ | ENV, stdout=subprocess.PIPE, text=True) for w in range(workers)]  # fmt: skip
     for proc in procs:
         out, _ = proc.communicate()
         assert proc.returncode == 0
-        mine = json.loads(out.strip().splitlines()[-1])["loop_s"]
-        loops += mine
+        loops += (mine := json.loads(out.strip().splitlines()[-1])["loop_s"])
         busy.append(sum(mine))
     # span: the busiest worker's run_trial time (as Ray's span, no process start-up in it)
     return {"wall_s": time.perf_counter() - t0, "loop_s": loops, "span_s": max(busy)}
-
-
-def bare(config: dict, scratch: Path) -> dict:
-    """The plain loop in a fresh process: run_trial's own time, and the process's wall time."""
-    r = bare_workers(config, scratch, n=1, workers=1)
-    return {"loop_s": r["loop_s"][0], "process_s": r["wall_s"]}
 
 
 def search(config: dict, scratch: Path, samples: int, concurrent: int) -> dict:
@@ -105,49 +72,28 @@ def search(config: dict, scratch: Path, samples: int, concurrent: int) -> dict:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{scratch}/mlruns/mlflow.db"
-    cmd = [
-        sys.executable, "-m", "tuner.run", "--space", "debias_family", "--scheduler", "fifo",
-        "--num-samples", str(samples), "--max-concurrent", str(concurrent), "--confirm", "0",
-        "--storage", str(scratch / "ray"), "--mlflow-uri", uri, *_sets(config),
-    ]  # fmt: skip
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=scratch, env=_env(), check=True, capture_output=True)
-    wall = time.perf_counter() - t0
+    cmd = [sys.executable, "-m", "tuner.run", "--space", "debias_family", "--scheduler", "fifo", "--num-samples", str(samples),
+           "--max-concurrent", str(concurrent), "--confirm", "0", "--storage", str(scratch / "ray"), "--mlflow-uri", uri,
+           *[a for k, v in config.items() for a in ("--set", f"{k}={json.dumps(v)}")]]  # fmt: skip
+    wall = harness.seconds(lambda: subprocess.run(cmd, cwd=scratch, env=os.environ | ENV, check=True, capture_output=True))[0]  # fmt: skip
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("diffsearch-debias_family")
-    runs = [
-        r
-        for r in client.search_runs([experiment.experiment_id])
-        if r.data.tags.get("diffsearch.role") == "trial"
-    ]
+    runs = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("diffsearch.role") == "trial"]  # fmt: skip
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     spans = [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs]
     # Ray's own account of each trainable's running time (its last result's time_total_s).
-    loops = [
-        json.loads(p.read_text().strip().splitlines()[-1])["time_total_s"]
-        for p in (scratch / "ray").glob("*/trial_*/result.json")
-    ]
-    return {
-        "wall_s": wall,
-        "loop_s": loops,
-        "trial_s": [b - a for a, b in spans],
-        "span_s": max(b for _, b in spans) - min(a for a, _ in spans),
-    }
+    loops = [json.loads(p.read_text().strip().splitlines()[-1])["time_total_s"] for p in (scratch / "ray").glob("*/trial_*/result.json")]  # fmt: skip
+    return {"wall_s": wall, "loop_s": loops, "trial_s": [b - a for a, b in spans], "span_s": max(b for _, b in spans) - min(a for a, _ in spans)}  # fmt: skip
 
 
 def median_verdict(claim: str, per_repeat: list[float], target: float, at_least: bool) -> dict:
     """Whether the median of the repeats meets `target` (a floor if at_least, else a ceiling),
     by its bootstrap interval (tuner.stats.median_interval)."""
-    low, high = median_interval(per_repeat)
-    met = sum(r >= target if at_least else r <= target for r in per_repeat)
-    return verdict(
-        claim,
-        target_holds(low, high, target, at_least),
-        f"median {statistics.median(per_repeat):.3f}×, 95 % bootstrap interval [{low:.3f}, "
-        f"{high:.3f}] over {len(per_repeat)} repeats (they run {min(per_repeat):.3f}–"
-        f"{max(per_repeat):.3f}×; {met} of them {'at or above' if at_least else 'at or below'} "
-        f"{target:g}×)",
-    )
+    (low, high), met = median_interval(per_repeat), sum(r >= target if at_least else r <= target for r in per_repeat)  # fmt: skip
+    return verdict(claim, target_holds(low, high, target, at_least),
+                   f"median {statistics.median(per_repeat):.3f}×, 95 % bootstrap interval [{low:.3f}, {high:.3f}] over {len(per_repeat)} "
+                   f"repeats (they run {min(per_repeat):.3f}–{max(per_repeat):.3f}×; {met} of them "
+                   f"{'at or above' if at_least else 'at or below'} {target:g}×)")  # fmt: skip
 
 
 def summarise(result: Result) -> Result:
@@ -202,16 +148,16 @@ def overhead(config: dict, repeats: int) -> dict:
     for i in range(repeats):
         for kind in ("bare", "ray") if i % 2 == 0 else ("ray", "bare"):
             with tempfile.TemporaryDirectory() as tmp:
-                if kind == "bare":
-                    b = bare(config, Path(tmp))
+                if kind == "bare":  # the plain loop in a fresh process
+                    b = bare_workers(config, Path(tmp), n=1, workers=1)
                 else:
                     r = search(config, Path(tmp), samples=1, concurrent=1)
-        for k, v in zip(runs, (b["loop_s"], b["process_s"], r["loop_s"][0], r["trial_s"][0], r["wall_s"]), strict=True):  # fmt: skip
+        for k, v in zip(runs, (b["loop_s"][0], b["wall_s"], r["loop_s"][0], r["trial_s"][0], r["wall_s"]), strict=True):  # fmt: skip
             runs[k].append(v)
         print(f"repeat {i}: " + "  ".join(f"{k} {v[-1]:.1f}s" for k, v in runs.items()), flush=True)
     ratio = {k: [a / b for a, b in zip(runs[num], runs[den], strict=True)]
              for k, num, den in (("loop", "ray_loop", "bare_loop"), ("trial", "ray_trial", "bare_process"), ("command", "ray_command", "bare_process"))}  # fmt: skip
-    med = {k: statistics.median(v) if v else math.nan for k, v in ratio.items()}
+    med = {k: statistics.median(v) for k, v in ratio.items()}
     return {"seconds": {k: [round(x, 2) for x in v] for k, v in runs.items()}, "loop_overhead_ratio": round(med["loop"], 3),
             "loop_overhead_ratio_per_repeat": [round(x, 3) for x in ratio["loop"]], "trial_overhead_ratio": round(med["trial"], 3),
             "command_ratio": round(med["command"], 3)}  # fmt: skip
@@ -227,15 +173,12 @@ def concurrency(config: dict, repeats: int) -> dict:
         for kind, concurrent in runs4 if i % 2 == 0 else runs4[::-1]:
             row = rows[concurrent]
             with tempfile.TemporaryDirectory() as tmp:
-                if kind == "ray":
-                    r = search(config, Path(tmp), samples=4, concurrent=concurrent)
-                    row["ray_span"].append(r["span_s"])
-                    row["ray_loop"] += r["loop_s"]
-                else:
-                    r = bare_workers(config, Path(tmp), 4, concurrent)
-                    row["plain_wall"].append(r["wall_s"])
-                    row["plain_span"].append(r["span_s"])
-                    row["plain_loop"] += r["loop_s"]
+                run = search if kind == "ray" else bare_workers
+                r = run(config, Path(tmp), 4, concurrent)
+            if kind == "plain":
+                row["plain_wall"].append(r["wall_s"])
+            row[f"{kind}_span"].append(r["span_s"])
+            row[f"{kind}_loop"] += r["loop_s"]
             print(f"repeat {i}: 4 trials, {concurrent} at a time, {kind}: span {r['span_s']:.1f}s", flush=True)  # fmt: skip
     med = {c: {k: statistics.median(v) for k, v in row.items()} for c, row in rows.items()}
     # Per-trial times: means, since a worker's first trial pays its imports (1 such trial of 4
@@ -262,37 +205,19 @@ def concurrency(config: dict, repeats: int) -> dict:
     }  # fmt: skip
 
 
-def main() -> int:
-    parser = harness.parser(NAME, __doc__, steps=1500)
-    parser.add_argument("--every", type=int, default=300, help="eval.every of the overhead trial")
-    parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--skip-overhead", action="store_true", help="only the concurrency part")
-    parser.add_argument("--concurrency-steps", type=int, default=600)
-    parser.add_argument("--repeats-concurrency", type=int, default=6)
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
-    if args.smoke:
-        args.steps, args.every, args.repeats, args.concurrency_steps, args.repeats_concurrency = (
-            40,
-            20,
-            1,
-            40,
-            1,
-        )
-    load_before = os.getloadavg()
+def measure(args: Args) -> None:
+    load_before = harness.loadavg()
     config = POINT | {"train.steps": args.steps, "eval.every": args.every}
-    raw = {"config": config, **overhead(config, 0 if args.skip_overhead else args.repeats)}
-    small = POINT | {
-        "train.steps": args.concurrency_steps,
-        "eval.every": args.concurrency_steps // 2,
-    }
+    raw = {"config": config, **overhead(config, args.repeats)}
+    small = POINT | {"train.steps": args.concurrency_steps, "eval.every": args.concurrency_steps // 2}  # fmt: skip
     raw["concurrency"] = c = concurrency(small, args.repeats_concurrency)
     raw["targets"] = {"loop_overhead_ratio <= 1.05": raw["loop_overhead_ratio"] <= 1.05, "throughput_ratio >= 1.8": c["throughput_ratio"] >= 1.8}  # fmt: skip
-    raw |= {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    raw |= {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": harness.loadavg()}  # fmt: skip
     harness.finish(args, harness.new(args, {}, raw), summarise)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    p = harness.parser(NAME, __doc__, steps=1500)
+    p.set_defaults(every=300, repeats=6, concurrency_steps=600, repeats_concurrency=6)
+    smoke = {"steps": 40, "every": 20, "repeats": 1, "concurrency_steps": 40, "repeats_concurrency": 1}  # fmt: skip
+    raise SystemExit(harness.cli(p, summarise, measure, smoke))

@@ -30,7 +30,7 @@ GLANCE = "Performance at a glance"
 # The sections in page order; a new results file joins ORDER or UNLISTED (a test checks).
 ORDER = [
     "weighting_ring", "weighting_digits", "tiw_bimodal", "tiw_digits", "ambient_gaussian",
-    "cdl_mismatch", GLANCE, "objectives_cost", "search_compare", "search_default",
+    "cdl_mismatch", GLANCE, "objectives_cost", "search_default",
     "default_budget", "ring8_default", "ray_overhead", "throughput", "eval_cost", "fid_small_n",
     "digits_classifier",
 ]  # fmt: skip
@@ -51,13 +51,9 @@ def current(d: dict[str, Any] | None) -> bool:
     return d is not None and "raw" in d and "verdicts" in d
 
 
-def table(t: dict[str, list]) -> str:
-    return tables.table(t["head"], t["rows"], fmt="markdown")  # the search's own renderer
-
-
 def block(b: str | dict[str, list]) -> str:
-    """A paragraph, or a table {"head", "rows"}."""
-    return b if isinstance(b, str) else table(b)
+    """A paragraph, or a table {"head", "rows"} drawn by the search's own renderer."""
+    return b if isinstance(b, str) else tables.table(b["head"], b["rows"], fmt="markdown")
 
 
 def script(name: str, d: dict[str, Any] | None) -> str:
@@ -76,9 +72,7 @@ def section(name: str, d: dict[str, Any] | None) -> list[str]:
                 f"version of `bench/{script(name, d)}`; `.venv/bin/python bench/{script(name, d)}` "
                 "measures it again.*"]  # fmt: skip
     parts = [block(b) for b in d["body"]]
-    parts += [
-        f"![{cap}](../bench/results/{f})" for f, cap in d["figures"] if (RESULTS / f).exists()
-    ]
+    parts += [f"![{cap}](../bench/results/{f})" for f, cap in d["figures"] if (RESULTS / f).exists()]  # fmt: skip
     lines = [f"- **{verdict_word(v['holds'])}** — {v['claim'].rstrip('.')}. *{v['evidence']}*"
              for v in d["verdicts"]]  # fmt: skip
     if lines:
@@ -93,7 +87,7 @@ def glance(results: Results) -> list[str]:
             for name, word in GLANCE_OF.items() if current(results.get(name))
             for v in results[name]["verdicts"]]  # fmt: skip
     return ["Gathered from the sections below (the same files and verdicts).",
-            table({"head": ["", "claim", "verdict", "evidence"], "rows": rows})]  # fmt: skip
+            block({"head": ["", "claim", "verdict", "evidence"], "rows": rows})]  # fmt: skip
 
 
 def machines(results: Results) -> str:
@@ -101,8 +95,7 @@ def machines(results: Results) -> str:
     cores: dict[int, list[str]] = {}
     for name, d in results.items():
         raw = d.get("raw", {})
-        n = raw.get("cpus", raw.get("machine", {}).get("cpu_count"))
-        if n is not None:
+        if (n := raw.get("cpus", raw.get("machine", {}).get("cpu_count"))) is not None:
             cores.setdefault(n, []).append(f"`{name}`")
     return "; ".join(f"{n} CPU cores in {', '.join(names)}" for n, names in sorted(cores.items()))
 
@@ -132,13 +125,12 @@ def render(results: Results | None = None) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
-    page = render()
     if parser.parse_args().check:
-        if (PAGE.read_text() if PAGE.exists() else "") != page:
-            print(f"{PAGE} is stale: run .venv/bin/python bench/report.py", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(page)
+        if (PAGE.read_text() if PAGE.exists() else "") == render():
+            return 0
+        print(f"{PAGE} is stale: run .venv/bin/python bench/report.py", file=sys.stderr)
+        return 1
+    PAGE.write_text(render())
     print(f"wrote {PAGE}")
     return 0
 

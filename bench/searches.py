@@ -1,15 +1,11 @@
 """One search as a user runs it, measured: `python -m tuner.run ARGS` in a fresh scratch folder
-(its own ./ray_results and ./mlruns), shared by bench/search_default.py and
-bench/search_compare.py so that both measure a search the same way and one's runs can stand for
-the other's.
+(its own ./ray_results and ./mlruns), as bench/search_default.py measures the default search.
 
 `run_search` samples the memory of the driver and every process under it (Ray's raylet, GCS and
 trial workers) twice a second, and reads back what the search wrote before its scratch folder is
 removed: the leaderboard it printed, the plan (search.json), the confirmation's verdict.json and
 every result each trial reported to Ray (`read_trials`).
 """
-
-from __future__ import annotations
 
 import json
 import os
@@ -22,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 from harness import ROOT, Result
 
 GIB = 1024**3
@@ -29,35 +26,27 @@ PLAN_KEYS = ("search", "scheduler", "trials", "max_steps", "eval_every", "eval_s
 
 
 # -- memory of a process tree ---------------------------------------------------------------------
-def _children() -> dict[int, list[int]]:
+def descendants(root: int) -> list[int]:
+    """root and every process under it, from /proc's parent ids."""
     tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in (e for e in Path("/proc").iterdir() if e.name.isdigit()):
         try:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+        except (OSError, IndexError, ValueError):  # gone
             continue
         tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def _descendants(root: int) -> list[int]:
-    tree, out, todo = _children(), [], [root]
+    out, todo = [], [root]
     while todo:
-        pid = todo.pop()
-        out.append(pid)
+        out.append(pid := todo.pop())
         todo.extend(tree.get(pid, []))
     return out
 
 
-def _memory(pid: int) -> tuple[int, int]:
+def memory(pid: int) -> tuple[int, int]:
     """(PSS, RSS) of one process in bytes; (0, 0) once it is gone."""
     try:
-        fields = dict(
-            line.split(":", 1)
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
-        )
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+        fields = dict(line.split(":", 1) for line in lines)
         return int(fields["Pss"].split()[0]) * 1024, int(fields["Rss"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return 0, 0
@@ -68,18 +57,14 @@ class Sampler(threading.Thread):
 
     def __init__(self, root: int, period: float = 0.5) -> None:
         super().__init__(daemon=True)
-        self.root, self.period = root, period
-        self.peak_pss = self.peak_rss = 0
-        self.peak_processes = 0
-        self.done = threading.Event()
+        self.root, self.period, self.done = root, period, threading.Event()
+        self.peak_pss = self.peak_rss = self.peak_processes = 0
 
     def run(self) -> None:
         while not self.done.is_set():
-            pids = _descendants(self.root)
-            pss = rss = 0
-            for pid in pids:
-                p, r = _memory(pid)
-                pss, rss = pss + p, rss + r
+            pids = descendants(self.root)
+            mems = [memory(pid) for pid in pids]
+            pss, rss = sum(m[0] for m in mems), sum(m[1] for m in mems)
             self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
             self.peak_processes = max(self.peak_processes, len(pids))
             self.done.wait(self.period)
@@ -130,41 +115,23 @@ def run_search(args: list[str], scratch: Path) -> Result:
     """`python -m tuner.run *args` with scratch (new, empty) as its working folder: wall time,
     peak memory, the leaderboard's counts by status and what the search wrote."""
     scratch.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "tuner.run", *args]
     env = os.environ | {"PYTHONPATH": str(ROOT)}  # the project, from a scratch working folder
-    load_before = os.getloadavg()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=scratch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    sampler = Sampler(proc.pid)
-    sampler.start()
+    load_before, t0 = harness.loadavg(), time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.run", *args], cwd=scratch, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    (sampler := Sampler(proc.pid)).start()
     out = proc.stdout.read() if proc.stdout else ""
     proc.wait()
     wall = time.perf_counter() - t0
     sampler.done.set()
     sampler.join()
     (scratch / "output.txt").write_text(out)
-    rows = parse_leaderboard(out)
-    statuses = [r.get("status", "") for r in rows]
-    written = read_experiment(scratch)
-    verdict = written["verdict"]
-    return {
-        "args": args,
-        "command": "python " + shlex.join(["-m", "tuner.run", *args]),
-        "returncode": proc.returncode,
-        "output_tail": out[-3000:] if proc.returncode else "",
-        "wall_s": round(wall, 1),
-        "peak_pss_gib": round(sampler.peak_pss / GIB, 3),
-        "peak_rss_gib": round(sampler.peak_rss / GIB, 3),
-        "peak_processes": sampler.peak_processes,
-        "trials": len(rows),
-        "finished": statuses.count("FINISHED"),
-        "stopped_by_asha": statuses.count("KILLED"),
-        "failed": statuses.count("FAILED"),
-        "resolved": None if verdict is None else verdict["resolved"],
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "leaderboard": rows,
-        **written,
-    }
+    rows, written = parse_leaderboard(out), read_experiment(scratch)
+    statuses, verdict = [r.get("status", "") for r in rows], written["verdict"]
+    return {"args": args, "command": "python " + shlex.join(["-m", "tuner.run", *args]), "returncode": proc.returncode,
+            "output_tail": out[-3000:] if proc.returncode else "", "wall_s": round(wall, 1),
+            "peak_pss_gib": round(sampler.peak_pss / GIB, 3), "peak_rss_gib": round(sampler.peak_rss / GIB, 3),
+            "peak_processes": sampler.peak_processes, "trials": len(rows), "finished": statuses.count("FINISHED"),
+            "stopped_by_asha": statuses.count("KILLED"), "failed": statuses.count("FAILED"),
+            "resolved": None if verdict is None else verdict["resolved"], "loadavg_before": load_before,
+            "loadavg_after": harness.loadavg(), "leaderboard": rows, **written}  # fmt: skip

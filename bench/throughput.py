@@ -5,22 +5,16 @@ training step (Trainer.train_step of the ring8 default, the default search's dig
 the trainer's digits default): its matmul and convolution FLOPs, forward and backward, counted by
 torch's FlopCounterMode (the elementwise rest is not counted), over the median of timed steps
 after warm-up, and that rate's fraction of the peak on the same number of threads.
-
-    .venv/bin/python bench/throughput.py            # writes bench/results/throughput.json
-    .venv/bin/python bench/throughput.py --smoke    # a few steps, to a temporary folder
 """
-
-from __future__ import annotations
 
 import json
 import os
 import statistics
-import sys
 
 import harness
 import torch
 from claims import table
-from harness import Result
+from harness import Args, Result
 from torch.utils.flop_counter import FlopCounterMode
 
 from search_spaces.budgets import IMAGE_BUDGET
@@ -37,14 +31,10 @@ CONFIGS = {
 
 
 def matmul_peak(threads: int, sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
+    """GFLOP/s of the fastest of `repeats` n×n float32 matmuls (the first, warm-up call apart)."""
     torch.set_num_threads(threads)
-    best = {}
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        best[str(n)] = (
-            2 * n**3 / min(harness.seconds(lambda a=a, b=b: a @ b, repeats + 1)[1:]) / 1e9
-        )
-    return best
+    mats = {n: (torch.randn(n, n), torch.randn(n, n)) for n in sizes}
+    return {str(n): 2 * n**3 / min(harness.seconds(lambda a=a, b=b: a @ b, repeats + 1)[1:]) / 1e9 for n, (a, b) in mats.items()}  # fmt: skip
 
 
 def step_throughput(config: dict, threads: int, warmup: int, steps: int) -> dict[str, float]:
@@ -72,27 +62,24 @@ def summarise(result: Result) -> Result:
     return harness.page(result, TITLE, body, [])
 
 
-def main() -> int:
-    args = harness.parser(NAME, __doc__, steps=40).parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
-    steps, warmup, repeats = (3, 1, 2) if args.smoke else (args.steps, 10, 10)
-    load_before = os.getloadavg()
+def measure(args: Args) -> None:
+    load_before = harness.loadavg()
     raw: dict = {"peak_gflops": {}, "steps": {name: {} for name in CONFIGS}}
     for threads in (1, 2):
-        peak = matmul_peak(threads, (512,) if args.smoke else (1024, 2048), repeats)
+        peak = matmul_peak(threads, args.sizes, args.repeats)
         raw["peak_gflops"][str(threads)] = {"by_n": peak, "best": max(peak.values())}
     for name, config in CONFIGS.items():
         for threads in (1, 2):
-            row = step_throughput(config, threads, warmup, steps)
+            row = step_throughput(config, threads, args.warmup, args.steps)
             row["fraction_of_peak"] = row["gflops"] / raw["peak_gflops"][str(threads)]["best"]
             raw["steps"][name][str(threads)] = row
             print(f"{name}, {threads} thread(s): {json.dumps(row)}", flush=True)
-    raw |= {"torch": torch.__version__, "cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    raw |= {"torch": torch.__version__, "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": harness.loadavg()}  # fmt: skip
     harness.finish(args, harness.new(args, CONFIGS, raw), summarise)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    p = harness.parser(NAME, __doc__, steps=40)
+    p.set_defaults(warmup=10, repeats=10, sizes=(1024, 2048))  # sizes, repeats: the matmul peak
+    smoke = {"steps": 3, "warmup": 1, "repeats": 2, "sizes": (512,)}
+    raise SystemExit(harness.cli(p, summarise, measure, smoke))

@@ -6,21 +6,16 @@ data (a = 0), TIW-DSM at half strength (a = 0.5) and in full (a = 1), weight onl
 only (the paper's ablation), each scored on its samples (minority fraction, NLL under the
 unbiased truth, MMD, SWD). The discriminator is scored against the exact ratio: RMSE of log r
 and of σ∇ₓlog r (the ε-target correction) on noised observed data at λ ~ q.
-
-    .venv/bin/python bench/tiw_bimodal.py            # writes bench/results/tiw_bimodal.*
-    .venv/bin/python bench/tiw_bimodal.py --smoke    # tiny budget, to a temporary folder
-    .venv/bin/python bench/tiw_bimodal.py --resummarise    # summary and verdicts again
 """
 
-from __future__ import annotations
-
+import functools
 from pathlib import Path
 from typing import Any
 
 import harness
 import torch
 from claims import column, compare, judge, sd, summarise_arms, table
-from harness import Result
+from harness import Args, Result
 
 from models.param import add_noise
 from models.schedules import alpha_sigma
@@ -32,7 +27,6 @@ NOTE = (
     "the NLL under the unbiased truth cannot show a shift of the modes' shares: both modes have "
     "the same density there."
 )
-PLAIN, HALF, FULL, WEIGHT, CORR = "plain (a=0)", "TIW full (a=0.5)", "TIW full (a=1)", "weight only", "correction only"  # fmt: skip
 ARMS = {
     "plain (a=0)": {"tiw.strength": 0.0},
     "TIW full (a=0.5)": {"tiw.strength": 0.5, "tiw.mode": "full"},
@@ -40,6 +34,7 @@ ARMS = {
     "weight only": {"tiw.strength": 1.0, "tiw.mode": "weight"},
     "correction only": {"tiw.strength": 1.0, "tiw.mode": "correction"},
 }
+PLAIN, HALF, FULL, WEIGHT, CORR = ARMS
 MINORITY = "eval/minority_fraction"
 CLAIMS = [
     ("TIW-DSM (a = 1) raises the minority fraction of samples above plain denoising's (toward the unbiased 0.5)",
@@ -62,14 +57,10 @@ def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
     grad_exact = torch.autograd.grad(exact.sum(), x)[0]
     est = tiw.log_ratio(x, lam)
     grad_est = torch.autograd.grad(est.sum(), x)[0]
-    est, exact = est.detach(), exact.detach()
-    sigma = alpha_sigma(lam)[1][:, None]
-    return {
-        "ratio/logr_rmse": float((est - exact).square().mean().sqrt()),
-        "ratio/logr_std": float(exact.std()),
-        "ratio/corr_rmse": float((sigma * (grad_est - grad_exact)).square().sum(1).mean().sqrt()),
-        "ratio/corr_norm": float((sigma * grad_exact).square().sum(1).mean().sqrt()),
-    }
+    est, exact, sigma = est.detach(), exact.detach(), alpha_sigma(lam)[1][:, None]
+    return {"ratio/logr_rmse": float((est - exact).square().mean().sqrt()), "ratio/logr_std": float(exact.std()),
+            "ratio/corr_rmse": float((sigma * (grad_est - grad_exact)).square().sum(1).mean().sqrt()),
+            "ratio/corr_norm": float((sigma * grad_exact).square().sum(1).mean().sqrt())}  # fmt: skip
 
 
 def run_arm(arm: str, seed: int, base: dict[str, Any], disc: dict[str, Any]) -> dict[str, Any]:
@@ -112,50 +103,35 @@ def summarise(result: Result) -> Result:
 
 def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
     """Minority fractions per arm (bars: mean ± std; dots: seeds), and seed 0's samples."""
-    plt = harness.pyplot()
-    fig, axes = plt.subplots(1, 1 + len(ARMS), figsize=(4 * (1 + len(ARMS)), 3.6))
-    harness.bars(axes[0], result["summary"], {a: result["raw"]["runs"][a] for a in ARMS}, "eval/minority_fraction")  # fmt: skip
-    axes[0].axhline(0.1, color="tab:red", ls="--", label="observed 0.1")
-    axes[0].axhline(0.5, color="tab:green", ls="--", label="unbiased 0.5")
-    axes[0].set_ylabel("minority fraction of samples")
-    axes[0].legend(fontsize=7)
-    for ax, (n, xy) in zip(axes[1:], samples.items(), strict=True):
-        ax.scatter(*torch.tensor(xy).T, s=1, alpha=0.4)
-        ax.set(title=f"{n} (seed 0)", xlim=(-3, 3), ylim=(-2, 2))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with harness.figure(path, 1, 1 + len(ARMS), figsize=(4 * (1 + len(ARMS)), 3.6)) as (_, axes):
+        harness.bars(axes[0], result["summary"], {a: result["raw"]["runs"][a] for a in ARMS}, MINORITY)  # fmt: skip
+        axes[0].axhline(0.1, color="tab:red", ls="--", label="observed 0.1")
+        axes[0].axhline(0.5, color="tab:green", ls="--", label="unbiased 0.5")
+        axes[0].set_ylabel("minority fraction of samples")
+        axes[0].legend(fontsize=7)
+        for ax, (n, xy) in zip(axes[1:], samples.items(), strict=True):
+            ax.scatter(*torch.tensor(xy).T, s=1, alpha=0.4)
+            ax.set(title=f"{n} (seed 0)", xlim=(-3, 3), ylim=(-2, 2))
 
 
-def main() -> int | None:
-    args = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000).parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     torch.set_num_threads(1)
-    steps, seeds = (20, [0]) if args.smoke else (args.steps, args.seeds)
-    base = {"data": "bimodal_biased", "train.steps": steps, "train.batch": 256, "net.width": 128, "eval.samples": 5000,
-            "eval.every": steps, "train.threads": 1, "tiw.disc_steps": 40 if args.smoke else 1500}  # fmt: skip
-    discs: dict[int, tuple[dict[str, Any], dict[str, float]]] = {}
+    base = {"data": "bimodal_biased", "train.steps": args.steps, "train.batch": 256, "net.width": 128, "eval.samples": 5000,
+            "eval.every": args.steps, "train.threads": 1, "tiw.disc_steps": args.disc_steps}  # fmt: skip
+    disc = functools.cache(lambda seed: harness.shared_discriminator(base | {"seed": seed}, ratio_errors))  # fmt: skip
     samples: dict[str, list] = {}  # the first seed's, for the figure
 
     def run(arm: str, seed: int) -> Result:
-        if seed not in discs:  # one discriminator per seed, shared by the arms
-            trainer, state, metrics = harness.discriminator(base | {"seed": seed})
-            discs[seed] = state, metrics | ratio_errors(trainer)
-        r = run_arm(arm, seed, base, discs[seed][0])
+        r = run_arm(arm, seed, base, disc(seed)[0])  # one discriminator per seed, shared
         samples.setdefault(arm, r.pop("samples"))
         return r
 
-    runs = harness.arm_seed_loop(ARMS, seeds, run)
-    raw = {
-        "config": base,
-        "seeds": len(seeds),
-        "runs": {"discriminator": [discs[s][1] for s in seeds]} | runs,
-    }
-    harness.finish(
-        args, harness.new(args, ARMS, raw), summarise, lambda r, path: plot(r, path, samples)
-    )
-    return 0
+    runs = harness.arm_seed_loop(ARMS, args.seeds, run)
+    raw = {"config": base, "seeds": len(args.seeds), "runs": {"discriminator": [disc(s)[1] for s in args.seeds]} | runs}  # fmt: skip
+    harness.finish(args, harness.new(args, ARMS, raw), summarise, lambda r, path: plot(r, path, samples))  # fmt: skip
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
+    p.set_defaults(disc_steps=1500)
+    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0], "steps": 20, "disc_steps": 40}))  # fmt: skip

@@ -1,59 +1,28 @@
 """TIW-DSM on digits_biased: do the class proportions of samples move toward uniform, at what FID?
 
-digits_biased keeps every train image of classes 0–4 and 20 % of classes 5–9 (≈ 810 images,
-minority share ≈ 1/6), with a class-uniform reference set of 80 images; the test split (450
-images) is class-uniform. Per seed one ConvDiscriminator is pre-trained as the trainer's own
-pre-training does and injected into the five arms, which differ only in the loss (METHODS.md
-§3): plain (a=0), full a=0.5 (weight r^0.5, correction 0.5·σ∇ₓlog r), TIW-DSM (a=1), and the
-paper's ablation, weight only and correction only (a=1). Each arm is scored as the trainer
-reports it (eval.samples DDIM-50 samples against the test split, the digits CNN): FID, KID, the
-total variation of the CNN's class fractions (eval/mode_error) and the minority share. For scale,
-the same metrics of real images: the observed set, and as many drawn from the whole train split.
-The discriminator is checked where its target is known: at λ = 8 log r of an observed class-c
-image is log(p_ref(c)/p_obs(c)) (≈ −0.5 for classes 0–4, ≈ +1.1 for 5–9), and E_obs[r] = 1.
-
-    OMP_NUM_THREADS=1 .venv/bin/python bench/tiw_digits.py   # writes bench/results/tiw_digits.*
-    .venv/bin/python bench/tiw_digits.py --smoke    # a minute, to a temporary folder
-    .venv/bin/python bench/tiw_digits.py --resummarise    # summary and verdicts again
-
-Each (arm, seed) result and each seed's discriminator are cached under --cache by configuration.
+digits_biased: every train image of classes 0–4 and 20 % of classes 5–9, a class-uniform
+reference set of 80 images and a class-uniform test split. Per seed one ConvDiscriminator is
+pre-trained and injected into the five arms (METHODS.md §3): plain (a=0), full a=0.5, TIW-DSM
+(a=1), weight only and correction only (a=1), each scored as the trainer reports it (FID, KID,
+class-fraction TV error, minority share) beside real images. The discriminator is checked where
+its target is known: at λ = 8, log r of an observed class-c image is log(p_ref(c)/p_obs(c)), and
+E_obs[r] = 1. Arm runs and discriminators are cached under --cache.
 """
 
-from __future__ import annotations
-
-import json
+import functools
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
+import claims
 import harness
 import torch
-from claims import (
-    column,
-    compare,
-    every,
-    exceeds,
-    judge,
-    mean_std,
-    negate,
-    pm,
-    sd,
-    summarise_arms,
-    table,
-    verdict,
-)
-from harness import Result
+from harness import Args, Result
 
 from models.param import add_noise
 from models.schedules import alpha_sigma
 from tuner.data.presets import load_dataset
-from tuner.evaluation.metrics import (
-    default_extractor,
-    digit_class_fractions,
-    image_metrics,
-    to_uint8,
-)
+from tuner.evaluation import metrics
 from tuner.training.trainer import Trainer
 
 NAME = "tiw_digits"
@@ -75,38 +44,25 @@ CLAIMS = [
     (f"Half strength ({HALF}) lands between plain denoising and {FULL} in minority share", SHARE, [(HALF, PLAIN), (FULL, HALF)], "max"),
     (f"The weight alone ({WEIGHT}) raises the minority share over plain denoising's", SHARE, [(WEIGHT, PLAIN)], "max"),
 ]  # fmt: skip
-EVAL_KEYS = (
-    "eval/fid",
-    "eval/kid",
-    "eval/mode_error",
-    "eval/minority_fraction",
-    "eval/minority_error",
-)
+EVAL_KEYS = ("eval/fid", "eval/kid", "eval/mode_error", "eval/minority_fraction", "eval/minority_error")  # fmt: skip
 CHECK_LOGSNR = (-4.0, 0.0, 4.0, 8.0)  # levels of the discriminator check
 GRID = 64  # samples kept per run for the picture
 
 
 def class_fractions(images: torch.Tensor) -> list[float]:
     """The digits CNN's class fractions of images in [-1, 1] (as image_metrics computes them)."""
-    return digit_class_fractions(to_uint8(images)).tolist()
+    return metrics.digit_class_fractions(metrics.to_uint8(images)).tolist()
 
 
 @torch.no_grad()
 def discriminator_check(trainer: Trainer, draws: int = 8) -> dict[str, float]:
     """The discriminator's log r on observed images where the target is known (see docstring)."""
-    ds, tiw = trainer.dataset, trainer.objective.tiw
-    labels = ds.labels_train
-    p_obs = torch.bincount(labels, minlength=10).double() / len(labels)
-    p_ref = torch.bincount(ds.labels_reference, minlength=10).double() / len(ds.labels_reference)
-    exact = (p_ref / p_obs).log()[labels]
-    minority = torch.isin(labels, torch.tensor(ds.minority))
-    g = torch.Generator().manual_seed(12345)
-    out = {
-        "ratio/exact_clean_logr_majority": float(exact[~minority].mean()),
-        "ratio/exact_clean_logr_minority": float(exact[minority].mean()),
-    }
-    x0 = ds.train.repeat(draws, 1, 1, 1)
-    mino = minority.repeat(draws)
+    ds, tiw, labels, g = trainer.dataset, trainer.objective.tiw, trainer.dataset.labels_train, torch.Generator().manual_seed(12345)  # fmt: skip
+    p_obs, p_ref = (torch.bincount(y, minlength=10).double() / len(y) for y in (labels, ds.labels_reference))  # fmt: skip
+    exact, minority = (p_ref / p_obs).log()[labels], torch.isin(labels, torch.tensor(ds.minority))
+    out = {"ratio/exact_clean_logr_majority": float(exact[~minority].mean()),
+           "ratio/exact_clean_logr_minority": float(exact[minority].mean())}  # fmt: skip
+    x0, mino = ds.train.repeat(draws, 1, 1, 1), minority.repeat(draws)
     for lam in CHECK_LOGSNR:
         logsnr = torch.full((len(x0),), lam)
         log_r = tiw.log_ratio(add_noise(x0, torch.randn(x0.shape, generator=g), logsnr), logsnr)
@@ -118,42 +74,22 @@ def discriminator_check(trainer: Trainer, draws: int = 8) -> dict[str, float]:
     lam = trainer.density.sample(len(x0), g)
     x = add_noise(x0, torch.randn(x0.shape, generator=g), lam)
     with torch.enable_grad():
-        x.requires_grad_(True)
-        log_r = tiw.log_ratio(x, lam)
+        log_r = tiw.log_ratio(x.requires_grad_(True), lam)
         grad = torch.autograd.grad(log_r.sum(), x)[0]
-    r = log_r.detach().exp()
-    sigma = alpha_sigma(lam)[1][:, None, None, None]
+    r, sigma = log_r.detach().exp(), alpha_sigma(lam)[1][:, None, None, None]
     out["ratio/mean_r@q"] = float(r.mean())
     out["ratio/ess_fraction@q"] = float(r.mean().square() / r.square().mean())
     out["ratio/corr_norm@q"] = float((sigma * grad).flatten(1).norm(dim=1).mean())
     return out
 
 
-def discriminator(cache: Path | None, base: dict[str, Any], seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:  # fmt: skip
-    """One seed's pre-trained discriminator (state, metrics), cached as a .pt file."""
-    config = base | {"seed": seed, "tiw.strength": 1.0}
-    file = (
-        None if cache is None else cache / f"disc-{harness.cache_key(config, {'what': 'disc'})}.pt"
-    )
-    if file is not None and file.exists():
-        saved = torch.load(file, weights_only=True)
-        return saved["state"], json.loads(saved["metrics"])
-    t0 = time.perf_counter()
-    trainer, state, metrics = harness.discriminator(config)
-    metrics |= {"time/prepare_s": time.perf_counter() - t0} | discriminator_check(trainer)
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": state, "metrics": json.dumps(metrics)}, file)
-    return state, metrics
-
-
 def run_arm(config: dict[str, Any], disc: dict[str, torch.Tensor] | None) -> dict[str, Any]:
     """One arm, with the seed's shared discriminator injected, scored as the trainer reports it."""
     trainer, info = harness.train(config, **harness.components(config, disc=disc))
-    metrics, images = trainer.evaluate(), trainer.last_samples
-    return {k: metrics[k] for k in EVAL_KEYS} | {"class_fractions": class_fractions(images),
+    m, images = trainer.evaluate(), trainer.last_samples
+    return {k: m[k] for k in EVAL_KEYS} | {"class_fractions": class_fractions(images),
             "loss/total_last10pct": info["loss/total_last10pct"], "time/train_s": info["time/train_s"],
-            "time/eval_s": metrics["time/eval_s"], "samples": images[:GRID].tolist()}  # fmt: skip
+            "time/eval_s": m["time/eval_s"], "samples": images[:GRID].tolist()}  # fmt: skip
 
 
 def real_data(seed: int) -> dict[str, dict[str, Any]]:
@@ -161,54 +97,40 @@ def real_data(seed: int) -> dict[str, dict[str, Any]]:
     ds, full = load_dataset("digits_biased", seed=seed), load_dataset("digits")
     n = len(ds.train)
     idx = torch.randperm(len(full.train), generator=torch.Generator().manual_seed(seed))[:n]
-    out = {}
-    for name, x in (("observed (biased)", ds.train), ("uniform train subset", full.train[idx])):
-        m = image_metrics(
-            x, "digits_biased", ds.test, default_extractor("digits"), minority=ds.minority
-        )
-        out[name] = m | {"class_fractions": class_fractions(x), "n": n}
-    return out
+    return {name: metrics.image_metrics(x, "digits_biased", ds.test, metrics.default_extractor("digits"), minority=ds.minority)
+            | {"class_fractions": class_fractions(x), "n": n}
+            for name, x in (("observed (biased)", ds.train), ("uniform train subset", full.train[idx]))}  # fmt: skip
 
 
 def unbiased_reference() -> dict[str, Any]:
     """Class fractions of the test split: true labels and the CNN's (what eval/* compares to)."""
     ds = load_dataset("digits_biased")
-    minority = list(ds.minority)
     true = (torch.bincount(ds.labels_test, minlength=10).float() / len(ds.labels_test)).tolist()
     cnn = class_fractions(ds.test)
-    return {
-        "true_class_fractions": true,
-        "cnn_class_fractions": cnn,
-        "true_minority_fraction": sum(true[c] for c in minority),
-        "cnn_minority_fraction": sum(cnn[c] for c in minority),
-        "n": len(ds.test),
-    }
+    return {"true_class_fractions": true, "cnn_class_fractions": cnn, "true_minority_fraction": sum(true[i] for i in ds.minority),
+            "cnn_minority_fraction": sum(cnn[i] for i in ds.minority), "n": len(ds.test)}  # fmt: skip
 
 
 def summarise(result: Result) -> Result:
     """Mean ± std over seeds of the arms, the real images and the discriminators; the table
     and the verdicts."""
-    raw = result["raw"]
-    s = {name: summarise_arms(rows, skip=["seed"]) for name, rows in (("arms", raw["runs"]), ("real_data", raw["real_data"]))}  # fmt: skip
-    s["discriminator"] = summarise_arms({"d": raw["discriminator"]}, skip=["seed"])["d"]
+    raw, sd = result["raw"], claims.sd
+    s = {name: claims.summarise_arms(raw[key], skip=["seed"]) for name, key in (("arms", "runs"), ("real_data", "real_data"))}  # fmt: skip
+    s["discriminator"] = claims.summarise_arms({"d": raw["discriminator"]}, skip=["seed"])["d"]
     c, disc, unb = raw["config"], s["discriminator"], raw["unbiased"]
     keys = ("eval/minority_fraction", "eval/mode_error", "eval/fid", "eval/kid")
     rows = [[arm] + [sd(v[k]) for k in keys] for arm, v in s["arms"].items()]
     rows += [[f"real: {name} (N = {v['n']['mean']:.0f})"] + [sd(v[k]) for k in keys] for name, v in s["real_data"].items()]  # fmt: skip
     body = [
-        f"`{result['command'].strip()}` — digits_biased (all train images of classes 0–4, 20 % of "
-        f"classes 5–9; a class-uniform reference set), {c['train.steps']} steps of batch "
-        f"{c['train.batch']}, seeds {raw['seeds']}, one discriminator per seed shared by the arms "
-        f"(early-stopped after {sd(disc['ratio/steps'], 2)} steps). Samples ({c['eval.samples']}, "
-        "DDIM-50) are classified by the digits CNN; the test split's CNN minority share is "
-        f"{unb['cnn_minority_fraction']:.3f} (true labels {unb['true_minority_fraction']:.3f}). "
-        f"The discriminator at λ = 8, where the target is the class ratio: log r of majority "
-        f"images {sd(disc['ratio/logr_majority@8'], 2)} (exact "
-        f"{disc['ratio/exact_clean_logr_majority']['mean']:.2f}), of minority images "
-        f"{sd(disc['ratio/logr_minority@8'], 2)} (exact "
-        f"{disc['ratio/exact_clean_logr_minority']['mean']:.2f}); E_obs[r] over q(λ) "
-        f"{sd(disc['ratio/mean_r@q'], 2)} (exact 1).",
-        table(["arm", "minority share (classes 5–9)", "class-proportion TV error", "FID", "KID"], rows),
+        f"`{result['command'].strip()}` — digits_biased (all train images of classes 0–4, 20 % of classes 5–9; a class-uniform "
+        f"reference set), {c['train.steps']} steps of batch {c['train.batch']}, seeds {raw['seeds']}, one discriminator per seed "
+        f"shared by the arms (early-stopped after {sd(disc['ratio/steps'], 2)} steps). Samples ({c['eval.samples']}, DDIM-50) are "
+        f"classified by the digits CNN; the test split's CNN minority share is {unb['cnn_minority_fraction']:.3f} (true labels "
+        f"{unb['true_minority_fraction']:.3f}). The discriminator at λ = 8, where the target is the class ratio: log r of majority "
+        f"images {sd(disc['ratio/logr_majority@8'], 2)} (exact {disc['ratio/exact_clean_logr_majority']['mean']:.2f}), of "
+        f"minority images {sd(disc['ratio/logr_minority@8'], 2)} (exact {disc['ratio/exact_clean_logr_minority']['mean']:.2f}); "
+        f"E_obs[r] over q(λ) {sd(disc['ratio/mean_r@q'], 2)} (exact 1).",
+        claims.table(["arm", "minority share (classes 5–9)", "class-proportion TV error", "FID", "KID"], rows),
     ]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts(raw, s), summary=s,
                         figures=[("tiw_digits.png", "TIW on digits_biased")])  # fmt: skip
@@ -216,34 +138,27 @@ def summarise(result: Result) -> Result:
 
 def verdicts(raw: Result, s: dict[str, Any]) -> list[dict[str, Any]]:
     """The claims of the TIW-DSM paper on digits, and of this benchmark's reading, computed."""
-    runs, unbiased, discs = raw["runs"], raw["unbiased"], raw["discriminator"]
-    full, corr = FULL, CORR
-    share, fid = column(runs, "eval/minority_fraction"), column(runs, "eval/fid")
-    obs = s["real_data"]["observed (biased)"]["eval/minority_fraction"]["mean"]
-    holds, text = exceeds(share[PLAIN], obs)
-    out = [verdict("Plain denoising sharpens the observed bias: its samples' minority share is "
-                   "below the observed set's own", negate(holds), f"plain {text} (95 % t); the observed set {obs:.3f}")]  # fmt: skip
-    out += judge(runs, CLAIMS)
-    (holds, ev), (holds_fid, ev_fid) = (
-        compare(share, [(corr, PLAIN)], "max"),
-        compare(fid, [(corr, PLAIN)], "min"),
-    )
-    out.append(verdict(f"The correction alone ({corr}) raises the minority share and lowers the FID below plain denoising's",
-                       every([holds, holds_fid]), f"minority share: {ev}; FID: {ev_fid}"))  # fmt: skip
+    runs, unbiased, discs, verdict = raw["runs"], raw["unbiased"], raw["discriminator"], claims.verdict  # fmt: skip
+    share, fid = claims.column(runs, SHARE), claims.column(runs, "eval/fid")
+    obs = s["real_data"]["observed (biased)"][SHARE]["mean"]
+    holds, text = claims.exceeds(share[PLAIN], obs)
+    out = [verdict("Plain denoising sharpens the observed bias: its samples' minority share is below the observed set's own",
+                   claims.negate(holds), f"plain {text} (95 % t); the observed set {obs:.3f}"), *claims.judge(runs, CLAIMS)]  # fmt: skip
+    (holds, ev), (holds_fid, ev_fid) = claims.compare(share, [(CORR, PLAIN)], "max"), claims.compare(fid, [(CORR, PLAIN)], "min")  # fmt: skip
+    out.append(verdict(f"The correction alone ({CORR}) raises the minority share and lowers the FID below plain denoising's",
+                       claims.every([holds, holds_fid]), f"minority share: {ev}; FID: {ev_fid}"))  # fmt: skip
     test = unbiased["cnn_minority_fraction"]
-    holds, text = exceeds(share[full], test)
-    out.append(verdict(f"The shift is partial: {full}'s minority share stays below the test split's", negate(holds),
-                       f"{full} {text} (95 % t); the test split {test:.3f} (CNN; true labels {unbiased['true_minority_fraction']:.3f})"))  # fmt: skip
-    logr = [d["ratio/logr_minority@8"] for d in discs]
-    exact = statistics.mean(d["ratio/exact_clean_logr_minority"] for d in discs)
-    major = statistics.mean(d["ratio/logr_majority@8"] for d in discs)
-    exact_major = statistics.mean(d["ratio/exact_clean_logr_majority"] for d in discs)
-    holds, text = exceeds(logr, exact)
+    holds, text = claims.exceeds(share[FULL], test)
+    out.append(verdict(f"The shift is partial: {FULL}'s minority share stays below the test split's", claims.negate(holds),
+                       f"{FULL} {text} (95 % t); the test split {test:.3f} (CNN; true labels {unbiased['true_minority_fraction']:.3f})"))  # fmt: skip
+    logr, major = ([d[f"ratio/logr_{k}@8"] for d in discs] for k in ("minority", "majority"))
+    exact, exact_major = (statistics.mean(d[f"ratio/exact_clean_logr_{k}"] for d in discs) for k in ("minority", "majority"))  # fmt: skip
+    holds, text = claims.exceeds(logr, exact)
     out.append(verdict(
         "The discriminator, trained on a small reference set, underestimates the minority classes' log-ratio at λ = 8",
-        negate(holds),
+        claims.negate(holds),
         f"log r of minority images {text} (95 % t) against the exact {exact:.2f}: {100 * statistics.mean(logr) / exact:.0f} % of it "
-        f"(majority images {pm(*mean_std([d['ratio/logr_majority@8'] for d in discs]))}, {100 * major / exact_major:.0f} % of the exact {exact_major:.2f})"))  # fmt: skip
+        f"(majority images {claims.pm(*claims.mean_std(major))}, {100 * statistics.mean(major) / exact_major:.0f} % of the exact {exact_major:.2f})"))  # fmt: skip
     return out
 
 
@@ -252,82 +167,61 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
     images, and a grid of each arm's first-seed samples."""
     from torchvision.utils import make_grid  # for the figure only
 
-    plt, raw, s = harness.pyplot(), result["raw"], result["summary"]
-    names, unbiased = list(raw["runs"]), raw["unbiased"]
-    fig = plt.figure(figsize=(17, 8.6))
+    raw, s, unbiased = result["raw"], result["summary"], result["raw"]["unbiased"]
+    names, fig = list(raw["runs"]), harness.pyplot().figure(figsize=(17, 8.6))
     top = fig.add_gridspec(2, 3, height_ratios=(1.15, 1.0), top=0.93, bottom=0.05)
     ax_cls, ax_min, ax_fid = (fig.add_subplot(top[0, i]) for i in range(3))
-    classes, width = torch.arange(10).float(), 0.8 / len(names)
+    classes, width, obs = torch.arange(10).float(), 0.8 / len(names), s["real_data"]["observed (biased)"]["class_fractions"]  # fmt: skip
     for i, n in enumerate(names):
         f = s["arms"][n]["class_fractions"]
         ax_cls.bar(classes + (i - len(names) / 2 + 0.5) * width, f["mean"], width, yerr=f["std"], capsize=1.5, label=n)  # fmt: skip
     ax_cls.plot(classes, unbiased["cnn_class_fractions"], "k_", ms=14, mew=2, label="test (CNN)")
-    obs = s["real_data"]["observed (biased)"]["class_fractions"]["mean"]
-    ax_cls.plot(classes, obs, "_", color="tab:red", ms=14, mew=2, label="observed set (CNN)")
+    ax_cls.plot(classes, obs["mean"], "_", color="tab:red", ms=14, mew=2, label="observed set (CNN)")  # fmt: skip
     ax_cls.set_xticks(classes.tolist(), [str(c) for c in range(10)])
     ax_cls.set(xlabel="class (digits CNN)", ylabel="fraction of samples")
     ax_cls.legend(fontsize=6, ncol=2)
-    for ax, key, label in ((ax_min, "eval/minority_fraction", "CNN share of classes 5–9"), (ax_fid, "eval/fid", "FID (digits CNN) vs test")):  # fmt: skip
+    for ax, key, label in ((ax_min, SHARE, "CNN share of classes 5–9"), (ax_fid, "eval/fid", "FID (digits CNN) vs test")):  # fmt: skip
         harness.bars(ax, s["arms"], raw["runs"], key)
         for (rn, rs), color in zip(s["real_data"].items(), ("tab:red", "tab:green"), strict=True):
             ax.axhline(rs[key]["mean"], color=color, ls="--", lw=1, label=f"real: {rn}")
+        if ax is ax_min:
+            ax.axhline(unbiased["cnn_minority_fraction"], color="k", ls=":", lw=1, label="test (CNN)")  # fmt: skip
         ax.set_ylabel(label)
-    ax_min.axhline(unbiased["cnn_minority_fraction"], color="k", ls=":", lw=1, label="test (CNN)")
-    ax_min.legend(fontsize=7)
-    ax_fid.legend(fontsize=7)
-    for i, (n, images) in enumerate(samples.items()):
+        ax.legend(fontsize=7)
+    for i, (n, images) in enumerate(samples.items()):  # each arm's first-seed samples, 4× enlarged
         ax = fig.add_subplot(top[1, :].subgridspec(1, len(names))[0, i])
-        x = torch.tensor(images).clamp(-1, 1).add(1).div(2)
-        ax.imshow(make_grid(x.repeat_interleave(4, -1).repeat_interleave(4, -2), nrow=8, pad_value=1).permute(1, 2, 0).numpy())  # fmt: skip
+        x = torch.tensor(images).clamp(-1, 1).add(1).div(2).repeat_interleave(4, -1).repeat_interleave(4, -2)  # fmt: skip
+        ax.imshow(make_grid(x, nrow=8, pad_value=1).permute(1, 2, 0).numpy())
         ax.set_title(f"{n}, seed {raw['seeds'][0]}", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"digits_biased, TIW-DSM arms: mean ± std over {len(raw['seeds'])} seeds (dots: seeds)")  # fmt: skip
     fig.savefig(path, dpi=110)
 
 
-def main() -> int | None:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--samples", type=int, default=1000, help="samples per evaluation")
-    parser.add_argument("--disc-steps", type=int, default=1500, help="tiw.disc_steps (max)")
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     torch.set_num_threads(1)
-    if args.smoke:
-        args.seeds, args.steps, args.samples, args.disc_steps = [0], 10, 100, 30
-    cache = harness.cache_dir(args)
     base = {"data": "digits_biased", "train.steps": args.steps, "train.batch": args.batch, "train.threads": 1,
             "eval.samples": args.samples, "eval.every": args.steps, "tiw.disc_steps": args.disc_steps}  # fmt: skip
-    discs: dict[int, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
-    samples: dict[str, list] = {}  # the first seed's, for the figure
-
-    def shared(seed: int) -> dict[str, torch.Tensor]:  # trained on first need, cached
-        if seed not in discs:
-            discs[seed] = discriminator(cache, base, seed)
-        return discs[seed][0]
-
-    def run(arm: str, seed: int) -> Result:
-        config = base | ARMS[arm] | {"seed": seed}
-        disc = shared(seed) if ARMS[arm]["tiw.strength"] > 0 else None
-        r = harness.cached(
-            cache, config, {"what": NAME, "grid": GRID}, lambda: run_arm(config, disc)
-        )
-        print(f"seed {seed} {arm:22s} minority {r['eval/minority_fraction']:.3f} FID {r['eval/fid']:.3f}", flush=True)  # fmt: skip
-        samples.setdefault(arm, r.pop("samples"))
-        return r | {"seed": seed}
-
-    runs, real = harness.arm_seed_loop(ARMS, args.seeds, run), {}
+    cache = harness.cache_dir(args)  # one discriminator per seed, shared by the arms, cached
+    disc = functools.cache(lambda seed: harness.shared_discriminator(base | {"seed": seed}, discriminator_check, cache))  # fmt: skip
+    runs = harness.cached_runs(args, base, ARMS, {"what": NAME, "grid": GRID},
+                               lambda c: run_arm(c, disc(c["seed"])[0] if c["tiw.strength"] > 0 else None),
+                               lambda r: f"minority {r[SHARE]:.3f} FID {r['eval/fid']:.3f}")  # fmt: skip
+    samples = {arm: rows[0]["samples"] for arm, rows in runs.items()}  # the first seed's, drawn
+    runs = {arm: [{k: v for k, v in r.items() if k != "samples"} | {"seed": seed} for r, seed in zip(rows, args.seeds, strict=True)]
+            for arm, rows in runs.items()}  # fmt: skip
+    real: dict[str, list] = {}
     for seed in args.seeds:
-        shared(seed)  # the discriminator's metrics, also when every arm was cached
         for name, m in real_data(seed).items():
             real.setdefault(name, []).append(m | {"seed": seed})
     raw = {"config": base, "seeds": args.seeds, "note": NOTE, "unbiased": unbiased_reference(), "runs": runs,
-           "discriminator": [discs[seed][1] | {"seed": seed} for seed in args.seeds], "real_data": real}  # fmt: skip
+           "discriminator": [disc(seed)[1] | {"seed": seed} for seed in args.seeds], "real_data": real}  # fmt: skip
     result = harness.new(args, ARMS, raw, env="OMP_NUM_THREADS=1 ")
     harness.finish(args, result, summarise, lambda r, path: plot(r, path, samples))
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
+    p.set_defaults(batch=128, samples=1000, disc_steps=1500)  # disc_steps: tiw.disc_steps (max)
+    smoke = {"seeds": [0], "steps": 10, "samples": 100, "disc_steps": 30}
+    raise SystemExit(harness.cli(p, summarise, measure, smoke))

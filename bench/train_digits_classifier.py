@@ -3,10 +3,6 @@
 Trains on the digits training split only (tuner.data.presets.load_digits_split), with ±1 pixel shifts as
 augmentation, evaluates on the test split, and writes the weights to tuner/assets/digits_cnn.pt
 and the accuracy to bench/results/digits_classifier.json.
-
-    .venv/bin/python bench/train_digits_classifier.py            # the committed weights
-    .venv/bin/python bench/train_digits_classifier.py --smoke    # a few epochs, to /tmp only
-    .venv/bin/python bench/train_digits_classifier.py --resummarise    # the verdict again
 """
 
 import hashlib
@@ -17,7 +13,7 @@ import harness
 import torch
 import torch.nn.functional as F
 from claims import verdict
-from harness import ROOT, Result
+from harness import ROOT, Args, Result
 from torch import Tensor
 
 from tuner.data.presets import load_digits_split
@@ -80,21 +76,13 @@ def summarise(result: Result) -> Result:
     body = [f"`{result['command']}` — the digits CNN behind digits FID ({r['params']} parameters, {r['epochs']} epochs "
             f"on the {r['n_train']} training digits, {r['train_seconds']:.0f} s): test accuracy {100 * acc:.1f} % on "
             f"{r['n_test']} test digits; weights `{r.get('weights', 'not saved (--smoke)')}`."]  # fmt: skip
-    claim = (
-        f"The digits CNN classifies at least {100 * TARGET_ACCURACY:.0f} % of the test digits right"
-    )
+    claim = f"The digits CNN classifies at least {100 * TARGET_ACCURACY:.0f} % of the test digits right"  # fmt: skip
     evidence = f"{100 * acc:.1f} % of {r['n_test']} (seed {r['seed']}, one training run)"
     return harness.page(result, TITLE, body, [verdict(claim, acc >= TARGET_ACCURACY, evidence)])
 
 
-def main() -> int | str:
-    parser = harness.parser(NAME, __doc__)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=60)
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
-    net, info = train(args.seed, 3 if args.smoke else args.epochs)
+def measure(args: Args) -> str | None:
+    net, info = train(args.seed, args.epochs)
     if not args.smoke:  # the committed weights, only from a full run
         DIGITS_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
         torch.save(net.state_dict(), DIGITS_WEIGHTS)
@@ -103,8 +91,10 @@ def main() -> int | str:
     harness.finish(args, harness.new(args, {}, info), summarise)
     if not args.smoke and info["test_accuracy"] < TARGET_ACCURACY:
         return f"test accuracy {info['test_accuracy']:.4f} is below the required {TARGET_ACCURACY}"
-    return 0
+    return None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    p = harness.parser(NAME, __doc__)
+    p.set_defaults(seed=0, epochs=60)
+    sys.exit(harness.cli(p, summarise, measure, {"epochs": 3}))

@@ -5,16 +5,8 @@ and the same optimiser and budget. Each EMA model gets the FID (and KID, class-f
 of 1000 DDIM samples at 10, 25 and 100 steps against the 450-image test split (digits CNN), and
 its held-out denoising error ‖x̂0 − x0‖² per image in 8 log-SNR bins over [-10, 10] (which holds
 the irreducible MMSE, the same for every arm). The floor of the FID at this sample size is that
-of 1000 training images against the test split.
-
-    .venv/bin/python bench/weighting_digits.py --seeds 0 1 --steps 1500   # writes results
-    .venv/bin/python bench/weighting_digits.py --smoke                    # seconds, to /tmp
-    .venv/bin/python bench/weighting_digits.py --resummarise   # summary and verdicts again
-
-Runs are cached per (weighting, seed, configuration) under --cache, as in weighting_ring.py.
+of 1000 training images against the test split. Runs are cached as in weighting_ring.py.
 """
-
-from __future__ import annotations
 
 import statistics
 import time
@@ -24,8 +16,8 @@ from typing import Any
 import harness
 import torch
 from claims import column, compare, sd, some, summarise_arms, table, verdict
-from harness import Result
-from weighting_ring import ARMS, BINS, bin_points, flat_runs
+from harness import Args, Result
+from weighting_ring import ARMS, BINS, CENTRES, EDGES, bin_points, flat_runs
 
 from tuner.data.presets import load_dataset
 from tuner.evaluation.metrics import default_extractor, image_metrics
@@ -45,9 +37,9 @@ def fid_of(samples: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
 @torch.inference_mode()
 def denoise_error_by_bin(trainer: Trainer, draws: int = 2) -> list[float]:
     """Held-out mean ‖x̂0 − x0‖² per image in each log-SNR bin (the same points for every arm)."""
-    model, x0, g = trainer.ema.eval(), trainer.dataset.test.repeat(draws, 1, 1, 1), torch.Generator().manual_seed(2024)  # fmt: skip
-    out = []
-    for lo, hi in zip(BINS[:-1].tolist(), BINS[1:].tolist(), strict=True):
+    model, x0 = trainer.ema.eval(), trainer.dataset.test.repeat(draws, 1, 1, 1)
+    g, out = torch.Generator().manual_seed(2024), []
+    for lo, hi in EDGES:
         lam, x = bin_points(lo, hi, x0, g)
         out.append(float((model.x0(x, lam) - x0).square().flatten(1).sum(1).mean()))
     return out
@@ -74,29 +66,26 @@ def summarise(result: Result) -> Result:
     """The summary, the table and the verdicts, from the runs and the real-data floor."""
     raw = result["raw"]
     runs, steps, floor = flat_runs(raw), raw["sampler_steps"], raw["real_data_floor"]
-    summary = summarise_arms(runs)
-    last, few = steps[-1], steps[0]
+    summary, (few, last) = summarise_arms(runs), (steps[0], steps[-1])
     others = [a for a in runs if a != "constant"]
     fid = column(runs, f"ddim{last}/eval/fid")
     by_mean = ", ".join(f"{a} {statistics.mean(fid[a]):.3f}" for a in sorted(fid, key=lambda a: statistics.mean(fid[a])))  # fmt: skip
     _, ev = compare(fid, [(a, "constant") for a in others], "min")
-    verdicts = [verdict(
-        f"Reweighting gives better digits than constant ε-MSE: some weighting has a lower FID "
-        f"than constant with {last} DDIM steps",
-        some(compare(fid, [(a, "constant")], "min")[0] for a in others),
-        f"by mean FID {by_mean} (real train digits, N = {floor['n']}: {floor['eval/fid']:.3f}); {ev}")]  # fmt: skip
     paper = [("debiased", b) for b in ("constant", "p2", "min_snr") if b in runs]
-    claim = "The paper's claim: debiased weighting gives better samples than constant, P2 and "
-    verdicts.append(verdict(claim + f"min-SNR weighting ({last}-step FID)", *compare(fid, paper, "min")))  # fmt: skip
     err = column(runs, f"ddim{last}/eval/mode_error")
-    claim = "Every weighting's class proportions are closer to the test split's than constant's "
-    verdicts.append(verdict(claim + f"({last} steps; total-variation error)", *compare(err, [(a, "constant") for a in others], "min")))  # fmt: skip
     both = {f"{a}@{k}": column(runs, f"ddim{k}/eval/fid")[a] for a in runs for k in (few, last)}
-    verdicts.append(verdict(f"Every weighting's FID is higher with {few} DDIM steps than with {last}",
-                            *compare(both, [(f"{a}@{last}", f"{a}@{few}") for a in runs], "min")))  # fmt: skip
-    head = (
-        ["weighting"] + [f"FID, DDIM-{k}" for k in steps] + [f"class-proportion err, DDIM-{last}"]
-    )
+    verdicts = [
+        verdict(f"Reweighting gives better digits than constant ε-MSE: some weighting has a lower FID than constant "
+                f"with {last} DDIM steps", some(compare(fid, [(a, "constant")], "min")[0] for a in others),
+                f"by mean FID {by_mean} (real train digits, N = {floor['n']}: {floor['eval/fid']:.3f}); {ev}"),
+        verdict("The paper's claim: debiased weighting gives better samples than constant, P2 and min-SNR weighting "
+                f"({last}-step FID)", *compare(fid, paper, "min")),
+        verdict("Every weighting's class proportions are closer to the test split's than constant's "
+                f"({last} steps; total-variation error)", *compare(err, [(a, "constant") for a in others], "min")),
+        verdict(f"Every weighting's FID is higher with {few} DDIM steps than with {last}",
+                *compare(both, [(f"{a}@{last}", f"{a}@{few}") for a in runs], "min")),
+    ]  # fmt: skip
+    head = ["weighting"] + [f"FID, DDIM-{k}" for k in steps] + [f"class-proportion err, DDIM-{last}"]  # fmt: skip
     rows = [[arm] + [sd(v[f"ddim{k}/eval/fid"]) for k in steps] + [sd(v[f"ddim{last}/eval/mode_error"], 2)] for arm, v in summary.items()]  # fmt: skip
     rows.append([f"real train digits (N = {floor['n']})"] + [f"{floor['eval/fid']:.3g}"] * len(steps) + [f"{floor['eval/mode_error']:.2g}"])  # fmt: skip
     c = raw["config"]
@@ -111,55 +100,34 @@ def summarise(result: Result) -> Result:
 
 
 def plot(result: Result, path: Path) -> None:
-    plt, raw, s = harness.pyplot(), result["raw"], result["summary"]
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2))
-    harness.errorbars(ax0, SAMPLER_STEPS, s, "ddim{}/eval/fid")
-    centres = (0.5 * (BINS[:-1] + BINS[1:])).tolist()
-    harness.errorbars(ax1, range(len(centres)), s, "denoise_err/bin{}", at=centres)
-    floor = raw["real_data_floor"]
-    ax0.axhline(floor["eval/fid"], color="k", ls="--", lw=1, label=f"real data, n={floor['n']}")
-    ax0.set(xscale="log", xlabel="DDIM steps", ylabel="FID (digits CNN), 1000 samples vs test")
-    ax0.set_xticks(SAMPLER_STEPS, [str(k) for k in SAMPLER_STEPS])
-    ax0.minorticks_off()
-    ax0.legend(fontsize=7)
-    ax1.set(yscale="log", xlabel="log-SNR λ (bin centre)", ylabel="held-out mean ‖x̂0 − x0‖² per image")  # fmt: skip
-    fig.suptitle(f"digits, mean ± std over {len(raw['seeds'])} seeds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    raw, s, floor = result["raw"], result["summary"], result["raw"]["real_data_floor"]
+    with harness.figure(path, 1, 2, figsize=(11, 4.2)) as (fig, (ax0, ax1)):
+        harness.errorbars(ax0, SAMPLER_STEPS, s, "ddim{}/eval/fid")
+        harness.errorbars(ax1, range(len(CENTRES)), s, "denoise_err/bin{}", at=CENTRES)
+        ax0.axhline(floor["eval/fid"], color="k", ls="--", lw=1, label=f"real data, n={floor['n']}")
+        harness.steps_axis(ax0, SAMPLER_STEPS, xlabel="DDIM steps", ylabel="FID (digits CNN), 1000 samples vs test")  # fmt: skip
+        ax0.legend(fontsize=7)
+        ax1.set(yscale="log", xlabel="log-SNR λ (bin centre)", ylabel="held-out mean ‖x̂0 − x0‖² per image")  # fmt: skip
+        fig.suptitle(f"digits, mean ± std over {len(raw['seeds'])} seeds", fontsize=10)
 
 
-def main() -> int:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--samples", type=int, default=1000, help="samples per sampler setting")
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     torch.set_num_threads(1)
-    if args.smoke:
-        args.seeds, args.steps, args.samples, args.arms = [0], 5, 50, ["constant", "debiased"]
     base = {"data": "digits", "train.steps": args.steps, "train.batch": args.batch, "train.threads": 1,
             "eval.samples": args.samples, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bins": BINS.tolist(), "sampler_steps": SAMPLER_STEPS}
-
-    def run(arm: str, seed: int) -> Result:
-        config = base | ARMS[arm] | {"seed": seed}
-        r = harness.cached(harness.cache_dir(args), config, extra, lambda: run_one(config, args.samples))  # fmt: skip
-        fid = "/".join(f"{r['sampling'][str(k)]['eval/fid']:.3f}" for k in SAMPLER_STEPS)
-        print(f"seed {seed} {arm:9s} FID@10/25/100 {fid} ({r['time/train_s']:.0f}s train)", flush=True)  # fmt: skip
-        return r
-
-    raw = {
-        "config": base, "seeds": args.seeds, "bins": BINS.tolist(), "sampler_steps": list(SAMPLER_STEPS),
-        "note": "time/* measured on a shared 2-core machine under load from other jobs",
-        "per_seed": harness.arm_seed_loop(args.arms, args.seeds, run),
-        "real_data_floor": real_floor(args.samples),
-    }  # fmt: skip
+    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.samples),
+                               lambda r: "FID@10/25/100 " + "/".join(f"{r['sampling'][str(k)]['eval/fid']:.3f}" for k in SAMPLER_STEPS))  # fmt: skip
+    raw = {"config": base, "seeds": args.seeds, "bins": BINS.tolist(), "sampler_steps": list(SAMPLER_STEPS),
+           "note": "time/* measured on a shared 2-core machine under load from other jobs",
+           "per_seed": runs, "real_data_floor": real_floor(args.samples)}  # fmt: skip
     arms = {a: ARMS[a] for a in args.arms}
     harness.finish(args, harness.new(args, arms, raw, env="OMP_NUM_THREADS=1 "), summarise, plot)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.set_defaults(batch=128, samples=1000)  # samples per sampler setting
+    smoke = {"seeds": [0], "steps": 5, "samples": 50, "arms": ["constant", "debiased"]}
+    raise SystemExit(harness.cli(p, summarise, measure, smoke))

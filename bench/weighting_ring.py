@@ -5,17 +5,9 @@ cosine q(λ), MLP, optimiser and budget: constant, debiased (SNR^-1/2), min-SNR 
 γ=1), EDM (σ_d=0.5, on the cosine q) and learned (EDM + EDM2's u(λ) head). Each EMA model gets
 (a) its x0 error against the ring's exact posterior mean in 8 log-SNR bins over [-10, 10] (the
 same points for every model; also the irreducible MMSE and the ε error against the exact ε*),
-and (b) the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps.
-
-    .venv/bin/python bench/weighting_ring.py --seeds 0 1 2   # writes bench/results/weighting_ring.*
-    .venv/bin/python bench/weighting_ring.py --smoke         # seconds, to a temporary folder
-    .venv/bin/python bench/weighting_ring.py --resummarise   # summary and verdicts again
-
-Each (weighting, seed) run is cached under --cache by its full configuration, so the seeds can
-be split over invocations; the one that has every run writes the results.
+and (b) the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps. Each
+(weighting, seed) run is cached under --cache, so the seeds can be split over invocations.
 """
-
-from __future__ import annotations
 
 import statistics
 import time
@@ -25,7 +17,7 @@ from typing import Any
 import harness
 import torch
 from claims import column, compare, every, exceeds, negate, pm, sd, summarise_arms, table, verdict
-from harness import Result
+from harness import Args, Result
 
 from models.param import add_noise
 from tuner.evaluation.metrics import lowdim_metrics
@@ -47,6 +39,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "learned": {"weighting": "edm", "weighting.learned": True},
 }
 BINS = torch.linspace(-10.0, 10.0, 9)  # 8 log-SNR bins
+EDGES, CENTRES = list(zip(BINS[:-1].tolist(), BINS[1:].tolist(), strict=True)), (0.5 * (BINS[:-1] + BINS[1:])).tolist()  # fmt: skip
 SAMPLER_STEPS = (5, 10, 50)
 SAMPLE_METRICS = ("eval/nll", "eval/mode_error", "eval/swd", "eval/mmd")
 
@@ -63,7 +56,7 @@ def x0_error_by_bin(trainer: Trainer, n: int) -> dict[str, list[float]]:
     truth, model = trainer.dataset.truth, trainer.ema.eval()
     g = torch.Generator().manual_seed(2024)  # the same points for every model and seed
     out: dict[str, list[float]] = {"x0_err": [], "mmse": [], "eps_err": []}
-    for lo, hi in zip(BINS[:-1].tolist(), BINS[1:].tolist(), strict=True):
+    for lo, hi in EDGES:
         x0 = truth.sample(n, g)
         lam, x = bin_points(lo, hi, x0, g)
         post = truth.posterior_mean(x, lam)
@@ -73,14 +66,20 @@ def x0_error_by_bin(trainer: Trainer, n: int) -> dict[str, list[float]]:
     return out
 
 
-def sample_quality(trainer: Trainer, n: int) -> dict[str, dict[str, float]]:
-    """(b): lowdim metrics of n DDIM samples at each of SAMPLER_STEPS."""
-    ds, result = trainer.dataset, {}
+def sample_metrics(x: torch.Tensor, ds: Any) -> dict[str, float]:
+    m = lowdim_metrics(x, ds.truth, ds.test, ds.minority)
+    return {k: m[k] for k in SAMPLE_METRICS}
+
+
+def run_one(config: dict[str, Any], n_bin: int, n_samples: int) -> dict[str, Any]:
+    """(a) and (b) of one trained model, and its training and evaluation seconds."""
+    trainer, info = harness.train(config)
+    t0, sampling = time.perf_counter(), {}
     for steps in SAMPLER_STEPS:
         trainer.config["sampler.steps"] = steps
-        m = lowdim_metrics(trainer.sample(n), ds.truth, ds.test, ds.minority)
-        result[str(steps)] = {k: m[k] for k in SAMPLE_METRICS}
-    return result
+        sampling[str(steps)] = sample_metrics(trainer.sample(n_samples), trainer.dataset)
+    result = {"bins": x0_error_by_bin(trainer, n_bin), "sampling": sampling}
+    return result | {"time/train_s": info["time/train_s"], "time/eval_s": time.perf_counter() - t0}
 
 
 def exact_floor(n: int, seeds: list[int]) -> dict[str, dict[str, float]]:
@@ -88,68 +87,48 @@ def exact_floor(n: int, seeds: list[int]) -> dict[str, dict[str, float]]:
     rows = []
     for seed in seeds:
         ds = Trainer({"data": "ring8", "seed": seed, "train.threads": 1}).dataset
-        x = ds.truth.sample(n, torch.Generator().manual_seed(10_000 + seed))
-        m = lowdim_metrics(x, ds.truth, ds.test, ds.minority)
-        rows.append({k: m[k] for k in SAMPLE_METRICS})
+        rows.append(sample_metrics(ds.truth.sample(n, torch.Generator().manual_seed(10_000 + seed)), ds))  # fmt: skip
     return summarise_arms({"exact samples": rows})["exact samples"]
 
 
-def run_one(config: dict[str, Any], n_bin: int, n_samples: int) -> dict[str, Any]:
-    trainer, info = harness.train(config)
-    t0 = time.perf_counter()
-    result = {"bins": x0_error_by_bin(trainer, n_bin), "sampling": sample_quality(trainer, n_samples)}  # fmt: skip
-    return result | {"time/train_s": info["time/train_s"], "time/eval_s": time.perf_counter() - t0}
-
-
-def flat_metrics(run: dict[str, Any]) -> dict[str, float]:
-    """One run's scalars under names like 'ddim10/eval/nll', 'x0_err/bin3' and 'time/train_s'."""
-    out = {k: v for k, v in run.items() if k.startswith("time/")}
-    for steps, m in run.get("sampling", {}).items():
-        out |= {f"ddim{steps}/{k}": v for k, v in m.items()}
-    for k in ("x0_err", "eps_err"):
-        out |= {f"{k}/bin{i}": v for i, v in enumerate(run.get("bins", {}).get(k, []))}
-    return out | {f"denoise_err/bin{i}": v for i, v in enumerate(run.get("denoise_err", []))}
-
-
 def flat_runs(raw: Result) -> dict[str, list[dict[str, float]]]:
-    return {arm: [flat_metrics(r) for r in rows] for arm, rows in raw["per_seed"].items()}
+    """Each run's scalars under names like 'ddim10/eval/nll', 'x0_err/bin3' and 'time/train_s'."""
+
+    def flat(run: dict[str, Any]) -> dict[str, float]:
+        out = {k: v for k, v in run.items() if k.startswith("time/")}
+        for steps, m in run.get("sampling", {}).items():
+            out |= {f"ddim{steps}/{k}": v for k, v in m.items()}
+        for k in ("x0_err", "eps_err"):
+            out |= {f"{k}/bin{i}": v for i, v in enumerate(run.get("bins", {}).get(k, []))}
+        return out | {f"denoise_err/bin{i}": v for i, v in enumerate(run.get("denoise_err", []))}
+
+    return {arm: [flat(r) for r in rows] for arm, rows in raw["per_seed"].items()}
 
 
 def summarise(result: Result) -> Result:
     """The summary, the table and the verdicts, from the runs and the exact-samples floor."""
     raw = result["raw"]
-    runs, floor, bins = flat_runs(raw), raw["exact_samples_floor"], raw["bins"]
-    summary = summarise_arms(runs)
-    others = [a for a in runs if a != "constant"]
-    x0 = column(runs, "x0_err/bin0")
+    runs, floor, b = flat_runs(raw), raw["exact_samples_floor"], raw["bins"]
+    summary, others = summarise_arms(runs), [a for a in runs if a != "constant"]
+    x0, swd = column(runs, "x0_err/bin0"), column(runs, "ddim50/eval/swd")
     gain = [statistics.mean(x0["constant"]) / statistics.mean(x0[a]) for a in others]
     holds, ev = compare(x0, [(a, "constant") for a in others], "min")
-    verdicts = [
-        verdict(
-            f"Every other weighting has a lower x0 error than constant ε-MSE at the noisiest "
-            f"levels (λ in [{bins[0]:g}, {bins[1]:g}]): the bias of the constant weight that Yu "
-            "et al. describe",
-            holds,
-            f"{min(gain):.0f}–{max(gain):.0f}× lower by the means; {ev}",
-        )
-    ]
-    swd = column(runs, "ddim50/eval/swd")
-    for arm in others:
-        claim = f"{arm} gives better 50-step DDIM samples than constant (a lower SWD)"
-        verdicts.append(verdict(claim, *compare(swd, [(arm, "constant")], "min")))
-    paper = [("debiased", b) for b in ("constant", "p2", "min_snr") if b in runs]
-    claim = "The paper's claim: debiased weighting gives better samples than constant, P2 and "
-    verdicts.append(verdict(claim + "min-SNR weighting at a fixed budget (50-step SWD)", *compare(swd, paper, "min")))  # fmt: skip
-    hi_snr = [i for i in range(len(bins) - 1) if bins[i] >= 5]
+    verdicts = [verdict(
+        f"Every other weighting has a lower x0 error than constant ε-MSE at the noisiest levels (λ in [{b[0]:g}, "
+        f"{b[1]:g}]): the bias of the constant weight that Yu et al. describe", holds,
+        f"{min(gain):.0f}–{max(gain):.0f}× lower by the means; {ev}")]  # fmt: skip
+    verdicts += [verdict(f"{arm} gives better 50-step DDIM samples than constant (a lower SWD)",
+                         *compare(swd, [(arm, "constant")], "min")) for arm in others]  # fmt: skip
+    paper = [("debiased", a) for a in ("constant", "p2", "min_snr") if a in runs]
+    verdicts.append(verdict("The paper's claim: debiased weighting gives better samples than constant, P2 and min-SNR "
+                            "weighting at a fixed budget (50-step SWD)", *compare(swd, paper, "min")))  # fmt: skip
+    hi_snr = [i for i in range(len(b) - 1) if b[i] >= 5]
     lows = [a for a in ("debiased", "min_snr", "p2", "edm") if a in runs]
-    parts, holds_all = [], []
-    for i in hi_snr:
-        holds, ev = compare(column(runs, f"eps_err/bin{i}"), [("constant", a) for a in lows], "min")
-        holds_all.append(holds)
-        parts.append(f"λ in [{bins[i]:g}, {bins[i + 1]:g}]: {ev}")
-    claim = f"{', '.join(lows)} have a higher ε error than constant at the high-SNR levels (λ ≥ "
-    verdicts.append(verdict(claim + f"{bins[hi_snr[0]]:g}) that the last sampling steps use",
-                            every(holds_all), " | ".join(parts)))  # fmt: skip
+    eps = [compare(column(runs, f"eps_err/bin{i}"), [("constant", a) for a in lows], "min") for i in hi_snr]  # fmt: skip
+    verdicts.append(verdict(
+        f"{', '.join(lows)} have a higher ε error than constant at the high-SNR levels (λ ≥ {b[hi_snr[0]]:g}) that "
+        "the last sampling steps use", every(h for h, _ in eps),
+        " | ".join(f"λ in [{b[i]:g}, {b[i + 1]:g}]: {ev}" for i, (_, ev) in zip(hi_snr, eps, strict=True))))  # fmt: skip
     nll_floor, nll = floor["eval/nll"]["mean"], column(runs, "ddim50/eval/nll")
     above = {a: exceeds(nll[a], nll_floor) for a in lows}
     verdicts.append(verdict(
@@ -169,10 +148,9 @@ def summarise(result: Result) -> Result:
 
 def body(result: Result, s: dict[str, Any]) -> list:
     raw = result["raw"]
-    bins, floor, steps = raw["bins"], raw["exact_samples_floor"], raw["sampler_steps"]
-    centres = [f"{(a + b) / 2:g}" for a, b in zip(bins[:-1], bins[1:], strict=True)]
+    b, floor, steps = raw["bins"], raw["exact_samples_floor"], raw["sampler_steps"]
     pick = [0, 2, 4, 6]
-    head = ["weighting"] + [f"x0 err λ≈{centres[i]}" for i in pick]
+    head = ["weighting"] + [f"x0 err λ≈{(b[i] + b[i + 1]) / 2:g}" for i in pick]
     head += [f"DDIM-{k} SWD" for k in steps] + ["DDIM-50 NLL", "DDIM-50 mode err"]
     rows = [[arm] + [sd(v[f"x0_err/bin{i}"], 2) for i in pick] + [sd(v[f"ddim{k}/eval/swd"]) for k in steps]
             + [sd(v["ddim50/eval/nll"]), sd(v["ddim50/eval/mode_error"], 2)] for arm, v in s.items()]  # fmt: skip
@@ -189,67 +167,41 @@ def body(result: Result, s: dict[str, Any]) -> list:
 
 
 def plot(result: Result, path: Path) -> None:
-    plt, raw, s = harness.pyplot(), result["raw"], result["summary"]
-    centres = (0.5 * (BINS[:-1] + BINS[1:])).tolist()
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
-    for ax, key, what in zip(axes[:2], ("x0_err", "eps_err"), ("x̂0 − E[x0|x]", "ε̂ − ε*"), strict=True):  # fmt: skip
-        harness.errorbars(ax, range(len(centres)), s, key + "/bin{}", at=centres)
-        ax.set(yscale="log", xlabel="log-SNR λ (bin centre)", ylabel=f"mean ‖{what}‖²")
-    mmse = [statistics.mean(r["bins"]["mmse"][i] for r in raw["per_seed"]["constant"]) for i in range(8)]  # fmt: skip
-    axes[0].plot(centres, mmse, "k--", lw=1, label="MMSE (irreducible)")
-
-    axes[0].set_title("x0 error vs exact posterior mean")
-    axes[1].set_title("ε error vs exact ε*")
-    for ax, key, label in zip(axes[2:], ("eval/nll", "eval/swd"), ("NLL of samples under the truth", "sliced W2"), strict=True):  # fmt: skip
-        harness.errorbars(ax, SAMPLER_STEPS, s, "ddim{}/" + key)
-        ax.axhline(
-            raw["exact_samples_floor"][key]["mean"], color="k", ls="--", lw=1, label="exact samples"
-        )
-        ax.set(xscale="log", xlabel="DDIM steps", ylabel=label, title="few-step samples: " + key)
-        ax.set_xticks(SAMPLER_STEPS, [str(k) for k in SAMPLER_STEPS])
-        ax.minorticks_off()
-    axes[0].legend(fontsize=7)
-    axes[3].legend(fontsize=7)
-    fig.suptitle(f"ring8, mean ± std over {len(raw['seeds'])} seeds", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    raw, s = result["raw"], result["summary"]
+    with harness.figure(path, 1, 4, figsize=(19, 4.2)) as (fig, axes):
+        for ax, key, what in zip(axes[:2], ("x0_err", "eps_err"), ("x̂0 − E[x0|x]", "ε̂ − ε*"), strict=True):  # fmt: skip
+            harness.errorbars(ax, range(len(CENTRES)), s, key + "/bin{}", at=CENTRES)
+            ax.set(yscale="log", xlabel="log-SNR λ (bin centre)", ylabel=f"mean ‖{what}‖²")
+        mmse = [statistics.mean(r["bins"]["mmse"][i] for r in raw["per_seed"]["constant"]) for i in range(8)]  # fmt: skip
+        axes[0].plot(CENTRES, mmse, "k--", lw=1, label="MMSE (irreducible)")
+        axes[0].set_title("x0 error vs exact posterior mean")
+        axes[1].set_title("ε error vs exact ε*")
+        for ax, key, label in zip(axes[2:], ("eval/nll", "eval/swd"), ("NLL of samples under the truth", "sliced W2"), strict=True):  # fmt: skip
+            harness.errorbars(ax, SAMPLER_STEPS, s, "ddim{}/" + key)
+            ax.axhline(raw["exact_samples_floor"][key]["mean"], color="k", ls="--", lw=1, label="exact samples")  # fmt: skip
+            harness.steps_axis(ax, SAMPLER_STEPS, xlabel="DDIM steps", ylabel=label, title="few-step samples: " + key)  # fmt: skip
+        axes[0].legend(fontsize=7)
+        axes[3].legend(fontsize=7)
+        fig.suptitle(f"ring8, mean ± std over {len(raw['seeds'])} seeds", fontsize=10)
 
 
-def main() -> int:
-    parser = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000, cache=True)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--samples", type=int, default=4000, help="samples per sampler setting")
-    parser.add_argument("--bin-points", type=int, default=4000, help="points per log-SNR bin")
-    args = parser.parse_args()
-    if args.resummarise:
-        return harness.resummarise(args, summarise)
+def measure(args: Args) -> None:
     torch.set_num_threads(1)
-    if args.smoke:
-        args.seeds, args.steps, args.samples, args.bin_points = [0], 20, 200, 200
     base = {"data": "ring8", "train.steps": args.steps, "train.batch": args.batch,
             "train.threads": 1, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bin_points": args.bin_points, "bins": BINS.tolist()}
-
-    def run(arm: str, seed: int) -> Result:
-        config = base | ARMS[arm] | {"seed": seed}
-        r = harness.cached(harness.cache_dir(args), config, extra,
-                           lambda: run_one(config, args.bin_points, args.samples))  # fmt: skip
-        nll = "/".join(f"{r['sampling'][str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS)
-        print(f"seed {seed} {arm:9s} nll@5/10/50 {nll} ({r['time/train_s']:.0f}s)", flush=True)
-        return r
-
-    raw = {
-        "config": base, "seeds": args.seeds, "bins": BINS.tolist(),
-        "sampler_steps": list(SAMPLER_STEPS), "eval": extra,
-        "note": "time/* measured on a shared 2-core machine under load from other jobs",
-        "per_seed": harness.arm_seed_loop(args.arms, args.seeds, run),
-        "exact_samples_floor": exact_floor(args.samples, args.seeds),
-    }  # fmt: skip
+    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.bin_points, args.samples),  # fmt: skip
+                               lambda r: "nll@5/10/50 " + "/".join(f"{r['sampling'][str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS))  # fmt: skip
+    raw = {"config": base, "seeds": args.seeds, "bins": BINS.tolist(), "sampler_steps": list(SAMPLER_STEPS), "eval": extra,
+           "note": "time/* measured on a shared 2-core machine under load from other jobs",
+           "per_seed": runs, "exact_samples_floor": exact_floor(args.samples, args.seeds)}  # fmt: skip
     arms = {a: ARMS[a] for a in args.arms}
     harness.finish(args, harness.new(args, arms, raw, env="OMP_NUM_THREADS=1 "), summarise, plot)
-    return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000, cache=True)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.set_defaults(batch=256, samples=4000, bin_points=4000)  # per sampler setting, per λ bin
+    smoke = {"seeds": [0], "steps": 20, "samples": 200, "bin_points": 200}
+    raise SystemExit(harness.cli(p, summarise, measure, smoke))
