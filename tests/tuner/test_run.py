@@ -212,6 +212,19 @@ def test_leaderboard_never_ranks_a_failed_trial_best() -> None:
     assert board.splitlines()[1].split()[:3] == ["1", "ok", "FINISHED"] and "FAILED" in board
 
 
+def test_a_trial_that_never_started_has_no_row() -> None:
+    """Ray gives a trial it never started (a search ended by its stopper while the trial waited)
+    no config and no metrics: it is left out, not a crash."""
+    plan = plan_of("--space", "debias_family")
+    config = plan.fixed | {"weighting.p": 0.5, "weighting.k": 1.0, "weighting.clamp": 0.0}
+    config |= {"weighting.normalize": True, "tiw.strength": 0.0, "cdl.coef": 0.0, "id": "ran"}
+    ran = _result(config, [plan.max_steps], [10.0])
+    ran.config.pop("id")
+    waiting = SimpleNamespace(config=None, metrics_dataframe=None, error=None, metrics={},
+                              path="/x/trial_waiting")  # fmt: skip
+    assert [r.trial for r in summarize([ran, waiting], plan)] == ["ran"]
+
+
 # -- end to end: a smoke search, its driver killed after the first trial ends, then rerun ----------
 def _kill_once_saved(driver: subprocess.Popen, log: Path, storage: Path, after: str) -> list[str]:
     """SIGKILL the driver once a trial whose end is logged after the line `after` is marked

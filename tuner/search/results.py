@@ -34,6 +34,8 @@ def summarize(results: Any, plan: Plan) -> list[TrialRow]:
 
     rows = []
     for result in results:
+        if result.config is None:  # a trial that never started (Ray has nothing of it on disk)
+            continue
         config = trial_config(result.config)
         history, step = _history(result, plan.metric)
         rows.append(
