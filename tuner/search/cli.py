@@ -34,7 +34,7 @@ from tuner.search.options import (
     UsageError,
 )
 from tuner.search.plan import describe_plan, make_plan
-from tuner.tracking import progress
+from tuner.tracking import console
 from tuner.tracking.store import store_logging
 
 
@@ -115,10 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--progress-every",
         type=float,
-        default=progress.EVERY_S,
+        default=console.EVERY_S,
         metavar="S",
         help=f"seconds between progress lines when stdout is not a terminal "
-        f"(default {progress.EVERY_S:g})",
+        f"(default {console.EVERY_S:g})",
     )
     return p
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _check_output(args)
-        progress.configure(args.verbose, args.progress_every)
+        console.configure(args.verbose, args.progress_every)
         store_logging(args.verbose)
         if args.list_spaces:
             print("\n\n".join(search_spaces.describe(name) for name in SPACES))

@@ -44,7 +44,7 @@ from ray import tune
 
 from tuner.evaluation import plots
 from tuner.records import status_of
-from tuner.tracking.progress import LOG
+from tuner.tracking.console import LOG
 from tuner.tracking.review import (
     fit_note,
     leaderboard_markdown,
