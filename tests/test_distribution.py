@@ -12,6 +12,9 @@ import ast
 import importlib
 import importlib.metadata
 import io
+import os
+import subprocess
+import sys
 import tokenize
 from pathlib import Path
 
@@ -20,6 +23,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "tuner", "search_spaces")
 MAX_LOCAL_IMPORTS = 20  # issue 24: function-local imports in the runtime packages
+HEAVY = ("ray", "mlflow", "optuna")  # what the command line imports only once a search starts
+# Print which of HEAVY the command line imported after it answered the arguments given.
+IMPORTED = f"""
+import sys
+from tuner.search.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:  # --help
+    pass
+print(sorted({{name.split(".")[0] for name in sys.modules}} & set({HEAVY!r})))
+"""
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -84,3 +98,14 @@ def test_few_function_local_imports_each_with_its_reason() -> None:
     }
     assert len(found) <= MAX_LOCAL_IMPORTS, sorted(found)
     assert [where for where, explained in found.items() if not explained] == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--bogus"], ["--dry-run"]], ids=" ".join)
+def test_help_a_usage_error_and_a_local_dry_run_import_no_ray_mlflow_or_optuna(
+    args: list[str], tmp_path: Path
+) -> None:
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", IMPORTED, *args]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert out.stdout.splitlines()[-1] == "[]", out.stdout + out.stderr
+    assert list(tmp_path.iterdir()) == []
