@@ -92,7 +92,7 @@ def expand(config: dict[str, Any], space: dict[str, Any] | None = None) -> dict[
 def tune_domain(spec: dict[str, Any]) -> Any:
     """The Ray Tune domain of one parameter: the one place a spec's type becomes a distribution
     (what Optuna's TPE, the random search and PBT's resampling draw from)."""
-    from ray import tune
+    from ray import tune  # (seconds: the spaces are data that --help and --dry-run read too)
 
     kind = spec["type"]
     if kind == "categorical":

@@ -11,14 +11,14 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from scipy.stats import t as student_t
+
 LEVEL = 0.95
 
 
 def t_quantile(df: int, level: float = LEVEL) -> float:
     """The two-sided Student-t quantile t_{(1+level)/2, df}."""
-    from scipy.stats import t  # about a second to import; only an interval over seeds needs it
-
-    return float(t.ppf(0.5 + level / 2, df))
+    return float(student_t.ppf(0.5 + level / 2, df))
 
 
 def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:

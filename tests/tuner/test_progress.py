@@ -20,9 +20,9 @@ import pytest
 from search_spaces import SMOKE, SMOKE_NUM_SAMPLES
 from tuner.search.cli import main
 from tuner.search.options import SMOKE_CONFIRM, SMOKE_CONFIRM_SEEDS
-from tuner.tracking import progress
+from tuner.tracking import console, progress
+from tuner.tracking.console import LOG
 from tuner.tracking.progress import (
-    LOG,
     StageProgress,
     best_so_far,
     counts,
@@ -180,14 +180,14 @@ def test_a_resumed_stage_times_only_the_steps_this_driver_sees() -> None:
 def test_off_a_terminal_a_line_every_period_and_one_at_the_end(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    progress.configure(every=3600)
+    console.configure(every=3600)
     stage = _stage()
     stage.setup()
     trials = [trial("a", "RUNNING", 300, fid=15.0)]
     for _ in range(3):
         stage.on_step_end(0, trials)
     assert capsys.readouterr().out == ""
-    progress.configure(every=1e-9)
+    console.configure(every=1e-9)
     stage.on_step_end(1, trials)
     stage.on_step_end(2, trials)
     assert len(capsys.readouterr().out.splitlines()) == 2
@@ -198,7 +198,7 @@ def test_off_a_terminal_a_line_every_period_and_one_at_the_end(
     (match,) = PLAIN.finditer(line)
     assert [int(match[i]) for i in range(7, 12)] == [1, 0, 3, 0, 0]
     assert match[5] == "00:00"
-    progress.configure()
+    console.configure()
 
 
 def test_on_a_terminal_one_line_redrawn_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,7 +224,7 @@ def test_on_a_terminal_one_line_redrawn_in_place(monkeypatch: pytest.MonkeyPatch
 def test_the_projects_detail_lines_only_with_verbose(
     verbose: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    progress.configure(verbose=verbose)
+    console.configure(verbose=verbose)
     try:
         LOG.info("[diffsearch] trial a step 300: eval/fid 15")
         LOG.warning("[diffsearch] trial b ended FAILED at step 7: DivergenceError")
@@ -232,7 +232,7 @@ def test_the_projects_detail_lines_only_with_verbose(
         failed = "[diffsearch] trial b ended FAILED at step 7: DivergenceError"
         assert out == (["[diffsearch] trial a step 300: eval/fid 15"] if verbose else []) + [failed]
     finally:
-        progress.configure()
+        console.configure()
         LOG.setLevel(logging.NOTSET)
 
 

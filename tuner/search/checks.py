@@ -17,12 +17,26 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from tuner.data.presets import DataError, preset_entry
+import torch
+
+from tuner.config.build import build_dataset, build_external_net
+from tuner.config.spec import NET_PREFIX, ConfigError, resolve
+from tuner.data.presets import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    check_cifar10,
+    cifar10_path,
+    fetch_cifar10,
+    preset_entry,
+    url_problem,
+)
 from tuner.search.locks import store_lock
 from tuner.search.options import OPTUNA_SEARCHES, UsageError
-from tuner.search.plan import Plan
+from tuner.search.plan import Plan, optuna_storage
 from tuner.storage import is_uri, read_text
 from tuner.tracking.store import artifact_root, is_local_store
 from tuner.versions import ALLOWED, version_problem
@@ -57,8 +71,6 @@ def write_problem(path: Path) -> str | None:
 
 
 def _check_folder_data(data: str) -> None:
-    from tuner.data.presets import IMAGE_EXTENSIONS
-
     folder = Path(data[len("folder:") :]).expanduser()
     if not folder.is_dir():
         raise UsageError(f"data={data!r}: folder {folder} does not exist")
@@ -78,9 +90,6 @@ def _check_mlflow(uri: str) -> None:
                 f"--mlflow-uri {uri}: its folder is not one this user can write ({problem})"
             )
     elif uri.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.request
-
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
         except urllib.error.HTTPError:
@@ -110,7 +119,8 @@ UPGRADE = {"mlflow": "mlflow db upgrade sqlite:///{path}", "optuna": "optuna sto
 
 def _schema_problem(path: Path, package: str, revision: str) -> str | None:
     """None when `package` reads the schema `revision`, else how the store differs."""
-    from alembic.script import ScriptDirectory  # (only when a store exists: checks stay light)
+    # alembic (with SQLAlchemy, about a second): only a store that exists has a schema to read
+    from alembic.script import ScriptDirectory
 
     origin = importlib.util.find_spec(package).origin
     script = ScriptDirectory(str(Path(origin).parent.joinpath(*MIGRATIONS[package])))
@@ -159,8 +169,6 @@ def sqlite_problem(path: Path, package: str) -> str | None:
 def store_paths(plan: Plan) -> dict[str, Path]:
     """The SQLite stores a search writes, by package: MLflow's (a sqlite: --mlflow-uri) and the
     Optuna study (TPE and QMC searches)."""
-    from tuner.search.tuning import optuna_storage
-
     paths = {}
     if is_local_store(plan.mlflow_uri):
         paths["mlflow"] = Path(plan.mlflow_uri.removeprefix("sqlite:///"))
@@ -193,8 +201,10 @@ def create_stores(plan: Plan) -> None:
     """Create the SQLite stores the search writes (MLflow's tables, the Optuna study's), under
     their folder's lock, so that searches started together never create the same tables at once
     (each later opening finds them made)."""
-    import optuna  # (heavy: a --dry-run never needs them)
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    # optuna and mlflow (seconds each): only a search that starts creates its stores, while
+    # every --dry-run, usage error and --help imports this module
+    import optuna
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # (as optuna, above)
 
     for package, path in store_paths(plan).items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,29 +222,29 @@ def _note(text: str) -> None:
 
 
 def _check_cifar10(plan: Plan, config: dict, fetch: bool) -> None:
-    from tuner.data import presets as data
-
     root, download = config["data.root"], config["data.download"]
-    where = data.cifar10_path(root)
+    where = cifar10_path(root)
     if plan.address:
         how = "or downloads it itself (data.download=true)" if download else "(data.root)"
         _note(f"data {plan.data}: each node of the cluster reads CIFAR-10 from {where} {how}")
         return
     try:
-        data.check_cifar10(root, download, timeout=plan.connect_timeout)
+        check_cifar10(root, download, timeout=plan.connect_timeout)
         if fetch:  # once, on the driver, before the trials (which would race for it)
-            data.fetch_cifar10(root)
+            fetch_cifar10(root)
     except DataError as e:
         raise UsageError(f"data {plan.data}: {e}") from None
 
 
 def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
     """Inception FID (CIFAR-10, folders): a weights file given, cached by torch, or reachable."""
-    from tuner.data.presets import url_problem
-    from tuner.evaluation.extractors import INCEPTION_EXTRACTOR
-    from tuner.evaluation.metrics import default_extractor
+    # torch-fidelity (seconds): --help and a usage error import this module; only image data's
+    # checks need it (a plan has imported it already: tuner.search.options.metric_and_mode)
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
-    if default_extractor(plan.data) != INCEPTION_EXTRACTOR:
+    from tuner.evaluation import extractors, metrics  # (torch-fidelity's, as above)
+
+    if metrics.default_extractor(plan.data) != extractors.INCEPTION_EXTRACTOR:
         return
     given = config["eval.fid_weights"]
     if plan.address:
@@ -244,9 +254,6 @@ def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
         if not Path(given).expanduser().is_file():
             raise UsageError(f"eval.fid_weights={given}: no such file (Inception FID weights)")
         return
-    import torch
-    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-
     cached = Path(torch.hub.get_dir(), "checkpoints", os.path.basename(URL_INCEPTION_V3))
     if cached.is_file():
         return
@@ -258,17 +265,13 @@ def _check_fid_weights(plan: Plan, config: dict, fetch: bool) -> None:
             f"{os.path.basename(URL_INCEPTION_V3)}"
         )
     if fetch:
-        from tuner.evaluation.metrics import inception_weights
-
         try:
-            inception_weights(None)
+            extractors.inception_weights(None)
         except ValueError as e:
             raise UsageError(str(e)) from None
 
 
 def _check_data(plan: Plan, fetch: bool) -> None:
-    from tuner.config.spec import resolve
-
     if plan.data.startswith("folder:"):
         _check_folder_data(plan.data)
     config = resolve(plan.fixed)
@@ -285,21 +288,15 @@ def _example_shape(config: dict) -> tuple[int, ...]:
         return (3, config["data.size"], config["data.size"])
     if preset_entry(config["data"]).info.get("download"):
         return (3, 32, 32)  # CIFAR-10, which each node fetches itself
-    from tuner.config.build import build_dataset
-
     return build_dataset(config).shape
 
 
 def _check_net(plan: Plan) -> None:
     """net=python:MODULE:FACTORY: the factory imports, returns a torch.nn.Module, declares what it
     predicts and maps a batch of the data's shape to that shape (tuner.config.build)."""
-    from tuner.config.spec import NET_PREFIX, ConfigError, resolve
-
     config = resolve(plan.fixed)
     if not config["net"].startswith(NET_PREFIX):
         return
-    from tuner.config.build import build_external_net  # torch and the user's module: only here
-
     try:
         build_external_net(config, _example_shape(config))
     except (ConfigError, DataError) as e:
@@ -339,8 +336,6 @@ def local_gpus() -> int:
     """The GPUs this machine gives a trial before Ray starts: the CUDA devices torch sees (under
     CUDA_VISIBLE_DEVICES, as Ray counts them). Ray has no public count before `ray.init`; once it
     has started, check_cluster_resources checks its own count (`ray.nodes()`)."""
-    import torch  # (heavy: only a search that asks for GPUs counts them)
-
     return torch.cuda.device_count()
 
 
@@ -360,7 +355,8 @@ def dialed_address(address: str) -> tuple[str, int]:
     rest = address.removeprefix("ray://")
     if address == rest:
         # Ray's own reading of an address (RAY_ADDRESS, the last `ray start`; no public API):
-        # an internal, allowed only in the range tuner/versions.py checks (check_environment).
+        # an internal, allowed only in the range tuner/versions.py checks (check_environment),
+        # so imported after that check, and only by --address (ray takes seconds to import)
         from ray._private.services import canonicalize_bootstrap_address
 
         try:

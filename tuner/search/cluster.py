@@ -23,12 +23,19 @@ import contextlib
 import logging
 import math
 import os
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray.autoscaler.v2.utils import is_autoscaler_v2
+
 from tuner.search import reaper
+from tuner.search.checks import check_address, resource_problem
+from tuner.search.options import UsageError
 from tuner.search.plan import Plan
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # small trials pass nothing big through the object store
@@ -50,8 +57,6 @@ def _start_reaper() -> set[int]:
     """Start the reaper of the local instance about to start (tuner/search/reaper.py: it ends
     what is left of the instance when the driver exits, SIGKILL too); returns the children
     before."""
-    import subprocess
-
     _stop_reaper()
     if not Path("/proc/self/stat").exists():
         return set()  # not Linux: no reaper (docs/reliability.md names the cleanup)
@@ -77,8 +82,6 @@ def _stop_reaper() -> None:
 
 def shutdown_ray() -> None:
     """Leave (a cluster) or stop (the local instance) Ray, and let the reaper go."""
-    import ray
-
     ray.shutdown()
     _stop_reaper()
 
@@ -110,8 +113,6 @@ def tune_output(verbose: bool) -> Iterator[None]:
 
 
 def _start_local(plan: Plan, verbose: bool) -> None:
-    import ray
-
     before = _start_reaper()
     ray.init(
         address="local",  # a new instance, even where RAY_ADDRESS names a cluster
@@ -131,8 +132,6 @@ def _start_local(plan: Plan, verbose: bool) -> None:
 def _stderr_held() -> Iterator[list[bytes]]:
     """Hold what is written to file descriptor 2 (Ray's C++ warnings too) while the block runs;
     the caller gets it and decides whether to show it."""
-    import tempfile
-
     held: list[bytes] = []
     sys.stderr.flush()
     saved = os.dup(2)
@@ -151,11 +150,6 @@ def _stderr_held() -> Iterator[list[bytes]]:
 def _join(plan: Plan, verbose: bool) -> None:
     """Join the cluster at --address (tuner.search.checks.check_address found that it answers), for at
     most about --connect-timeout seconds of retries; a refusal is one UsageError line."""
-    import ray
-
-    from tuner.search.checks import check_address
-    from tuner.search.options import UsageError
-
     host, port = check_address(plan)
     old = os.environ.get(GCS_WAIT_ENV)
     os.environ[GCS_WAIT_ENV] = str(max(1, math.ceil(plan.connect_timeout)))
@@ -187,21 +181,14 @@ def cluster_autoscales() -> bool:
     if Path("~/ray_bootstrap_config.yaml").expanduser().exists():
         return True
     try:
-        from ray.autoscaler.v2.utils import is_autoscaler_v2
-
         return bool(is_autoscaler_v2(fetch_from_server=True))
-    except Exception:  # noqa: BLE001 - an older Ray, or no answer: assume a fixed cluster
+    except Exception:  # noqa: BLE001 - no answer: assume a fixed cluster
         return False
 
 
 def check_cluster_resources(plan: Plan) -> None:
     """After joining or starting Ray: some node must hold a trial's CPUs and GPUs, unless the
     cluster can grow (then the trials wait for new nodes, and a note says so)."""
-    import ray
-
-    from tuner.search.checks import resource_problem
-    from tuner.search.options import UsageError
-
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     where = f"the cluster at {plan.address}" if plan.address else "the local Ray instance"
     problem = resource_problem(plan.cpus_per_trial, plan.gpus_per_trial, nodes, where)
@@ -220,12 +207,8 @@ def init_ray(plan: Plan, verbose: bool = False) -> None:
     """Join the cluster at --address, or start the local instance (with its reaper), and check
     that a trial fits on a node; a failure is one UsageError line and leaves no Ray of ours.
     Ray's INFO lines of the workers are kept off the terminal unless `verbose`."""
-    import ray
-
     if ray.is_initialized():
-        return  # main() joined already
-    from tuner.search.options import UsageError
-
+        return  # drive() joined already
     logging.getLogger(AUTH_LOGGER).setLevel(logging.NOTSET if verbose else logging.ERROR)
     try:
         if plan.address:  # what Ray says while joining is shown only if the join stands
@@ -243,8 +226,6 @@ def init_ray(plan: Plan, verbose: bool = False) -> None:
 
 def default_concurrency(plan: Plan) -> int:
     """As many trials as the cluster holds now (an autoscaling cluster: pass --max-concurrent)."""
-    import ray
-
     resources = ray.cluster_resources()
     fits = resources.get("CPU", 0) // plan.cpus_per_trial
     if plan.gpus_per_trial:

@@ -14,15 +14,21 @@ reference does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from typing import Any
 
+from ray import tune
+
 from search_spaces import SPACES
 from tuner.config.spec import resolve
 from tuner.records import Arm, Candidate, TrialRow, Verdict, ranked
+from tuner.search.cluster import default_concurrency
 from tuner.search.plan import Plan
-from tuner.search.trainable import CANDIDATE_KEY, trial_config
+from tuner.search.pretrain import pretrain
+from tuner.search.trainable import CANDIDATE_KEY, train_trial, trial_config
+from tuner.search.tuning import make_search_alg, make_tuner, tracking_callback
 from tuner.stats import mean_interval, paired_improvement
 from tuner.storage import read_text, remove_tree, write_text
 from tuner.tables import fmt_value, table
@@ -98,8 +104,6 @@ def resolve_candidate(config: dict[str, Any], candidates: dict[str, dict[str, An
 
 
 def param_space(chosen: dict[str, Any]) -> dict[str, Any]:
-    from ray import tune
-
     return {
         CANDIDATE_KEY: tune.grid_search(list(chosen["candidates"])),
         "seed": tune.grid_search(chosen["seeds"]),
@@ -353,15 +357,6 @@ def run_confirmation(
     """Retrain the chosen configurations on the fresh seeds (resuming a stage a killed driver
     left) and return the verdict, also written to verdict.json in the experiment folder with the
     search's early-stopping check (tuner/search/rungs.py)."""
-    import functools
-
-    from ray import tune
-
-    from tuner.search.cluster import default_concurrency
-    from tuner.search.pretrain import pretrain
-    from tuner.search.trainable import train_trial
-    from tuner.search.tuning import make_search_alg, make_tuner, tracking_callback
-
     chosen = load_or_choose(plan, rows)
     candidates = chosen["candidates"]
     configs = [resolve(c | {"seed": s}) for c in candidates.values() for s in chosen["seeds"]]

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import POINT_KEY, tune_domain
 from tuner.records import FAILED, TrialRow
 from tuner.search.plan import Plan
 
@@ -19,16 +23,11 @@ def distributions(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Optuna's distributions of the searched parameters: Ray's OptunaSearch translation of
     their Tune domains (search_spaces.tune_domain, the one place a spec becomes a distribution),
     so the importances see the space the search drew from."""
-    from ray.tune.search.optuna import OptunaSearch
-
-    from search_spaces import tune_domain
-
     return OptunaSearch.convert_search_space({k: tune_domain(s) for k, s in params.items()})
 
 
 def rung_values(rows: list[TrialRow], plan: Plan) -> tuple[int, list[tuple[dict, float]]]:
     """The step importances are computed at, and (searched values, metric) of its trials."""
-    from search_spaces import POINT_KEY
 
     def at(step: int) -> list[tuple[dict, float]]:
         out = []
@@ -51,8 +50,6 @@ def rung_values(rows: list[TrialRow], plan: Plan) -> tuple[int, list[tuple[dict,
 def param_importances(rows: list[TrialRow], plan: Plan) -> dict[str, Any] | None:
     """{"step", "trials", "evaluator", "importances": {key: share}} or None when fewer than 2
     trials or no parameter were searched."""
-    import optuna
-
     if not plan.params:
         return None
     step, found = rung_values(rows, plan)

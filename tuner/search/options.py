@@ -142,6 +142,8 @@ def check_schedule(scheduler: str, growth: float) -> None:
 def metric_and_mode(args: argparse.Namespace, data: str) -> tuple[str, str]:
     """The metric to optimise, checked against what the trainer reports for the data (the one
     list, tuner.evaluation.metrics), and whether lower or higher is better."""
+    # torch-fidelity (seconds): --help and a usage error import this module, a plan's check of
+    # the metric needs the list of what the trainer reports
     from tuner.evaluation.metrics import METRICS, preset_metrics
 
     reported = preset_metrics(data)

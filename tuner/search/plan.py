@@ -36,7 +36,7 @@ from tuner.search.options import (
     search_of,
 )
 from tuner.storage import is_uri
-from tuner.tracking.store import default_tracking_uri
+from tuner.tracking.store import default_tracking_uri, is_local_store
 
 
 @dataclass(frozen=True)
@@ -242,4 +242,19 @@ def search_params(plan: Plan) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ConfigError", "Plan", "UsageError", "describe_plan", "make_plan", "search_params"]
+def optuna_storage(plan: Plan) -> str:
+    """Where the search's Optuna study is kept (SQLite, beside a local MLflow store)."""
+    uri = plan.mlflow_uri
+    folder = Path(uri.removeprefix("sqlite:///")).parent if is_local_store(uri) else Path("mlruns")
+    return f"sqlite:///{folder.resolve() / 'optuna.db'}"
+
+
+__all__ = [
+    "ConfigError",
+    "Plan",
+    "UsageError",
+    "describe_plan",
+    "make_plan",
+    "optuna_storage",
+    "search_params",
+]

@@ -11,6 +11,7 @@ from search_spaces import POINT_KEY
 from tuner.records import STATUS, STEPS, TRIAL, Column, TrialRow, best_column, rank, status_of
 from tuner.records import leaderboard as render_leaderboard
 from tuner.search.plan import Plan
+from tuner.search.trainable import trial_config
 from tuner.tables import fmt_value
 
 
@@ -30,8 +31,6 @@ def _history(result: Any, metric: str) -> tuple[list[tuple[int, float]], int]:
 
 def summarize(results: Any, plan: Plan) -> list[TrialRow]:
     """One row per trial, best first; failed trials (and ones without the metric) last."""
-    from tuner.search.trainable import trial_config
-
     rows = []
     for result in results:
         if result.config is None:  # a trial that never started (Ray has nothing of it on disk)

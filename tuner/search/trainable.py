@@ -14,11 +14,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from ray import tune
 
 import search_spaces
 from tuner.config.spec import ConfigError, resolve
 from tuner.data.presets import DATASETS, DataError
+from tuner.evaluation.metrics import preset_metrics
 from tuner.tracking.store import FAULT_ERROR, FAULT_IO, FAULT_KIND, FAULT_REPEATS, io_problem
 from tuner.training.checkpoint import LAYOUT
 from tuner.training.trainer import CheckpointError, DivergenceError, run_trial
@@ -66,8 +68,6 @@ def _device() -> str:
     gpus = tune.get_context().get_trial_resources().required_resources.get("GPU", 0)
     if not gpus:
         return "cpu"
-    import torch
-
     if not torch.cuda.is_available():
         warnings.warn(
             "this trial holds a GPU but torch sees none: training on the CPU", stacklevel=2
@@ -98,9 +98,6 @@ def run_with_fallback(
 
 def _fault_metrics(config: dict[str, Any], candidates: dict[str, dict] | None) -> list[str]:
     """The metrics a flagged result holds as NaN (Ray's searchers read theirs from every result)."""
-    # (imported here: torch-fidelity is heavy, and only a failing trial needs the names)
-    from tuner.evaluation.metrics import preset_metrics
-
     try:
         names = [trial_config(config, candidates)["data"]]
     except Exception:  # noqa: BLE001 - an unreadable config: every preset's names

@@ -10,14 +10,27 @@ import os
 from pathlib import Path
 from typing import Any
 
+import optuna
+from ray import tune
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    PopulationBasedTraining,
+)
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
 import search_spaces
+from tuner.search.faults import FaultWatch, StoppableTuner
 from tuner.search.options import ASHA_REDUCTION, OPTUNA_SEARCHES
-from tuner.search.plan import Plan
+from tuner.search.plan import Plan, optuna_storage, search_params
+from tuner.search.study import StudySearcher
+from tuner.storage import is_uri
+from tuner.tracking import callback as tracking
+from tuner.tracking.progress import StageProgress
 
 
 def param_space(plan: Plan) -> dict[str, Any]:
-    from ray import tune
-
     space = dict(plan.fixed)
     for key, spec in plan.params.items():
         if plan.search == "grid":
@@ -27,15 +40,6 @@ def param_space(plan: Plan) -> dict[str, Any]:
     return space
 
 
-def optuna_storage(plan: Plan) -> str:
-    """Where the search's Optuna study is kept (SQLite, beside a local MLflow store)."""
-    from tuner.tracking.store import is_local_store
-
-    uri = plan.mlflow_uri
-    folder = Path(uri.removeprefix("sqlite:///")).parent if is_local_store(uri) else Path("mlruns")
-    return f"sqlite:///{folder.resolve() / 'optuna.db'}"
-
-
 def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = None) -> Any:
     """The searcher; max_concurrent (0: no limit) caps the trials it lets run at once.
 
@@ -43,11 +47,6 @@ def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = Non
     `optuna-dashboard` opens them; a trial the scheduler stopped is told to it as
     `plan.stopped` says (tuner/search/study.py)."""
     if plan.search in OPTUNA_SEARCHES:
-        import optuna
-        from ray.tune.search import ConcurrencyLimiter
-
-        from tuner.search.study import StudySearcher
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if plan.search == "qmc":  # scrambled Sobol points (the first one is a random draw)
             sampler = optuna.samplers.QMCSampler(
@@ -63,21 +62,12 @@ def make_search_alg(plan: Plan, max_concurrent: int = 0, study: str | None = Non
             kwargs = {"storage": storage, "study_name": study}
         searcher = StudySearcher(sampler, max_steps=plan.max_steps, stopped=plan.stopped, **kwargs)
         return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
-    from ray.tune.search import BasicVariantGenerator
-
     # Ray ignores TuneConfig.max_concurrent_trials for a generator like this one (with only a
     # warning): the limit has to be given to the generator itself.
     return BasicVariantGenerator(random_state=plan.seed, max_concurrent=max_concurrent)
 
 
 def make_scheduler(plan: Plan) -> Any:
-    from ray.tune.schedulers import (
-        ASHAScheduler,
-        FIFOScheduler,
-        HyperBandScheduler,
-        PopulationBasedTraining,
-    )
-
     if plan.scheduler == "asha":
         # Rungs at grace·3^k are multiples of eval.every: every rung is an evaluation.
         return ASHAScheduler(
@@ -139,9 +129,6 @@ def trial_dirname(trial: Any) -> str:
 
 def tracking_callback(plan: Plan, search_id: str, resolve_config: Any, **kwargs: Any) -> Any:
     """The MLflow callback of one stage of the search (the parent run is the search's)."""
-    from tuner.search.plan import search_params
-    from tuner.tracking import callback as tracking
-
     return tracking.MlflowTracking(
         tracking_uri=plan.mlflow_uri,
         experiment=plan.mlflow_experiment,
@@ -160,8 +147,6 @@ def save_state_at_every_step(experiment_dir: str) -> None:
     had started. (Saving once a second instead spares the driver most of its CPU while trials
     train, but a kill orphans a trial started in that second: the killed-driver resume test
     caught it.)"""
-    from tuner.storage import is_uri
-
     if not is_uri(experiment_dir):
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -177,8 +162,6 @@ def stage_progress(
     plan: Plan, stage: str, param_space: dict[str, Any] | None, num_samples: int, scheduler: Any
 ) -> Any:
     """The live status line of a stage; its estimate counts ASHA's rungs when ASHA stops trials."""
-    from tuner.tracking.progress import StageProgress
-
     asha = plan.scheduler == "asha" and scheduler is not None
     return StageProgress(
         stage=stage,
@@ -207,10 +190,6 @@ def make_tuner(
     one when `resume`: finished trials are kept, unfinished ones continue from checkpoints. Its
     `fit` raises `faults.Stopped` when the stage was stopped (Ctrl-C, an I/O fault). Its
     callbacks: the stop and retry decisions, the MLflow tracking, the stage's status line."""
-    from ray import tune
-
-    from tuner.search.faults import FaultWatch, StoppableTuner
-
     resources = tune.with_resources(
         trainable, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
     )

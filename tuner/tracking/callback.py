@@ -39,10 +39,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
+from tuner.evaluation import plots
 from tuner.records import status_of
-from tuner.tracking.progress import LOG
+from tuner.tracking.console import LOG
 from tuner.tracking.review import (
     fit_note,
     leaderboard_markdown,
@@ -273,8 +275,6 @@ class MlflowTracking(tune.Callback):
         )
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
         items = [Param(k, param_value(v)) for k, v in params.items()]
         for i in range(0, len(items), PARAMS_PER_BATCH):
             self._mlflow.log_batch(run_id, params=items[i : i + PARAMS_PER_BATCH])
@@ -338,8 +338,6 @@ class MlflowTracking(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        from mlflow.entities import Metric, RunTag
-
         if FAULT_KIND in result:
             return  # the trainable's word on its error, for the search (not a measurement)
         step = int(result.get("step", result.get("training_iteration", 0)))
@@ -366,8 +364,6 @@ class MlflowTracking(tune.Callback):
 
     def _log_curve(self, trial: Any, run_id: str, folder: str) -> None:
         """The points between two evaluations (curve.json), each step once, in one batch."""
-        from mlflow.entities import Metric, RunTag
-
         done = self._curve_step.get(trial.trial_id, -1)
         points = [p for p in read_curve(folder) if int(p["step"]) > done]
         if not points:
@@ -585,8 +581,6 @@ class MlflowTracking(tune.Callback):
 
     def _summarize(self) -> None:
         """Summary metrics, the leaderboard in the description and the search-curve plot."""
-        from mlflow.entities import Metric
-
         rows = search_rows(self._mlflow, self._experiment_id, self.search, self.metric, self.mode)
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(rows, self.metric).items()]
@@ -602,8 +596,6 @@ class MlflowTracking(tune.Callback):
         histories = {r.trial: r.history for r in rows if r.history}
         if not histories:
             return
-        from tuner.evaluation import plots
-
         steps = sorted({s for h in histories.values() for s, _ in h})
         rungs = steps[:-1] if self.stopper == "ASHA" else []  # ASHA's rungs are the evaluations
         labels = {r.trial: r.name for r in rows}

@@ -12,16 +12,12 @@ own lines.
   ASHA's rungs ahead with the share of trials that passed it so far), at the rate of the steps
   this driver has seen done. It is tqdm's remaining time with smoothing 0: (planned − done) /
   (steps done per second since the stage started).
-- The project's per-trial lines go through the `diffsearch` logger (`LOG`) to stdout, written
-  through tqdm so that a live bar is cleared first and drawn again under them: warnings (a trial
-  that failed, or crashed and is retried) always, the rest (one line per evaluation, a trial's
-  end) with --verbose (`configure`). The logger, not the callbacks, holds the verbosity: a
-  resumed stage runs the callbacks it was started with (Ray keeps them in its tuner.pkl).
+- The project's per-trial lines, and the period of the plain line, are tuner/tracking/console.py's
+  (the command line sets them without importing Ray).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 import time
@@ -31,9 +27,8 @@ from ray import tune
 from tqdm import tqdm
 
 from tuner.records import FAILED, FINISHED, KILLED, status_of
+from tuner.tracking.console import every_s
 
-LOG = logging.getLogger("diffsearch")
-EVERY_S = 60.0  # seconds between two plain progress lines (stdout not a terminal)
 REDRAW_S = 1.0  # the live line's clock is redrawn at most this often
 ENDED, RUNNING = ("TERMINATED", "ERROR"), ("RUNNING", "PAUSED")
 WORDS = {FINISHED: "finished", KILLED: "stopped", FAILED: "failed"}  # the leaderboard's statuses
@@ -41,29 +36,6 @@ WORDS = {FINISHED: "finished", KILLED: "stopped", FAILED: "failed"}  # the leade
 # where a narrow terminal cuts it)
 LIVE_FORMAT = "{desc} {bar:10} {n_fmt}/{total_fmt} steps {elapsed}<{remaining}{postfix}"
 PLAIN_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps, {elapsed} elapsed, {remaining} left{postfix}"
-_settings: dict[str, float] = {"every": EVERY_S}  # process-wide, as the logger's level
-
-
-class _Console(logging.Handler):
-    """A record's message on stdout, through tqdm (a live bar is redrawn under it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            tqdm.write(self.format(record), file=sys.stdout)
-            sys.stdout.flush()
-        except Exception:  # noqa: BLE001 - logging's own way to report a failed write
-            self.handleError(record)
-
-
-def configure(verbose: bool = False, every: float = EVERY_S) -> None:
-    """The terminal of this process: the project's lines on stdout (all of them with `verbose`,
-    else warnings only), and a plain progress line every `every` seconds off a terminal."""
-    for handler in [h for h in LOG.handlers if isinstance(h, _Console)]:
-        LOG.removeHandler(handler)
-    LOG.addHandler(_Console())
-    LOG.setLevel(logging.INFO if verbose else logging.WARNING)
-    LOG.propagate = False
-    _settings["every"] = every
 
 
 # -- what the trials have done and what is planned ----------------------------------------------
@@ -228,7 +200,7 @@ class StageProgress(tune.Callback):
         if self._ended:
             return
         if not sys.stdout.isatty():
-            if force or now - self._drawn >= _settings["every"]:
+            if force or now - self._drawn >= every_s():
                 print(self.plain_line(trials, now), flush=True)
                 self._drawn = now
             return

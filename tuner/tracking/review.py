@@ -9,6 +9,8 @@ import math
 import time
 from typing import Any
 
+from mlflow.entities import Metric, RunTag
+
 from tuner.records import (
     END,
     FAILED,
@@ -320,8 +322,6 @@ def log_summary(
     Returns:
         The parent run's id, or None if the search has no parent run.
     """
-    from mlflow.entities import Metric, RunTag
-
     mlflow = client(uri)
     experiment_id = get_or_create_experiment(mlflow, experiment, uri)
     parent = find_run(mlflow, experiment_id, {TAG_SEARCH: search, TAG_ROLE: "search"})

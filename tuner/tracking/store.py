@@ -111,6 +111,8 @@ def review_url(uri: str, experiment: str, search: str | None = None, port: int =
 
 
 def client(uri: str) -> Any:
+    # mlflow (seconds): the command line and the trials read this module's names and paths,
+    # only the driver's tracking opens the store
     from mlflow.tracking import MlflowClient
 
     if is_local_store(uri):
