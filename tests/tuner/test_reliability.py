@@ -752,7 +752,9 @@ def test_killed_worker_restarts_the_trial_from_its_last_checkpoint(tmp_path: Pat
         )
     try:
         deadline = time.time() + 240
-        while " step 20: " not in log.read_text():  # the first checkpoint is reported
+        # the second evaluation is reported: the first one's checkpoint is registered by then
+        # (Ray handles a trial's results in order), so the restart cannot start from step 0
+        while " step 40: " not in log.read_text():
             assert driver.poll() is None, log.read_text()[-3000:]
             assert time.time() < deadline, "no evaluation in 240 s"
             time.sleep(0.05)
@@ -769,5 +771,9 @@ def test_killed_worker_restarts_the_trial_from_its_last_checkpoint(tmp_path: Pat
     steps = [r["step"] for r in rows]
     restarts = [r["step"] for r in rows if r["iterations_since_restore"] == 1]
     assert len(restarts) == 2, rows  # the first start and the restart after the kill
-    assert restarts[1] > 20  # resumed from a checkpoint (step 20 or later), not from step 0
-    assert steps == sorted(set(steps)) and steps[-1] == 120  # no step trained twice
+    again = [i for i, r in enumerate(rows) if r["iterations_since_restore"] == 1][1]
+    assert restarts[1] >= 40  # resumed from a checkpoint (step 20 or later), not from step 0
+    # from the last checkpoint Ray registered before the kill: at most the evaluation in flight
+    # when the worker died is trained again
+    assert restarts[1] <= steps[again - 1] + 20, steps
+    assert sorted(set(steps)) == list(range(20, 121, 20)) and steps[-1] == 120
