@@ -30,7 +30,7 @@ GLANCE = "Performance at a glance"
 # The sections in page order; a new results file joins ORDER or UNLISTED (a test checks).
 ORDER = [
     "weighting_ring", "weighting_digits", "tiw_bimodal", "tiw_digits", "ambient_gaussian",
-    "cdl_mismatch", GLANCE, "objectives_cost", "search_default",
+    "cdl_mismatch", GLANCE, "objectives_cost", "search_default", "search_strategies",
     "default_budget", "ring8_default", "ray_overhead", "throughput", "eval_cost", "fid_small_n",
     "digits_classifier",
 ]  # fmt: skip
@@ -42,7 +42,7 @@ UNLISTED = {
 }
 # The files whose verdicts the glance gathers, and its word for each.
 GLANCE_OF = {"objectives_cost": "objectives", "ray_overhead": "Ray", "eval_cost": "evaluation",
-             "search_default": "default search"}  # fmt: skip
+             "search_default": "default search", "search_strategies": "search strategies"}  # fmt: skip
 Results = dict[str, dict[str, Any]]
 
 

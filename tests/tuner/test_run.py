@@ -102,7 +102,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert main(["--space", "debias_family", "--set", "weighting.k=1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "space       debias_family  (data digits_biased)" in out
-    assert "optuna TPE (seed 0)" in out and "asha on eval/fid (time: step, grace 300" in out
+    assert "optuna TPE (seed 0)" in out
+    assert "fifo (no early stopping: every trial runs to step 900; evaluations at steps 300" in out
     assert f"experiment  {tmp_path}/ray_results/debias_family-" in out
     assert f"sqlite:///{tmp_path}/mlruns/mlflow.db" in out
     assert "weighting.k            1" in out  # fixed by --set, no longer searched
@@ -123,9 +124,11 @@ def test_resume_without_a_search_exits_2_before_ray_starts(
 
 
 def test_plan_defaults_and_asha_follows_the_evaluations() -> None:
-    plan = plan_of("--space", "debias_family")
-    assert plan.search == "optuna" and plan.scheduler == "asha" and plan.metric == "eval/fid"
-    assert plan.num_samples >= 8 and plan.data == "digits_biased"
+    default = plan_of("--space", "debias_family")
+    assert default.search == "optuna" and default.scheduler == "fifo"  # (README: why no ASHA)
+    assert default.metric == "eval/fid" and default.num_samples >= 8
+    assert default.data == "digits_biased" and default.eval_steps == [300, 600, 900]
+    plan = plan_of("--space", "debias_family", "--scheduler", "asha")
     asha = make_scheduler(plan)
     assert asha._time_attr == "step" and asha._max_t == plan.max_steps
     rungs = [milestone for milestone, _ in asha._brackets[0]._rungs]
@@ -134,15 +137,16 @@ def test_plan_defaults_and_asha_follows_the_evaluations() -> None:
     # The trials evaluate on ASHA's rungs (and at the end), not in between.
     assert plan.fixed["eval.growth"] == ASHA_REDUCTION
     assert sorted(set(rungs) | {plan.max_steps}) == plan.eval_steps == [300, 900]
-    gpu = plan_of("--space", "debias_family_cifar10")
+    gpu = plan_of("--space", "debias_family_cifar10", "--scheduler", "asha")
     gpu_rungs = [m for m, _ in make_scheduler(gpu)._brackets[0]._rungs]
     assert sorted(set(gpu_rungs) | {gpu.max_steps}) == gpu.eval_steps == [2000, 6000, 18000]
-    every = plan_of("--space", "debias_family", "--set", "eval.growth=1")
+    every = plan_of("--space", "debias_family", "--scheduler", "asha", "--set", "eval.growth=1")
     assert every.eval_steps == [300, 600, 900]  # every eval.every steps: also on the rungs
     # Same options, same experiment (so rerunning resumes); other options, another one.
-    assert plan_of("--space", "debias_family").name == plan.name
-    assert plan_of("--space", "debias_family", "--seed", "1").name != plan.name
-    assert plan_of("--space", "debias_family", "--smoke-test").name != plan.name
+    assert plan_of("--space", "debias_family").name == default.name
+    assert plan_of("--space", "debias_family", "--seed", "1").name != default.name
+    assert plan_of("--space", "debias_family", "--smoke-test").name != default.name
+    assert plan.name != default.name  # --scheduler asha
 
 
 def test_set_fixes_a_parameter_and_smoke_budget_applies() -> None:

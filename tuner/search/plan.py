@@ -184,7 +184,10 @@ def _scheduler_line(plan: Plan) -> str:
         )
     if plan.scheduler == "pbt":
         return f"pbt every {plan.eval_every} steps, mutating {', '.join(plan.pbt_mutations)}"
-    return plan.scheduler
+    return (
+        f"fifo (no early stopping: every trial runs to step {plan.max_steps}; evaluations at "
+        f"steps {', '.join(map(str, plan.eval_steps))})"
+    )
 
 
 def _confirm_line(plan: Plan) -> str:
