@@ -51,7 +51,10 @@ def plan_of(*argv: str) -> Plan:
             "--scheduler pbt takes its initial population",
         ),
         (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
-        (["--set", "eval.growth=2"], "eval.growth=2 puts evaluations off ASHA's rungs"),
+        (
+            ["--scheduler", "asha", "--set", "eval.growth=2"],
+            "eval.growth=2 puts evaluations off ASHA's rungs",
+        ),
         (
             ["--scheduler", "pbt", "--set", "eval.growth=3"],
             "eval.growth=3 with --scheduler pbt: PBT exploits at a fixed interval",
