@@ -7,10 +7,10 @@ Measured on 2 CPU cores: bench/search_default.py and bench/results/search_defaul
 IMAGE_BUDGET = {
     "train.steps": 900,
     "train.batch": 64,
-    # ASHA's first rung: at step 100 every FID is about 16 and their order noise (measured by
-    # bench/search_default.py with eval.every 100: bench/results/search_default_rung100.json,
-    # whose third search stopped TIW 0.95 and 0.98 there), at 300 the family's members separate;
-    # rungs at 300·3^k, so the trials evaluate at 300 and 900.
+    # Evaluations at 300, 600 and 900 (the default runs every trial to the end); with
+    # --scheduler asha, its rungs at 300·3^k: at step 100 every FID is about 16 and their order
+    # noise (bench/results/search_default_rung100.json, whose third search stopped TIW 0.95 and
+    # 0.98 there), at 300 the family's members separate.
     "eval.every": 300,
     "eval.samples": 500,
     "sampler.steps": 20,
