@@ -36,7 +36,6 @@ ORDER = [
 ]  # fmt: skip
 # Files on no section of their own: kept as evidence that the text cites.
 UNLISTED = {
-    "search_default_rung100": "why ASHA's first rung sits at 300 steps (search_spaces/budgets.py)",
     "learning_curves": "the learning-curve table (issue 25), bench/search_strategies.py's data",
     "default_run": "README's default-output block: the default search's terminal",
 }

@@ -83,7 +83,7 @@ def checks(run: Result) -> Result:
     verdict = run["verdict"] or {}
     rungs = (verdict.get("early_stopping") or {}).get("rungs", [])
     rhos = [r["rho"] for r in rungs if r["rho"] is not None]
-    stopping = run["plan"] is not None and run["plan"]["scheduler"] != "fifo"
+    stopping = run["plan"] is None or run["plan"]["scheduler"] != "fifo"  # (no plan: a failed run)
     strong = [r for r in run["leaderboard"] if r.get("status") == "KILLED"
               and float(r.get("tiw.strength", 0)) >= 0.8]  # fmt: skip
     return {

@@ -8,9 +8,9 @@ IMAGE_BUDGET = {
     "train.steps": 900,
     "train.batch": 64,
     # Evaluations at 300, 600 and 900 (the default runs every trial to the end); with
-    # --scheduler asha, its rungs at 300·3^k: at step 100 every FID is about 16 and their order
-    # noise (bench/results/search_default_rung100.json, whose third search stopped TIW 0.95 and
-    # 0.98 there), at 300 the family's members separate.
+    # --scheduler asha, its rungs at 300·3^k: at step 100 the FIDs are 12-19 (median 15.7) and
+    # rank with the final ones at ρ 0.63, at 300 (median 4.5) at ρ 0.85 over the space
+    # (bench/results/learning_curves.json, bench/results/search_strategies.json).
     "eval.every": 300,
     "eval.samples": 500,
     "sampler.steps": 20,

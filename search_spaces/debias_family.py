@@ -30,8 +30,8 @@ SPACE = {
         "label": "TIW-DSM as published (strength 1, constant weighting)",
         "config": {"weighting": "constant", "tiw.strength": 1.0, "cdl.coef": 0.0},
     },
-    # 12 trials run to the end (FIFO, the default scheduler) and the confirmation of the top 2
-    # with the baseline and the reference fit the default search in 10 minutes on 2 cores
-    # (bench/search_default.py).
+    # 12 trials run to the end (FIFO, the default scheduler), then the confirmation of the top 2
+    # with the baseline and the reference: 505-529 s on 2 cores, 725 s when TPE favours CDL
+    # (a CDL trial costs about 2.5x one without; bench/results/search_default.json).
     "num_samples": 12,
 }

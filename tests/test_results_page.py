@@ -36,7 +36,6 @@ SCRIPTS = {
     "cdl_mismatch": "cdl_mismatch",
     "default_budget": "default_budget",
     "digits_classifier": "train_digits_classifier",
-    "search_default_rung100": "search_default",
 }
 
 

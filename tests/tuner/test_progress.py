@@ -256,6 +256,9 @@ def _search(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "tuner.run", "--smoke-test", "--storage", str(tmp_path / "ray")]
     cmd += ["--mlflow-uri", f"sqlite:///{tmp_path}/mlruns/mlflow.db", *extra]
     env = os.environ | {"PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # as from a user's shell: a Ray started in this test process (an earlier test) sets
+    # RAY_AUTH_MODE in its environment, and Ray says nothing of its token when that is set
+    env.pop("RAY_AUTH_MODE", None)
     out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out

@@ -772,7 +772,7 @@ def test_killed_worker_restarts_the_trial_from_its_last_checkpoint(tmp_path: Pat
     restarts = [r["step"] for r in rows if r["iterations_since_restore"] == 1]
     assert len(restarts) == 2, rows  # the first start and the restart after the kill
     again = [i for i, r in enumerate(rows) if r["iterations_since_restore"] == 1][1]
-    assert restarts[1] >= 40  # resumed from a checkpoint (step 20 or later), not from step 0
+    assert restarts[1] >= 40  # resumed from a checkpoint (at step 20 or later), not from step 0
     # from the last checkpoint Ray registered before the kill: at most the evaluation in flight
     # when the worker died is trained again
     assert restarts[1] <= steps[again - 1] + 20, steps
