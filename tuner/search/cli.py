@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         # ray, mlflow, optuna, torch-fidelity (seconds): --help, a usage error and a local
         # --dry-run never import them; a search, or a dry run that joins a cluster, does here
-        from tuner.search.driver import drive
+        from tuner.search.driver import drive, start
+
+        if start(plan, args):  # a dry run that joined a cluster: its plan printed
+            return 0
     except (UsageError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,7 +21,6 @@ from typing import Any
 
 from ray import tune
 
-from tuner.config.spec import ConfigError
 from tuner.records import TrialRow, Verdict, ranked
 from tuner.search import faults, rungs
 from tuner.search.checks import SEARCH_FILE, create_stores, store_paths
@@ -52,31 +51,30 @@ from tuner.tracking.review import log_summary
 from tuner.tracking.store import io_problem, review_url, ui_command
 
 
+def start(plan: Plan, args: argparse.Namespace) -> bool:
+    """Join the cluster at --address and hold the experiment folder (one driver per folder: a
+    second one is refused here, touching nothing); True when that was a dry run, whose plan it
+    printed. Raises UsageError or ConfigError for the caller's one line and exit status 2."""
+    if plan.address:  # join the cluster and check its nodes (a dry run leaves again)
+        init_ray(plan, args.verbose)
+    (check_experiment_free if args.dry_run else hold_experiment)(plan)
+    if not args.dry_run:
+        return False
+    if plan.address:
+        shutdown_ray()
+    print(describe_plan(plan, None))
+    return True
+
+
 def drive(plan: Plan, args: argparse.Namespace, argv: list[str]) -> int:
-    """Join the cluster at --address (a dry run then prints the plan and leaves), hold the
-    experiment folder, and run the search; a refusal is one line and exit status 2.
+    """Run the search `start` prepared; a refusal only the started Ray can tell is one line and
+    exit status 2, a Ctrl-C outside Ray's loop exit status 130.
 
     Args:
         plan: the checked plan (tuner.search.checks.check_environment passed).
-        args: the parsed command line (--dry-run, --resume, --verbose).
+        args: the parsed command line (--resume, --verbose).
         argv: the command line, for the line that says how to resume a stopped search.
     """
-    try:
-        if plan.address:  # join the cluster and check its nodes (a dry run leaves again)
-            init_ray(plan, args.verbose)
-        # One driver per experiment folder: a second one is refused here, touching nothing.
-        (check_experiment_free if args.dry_run else hold_experiment)(plan)
-    except (UsageError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C) before the search started", file=sys.stderr)
-        return 130
-    if args.dry_run:
-        if plan.address:
-            shutdown_ray()
-        print(describe_plan(plan, None))
-        return 0
     try:
         return run(plan, resume_required=args.resume, argv=argv, verbose=args.verbose)
     except UsageError as e:  # what only the started local instance could tell (init_ray)
