@@ -33,7 +33,7 @@ from typing import Any
 import ray
 from ray.autoscaler.v2.utils import is_autoscaler_v2
 
-from tuner.search import reaper
+from tuner.search import faults, reaper
 from tuner.search.checks import check_address, resource_problem
 from tuner.search.options import UsageError
 from tuner.search.plan import Plan
@@ -100,16 +100,8 @@ def worker_env(verbose: bool) -> dict[str, Any] | None:
 def tune_output(verbose: bool) -> Iterator[None]:
     """While the stages run with `verbose`: Ray Tune's new output engine, as Ray has it by
     default (its configuration box, results folder and TensorBoard hints, its trial errors)."""
-    saved = os.environ.get(NEW_OUTPUT_ENV)
-    if verbose:
-        os.environ[NEW_OUTPUT_ENV] = "1"
-    try:
+    with faults.environment({NEW_OUTPUT_ENV: "1"} if verbose else {}):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop(NEW_OUTPUT_ENV, None)
-        else:
-            os.environ[NEW_OUTPUT_ENV] = saved
 
 
 def _start_local(plan: Plan, verbose: bool) -> None:

@@ -140,7 +140,8 @@ RAY_ENV = {
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """While the block runs: these environment variables set, then restored as they were."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -181,7 +182,7 @@ def handling(plan: Plan) -> Iterator[None]:
         signal.SIGUSR1: signal.getsignal(signal.SIGUSR1),
     }
     try:
-        with _environment(RAY_ENV), _log_filters(plan):
+        with environment(RAY_ENV), _log_filters(plan):
             yield
     finally:
         for sig, handler in handlers.items():
