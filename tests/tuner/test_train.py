@@ -56,6 +56,17 @@ def test_resume_is_bit_identical(tiny: dict, tmp_path: Path, extra: dict) -> Non
         assert torch.equal(a, b)
 
 
+def test_a_trainer_flushes_subnormal_floats_to_zero(tiny: dict) -> None:
+    torch.set_flush_denormal(False)
+    try:
+        tiny_value = torch.tensor([1e-30], dtype=torch.float32)
+        assert (tiny_value * 1e-10).item() != 0.0  # a subnormal float32 while not flushed
+        Trainer(tiny)
+        assert (tiny_value * 1e-10).item() == 0.0
+    finally:
+        torch.set_flush_denormal(True)
+
+
 def test_injected_components_train_as_the_ones_it_builds(tiny: dict) -> None:
     config = resolve(tiny | {"weighting": "edm", "weighting.learned": True})
     own = Trainer(config)
