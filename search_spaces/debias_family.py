@@ -31,7 +31,7 @@ SPACE = {
         "config": {"weighting": "constant", "tiw.strength": 1.0, "cdl.coef": 0.0},
     },
     # 12 trials run to the end (FIFO, the default scheduler), then the confirmation of the top 2
-    # with the baseline and the reference: 505-529 s on 2 cores, 725 s when TPE favours CDL
-    # (a CDL trial costs about 2.5x one without; bench/results/search_default.json).
+    # with the baseline and the reference: 505-529 s on 2 cores, 695-725 s when TPE favours CDL
+    # (a CDL step costs 2x a plain one; bench/results/search_default.json and README).
     "num_samples": 12,
 }

@@ -100,3 +100,21 @@ def test_a_replayed_asha_search_stops_trials_and_keeps_to_its_budget(
     assert run["regret"] == pytest.approx(run["truth"] - finals[0])
     assert run["truth"] == pytest.approx(float(surrogate.mean(run["chosen"], [900])[0]))
     assert run["trials"] == len(rows) and run["stopped"] >= 1
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_the_long_ranking_says_whether_step_900_ranks_like_the_long_end(kept: bool) -> None:
+    # seed 0's long runs: 12 configurations whose FID at 900 is i; at 2700 it keeps that order
+    # or reverses it. Seed 1 has no long run (not in the result), seed 2 one unfinished.
+    table = _table(n=12)
+    for i, c in enumerate(table["configs"]):
+        end = float(i if kept else 12 - i)
+        curve = [{"step": t, "eval/fid": float(i) if t <= 900 else end} for t in range(100, 2701, 100)]
+        c["long"] = {"0": {"curve": curve}}
+    table["configs"][0]["long"]["2"] = {"curve": [{"step": 100, "eval/fid": 5.0}]}
+    long = ss.long_ranking(table)
+    assert list(long) == ["0"]
+    at_900 = long["0"]["rungs"][0]
+    assert long["0"]["trials"] == 12 and at_900["step"] == 900
+    assert at_900["rho"] == pytest.approx(1.0 if kept else -1.0)
+    assert at_900["keeps_order"] is kept
