@@ -1,17 +1,12 @@
 """CDL on ring8: does the contrastive term lower the denoiser's error at mismatched levels?
 
-Every arm trains the same denoising term (constant weighting, cosine q) at a small budget; the
-CDL arms inject coef × models.cdl.CDLLoss built from the class itself (its defaults: 32
-quasi-random levels per likelihood for 1/32 of the batch), one of them the earlier estimator (4
-i.i.d. levels for a quarter of the batch, centred at the Gaussian reference). Scored against the
-ring's exact ε*: at mismatched queries (a sample of level λ queried at the noisier level
-λ' = mismatched_logsnr(λ, ζ), what CDL trains on) and at matched ones (on-distribution inputs at
-λ'); by Picard sweeps to converge (50 cosine steps, tol 1e-3) and few-step DDIM (NLL, MMD). One
-more arm trains plain denoising for as many steps as fit in the "cdl 0.1" arm's training CPU
-time (equal wall-clock). On each plain model the gradient norms of the denoising term and of a
-CDL term (coefficient 1) say how hard CDL pulls there; with the exact denoiser, the estimator's
-own noise (the logit's per-example std over draws against the spread of the exact logit) and the
-upward bias of its logistic loss, for the defaults and the earlier estimator.
+Every arm trains the same denoising term at a small budget; the CDL arms add coef ×
+models.cdl.CDLLoss (its defaults, or the earlier estimator: 4 i.i.d. levels for a quarter of the
+batch). Scored against the ring's exact ε* at mismatched queries (a sample of level λ queried at
+λ' = mismatched_logsnr(λ, ζ), what CDL trains on) and at matched ones; by Picard sweeps and
+few-step DDIM. One more arm trains plain denoising for the "cdl 0.1" arm's training CPU time.
+On each plain model, the gradient norms of the denoising and CDL terms; with the exact denoiser,
+the estimator's own noise and the bias of its logistic loss.
 """
 
 import time
@@ -169,7 +164,6 @@ def estimator_noise(kwargs: dict, seed: int, n: int = 128, repeats: int = 40) ->
 
 
 def summarise(result: Result) -> Result:
-    """Mean and std over seeds of every metric, the table and the verdicts."""
     raw = result["raw"]
     runs, noise, plain = raw["runs"], raw["estimator_noise"], raw["runs"]["plain"]
     s, out = summarise_arms(runs), judge(runs, CLAIMS)
@@ -215,7 +209,6 @@ def plot(result: Result, path: Path) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "ring8", "train.steps": args.steps, "train.batch": 256, "net.width": 128, "eval.every": args.steps, "train.threads": 1}  # fmt: skip
     noise = {name: [estimator_noise(kw, seed, repeats=args.repeats) for seed in range(args.batches)] for name, kw in (("defaults", {}), ("earlier", EARLIER))}  # fmt: skip
     runs: dict[str, list[dict]] = {name: [] for name in [*ARMS, EQUAL_TIME]}
@@ -238,6 +231,7 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    p.set_defaults(batches=3, repeats=40)  # of the estimator's noise
-    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}))  # fmt: skip
+    defaults = {"batches": 3, "repeats": 40}  # of the estimator's noise
+    smoke = {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, defaults=defaults,
+                 seeds=[0, 1, 2], steps=2000)  # fmt: skip

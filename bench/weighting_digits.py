@@ -1,11 +1,9 @@
 """Loss weightings on 8x8 digits at fixed capacity and budget: FID at few and many DDIM steps.
 
-The six arms of bench/weighting_ring.py, trained on `digits` with the default UNet, cosine q(λ)
-and the same optimiser and budget. Each EMA model gets the FID (and KID, class-fraction error)
-of 1000 DDIM samples at 10, 25 and 100 steps against the 450-image test split (digits CNN), and
-its held-out denoising error ‖x̂0 − x0‖² per image in 8 log-SNR bins over [-10, 10] (which holds
-the irreducible MMSE, the same for every arm). The floor of the FID at this sample size is that
-of 1000 training images against the test split. Runs are cached as in weighting_ring.py.
+The six arms of bench/weighting_ring.py on `digits`, with the default UNet. Each EMA model gets
+the FID, KID and class-fraction error of 1000 DDIM samples at 10, 25 and 100 steps against the
+test split (digits CNN), and its held-out error ‖x̂0 − x0‖² per image in 8 log-SNR bins over
+[-10, 10]. The FID's floor at this sample size: 1000 training images. Runs are cached.
 """
 
 import statistics
@@ -63,7 +61,6 @@ def real_floor(n: int) -> dict[str, float]:
 
 
 def summarise(result: Result) -> Result:
-    """The summary, the table and the verdicts, from the runs and the real-data floor."""
     raw = result["raw"]
     runs, steps, floor = flat_runs(raw), raw["sampler_steps"], raw["real_data_floor"]
     summary, (few, last) = summarise_arms(runs), (steps[0], steps[-1])
@@ -112,7 +109,6 @@ def plot(result: Result, path: Path) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "digits", "train.steps": args.steps, "train.batch": args.batch, "train.threads": 1,
             "eval.samples": args.samples, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bins": BINS.tolist(), "sampler_steps": SAMPLER_STEPS}
@@ -126,8 +122,7 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.set_defaults(batch=128, samples=1000)  # samples per sampler setting
+    defaults = {"batch": 128, "samples": 1000}  # samples per sampler setting
     smoke = {"seeds": [0], "steps": 5, "samples": 50, "arms": ["constant", "debiased"]}
-    raise SystemExit(harness.cli(p, summarise, measure, smoke))
+    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, defaults=defaults,
+                 seeds=[0, 1, 2], steps=1500, cache=True)  # fmt: skip

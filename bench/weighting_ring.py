@@ -1,12 +1,10 @@
 """Loss weightings on ring8 at fixed capacity and budget: where does each put its error?
 
-Six weightings of the ε-MSE (METHODS.md §1), all normalised by E_q[w] and trained with the same
-cosine q(λ), MLP, optimiser and budget: constant, debiased (SNR^-1/2), min-SNR (γ=5), P2 (k=1,
-γ=1), EDM (σ_d=0.5, on the cosine q) and learned (EDM + EDM2's u(λ) head). Each EMA model gets
-(a) its x0 error against the ring's exact posterior mean in 8 log-SNR bins over [-10, 10] (the
-same points for every model; also the irreducible MMSE and the ε error against the exact ε*),
-and (b) the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps. Each
-(weighting, seed) run is cached under --cache, so the seeds can be split over invocations.
+Six weightings of the ε-MSE (METHODS.md §1), normalised by E_q[w], with the same cosine q(λ),
+MLP, optimiser and budget: constant, debiased, min-SNR (γ=5), P2 (k=1, γ=1), EDM and learned
+(EDM + EDM2's u(λ) head). Each EMA model gets (a) its x0 and ε errors against the ring's exact
+posterior mean and ε* in 8 log-SNR bins over [-10, 10], beside the irreducible MMSE, and (b)
+the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps. Runs are cached.
 """
 
 import statistics
@@ -29,7 +27,6 @@ NOTE = (
     "the paper's claim was made on 256-px face images (FFHQ, CelebA-HQ, AFHQ-dog, MetFaces), "
     "which this test does not cover."
 )
-# The arms: config overrides of each weighting (weighting.normalize stays true for all).
 ARMS: dict[str, dict[str, Any]] = {
     "constant": {"weighting": "constant"},
     "debiased": {"weighting": "debiased"},
@@ -106,7 +103,6 @@ def flat_runs(raw: Result) -> dict[str, list[dict[str, float]]]:
 
 
 def summarise(result: Result) -> Result:
-    """The summary, the table and the verdicts, from the runs and the exact-samples floor."""
     raw = result["raw"]
     runs, floor, b = flat_runs(raw), raw["exact_samples_floor"], raw["bins"]
     summary, others = summarise_arms(runs), [a for a in runs if a != "constant"]
@@ -186,7 +182,6 @@ def plot(result: Result, path: Path) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "ring8", "train.steps": args.steps, "train.batch": args.batch,
             "train.threads": 1, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bin_points": args.bin_points, "bins": BINS.tolist()}
@@ -200,8 +195,7 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000, cache=True)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.set_defaults(batch=256, samples=4000, bin_points=4000)  # per sampler setting, per λ bin
+    defaults = {"batch": 256, "samples": 4000, "bin_points": 4000}  # per sampler setting, per λ bin
     smoke = {"seeds": [0], "steps": 20, "samples": 200, "bin_points": 200}
-    raise SystemExit(harness.cli(p, summarise, measure, smoke))
+    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, defaults=defaults,
+                 seeds=[0, 1, 2], steps=2000, cache=True)  # fmt: skip
