@@ -211,19 +211,18 @@ def plot(result: Result, path: Path) -> None:
 def measure(args: Args) -> None:
     base = {"data": "ring8", "train.steps": args.steps, "train.batch": 256, "net.width": 128, "eval.every": args.steps, "train.threads": 1}  # fmt: skip
     noise = {name: [estimator_noise(kw, seed, repeats=args.repeats) for seed in range(args.batches)] for name, kw in (("defaults", {}), ("earlier", EARLIER))}  # fmt: skip
-    runs: dict[str, list[dict]] = {name: [] for name in [*ARMS, EQUAL_TIME]}
+    done: dict[str, dict] = {}  # the seed's runs so far
 
-    def arm(name: str, config: dict, steps: int, cdl: dict | None) -> None:
-        runs[name].append(r := run_arm(config, steps, cdl))
-        print(f"seed {config['seed']} {name:52s} mismatched {r[MISMATCHED]:.4f} matched {r['eps_err/matched']:.4f} picard "
-              f"{r['picard/iterations']:.0f} ddim5 nll {r['ddim5/nll']:.3f} ({r['steps']:.0f} steps, {r['time_s']:.0f}s)", flush=True)  # fmt: skip
+    def run(name: str, seed: int) -> dict:
+        (coef, cdl), steps = ARMS.get(name, (0.0, {})), args.steps
+        if name == EQUAL_TIME:  # plain, for this seed's training time of EQUAL_TIME_OF
+            steps = round(args.steps * (done[EQUAL_TIME_OF]["train_s"] / done["plain"]["train_s"]))
+        config = base | {"seed": seed, "cdl.coef": coef}
+        done[name] = run_arm(config, steps, cdl if coef > 0 else None)
+        return done[name]
 
-    for seed in args.seeds:
-        for name, (coef, cdl) in ARMS.items():
-            arm(name, base | {"seed": seed, "cdl.coef": coef}, args.steps, cdl if coef > 0 else None)  # fmt: skip
-        # Plain denoising given the training time of the cheapest CDL arm (this seed's).
-        ratio = runs[EQUAL_TIME_OF][-1]["train_s"] / runs["plain"][-1]["train_s"]
-        arm(EQUAL_TIME, base | {"seed": seed}, round(args.steps * ratio), None)
+    runs = harness.arm_seed_loop([*ARMS, EQUAL_TIME], args.seeds, run,
+                                 lambda r: f"mismatched {r[MISMATCHED]:.4f} ddim5 nll {r['ddim5/nll']:.3f} ({r['steps']:.0f} steps)")  # fmt: skip
     arms = {name: {"cdl.coef": coef, "cdl_kwargs": cdl} for name, (coef, cdl) in ARMS.items()}
     arms[EQUAL_TIME] = {"train.steps": f"steps × train_s({EQUAL_TIME_OF}) / train_s(plain)"}
     raw = {"config": base, "estimator_noise": noise, "runs": runs, "loadavg_after": harness.loadavg()}  # fmt: skip

@@ -94,12 +94,6 @@ def cache_dir(args: Args) -> Path | None:
     return None if args.smoke else getattr(args, "cache", None)
 
 
-def command(args: Args, env: str = "") -> str:
-    """The command line that made a results file, as the page prints it."""
-    argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    return f"{env}.venv/bin/python bench/{argv}".strip()
-
-
 def cached(cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result], prefix: str = "") -> Result:  # fmt: skip
     """fn() once per (config, extra), kept under `cache`: as JSON, or with torch (tensors) for a
     `prefix`ed name."""
@@ -259,8 +253,9 @@ def bars(ax: Any, s: dict[str, Any], runs: dict[str, list[dict]], key: str) -> N
 
 # -- results files ----------------------------------------------------------------------------
 def new(args: Args, arms: dict[str, Any], raw: Result, env: str = "") -> Result:
-    """A results file's measured part: its name, command, arms and raw measurements."""
-    return {"name": args.name, "command": command(args, env), "arms": arms, "raw": raw}
+    """A results file's measured part: its name, command line, arms and raw measurements."""
+    argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return {"name": args.name, "command": f"{env}.venv/bin/python bench/{argv}".strip(), "arms": arms, "raw": raw}  # fmt: skip
 
 
 def page(result: Result, title: str, body: list, verdicts: list[dict[str, Any]], *, figures: Iterable[tuple[str, str]] = (),

@@ -13,7 +13,7 @@ from typing import Any
 
 import harness
 import torch
-from claims import column, compare, judge, sd, summarise_arms, table
+from claims import arm_rows, column, compare, judge, sd, summarise_arms, table
 from harness import Args, Result
 
 from models.param import add_noise
@@ -77,8 +77,7 @@ def summarise(result: Result) -> Result:
     minority = column(runs, "eval/minority_fraction")
     verdicts[2]["evidence"] += f"; against the full method: {compare(minority, [(CORR, FULL)], 'max')[1]}"  # fmt: skip
     c, disc = raw["config"], s["discriminator"]
-    rows = [[arm, sd(v["eval/minority_fraction"]), sd(v["eval/nll"]), sd(v["eval/mmd"], 2), sd(v["eval/swd"])]
-            for arm, v in s.items() if arm != "discriminator"]  # fmt: skip
+    rows = arm_rows({arm: s[arm] for arm in ARMS}, [(MINORITY, 3), ("eval/nll", 3), ("eval/mmd", 2), ("eval/swd", 3)])  # fmt: skip
     per = sorted(zip(raw["runs"]["discriminator"], runs[FULL], strict=True), key=lambda r: r[0]["ratio/logr_rmse"])  # fmt: skip
     shares = ", ".join(f"{a['eval/minority_fraction']:.2f}" for _, a in per)
     rmse = ", ".join(f"{d['ratio/logr_rmse']:.3f}" for d, _ in per)
