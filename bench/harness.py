@@ -94,15 +94,15 @@ def cache_dir(args: Args) -> Path | None:
     return None if args.smoke else getattr(args, "cache", None)
 
 
-def cached(cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result], prefix: str = "") -> Result:  # fmt: skip
-    """fn() once per (config, extra), kept under `cache`: as JSON, or with torch (tensors) for a
-    `prefix`ed name."""
+def cached(cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result], name: str = "{}.json") -> Result:  # fmt: skip
+    """fn() once per (config, extra), kept under `cache` as the file `name` of their key: JSON,
+    or a torch file (tensors) for a .pt name."""
     key = hashlib.sha1(json.dumps({"config": config, "extra": extra}, sort_keys=True).encode())
-    file = None if cache is None else cache / f"{prefix}{key.hexdigest()[:16]}.{'pt' if prefix else 'json'}"  # fmt: skip
+    file, tensors = None if cache is None else cache / name.format(key.hexdigest()[:16]), name.endswith(".pt")  # fmt: skip
     if file is not None and file.exists():
-        return torch.load(file, weights_only=True) if prefix else json.loads(file.read_text())
+        return torch.load(file, weights_only=True) if tensors else json.loads(file.read_text())
     result = fn()
-    if file is not None and prefix:
+    if file is not None and tensors:
         file.parent.mkdir(parents=True, exist_ok=True)
         torch.save(result, file)
     elif file is not None:
@@ -203,7 +203,7 @@ def shared_discriminator(config: dict[str, Any], check: Callable[[Trainer], dict
         metrics |= {"time/prepare_s": time.perf_counter() - t0} | check(trainer)
         return {"state": state, "metrics": json.dumps(metrics)}
 
-    saved = cached(cache, config, {"what": "disc"}, fit, prefix="disc-")
+    saved = cached(cache, config, {"what": "disc"}, fit, "disc-{}.pt")
     return saved["state"], json.loads(saved["metrics"])
 
 
