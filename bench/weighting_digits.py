@@ -7,7 +7,6 @@ test split (digits CNN), and its held-out error ‖x̂0 − x0‖² per image in
 """
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import harness
 import torch
 from claims import column, compare, sd, some, summarise_arms, table, verdict
 from harness import Args, Result
-from weighting_ring import ARMS, BINS, CENTRES, EDGES, bin_points, flat_runs
+from weighting_ring import ARMS, BINS, CENTRES, EDGES, bin_points, flat_runs, run_one
 
 from tuner.data.presets import load_dataset
 from tuner.evaluation.metrics import default_extractor, image_metrics
@@ -27,37 +26,27 @@ SAMPLER_STEPS = (10, 25, 100)
 IMAGE_METRICS = ("eval/fid", "eval/kid", "eval/mode_error")
 
 
-def fid_of(samples: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-    m = image_metrics(samples, "digits", test, default_extractor("digits"))
+def fid_of(samples: torch.Tensor, ds: Any) -> dict[str, float]:
+    m = image_metrics(samples, "digits", ds.test, default_extractor("digits"))
     return {k: m[k] for k in IMAGE_METRICS}
 
 
 @torch.inference_mode()
-def denoise_error_by_bin(trainer: Trainer, draws: int = 2) -> list[float]:
+def denoise_error_by_bin(trainer: Trainer, draws: int = 2) -> dict[str, list[float]]:
     """Held-out mean ‖x̂0 − x0‖² per image in each log-SNR bin (the same points for every arm)."""
     model, x0 = trainer.ema.eval(), trainer.dataset.test.repeat(draws, 1, 1, 1)
     g, out = torch.Generator().manual_seed(2024), []
     for lo, hi in EDGES:
         lam, x = bin_points(lo, hi, x0, g)
         out.append(float((model.x0(x, lam) - x0).square().flatten(1).sum(1).mean()))
-    return out
-
-
-def run_one(config: dict[str, Any], n_samples: int) -> dict[str, Any]:
-    trainer, info = harness.train(config)
-    t0, sampling = time.perf_counter(), {}
-    for steps in SAMPLER_STEPS:
-        trainer.config["sampler.steps"] = steps
-        sampling[str(steps)] = fid_of(trainer.sample(n_samples), trainer.dataset.test)
-    return {"sampling": sampling, "denoise_err": denoise_error_by_bin(trainer),
-            "time/train_s": info["time/train_s"], "time/eval_s": time.perf_counter() - t0}  # fmt: skip
+    return {"denoise_err": out}
 
 
 def real_floor(n: int) -> dict[str, float]:
     """FID/KID of n training images (seeded subset) against the test split."""
     ds = load_dataset("digits")
     idx = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(0))[:n]
-    return fid_of(ds.train[idx], ds.test) | {"n": len(idx)}
+    return fid_of(ds.train[idx], ds) | {"n": len(idx)}
 
 
 def summarise(result: Result) -> Result:
@@ -112,7 +101,8 @@ def measure(args: Args) -> None:
     base = {"data": "digits", "train.steps": args.steps, "train.batch": args.batch, "train.threads": 1,
             "eval.samples": args.samples, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bins": BINS.tolist(), "sampler_steps": SAMPLER_STEPS}
-    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.samples),
+    run = lambda c: run_one(c, args.samples, fid_of, denoise_error_by_bin, SAMPLER_STEPS)  # noqa: E731
+    runs = harness.cached_runs(args, base, ARMS, extra, run,
                                lambda r: "FID@10/25/100 " + "/".join(f"{r['sampling'][str(k)]['eval/fid']:.3f}" for k in SAMPLER_STEPS))  # fmt: skip
     raw = {"config": base, "seeds": args.seeds, "bins": BINS.tolist(), "sampler_steps": list(SAMPLER_STEPS),
            "note": "time/* measured on a shared 2-core machine under load from other jobs",

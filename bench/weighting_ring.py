@@ -9,6 +9,7 @@ the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps. Runs
 
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,16 @@ def sample_metrics(x: torch.Tensor, ds: Any) -> dict[str, float]:
     return {k: m[k] for k in SAMPLE_METRICS}
 
 
-def run_one(config: dict[str, Any], n_bin: int, n_samples: int) -> dict[str, Any]:
-    """(a) and (b) of one trained model, and its training and evaluation seconds."""
+def run_one(config: dict[str, Any], n_samples: int, score: Callable[[torch.Tensor, Any], dict], by_bin: Callable[[Trainer], dict],
+            sampler_steps: Iterable[int] = SAMPLER_STEPS) -> dict[str, Any]:  # fmt: skip
+    """One weighting trained: score(samples, dataset) at each number of DDIM steps (b), by_bin
+    of the trained model (a), and its training and evaluation seconds."""
     trainer, info = harness.train(config)
     t0, sampling = time.perf_counter(), {}
-    for steps in SAMPLER_STEPS:
+    for steps in sampler_steps:
         trainer.config["sampler.steps"] = steps
-        sampling[str(steps)] = sample_metrics(trainer.sample(n_samples), trainer.dataset)
-    result = {"bins": x0_error_by_bin(trainer, n_bin), "sampling": sampling}
+        sampling[str(steps)] = score(trainer.sample(n_samples), trainer.dataset)
+    result = by_bin(trainer) | {"sampling": sampling}
     return result | {"time/train_s": info["time/train_s"], "time/eval_s": time.perf_counter() - t0}
 
 
@@ -185,7 +188,8 @@ def measure(args: Args) -> None:
     base = {"data": "ring8", "train.steps": args.steps, "train.batch": args.batch,
             "train.threads": 1, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bin_points": args.bin_points, "bins": BINS.tolist()}
-    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.bin_points, args.samples),  # fmt: skip
+    by_bin = lambda trainer: {"bins": x0_error_by_bin(trainer, args.bin_points)}  # noqa: E731
+    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.samples, sample_metrics, by_bin),
                                lambda r: "nll@5/10/50 " + "/".join(f"{r['sampling'][str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS))  # fmt: skip
     raw = {"config": base, "seeds": args.seeds, "bins": BINS.tolist(), "sampler_steps": list(SAMPLER_STEPS), "eval": extra,
            "note": "time/* measured on a shared 2-core machine under load from other jobs",
