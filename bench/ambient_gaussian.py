@@ -177,5 +177,5 @@ def measure(args: Args) -> None:
 
 if __name__ == "__main__":
     smoke = {"seeds": [0, 1], "steps": 10, "samples": 1000}
-    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, defaults={"samples": 10000},
-                 seeds=[0, 1, 2], steps=2000)  # fmt: skip
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=2000,
+                 samples=10000)  # fmt: skip

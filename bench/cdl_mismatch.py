@@ -230,7 +230,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    defaults = {"batches": 3, "repeats": 40}  # of the estimator's noise
     smoke = {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}
-    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, defaults=defaults,
-                 seeds=[0, 1, 2], steps=2000)  # fmt: skip
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=2000,
+                 batches=3, repeats=40)  # fmt: skip

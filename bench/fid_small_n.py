@@ -92,5 +92,4 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    defaults = {"repeats": 20, "seed": 0}
-    harness.main(NAME, __doc__, summarise, measure, {"repeats": 3}, defaults=defaults)
+    harness.main(NAME, __doc__, summarise, measure, {"repeats": 3}, repeats=20, seed=0)

@@ -72,13 +72,14 @@ def cli(p: argparse.ArgumentParser, summarise: Summarise, measure: Callable[[Arg
 
 
 def main(name: str, doc: str, summarise: Summarise, measure: Callable[[Args], int | str | None], smoke: dict[str, Any] | None = None, *,
-         arms: Iterable[str] = (), threads: int | None = None, defaults: dict[str, Any] | None = None, **options: Any) -> NoReturn:  # fmt: skip
-    """A script's entry point: `parser(name, doc, **options)` with --arms where `arms` are named
-    and the other settings' `defaults`, run by `cli` on `threads` torch threads where given."""
-    p = parser(name, doc, **options)
+         arms: Iterable[str] = (), threads: int | None = None, seeds: list[int] | None = None, steps: int | None = None,
+         cache: bool = False, **defaults: Any) -> NoReturn:  # fmt: skip
+    """A script's entry point: its `parser`, with --arms where `arms` are named and the other
+    settings' `defaults`, run by `cli` on `threads` torch threads where given."""
+    p = parser(name, doc, seeds=seeds, steps=steps, cache=cache)
     if arms:
         p.add_argument("--arms", nargs="+", default=list(arms), choices=list(arms))
-    p.set_defaults(**(defaults or {}))
+    p.set_defaults(**defaults)
     if threads is not None:
         torch.set_num_threads(threads)
     raise SystemExit(cli(p, summarise, measure, smoke))

@@ -124,4 +124,4 @@ def measure(args: Args) -> None:
 if __name__ == "__main__":
     smoke = {"extra": ["--set", "train.steps=50", "--set", "eval.every=50"], "floor_draws": 50}
     harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], cache=True,
-                 defaults={"extra": [], "floor_draws": FLOOR_DRAWS})  # fmt: skip
+                 extra=[], floor_draws=FLOOR_DRAWS)  # fmt: skip

@@ -122,5 +122,5 @@ def measure(args: Args) -> None:
 
 if __name__ == "__main__":
     smoke = {"seeds": [0], "steps": 20, "disc_steps": 40}
-    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, defaults={"disc_steps": 1500},
-                 seeds=[0, 1, 2], steps=2000)  # fmt: skip
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=2000,
+                 disc_steps=1500)  # fmt: skip

@@ -215,7 +215,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    defaults = {"batch": 128, "samples": 1000, "disc_steps": 1500}  # tiw.disc_steps (at most)
     smoke = {"seeds": [0], "steps": 10, "samples": 100, "disc_steps": 30}
-    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, defaults=defaults,
-                 seeds=[0, 1, 2], steps=1500, cache=True)  # fmt: skip
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=1500,
+                 cache=True, batch=128, samples=1000, disc_steps=1500)  # fmt: skip

@@ -92,5 +92,4 @@ def measure(args: Args) -> str | None:
 
 
 if __name__ == "__main__":
-    defaults = {"seed": 0, "epochs": 60}
-    harness.main(NAME, __doc__, summarise, measure, {"epochs": 3}, defaults=defaults)
+    harness.main(NAME, __doc__, summarise, measure, {"epochs": 3}, seed=0, epochs=60)

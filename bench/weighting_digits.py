@@ -112,7 +112,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    defaults = {"batch": 128, "samples": 1000}  # samples per sampler setting
     smoke = {"seeds": [0], "steps": 5, "samples": 50, "arms": ["constant", "debiased"]}
-    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, defaults=defaults,
-                 seeds=[0, 1, 2], steps=1500, cache=True)  # fmt: skip
+    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, seeds=[0, 1, 2],
+                 steps=1500, cache=True, batch=128, samples=1000)  # fmt: skip

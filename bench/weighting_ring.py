@@ -199,7 +199,7 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    defaults = {"batch": 256, "samples": 4000, "bin_points": 4000}  # per sampler setting, per λ bin
     smoke = {"seeds": [0], "steps": 20, "samples": 200, "bin_points": 200}
-    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, defaults=defaults,
-                 seeds=[0, 1, 2], steps=2000, cache=True)  # fmt: skip
+    # samples: per sampler setting; bin_points: per λ bin
+    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, seeds=[0, 1, 2],
+                 steps=2000, cache=True, batch=256, samples=4000, bin_points=4000)  # fmt: skip
