@@ -204,10 +204,8 @@ def measure(args: Args) -> None:
                                lambda r: f"minority {r[SHARE]:.3f} FID {r['eval/fid']:.3f}")  # fmt: skip
     samples = harness.first_samples(runs)
     runs = {arm: [r | {"seed": seed} for r, seed in zip(rows, args.seeds, strict=True)] for arm, rows in runs.items()}  # fmt: skip
-    real: dict[str, list] = {}
-    for seed in args.seeds:
-        for name, m in real_data(seed).items():
-            real.setdefault(name, []).append(m | {"seed": seed})
+    per_seed = [{name: m | {"seed": seed} for name, m in real_data(seed).items()} for seed in args.seeds]  # fmt: skip
+    real = {name: [r[name] for r in per_seed] for name in per_seed[0]}
     raw = {"config": base, "seeds": args.seeds, "note": NOTE, "unbiased": unbiased_reference(), "runs": runs,
            "discriminator": [disc(seed)[1] | {"seed": seed} for seed in args.seeds], "real_data": real}  # fmt: skip
     result = harness.new(args, ARMS, raw, env="OMP_NUM_THREADS=1 ")
