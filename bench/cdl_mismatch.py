@@ -15,7 +15,7 @@ from pathlib import Path
 import harness
 import torch
 import torch.nn.functional as F
-from claims import arm_rows, ci, direction, judge, mean_std, pm, summarise_arms, table, verdict
+from claims import arm_rows, ci, exceeds, judge, mean_std, pm, summarise_arms, table, verdict
 from harness import Args, Result
 
 from models.analytic import ring8
@@ -168,12 +168,12 @@ def summarise(result: Result) -> Result:
     runs, noise, plain = raw["runs"], raw["estimator_noise"], raw["runs"]["plain"]
     s, out = summarise_arms(runs), judge(runs, CLAIMS)
     for est, what in (("cdl", "defaults"), ("cdl_earlier", "earlier estimator")):
-        mean, lo, hi = mean_interval([r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain])  # fmt: skip
+        holds, ratio = exceeds([r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain], 1.0)
         per_batch = [pm(*mean_std([r[f"grad/{k}/per_batch"] for r in plain])) for k in (est, "denoise")]  # fmt: skip
         out.append(verdict(
             f"on the trained plain model, the systematic gradient (mean over 20 batches) of a CDL term at coefficient 1 ({what}) "
-            "is larger than the denoising term's", direction(lo - 1.0, hi - 1.0),
-            f"ratio of the norms {ci(mean, lo, hi)} ({len(plain)} seeds); per batch {per_batch[0]} against {per_batch[1]}"))  # fmt: skip
+            "is larger than the denoising term's", holds,
+            f"ratio of the norms {ratio} ({len(plain)} seeds); per batch {per_batch[0]} against {per_batch[1]}"))  # fmt: skip
     ratios, earlier = ([r["ratio_clean"] for r in noise[k]] for k in ("defaults", "earlier"))
     mean, lo, hi = mean_interval(ratios)
     bias = [pm(*mean_std([r["loss_bias"] for r in noise[k]])) for k in ("defaults", "earlier")]
