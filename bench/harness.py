@@ -98,15 +98,17 @@ def cache_dir(args: Args) -> Path | None:
 def cached(cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result], name: str = "{}.json") -> Result:  # fmt: skip
     """fn() once per (config, extra), kept under `cache` as the file `name` of their key: JSON,
     or a torch file (tensors) for a .pt name."""
+    if cache is None:
+        return fn()
     key = hashlib.sha1(json.dumps({"config": config, "extra": extra}, sort_keys=True).encode())
-    file, tensors = None if cache is None else cache / name.format(key.hexdigest()[:16]), name.endswith(".pt")  # fmt: skip
-    if file is not None and file.exists():
+    file, tensors = cache / name.format(key.hexdigest()[:16]), name.endswith(".pt")
+    if file.exists():
         return torch.load(file, weights_only=True) if tensors else json.loads(file.read_text())
     result = fn()
-    if file is not None and tensors:
+    if tensors:
         file.parent.mkdir(parents=True, exist_ok=True)
         torch.save(result, file)
-    elif file is not None:
+    else:
         write(file, result, indent=None)
     return result
 
