@@ -1,15 +1,11 @@
 """Ambient diffusion on gaussian_noisy: x0 ~ N(0, diag(1, 0.25)) seen only as y = x0 + 0.5·η.
 
 Closed forms for the per-dimension variance v of the samples: the clean truth v = (1, 0.25);
-naive training on y (sampled to λ_max) v + s_n² = (1.25, 0.5); Tweedie alone stopping at s_n,
-E[x0|x], v²/(v + s_n²) = (0.8, 0.125). The sampler (50-step DDIM, cosine grid) shrinks these a
-little by itself, so each is also sampled through it with the exact denoiser it names (100k
-samples): the floor a trained model can reach. Arms: naive; Tweedie stopping at s_n; Tweedie
-sampled on to λ_max (untrained levels, extrapolated); Tweedie + consistency to λ_max with
-models.ambient.ConsistencyLoss injected from the class itself (its defaults: k = 1, end levels
-over the whole [λ_n, λ_max], ε units) at coefficients 1 and 0.015, in the paper's x0 units,
-with k = 2 and with a gap of 1. The arms that sample to λ_max share one sampler and starting
-noise per seed (paired).
+naive training on y v + s_n² = (1.25, 0.5); Tweedie stopping at s_n, v²/(v + s_n²) = (0.8,
+0.125); each also sampled through the arms' sampler with its exact denoiser (the floor a trained
+model can reach). Arms: naive; Tweedie stopping at s_n or sampled on to λ_max; Tweedie +
+models.ambient.ConsistencyLoss to λ_max (its defaults: k = 1, end levels over [λ_n, λ_max], ε
+units) at coefficients 1 and 0.015, in x0 units, with k = 2 and with a gap of 1.
 """
 
 import json
@@ -100,7 +96,7 @@ def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
     """One arm of a seed: its samples' variances and relative error to the clean covariance."""
     overrides, full, chains = arm
     t0 = time.perf_counter()
-    key = json.dumps([overrides, chains], sort_keys=True)
+    key = json.dumps([seed, overrides, chains], sort_keys=True)
     if key not in cache:  # "no stop" reuses the trained "stop at s_n" model
         config = base | {"seed": seed} | overrides
         cache[key] = harness.train(config, **harness.components(config, term=None if chains is None else consistency(chains)))[0]  # fmt: skip
@@ -112,7 +108,6 @@ def run(seed: int, base: dict, arm: tuple, cache: dict) -> dict[str, float]:
 
 
 def summarise(result: Result) -> Result:
-    """Mean and std over seeds of each arm's variances and error, the table and the verdicts."""
     raw = result["raw"]
     runs, floor = raw["runs"], raw["closed_form_through_the_sampler"]
     s = summarise_arms(runs, skip=["time_s"])
@@ -132,8 +127,6 @@ def summarise(result: Result) -> Result:
                 f"relative error {ci(mean, low, high)} ({seeds}); floor {floor_err:.3f}"),
     ]  # fmt: skip
     out += judge(runs, CLAIMS)
-    # closed forms through the same sampler: does the interval over seeds of the arm's sample
-    # variance hold the value?
     for name, form in (("naive", NAIVE), ("tweedie, stop at s_n", POSTERIOR), (DEFAULT_CHAINS, CLEAN), (NO_STOP, CLEAN)):  # fmt: skip
         for d, key in enumerate(("var_x", "var_y")):
             want = floor[form][d]
@@ -171,15 +164,11 @@ def plot(result: Result, path: Path) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "gaussian_noisy", "train.steps": args.steps, "train.batch": 256, "net.width": 128,
             "eval.samples": args.samples, "eval.every": args.steps, "train.threads": 1}  # fmt: skip
-    runs: dict[str, list[dict]] = {name: [] for name in ARMS}
-    for seed in args.seeds:
-        cache: dict = {}
-        for name, arm in ARMS.items():
-            runs[name].append(r := run(seed, base, arm, cache))
-            print(f"seed {seed} {name:45s} var ({r['var_x']:.3f}, {r['var_y']:.3f}) rel err {r['rel_err_clean']:.3f}", flush=True)  # fmt: skip
+    trained: dict = {}  # "no stop" samples the model of "stop at s_n"
+    runs = harness.arm_seed_loop(ARMS, args.seeds, lambda name, seed: run(seed, base, ARMS[name], trained),
+                                 lambda r: f"var ({r['var_x']:.3f}, {r['var_y']:.3f}) rel err {r['rel_err_clean']:.3f}")  # fmt: skip
     arms = {name: {"config": arm, "sample_to_logsnr_max": full, "consistency_kwargs": chains}
             for name, (arm, full, chains) in ARMS.items()}  # fmt: skip
     raw = {"config": base, "closed_form": EXPECTED, "closed_form_through_the_sampler": through_the_sampler(base), "runs": runs}  # fmt: skip
@@ -187,6 +176,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    p.set_defaults(samples=10000)
-    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "samples": 1000}))  # fmt: skip
+    smoke = {"seeds": [0, 1], "steps": 10, "samples": 1000}
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=2000,
+                 samples=10000)  # fmt: skip

@@ -1,17 +1,12 @@
 """CDL on ring8: does the contrastive term lower the denoiser's error at mismatched levels?
 
-Every arm trains the same denoising term (constant weighting, cosine q) at a small budget; the
-CDL arms inject coef × models.cdl.CDLLoss built from the class itself (its defaults: 32
-quasi-random levels per likelihood for 1/32 of the batch), one of them the earlier estimator (4
-i.i.d. levels for a quarter of the batch, centred at the Gaussian reference). Scored against the
-ring's exact ε*: at mismatched queries (a sample of level λ queried at the noisier level
-λ' = mismatched_logsnr(λ, ζ), what CDL trains on) and at matched ones (on-distribution inputs at
-λ'); by Picard sweeps to converge (50 cosine steps, tol 1e-3) and few-step DDIM (NLL, MMD). One
-more arm trains plain denoising for as many steps as fit in the "cdl 0.1" arm's training CPU
-time (equal wall-clock). On each plain model the gradient norms of the denoising term and of a
-CDL term (coefficient 1) say how hard CDL pulls there; with the exact denoiser, the estimator's
-own noise (the logit's per-example std over draws against the spread of the exact logit) and the
-upward bias of its logistic loss, for the defaults and the earlier estimator.
+Every arm trains the same denoising term at a small budget; the CDL arms add coef ×
+models.cdl.CDLLoss (its defaults, or the earlier estimator: 4 i.i.d. levels for a quarter of the
+batch). Scored against the ring's exact ε* at mismatched queries (a sample of level λ queried at
+λ' = mismatched_logsnr(λ, ζ), what CDL trains on) and at matched ones; by Picard sweeps and
+few-step DDIM. One more arm trains plain denoising for the "cdl 0.1" arm's training CPU time.
+On each plain model, the gradient norms of the denoising and CDL terms; with the exact denoiser,
+the estimator's own noise and the bias of its logistic loss.
 """
 
 import time
@@ -20,7 +15,7 @@ from pathlib import Path
 import harness
 import torch
 import torch.nn.functional as F
-from claims import arm_rows, ci, direction, judge, mean_std, pm, summarise_arms, table, verdict
+from claims import arm_rows, ci, exceeds, judge, mean_std, pm, summarise_arms, table, verdict
 from harness import Args, Result
 
 from models.analytic import ring8
@@ -169,17 +164,16 @@ def estimator_noise(kwargs: dict, seed: int, n: int = 128, repeats: int = 40) ->
 
 
 def summarise(result: Result) -> Result:
-    """Mean and std over seeds of every metric, the table and the verdicts."""
     raw = result["raw"]
     runs, noise, plain = raw["runs"], raw["estimator_noise"], raw["runs"]["plain"]
     s, out = summarise_arms(runs), judge(runs, CLAIMS)
     for est, what in (("cdl", "defaults"), ("cdl_earlier", "earlier estimator")):
-        mean, lo, hi = mean_interval([r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain])  # fmt: skip
+        holds, ratio = exceeds([r[f"grad/{est}/mean"] / r["grad/denoise/mean"] for r in plain], 1.0)
         per_batch = [pm(*mean_std([r[f"grad/{k}/per_batch"] for r in plain])) for k in (est, "denoise")]  # fmt: skip
         out.append(verdict(
             f"on the trained plain model, the systematic gradient (mean over 20 batches) of a CDL term at coefficient 1 ({what}) "
-            "is larger than the denoising term's", direction(lo - 1.0, hi - 1.0),
-            f"ratio of the norms {ci(mean, lo, hi)} ({len(plain)} seeds); per batch {per_batch[0]} against {per_batch[1]}"))  # fmt: skip
+            "is larger than the denoising term's", holds,
+            f"ratio of the norms {ratio} ({len(plain)} seeds); per batch {per_batch[0]} against {per_batch[1]}"))  # fmt: skip
     ratios, earlier = ([r["ratio_clean"] for r in noise[k]] for k in ("defaults", "earlier"))
     mean, lo, hi = mean_interval(ratios)
     bias = [pm(*mean_std([r["loss_bias"] for r in noise[k]])) for k in ("defaults", "earlier")]
@@ -215,22 +209,20 @@ def plot(result: Result, path: Path) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "ring8", "train.steps": args.steps, "train.batch": 256, "net.width": 128, "eval.every": args.steps, "train.threads": 1}  # fmt: skip
     noise = {name: [estimator_noise(kw, seed, repeats=args.repeats) for seed in range(args.batches)] for name, kw in (("defaults", {}), ("earlier", EARLIER))}  # fmt: skip
-    runs: dict[str, list[dict]] = {name: [] for name in [*ARMS, EQUAL_TIME]}
+    done: dict[str, dict] = {}  # the seed's runs so far
 
-    def arm(name: str, config: dict, steps: int, cdl: dict | None) -> None:
-        runs[name].append(r := run_arm(config, steps, cdl))
-        print(f"seed {config['seed']} {name:52s} mismatched {r[MISMATCHED]:.4f} matched {r['eps_err/matched']:.4f} picard "
-              f"{r['picard/iterations']:.0f} ddim5 nll {r['ddim5/nll']:.3f} ({r['steps']:.0f} steps, {r['time_s']:.0f}s)", flush=True)  # fmt: skip
+    def run(name: str, seed: int) -> dict:
+        (coef, cdl), steps = ARMS.get(name, (0.0, {})), args.steps
+        if name == EQUAL_TIME:  # plain, for this seed's training time of EQUAL_TIME_OF
+            steps = round(args.steps * (done[EQUAL_TIME_OF]["train_s"] / done["plain"]["train_s"]))
+        config = base | {"seed": seed, "cdl.coef": coef}
+        done[name] = run_arm(config, steps, cdl if coef > 0 else None)
+        return done[name]
 
-    for seed in args.seeds:
-        for name, (coef, cdl) in ARMS.items():
-            arm(name, base | {"seed": seed, "cdl.coef": coef}, args.steps, cdl if coef > 0 else None)  # fmt: skip
-        # Plain denoising given the training time of the cheapest CDL arm (this seed's).
-        ratio = runs[EQUAL_TIME_OF][-1]["train_s"] / runs["plain"][-1]["train_s"]
-        arm(EQUAL_TIME, base | {"seed": seed}, round(args.steps * ratio), None)
+    runs = harness.arm_seed_loop([*ARMS, EQUAL_TIME], args.seeds, run,
+                                 lambda r: f"mismatched {r[MISMATCHED]:.4f} ddim5 nll {r['ddim5/nll']:.3f} ({r['steps']:.0f} steps)")  # fmt: skip
     arms = {name: {"cdl.coef": coef, "cdl_kwargs": cdl} for name, (coef, cdl) in ARMS.items()}
     arms[EQUAL_TIME] = {"train.steps": f"steps × train_s({EQUAL_TIME_OF}) / train_s(plain)"}
     raw = {"config": base, "estimator_noise": noise, "runs": runs, "loadavg_after": harness.loadavg()}  # fmt: skip
@@ -238,6 +230,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    p.set_defaults(batches=3, repeats=40)  # of the estimator's noise
-    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}))  # fmt: skip
+    smoke = {"seeds": [0, 1], "steps": 10, "batches": 1, "repeats": 4}
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=2000,
+                 batches=3, repeats=40)  # fmt: skip

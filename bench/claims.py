@@ -2,8 +2,7 @@
 
 A verdict is {"claim": sentence, "holds": true | false | null (not resolved), "evidence": the
 numbers with their spread or interval}. Means over seeds carry Student-t intervals from
-tuner/stats.py (the search's confirmation uses the same); the spreads, directions and the
-bootstrap interval of a median, which only the benchmarks use, live here.
+tuner/stats.py, as the search's confirmation does.
 """
 
 from __future__ import annotations
@@ -112,9 +111,8 @@ def table(head: list[str], rows: list[list[str]]) -> dict[str, list]:
 def summarise_arms(runs: dict[str, list[dict[str, Any]]], skip: Iterable[str] = ()) -> dict:
     """{arm: {field: {"mean", "std"}}} over the seeds of every numeric field of the arms' runs
     (lists elementwise), but the fields in `skip`."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = {arm: {} for arm in runs}
     for arm, rows in runs.items():
-        out[arm] = {}
         for k, v in rows[0].items():
             if k in skip or isinstance(v, (str, bool, dict)) or v is None:
                 continue

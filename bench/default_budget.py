@@ -1,10 +1,9 @@
 """Does the default search's budget resolve its family? TIW strength 1 against 0 on digits_biased.
 
-The default search ranks trials trained on IMAGE_BUDGET by a 500-sample FID; that resolves the
-family only if its largest effect, TIW-DSM's correction against plain denoising of the biased
-digits (METHODS.md §3), stands above the seed noise. Both arms are the trials' exact fixed
-configuration (`python -m tuner.run --dry-run`) on the space's baseline (constant ε-MSE, no CDL).
-Target (issue 15): the FID difference at least 3 times the larger seed standard deviation.
+The default search's trials resolve the family only if its largest effect, TIW-DSM against
+plain denoising of the biased digits (METHODS.md §3), stands above the seed noise. Both arms are
+the trials' exact configuration on the space's baseline. Target (issue 15): the FID difference
+at least 3 times the larger seed standard deviation.
 """
 
 import statistics
@@ -45,7 +44,6 @@ def run_one(arm: str, seed: int, smoke: bool, cache: str) -> Result:
 
 
 def summarise(result: Result) -> Result:
-    """Mean ± std per arm, the FID gap over the seed noise, and the verdicts."""
     raw = result["raw"]
     runs = {arm: [r["final"] for r in rows] for arm, rows in raw["per_seed"].items()}
     s = summarise_arms(runs)
@@ -69,12 +67,11 @@ def summarise(result: Result) -> Result:
 
 
 def measure(args: Args) -> None:
-    seeds = args.seeds[:2] if args.smoke else args.seeds
     with tempfile.TemporaryDirectory() as cache:
-        runs = harness.arm_seed_loop(ARMS, seeds, lambda arm, seed: run_one(arm, seed, args.smoke, cache))  # fmt: skip
-    raw = {"config": runs[PLAIN][0]["config"], "seeds": seeds, "per_seed": runs}
+        runs = harness.arm_seed_loop(ARMS, args.seeds, lambda arm, seed: run_one(arm, seed, args.smoke, cache))  # fmt: skip
+    raw = {"config": runs[PLAIN][0]["config"], "seeds": args.seeds, "per_seed": runs}
     harness.finish(args, harness.new(args, ARMS, raw), summarise)
 
 
 if __name__ == "__main__":
-    raise SystemExit(harness.cli(harness.parser(NAME, __doc__, seeds=[0, 1, 2, 3, 4]), summarise, measure))  # fmt: skip
+    harness.main(NAME, __doc__, summarise, measure, {"seeds": [0, 1]}, seeds=[0, 1, 2, 3, 4])

@@ -1,13 +1,10 @@
 """How far small-N digits FID is from large-N FID, and how noisy it is.
 
-Reference: the 450-image digits test split (what evaluation uses). "Generated" sets: real digits
-from the train split (a perfect model) and the same digits with Gaussian noise of std 0.3 (an
-imperfect one). For each N, FID of R random N-subsets (without replacement) against the reference,
-with torch-fidelity's own FID statistics and formula on the digits CNN's features. Large N is
-extrapolated with FID_N = FID_inf + b/N (FID is biased by ~1/N; Chong & Forsyth 2020) fitted on
-the subset means (N >= 100). Rows for N beyond the 1347 train digits are bootstrap resamples:
-their duplicates make them noisier and higher than the whole set, so they show resampling noise,
-not a larger N.
+Reference: the digits test split. "Generated" sets: the train digits (a perfect model) and the
+same with Gaussian noise of std 0.3 (an imperfect one). For each N, torch-fidelity's FID on the
+digits CNN's features of R random N-subsets; large N extrapolated by FID_N = FID_inf + b/N (FID
+is biased by ~1/N; Chong & Forsyth 2020) fitted on the means for N >= 100. Rows beyond the 1347
+train digits are bootstrap resamples: they show resampling noise, not a larger N.
 """
 
 import json
@@ -64,7 +61,6 @@ def study(feats: torch.Tensor, ref_stats: dict, repeats: int, seed: int) -> dict
 
 
 def summarise(result: Result) -> Result:
-    """The tables and the verdicts: how far each N's FID is from FID_inf, against its spread."""
     raw, verdicts = result["raw"], []
     body = [f"`{result['command']}` — FID of {raw['repeats']} random N-subsets against the "
             f"{raw['reference']}; large N extrapolated by FID_N = FID_inf + b/N (rows beyond the "
@@ -96,6 +92,4 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__)
-    p.set_defaults(repeats=20, seed=0)
-    raise SystemExit(harness.cli(p, summarise, measure, {"repeats": 3}))
+    harness.main(NAME, __doc__, summarise, measure, {"repeats": 3}, repeats=20, seed=0)

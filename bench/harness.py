@@ -1,11 +1,10 @@
 """What every bench script shares: its command line, the arm × seed loop with its cache, training
 to the last step with injected components, figures, and the results file.
 
-A script imports it before the project (`import harness`; bench/ is on sys.path when a script
-runs), which puts the repository root on sys.path. Every script runs as `bench/NAME.py [options]`
-(measures: bench/results/<name>.json and .png), `--smoke` (seconds to minutes, to a temporary
-folder) or `--resummarise` (the derived parts again, from the raw data). Every results file has
-one schema, which bench/report.py renders: `name`, `command`, `arms` and `raw` (measurements)
+A script imports it before the project (`import harness`), which puts the repository root on
+sys.path, and runs as `bench/NAME.py` (measures: bench/results/<name>.json and .png), `--smoke`
+(to a temporary folder) or `--resummarise` (the derived parts again, from the raw data). Every
+results file has one schema, which bench/report.py renders: `name`, `command`, `arms` and `raw`
 are written when measuring; `title`, `summary`, `body` (paragraphs and tables {"head", "rows"}),
 `figures` ([file, caption]), `verdicts` (claims.py) and `notes` (by hand, dated) are what the
 script's `summarise(result)` derives from them.
@@ -23,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -72,6 +71,20 @@ def cli(p: argparse.ArgumentParser, summarise: Summarise, measure: Callable[[Arg
     return measure(args) or 0
 
 
+def main(name: str, doc: str, summarise: Summarise, measure: Callable[[Args], int | str | None], smoke: dict[str, Any] | None = None, *,
+         arms: Iterable[str] = (), threads: int | None = None, seeds: list[int] | None = None, steps: int | None = None,
+         cache: bool = False, **defaults: Any) -> NoReturn:  # fmt: skip
+    """A script's entry point: its `parser`, with --arms where `arms` are named and the other
+    settings' `defaults`, run by `cli` on `threads` torch threads where given."""
+    p = parser(name, doc, seeds=seeds, steps=steps, cache=cache)
+    if arms:
+        p.add_argument("--arms", nargs="+", default=list(arms), choices=list(arms))
+    p.set_defaults(**defaults)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    raise SystemExit(cli(p, summarise, measure, smoke))
+
+
 def out_path(args: Args) -> Path:
     """--out, else bench/results/<name>.json, or a temporary file for --smoke."""
     return Path(args.out or (CACHE / "smoke" if args.smoke else RESULTS) / f"{args.name}.json")
@@ -79,37 +92,37 @@ def out_path(args: Args) -> Path:
 
 def cache_dir(args: Args) -> Path | None:
     """The run cache; none for --smoke, whose runs are not worth keeping."""
-    return None if args.smoke else args.cache
+    return None if args.smoke else getattr(args, "cache", None)
 
 
-def command(args: Args, env: str = "") -> str:
-    """The command line that made a results file, as the page prints it."""
-    argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    return f"{env}.venv/bin/python bench/{argv}".strip()
-
-
-def cache_key(config: dict[str, Any], extra: dict[str, Any]) -> str:
-    text = json.dumps({"config": config, "extra": extra}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def cached(cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result]) -> Result:  # fmt: skip
-    """fn() once per (config, extra); the result is kept as JSON under `cache`."""
-    file = None if cache is None else cache / f"{cache_key(config, extra)}.json"
-    if file is not None and file.exists():
-        return json.loads(file.read_text())
+def cached(cache: Path | None, config: dict[str, Any], extra: dict[str, Any], fn: Callable[[], Result], name: str = "{}.json") -> Result:  # fmt: skip
+    """fn() once per (config, extra), kept under `cache` as the file `name` of their key: JSON,
+    or a torch file (tensors) for a .pt name."""
+    if cache is None:
+        return fn()
+    key = hashlib.sha1(json.dumps({"config": config, "extra": extra}, sort_keys=True).encode())
+    file, tensors = cache / name.format(key.hexdigest()[:16]), name.endswith(".pt")
+    if file.exists():
+        return torch.load(file, weights_only=True) if tensors else json.loads(file.read_text())
     result = fn()
-    if file is not None:
+    if tensors:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(result, file)
+    else:
         write(file, result, indent=None)
     return result
 
 
-def arm_seed_loop(arms: Iterable[str], seeds: Iterable[int], run: Callable[[str, int], Result]) -> dict[str, list[Result]]:  # fmt: skip
-    """run(arm, seed) for every seed and, within a seed, every arm: {arm: [result per seed]}."""
+def arm_seed_loop(arms: Iterable[str], seeds: Iterable[int], run: Callable[[str, int], Result],
+                  show: Callable[[Result], str] | None = None) -> dict[str, list[Result]]:  # fmt: skip
+    """run(arm, seed) for every seed and, within a seed, every arm: {arm: [result per seed]};
+    each shown in one line by `show` as it ends."""
     runs: dict[str, list[Result]] = {arm: [] for arm in arms}
     for seed in seeds:
         for arm, rows in runs.items():
-            rows.append(run(arm, seed))
+            rows.append(r := run(arm, seed))
+            if show is not None:
+                print(f"seed {seed} {arm:22s} {show(r)}", flush=True)
     return runs
 
 
@@ -120,11 +133,14 @@ def cached_runs(args: Args, base: dict[str, Any], arms: dict[str, dict[str, Any]
 
     def run(arm: str, seed: int) -> Result:
         config = base | arms[arm] | {"seed": seed}
-        r = cached(cache_dir(args), config, extra, lambda: fn(config))
-        print(f"seed {seed} {arm:22s} {show(r)}", flush=True)
-        return r
+        return cached(cache_dir(args), config, extra, lambda: fn(config))
 
-    return arm_seed_loop(getattr(args, "arms", None) or arms, args.seeds, run)
+    return arm_seed_loop(getattr(args, "arms", None) or arms, args.seeds, run, show)
+
+
+def first_samples(runs: dict[str, list[Result]]) -> dict[str, Any]:
+    """Each arm's first-seed "samples" (for a figure), taken out of every run."""
+    return {arm: [r.pop("samples") for r in rows][0] for arm, rows in runs.items()}
 
 
 def seconds(fn: Callable[[], object], repeats: int = 1, clock: Callable[[], float] = time.perf_counter) -> list[float]:  # fmt: skip
@@ -181,19 +197,17 @@ def discriminator(config: dict[str, Any]) -> tuple[Trainer, dict[str, Any], dict
 def shared_discriminator(config: dict[str, Any], check: Callable[[Trainer], dict[str, float]],
                          cache: Path | None = None) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
     """A seed's discriminator for its arms to share (see `discriminator`): its state, and its
-    training metrics with time/prepare_s and check(trainer); kept as a .pt file under `cache`."""
+    training metrics with time/prepare_s and check(trainer); kept under `cache`."""
     config = config | {"tiw.strength": 1.0}
-    file = None if cache is None else cache / f"disc-{cache_key(config, {'what': 'disc'})}.pt"
-    if file is not None and file.exists():
-        saved = torch.load(file, weights_only=True)
-        return saved["state"], json.loads(saved["metrics"])
-    t0 = time.perf_counter()
-    trainer, state, metrics = discriminator(config)
-    metrics |= {"time/prepare_s": time.perf_counter() - t0} | check(trainer)
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": state, "metrics": json.dumps(metrics)}, file)
-    return state, metrics
+
+    def fit() -> Result:
+        t0 = time.perf_counter()
+        trainer, state, metrics = discriminator(config)
+        metrics |= {"time/prepare_s": time.perf_counter() - t0} | check(trainer)
+        return {"state": state, "metrics": json.dumps(metrics)}
+
+    saved = cached(cache, config, {"what": "disc"}, fit, "disc-{}.pt")
+    return saved["state"], json.loads(saved["metrics"])
 
 
 # -- figures ------------------------------------------------------------------------------------
@@ -242,8 +256,9 @@ def bars(ax: Any, s: dict[str, Any], runs: dict[str, list[dict]], key: str) -> N
 
 # -- results files ----------------------------------------------------------------------------
 def new(args: Args, arms: dict[str, Any], raw: Result, env: str = "") -> Result:
-    """A results file's measured part: its name, command, arms and raw measurements."""
-    return {"name": args.name, "command": command(args, env), "arms": arms, "raw": raw}
+    """A results file's measured part: its name, command line, arms and raw measurements."""
+    argv = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return {"name": args.name, "command": f"{env}.venv/bin/python bench/{argv}".strip(), "arms": arms, "raw": raw}  # fmt: skip
 
 
 def page(result: Result, title: str, body: list, verdicts: list[dict[str, Any]], *, figures: Iterable[tuple[str, str]] = (),

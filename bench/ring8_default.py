@@ -1,12 +1,10 @@
 """The README command on ring8, per seed: how close to uniform are the samples' mode fractions?
 
-Runs exactly `python -m tuner.train --set data=ring8 --set weighting=debiased` (default budget:
-3000 steps, batch 256, 2000 samples by 50-step DDIM) per seed as a subprocess, and scores its
-samples.npy under the true ring: the eight fractions, max |fraction − 1/8| and the total
-variation to uniform, eval/nll from metrics.json and the command's wall time. The floor is the
-sampling noise of a perfect model: the same statistics of 2000 points drawn from the truth, over
-many draws (mean and 95th percentile; the NLL's mean and std: the truth's entropy). Each seed's numbers are cached
-(--cache), so the seeds can run in separate invocations.
+Runs exactly `python -m tuner.train --set data=ring8 --set weighting=debiased` (default budget)
+per seed as a subprocess, and scores its samples under the true ring: the eight fractions, max
+|fraction − 1/8|, the total variation to uniform, eval/nll and the command's wall time. The floor
+is the sampling noise of a perfect model: the same statistics of as many points drawn from the
+truth, over many draws (mean and 95th percentile). Each seed's numbers are cached.
 """
 
 import json
@@ -85,7 +83,6 @@ SUMMARY_KEYS = ("max_abs_dev", "tv_to_uniform", "eval/nll", "eval/mode_error", "
 
 
 def summarise(result: Result) -> Result:
-    """Mean ± std over seeds, the table, and the verdicts against the exact draws."""
     raw = result["raw"]
     runs, fl = raw["per_seed"], raw["floor_exact_samples"]
     s = {k: spread([r[k] for r in runs]) for k in SUMMARY_KEYS}
@@ -114,7 +111,6 @@ def summarise(result: Result) -> Result:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     runs = harness.cached_runs(args, {}, {"debiased": {}}, {"extra": args.extra}, lambda c: run_seed(c["seed"], args.extra),
                                lambda r: f"max|f-1/8| {r['max_abs_dev']:.4f} nll {r['eval/nll']:.3f} wall {r['wall_s']:.0f}s")["debiased"]  # fmt: skip
     raw = {"readme_command": "python -m tuner.train " + shlex.join(README_ARGS), "seeds": args.seeds,
@@ -126,7 +122,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], cache=True)
-    p.set_defaults(extra=[], floor_draws=FLOOR_DRAWS)
     smoke = {"extra": ["--set", "train.steps=50", "--set", "eval.every=50"], "floor_draws": 50}
-    raise SystemExit(harness.cli(p, summarise, measure, smoke))
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], cache=True,
+                 extra=[], floor_draws=FLOOR_DRAWS)  # fmt: skip

@@ -1,11 +1,10 @@
 """TIW-DSM on bimodal_biased: does the minority fraction of samples move from 0.1 toward 0.5?
 
 Observed set 0.9/0.1 (20k), reference 0.5/0.5 (1k). Per seed one discriminator is pre-trained
-(the trainer's own pre-training) and injected into every arm: plain denoising of the observed
-data (a = 0), TIW-DSM at half strength (a = 0.5) and in full (a = 1), weight only and correction
-only (the paper's ablation), each scored on its samples (minority fraction, NLL under the
-unbiased truth, MMD, SWD). The discriminator is scored against the exact ratio: RMSE of log r
-and of σ∇ₓlog r (the ε-target correction) on noised observed data at λ ~ q.
+and injected into every arm: plain denoising (a = 0), TIW-DSM at a = 0.5 and a = 1, weight only
+and correction only (the paper's ablation), each scored on its samples (minority fraction; NLL,
+MMD and SWD against the unbiased truth). The discriminator is scored against the exact ratio:
+RMSE of log r and of σ∇ₓlog r (the ε-target correction) on noised observed data at λ ~ q.
 """
 
 import functools
@@ -14,7 +13,7 @@ from typing import Any
 
 import harness
 import torch
-from claims import column, compare, judge, sd, summarise_arms, table
+from claims import arm_rows, column, compare, judge, sd, summarise_arms, table
 from harness import Args, Result
 
 from models.param import add_noise
@@ -47,7 +46,7 @@ CLAIMS = [
 
 
 def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
-    """Discriminator against the exact time-dependent ratio on noised observed data."""
+    """The discriminator against the exact time-dependent ratio on noised observed data."""
     ds, tiw = trainer.dataset, trainer.objective.tiw
     g = torch.Generator().manual_seed(12345)
     x0 = ds.observed.sample(n, g)
@@ -63,17 +62,14 @@ def ratio_errors(trainer: Trainer, n: int = 4000) -> dict[str, float]:
             "ratio/corr_norm": float((sigma * grad_exact).square().sum(1).mean().sqrt())}  # fmt: skip
 
 
-def run_arm(arm: str, seed: int, base: dict[str, Any], disc: dict[str, Any]) -> dict[str, Any]:
+def run_arm(config: dict[str, Any], disc: dict[str, Any]) -> dict[str, Any]:
     """One arm trained with the seed's shared discriminator, evaluated on its samples."""
-    config = base | {"seed": seed} | ARMS[arm]
     trainer, info = harness.train(config, **harness.components(config, disc=disc))
     metrics = trainer.evaluate() | {"time/train_s": info["time/train_s"]}
-    print(f"seed {seed} {arm:16s} minority {metrics['eval/minority_fraction']:.3f} nll {metrics['eval/nll']:.3f}", flush=True)  # fmt: skip
     return metrics | {"samples": trainer.last_samples[:2000].tolist()}
 
 
 def summarise(result: Result) -> Result:
-    """Mean and std over seeds of every metric but time/*, the table and the verdicts."""
     raw = result["raw"]
     runs = {arm: raw["runs"][arm] for arm in ARMS}
     s = summarise_arms(raw["runs"], skip=[k for r in raw["runs"].values() for k in r[0] if k.startswith("time/")])  # fmt: skip
@@ -81,8 +77,7 @@ def summarise(result: Result) -> Result:
     minority = column(runs, "eval/minority_fraction")
     verdicts[2]["evidence"] += f"; against the full method: {compare(minority, [(CORR, FULL)], 'max')[1]}"  # fmt: skip
     c, disc = raw["config"], s["discriminator"]
-    rows = [[arm, sd(v["eval/minority_fraction"]), sd(v["eval/nll"]), sd(v["eval/mmd"], 2), sd(v["eval/swd"])]
-            for arm, v in s.items() if arm != "discriminator"]  # fmt: skip
+    rows = arm_rows({arm: s[arm] for arm in ARMS}, [(MINORITY, 3), ("eval/nll", 3), ("eval/mmd", 2), ("eval/swd", 3)])  # fmt: skip
     per = sorted(zip(raw["runs"]["discriminator"], runs[FULL], strict=True), key=lambda r: r[0]["ratio/logr_rmse"])  # fmt: skip
     shares = ", ".join(f"{a['eval/minority_fraction']:.2f}" for _, a in per)
     rmse = ", ".join(f"{d['ratio/logr_rmse']:.3f}" for d, _ in per)
@@ -115,23 +110,17 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "bimodal_biased", "train.steps": args.steps, "train.batch": 256, "net.width": 128, "eval.samples": 5000,
             "eval.every": args.steps, "train.threads": 1, "tiw.disc_steps": args.disc_steps}  # fmt: skip
     disc = functools.cache(lambda seed: harness.shared_discriminator(base | {"seed": seed}, ratio_errors))  # fmt: skip
-    samples: dict[str, list] = {}  # the first seed's, for the figure
-
-    def run(arm: str, seed: int) -> Result:
-        r = run_arm(arm, seed, base, disc(seed)[0])  # one discriminator per seed, shared
-        samples.setdefault(arm, r.pop("samples"))
-        return r
-
-    runs = harness.arm_seed_loop(ARMS, args.seeds, run)
+    runs = harness.cached_runs(args, base, ARMS, {}, lambda c: run_arm(c, disc(c["seed"])[0]),
+                               lambda r: f"minority {r[MINORITY]:.3f} nll {r['eval/nll']:.3f}")  # fmt: skip
+    samples = harness.first_samples(runs)
     raw = {"config": base, "seeds": len(args.seeds), "runs": {"discriminator": [disc(s)[1] for s in args.seeds]} | runs}  # fmt: skip
     harness.finish(args, harness.new(args, ARMS, raw), summarise, lambda r, path: plot(r, path, samples))  # fmt: skip
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000)
-    p.set_defaults(disc_steps=1500)
-    raise SystemExit(harness.cli(p, summarise, measure, {"seeds": [0], "steps": 20, "disc_steps": 40}))  # fmt: skip
+    smoke = {"seeds": [0], "steps": 20, "disc_steps": 40}
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=2000,
+                 disc_steps=1500)  # fmt: skip

@@ -2,11 +2,10 @@
 
 digits_biased: every train image of classes 0–4 and 20 % of classes 5–9, a class-uniform
 reference set of 80 images and a class-uniform test split. Per seed one ConvDiscriminator is
-pre-trained and injected into the five arms (METHODS.md §3): plain (a=0), full a=0.5, TIW-DSM
-(a=1), weight only and correction only (a=1), each scored as the trainer reports it (FID, KID,
-class-fraction TV error, minority share) beside real images. The discriminator is checked where
-its target is known: at λ = 8, log r of an observed class-c image is log(p_ref(c)/p_obs(c)), and
-E_obs[r] = 1. Arm runs and discriminators are cached under --cache.
+pre-trained and injected into the five arms of bench/tiw_bimodal.py (METHODS.md §3), each scored
+as the trainer reports it (FID, KID, class-fraction TV error, minority share) beside real images.
+The discriminator is checked where its target is known: at λ = 8, log r of an observed class-c
+image is log(p_ref(c)/p_obs(c)), and E_obs[r] = 1. Runs and discriminators are cached.
 """
 
 import functools
@@ -112,8 +111,6 @@ def unbiased_reference() -> dict[str, Any]:
 
 
 def summarise(result: Result) -> Result:
-    """Mean ± std over seeds of the arms, the real images and the discriminators; the table
-    and the verdicts."""
     raw, sd = result["raw"], claims.sd
     s = {name: claims.summarise_arms(raw[key], skip=["seed"]) for name, key in (("arms", "runs"), ("real_data", "real_data"))}  # fmt: skip
     s["discriminator"] = claims.summarise_arms({"d": raw["discriminator"]}, skip=["seed"])["d"]
@@ -137,7 +134,6 @@ def summarise(result: Result) -> Result:
 
 
 def verdicts(raw: Result, s: dict[str, Any]) -> list[dict[str, Any]]:
-    """The claims of the TIW-DSM paper on digits, and of this benchmark's reading, computed."""
     runs, unbiased, discs, verdict = raw["runs"], raw["unbiased"], raw["discriminator"], claims.verdict  # fmt: skip
     share, fid = claims.column(runs, SHARE), claims.column(runs, "eval/fid")
     obs = s["real_data"]["observed (biased)"][SHARE]["mean"]
@@ -199,7 +195,6 @@ def plot(result: Result, path: Path, samples: dict[str, list]) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "digits_biased", "train.steps": args.steps, "train.batch": args.batch, "train.threads": 1,
             "eval.samples": args.samples, "eval.every": args.steps, "tiw.disc_steps": args.disc_steps}  # fmt: skip
     cache = harness.cache_dir(args)  # one discriminator per seed, shared by the arms, cached
@@ -207,13 +202,10 @@ def measure(args: Args) -> None:
     runs = harness.cached_runs(args, base, ARMS, {"what": NAME, "grid": GRID},
                                lambda c: run_arm(c, disc(c["seed"])[0] if c["tiw.strength"] > 0 else None),
                                lambda r: f"minority {r[SHARE]:.3f} FID {r['eval/fid']:.3f}")  # fmt: skip
-    samples = {arm: rows[0]["samples"] for arm, rows in runs.items()}  # the first seed's, drawn
-    runs = {arm: [{k: v for k, v in r.items() if k != "samples"} | {"seed": seed} for r, seed in zip(rows, args.seeds, strict=True)]
-            for arm, rows in runs.items()}  # fmt: skip
-    real: dict[str, list] = {}
-    for seed in args.seeds:
-        for name, m in real_data(seed).items():
-            real.setdefault(name, []).append(m | {"seed": seed})
+    samples = harness.first_samples(runs)
+    runs = {arm: [r | {"seed": seed} for r, seed in zip(rows, args.seeds, strict=True)] for arm, rows in runs.items()}  # fmt: skip
+    per_seed = [{name: m | {"seed": seed} for name, m in real_data(seed).items()} for seed in args.seeds]  # fmt: skip
+    real = {name: [r[name] for r in per_seed] for name in per_seed[0]}
     raw = {"config": base, "seeds": args.seeds, "note": NOTE, "unbiased": unbiased_reference(), "runs": runs,
            "discriminator": [disc(seed)[1] | {"seed": seed} for seed in args.seeds], "real_data": real}  # fmt: skip
     result = harness.new(args, ARMS, raw, env="OMP_NUM_THREADS=1 ")
@@ -221,7 +213,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
-    p.set_defaults(batch=128, samples=1000, disc_steps=1500)  # disc_steps: tiw.disc_steps (max)
     smoke = {"seeds": [0], "steps": 10, "samples": 100, "disc_steps": 30}
-    raise SystemExit(harness.cli(p, summarise, measure, smoke))
+    harness.main(NAME, __doc__, summarise, measure, smoke, threads=1, seeds=[0, 1, 2], steps=1500,
+                 cache=True, batch=128, samples=1000, disc_steps=1500)  # fmt: skip

@@ -1,12 +1,10 @@
 """Train the digits CNN whose penultimate layer is the offline FID feature extractor.
 
-Trains on the digits training split only (tuner.data.presets.load_digits_split), with ±1 pixel shifts as
-augmentation, evaluates on the test split, and writes the weights to tuner/assets/digits_cnn.pt
-and the accuracy to bench/results/digits_classifier.json.
+Trains on the digits training split with ±1 pixel shifts, evaluates on the test split, and
+writes the weights to tuner/assets/digits_cnn.pt and the accuracy to its results file.
 """
 
 import hashlib
-import sys
 import time
 
 import harness
@@ -70,7 +68,6 @@ def train(seed: int, epochs: int, batch: int = 64, lr: float = 3e-3) -> tuple[Di
 
 
 def summarise(result: Result) -> Result:
-    """The description and the verdict on the test accuracy (one training run)."""
     r = result["raw"]
     acc = r["test_accuracy"]
     body = [f"`{result['command']}` — the digits CNN behind digits FID ({r['params']} parameters, {r['epochs']} epochs "
@@ -95,6 +92,4 @@ def measure(args: Args) -> str | None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__)
-    p.set_defaults(seed=0, epochs=60)
-    sys.exit(harness.cli(p, summarise, measure, {"epochs": 3}))
+    harness.main(NAME, __doc__, summarise, measure, {"epochs": 3}, seed=0, epochs=60)

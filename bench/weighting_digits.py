@@ -1,15 +1,12 @@
 """Loss weightings on 8x8 digits at fixed capacity and budget: FID at few and many DDIM steps.
 
-The six arms of bench/weighting_ring.py, trained on `digits` with the default UNet, cosine q(λ)
-and the same optimiser and budget. Each EMA model gets the FID (and KID, class-fraction error)
-of 1000 DDIM samples at 10, 25 and 100 steps against the 450-image test split (digits CNN), and
-its held-out denoising error ‖x̂0 − x0‖² per image in 8 log-SNR bins over [-10, 10] (which holds
-the irreducible MMSE, the same for every arm). The floor of the FID at this sample size is that
-of 1000 training images against the test split. Runs are cached as in weighting_ring.py.
+The six arms of bench/weighting_ring.py on `digits`, with the default UNet. Each EMA model gets
+the FID, KID and class-fraction error of 1000 DDIM samples at 10, 25 and 100 steps against the
+test split (digits CNN), and its held-out error ‖x̂0 − x0‖² per image in 8 log-SNR bins over
+[-10, 10]. The FID's floor at this sample size: 1000 training images. Runs are cached.
 """
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,7 @@ import harness
 import torch
 from claims import column, compare, sd, some, summarise_arms, table, verdict
 from harness import Args, Result
-from weighting_ring import ARMS, BINS, CENTRES, EDGES, bin_points, flat_runs
+from weighting_ring import ARMS, BINS, CENTRES, EDGES, bin_points, flat_runs, run_one
 
 from tuner.data.presets import load_dataset
 from tuner.evaluation.metrics import default_extractor, image_metrics
@@ -29,41 +26,30 @@ SAMPLER_STEPS = (10, 25, 100)
 IMAGE_METRICS = ("eval/fid", "eval/kid", "eval/mode_error")
 
 
-def fid_of(samples: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-    m = image_metrics(samples, "digits", test, default_extractor("digits"))
+def fid_of(samples: torch.Tensor, ds: Any) -> dict[str, float]:
+    m = image_metrics(samples, "digits", ds.test, default_extractor("digits"))
     return {k: m[k] for k in IMAGE_METRICS}
 
 
 @torch.inference_mode()
-def denoise_error_by_bin(trainer: Trainer, draws: int = 2) -> list[float]:
+def denoise_error_by_bin(trainer: Trainer, draws: int = 2) -> dict[str, list[float]]:
     """Held-out mean ‖x̂0 − x0‖² per image in each log-SNR bin (the same points for every arm)."""
     model, x0 = trainer.ema.eval(), trainer.dataset.test.repeat(draws, 1, 1, 1)
     g, out = torch.Generator().manual_seed(2024), []
     for lo, hi in EDGES:
         lam, x = bin_points(lo, hi, x0, g)
         out.append(float((model.x0(x, lam) - x0).square().flatten(1).sum(1).mean()))
-    return out
-
-
-def run_one(config: dict[str, Any], n_samples: int) -> dict[str, Any]:
-    trainer, info = harness.train(config)
-    t0, sampling = time.perf_counter(), {}
-    for steps in SAMPLER_STEPS:
-        trainer.config["sampler.steps"] = steps
-        sampling[str(steps)] = fid_of(trainer.sample(n_samples), trainer.dataset.test)
-    return {"sampling": sampling, "denoise_err": denoise_error_by_bin(trainer),
-            "time/train_s": info["time/train_s"], "time/eval_s": time.perf_counter() - t0}  # fmt: skip
+    return {"denoise_err": out}
 
 
 def real_floor(n: int) -> dict[str, float]:
     """FID/KID of n training images (seeded subset) against the test split."""
     ds = load_dataset("digits")
     idx = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(0))[:n]
-    return fid_of(ds.train[idx], ds.test) | {"n": len(idx)}
+    return fid_of(ds.train[idx], ds) | {"n": len(idx)}
 
 
 def summarise(result: Result) -> Result:
-    """The summary, the table and the verdicts, from the runs and the real-data floor."""
     raw = result["raw"]
     runs, steps, floor = flat_runs(raw), raw["sampler_steps"], raw["real_data_floor"]
     summary, (few, last) = summarise_arms(runs), (steps[0], steps[-1])
@@ -112,11 +98,11 @@ def plot(result: Result, path: Path) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "digits", "train.steps": args.steps, "train.batch": args.batch, "train.threads": 1,
             "eval.samples": args.samples, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bins": BINS.tolist(), "sampler_steps": SAMPLER_STEPS}
-    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.samples),
+    run = lambda c: run_one(c, args.samples, fid_of, denoise_error_by_bin, SAMPLER_STEPS)  # noqa: E731
+    runs = harness.cached_runs(args, base, ARMS, extra, run,
                                lambda r: "FID@10/25/100 " + "/".join(f"{r['sampling'][str(k)]['eval/fid']:.3f}" for k in SAMPLER_STEPS))  # fmt: skip
     raw = {"config": base, "seeds": args.seeds, "bins": BINS.tolist(), "sampler_steps": list(SAMPLER_STEPS),
            "note": "time/* measured on a shared 2-core machine under load from other jobs",
@@ -126,8 +112,6 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=1500, cache=True)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.set_defaults(batch=128, samples=1000)  # samples per sampler setting
     smoke = {"seeds": [0], "steps": 5, "samples": 50, "arms": ["constant", "debiased"]}
-    raise SystemExit(harness.cli(p, summarise, measure, smoke))
+    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, seeds=[0, 1, 2],
+                 steps=1500, cache=True, batch=128, samples=1000)  # fmt: skip

@@ -1,16 +1,15 @@
 """Loss weightings on ring8 at fixed capacity and budget: where does each put its error?
 
-Six weightings of the ε-MSE (METHODS.md §1), all normalised by E_q[w] and trained with the same
-cosine q(λ), MLP, optimiser and budget: constant, debiased (SNR^-1/2), min-SNR (γ=5), P2 (k=1,
-γ=1), EDM (σ_d=0.5, on the cosine q) and learned (EDM + EDM2's u(λ) head). Each EMA model gets
-(a) its x0 error against the ring's exact posterior mean in 8 log-SNR bins over [-10, 10] (the
-same points for every model; also the irreducible MMSE and the ε error against the exact ε*),
-and (b) the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps. Each
-(weighting, seed) run is cached under --cache, so the seeds can be split over invocations.
+Six weightings of the ε-MSE (METHODS.md §1), normalised by E_q[w], with the same cosine q(λ),
+MLP, optimiser and budget: constant, debiased, min-SNR (γ=5), P2 (k=1, γ=1), EDM and learned
+(EDM + EDM2's u(λ) head). Each EMA model gets (a) its x0 and ε errors against the ring's exact
+posterior mean and ε* in 8 log-SNR bins over [-10, 10], beside the irreducible MMSE, and (b)
+the NLL, mode error, SWD and MMD of its DDIM samples at 5, 10 and 50 steps. Runs are cached.
 """
 
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ NOTE = (
     "the paper's claim was made on 256-px face images (FFHQ, CelebA-HQ, AFHQ-dog, MetFaces), "
     "which this test does not cover."
 )
-# The arms: config overrides of each weighting (weighting.normalize stays true for all).
 ARMS: dict[str, dict[str, Any]] = {
     "constant": {"weighting": "constant"},
     "debiased": {"weighting": "debiased"},
@@ -71,14 +69,16 @@ def sample_metrics(x: torch.Tensor, ds: Any) -> dict[str, float]:
     return {k: m[k] for k in SAMPLE_METRICS}
 
 
-def run_one(config: dict[str, Any], n_bin: int, n_samples: int) -> dict[str, Any]:
-    """(a) and (b) of one trained model, and its training and evaluation seconds."""
+def run_one(config: dict[str, Any], n_samples: int, score: Callable[[torch.Tensor, Any], dict], by_bin: Callable[[Trainer], dict],
+            sampler_steps: Iterable[int] = SAMPLER_STEPS) -> dict[str, Any]:  # fmt: skip
+    """One weighting trained: score(samples, dataset) at each number of DDIM steps (b), by_bin
+    of the trained model (a), and its training and evaluation seconds."""
     trainer, info = harness.train(config)
     t0, sampling = time.perf_counter(), {}
-    for steps in SAMPLER_STEPS:
+    for steps in sampler_steps:
         trainer.config["sampler.steps"] = steps
-        sampling[str(steps)] = sample_metrics(trainer.sample(n_samples), trainer.dataset)
-    result = {"bins": x0_error_by_bin(trainer, n_bin), "sampling": sampling}
+        sampling[str(steps)] = score(trainer.sample(n_samples), trainer.dataset)
+    result = by_bin(trainer) | {"sampling": sampling}
     return result | {"time/train_s": info["time/train_s"], "time/eval_s": time.perf_counter() - t0}
 
 
@@ -106,7 +106,6 @@ def flat_runs(raw: Result) -> dict[str, list[dict[str, float]]]:
 
 
 def summarise(result: Result) -> Result:
-    """The summary, the table and the verdicts, from the runs and the exact-samples floor."""
     raw = result["raw"]
     runs, floor, b = flat_runs(raw), raw["exact_samples_floor"], raw["bins"]
     summary, others = summarise_arms(runs), [a for a in runs if a != "constant"]
@@ -186,11 +185,11 @@ def plot(result: Result, path: Path) -> None:
 
 
 def measure(args: Args) -> None:
-    torch.set_num_threads(1)
     base = {"data": "ring8", "train.steps": args.steps, "train.batch": args.batch,
             "train.threads": 1, "eval.every": args.steps}  # fmt: skip
     extra = {"samples": args.samples, "bin_points": args.bin_points, "bins": BINS.tolist()}
-    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.bin_points, args.samples),  # fmt: skip
+    by_bin = lambda trainer: {"bins": x0_error_by_bin(trainer, args.bin_points)}  # noqa: E731
+    runs = harness.cached_runs(args, base, ARMS, extra, lambda c: run_one(c, args.samples, sample_metrics, by_bin),
                                lambda r: "nll@5/10/50 " + "/".join(f"{r['sampling'][str(k)]['eval/nll']:.3f}" for k in SAMPLER_STEPS))  # fmt: skip
     raw = {"config": base, "seeds": args.seeds, "bins": BINS.tolist(), "sampler_steps": list(SAMPLER_STEPS), "eval": extra,
            "note": "time/* measured on a shared 2-core machine under load from other jobs",
@@ -200,8 +199,7 @@ def measure(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    p = harness.parser(NAME, __doc__, seeds=[0, 1, 2], steps=2000, cache=True)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    p.set_defaults(batch=256, samples=4000, bin_points=4000)  # per sampler setting, per λ bin
     smoke = {"seeds": [0], "steps": 20, "samples": 200, "bin_points": 200}
-    raise SystemExit(harness.cli(p, summarise, measure, smoke))
+    # samples: per sampler setting; bin_points: per λ bin
+    harness.main(NAME, __doc__, summarise, measure, smoke, arms=ARMS, threads=1, seeds=[0, 1, 2],
+                 steps=2000, cache=True, batch=256, samples=4000, bin_points=4000)  # fmt: skip
