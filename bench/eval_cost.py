@@ -80,8 +80,7 @@ def inception_row(n: int, out: str) -> dict:
 
 
 def generation_rows(sizes: list[int]) -> list[dict]:
-    """Seconds to draw N samples with each configuration's own sampler and steps (untrained
-    net: the cost does not depend on the weights)."""
+    """Seconds to draw N samples with each configuration's sampler (an untrained net: the same)."""
     rows = []
     for name, config in GENERATION.items():
         t = Trainer(config)
@@ -91,9 +90,8 @@ def generation_rows(sizes: list[int]) -> list[dict]:
 
 
 def share_rows(out: str, smoke: bool) -> list[dict]:
-    """A whole trial through run_trial: the evaluations' share of its wall time; a default-search
-    trial (its fixed part, as `python -m tuner.run --dry-run` prints it) at one point of the space,
-    and the README's ring8 command."""
+    """The evaluations' share of a whole trial's wall time (run_trial): a default-search trial (the
+    plan's fixed part) at one point of the space, and the README's ring8 command."""
     fixed = make_plan(build_parser().parse_args(["--space", "debias_family"])).fixed
     point = {"weighting": "parametric", "weighting.p": 0.5, "weighting.k": 1.0, "tiw.strength": 0.5}
     configs = {"default search trial (digits_biased, TIW 0.5)": fixed | point,
@@ -147,7 +145,6 @@ def measure(args: Args) -> None:
         if args.inception_n:
             raw["inception"] = inception_row(args.inception_n, out)
     machine["load_avg_after"] = harness.loadavg()
-    print(json.dumps(raw, indent=2))
     harness.finish(args, harness.new(args, {}, raw), summarise)
 
 

@@ -90,9 +90,8 @@ def measure_net(setting: str, rounds: int, steps: int, warmup: int) -> dict[str,
 
 
 def plot(result: Result, path: Path) -> None:
-    nets = [n for n in NETS if n in result["raw"]]
-    with harness.figure(path, 1, len(nets), figsize=(6 * len(nets), 4), squeeze=False) as (_, axes):
-        for ax, setting in zip(axes[0], nets, strict=True):
+    with harness.figure(path, 1, len(NETS), figsize=(6 * len(NETS), 4)) as (_, axes):
+        for ax, setting in zip(axes, NETS, strict=True):
             res = result["raw"][setting]
             names = [n for n in res if n != "plain"]
             ax.bar(range(len(names)), [res[n]["ratio"] for n in names], color="tab:blue", label="measured")  # fmt: skip
@@ -103,41 +102,30 @@ def plot(result: Result, path: Path) -> None:
             ax.legend(fontsize=8)
 
 
-def interval(r: dict[str, float]) -> tuple[float, float, str]:
-    """The interval an objective's ratio is judged on: the median's bootstrap interval over the
-    rounds where they are stored, else the spread of the per-round ratios."""
-    if "ratio_per_round" in r:
-        low, high = median_interval(r["ratio_per_round"])
-        return low, high, "median's 95 % bootstrap interval"
-    return r["ratio_min"], r["ratio_max"], "spread of the per-round ratios"
-
-
 def summarise(result: Result) -> Result:
-    """The table; a verdict per objective on its target, on both nets; and on consistency's
-    growth in k."""
-    raw = result["raw"]
-    meta, nets = raw["meta"], [n for n in NETS if n in raw]
-    verdicts = []
-    for name in (n for n in raw[nets[0]] if n != "plain"):
-        target, holds, parts = raw[nets[0]][name]["target"], [], []
-        for net in nets:
-            r = raw[net][name]
-            low, high, what = interval(r)
-            holds.append(target_holds(low, high, target, at_least=False))
-            parts.append(f"{net} {r['ratio']:.2f}× ({what} [{low:.2f}, {high:.2f}])")
-        claim = f"One {name} step costs at most {target:g}× a plain ε-MSE step ({', '.join(nets)})"
-        verdicts.append(verdict(claim, every(holds), "; ".join(parts)))
-    grows = [interval(raw[n]["consistency_k4"])[0] > interval(raw[n]["consistency_k1"])[1]
-             for n in nets]  # fmt: skip
-    verdicts.append(verdict(
-        "Consistency's cost grows with its chain length: k = 4 costs more than k = 1 (their intervals apart)", all(grows),
-        "; ".join(f"{n} " + ", ".join(f"k={k} {raw[n][f'consistency_k{k}']['ratio']:.2f}×" for k in (1, 2, 4)) for n in nets)))  # fmt: skip
-    net_name = {"mlp": "MLP", "unet": "UNet"}
-    head = ["objective", "target"] + [f"{net_name[n]} ({meta[n]})" for n in nets]
-    rows = [[n, f"≤ {raw[nets[0]][n]['target']:g}×"]
-            + [f"{raw[net][n]['ratio']:.2f}× [{raw[net][n]['ratio_min']:.2f}, {raw[net][n]['ratio_max']:.2f}]" for net in nets]
-            for n in raw[nets[0]] if n != "plain"]  # fmt: skip
-    plain = ", ".join(f"{raw[n]['plain']['step_ms']:.1f} ms {net_name[n]}" for n in nets)
+    """The table; a verdict per objective on its target, on both nets, by its median's bootstrap
+    interval over the rounds; and on consistency's growth in k."""
+    raw, verdicts = result["raw"], []
+    names = [n for n in raw[NETS[0]] if n != "plain"]
+    ci = {(net, n): median_interval(raw[net][n]["ratio_per_round"]) for net in NETS for n in names}
+    for name in names:
+        target, parts = raw[NETS[0]][name]["target"], []
+        for net in NETS:
+            (low, high), ratio = ci[net, name], raw[net][name]["ratio"]
+            parts.append(f"{net} {ratio:.2f}× (median's 95 % bootstrap interval [{low:.2f}, {high:.2f}])")  # fmt: skip
+        holds = every(target_holds(*ci[net, name], target, at_least=False) for net in NETS)
+        claim = f"One {name} step costs at most {target:g}× a plain ε-MSE step ({', '.join(NETS)})"
+        verdicts.append(verdict(claim, holds, "; ".join(parts)))
+    grows = all(ci[n, "consistency_k4"][0] > ci[n, "consistency_k1"][1] for n in NETS)
+    by_k = "; ".join(f"{n} " + ", ".join(f"k={k} {raw[n][f'consistency_k{k}']['ratio']:.2f}×" for k in (1, 2, 4)) for n in NETS)  # fmt: skip
+    claim = "Consistency's cost grows with its chain length: k = 4 costs more than k = 1 (their intervals apart)"  # fmt: skip
+    verdicts.append(verdict(claim, grows, by_k))
+    meta, net_name = raw["meta"], {"mlp": "MLP", "unet": "UNet"}
+    head = ["objective", "target"] + [f"{net_name[n]} ({meta[n]})" for n in NETS]
+    rows = [[n, f"≤ {raw[NETS[0]][n]['target']:g}×"]
+            + [f"{raw[net][n]['ratio']:.2f}× [{raw[net][n]['ratio_min']:.2f}, {raw[net][n]['ratio_max']:.2f}]" for net in NETS]
+            for n in names]  # fmt: skip
+    plain = ", ".join(f"{raw[n]['plain']['step_ms']:.1f} ms {net_name[n]}" for n in NETS)
     body = [
         f"`{result['command']}` — one step (objective, backward, AdamW) in process CPU time on "
         f"{meta['threads']} thread, median of {meta['rounds']} interleaved rounds of "

@@ -1,13 +1,9 @@
 """Render docs/results.md from the benchmark results in bench/results/*.json.
 
-Every results file has one schema (bench/harness.py): the command that made it, its body
-(paragraphs and tables), figures, verdicts and dated notes, all computed by its script from its
-raw measurements. This script only lays them out, one section per file in ORDER, with the
-verdicts of the files in GLANCE gathered in one table. `tests/test_results_page.py` checks that
-the committed page is what this renders.
-
-    .venv/bin/python bench/report.py            # rewrites docs/results.md
-    .venv/bin/python bench/report.py --check    # exit 1 if docs/results.md is stale
+`--check` exits 1 where the page is stale (tests/test_results_page.py checks it is current).
+Every results file has one schema (bench/harness.py), all of it computed by its script from its
+raw measurements; this only lays the files out, one section each in ORDER, with the verdicts of
+the files in GLANCE_OF gathered in one table.
 """
 
 from __future__ import annotations
@@ -55,9 +51,9 @@ def block(b: str | dict[str, list]) -> str:
     return b if isinstance(b, str) else tables.table(b["head"], b["rows"], fmt="markdown")
 
 
-def script(name: str, d: dict[str, Any] | None) -> str:
+def script(name: str, d: dict[str, Any]) -> str:
     """The script that writes a results file (from its command; else named after the file)."""
-    found = re.search(r"bench/(\w+\.py)", (d or {}).get("command", ""))
+    found = re.search(r"bench/(\w+\.py)", d.get("command", ""))
     return found.group(1) if found else f"{name}.py"
 
 
@@ -124,13 +120,12 @@ def render(results: Results | None = None) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
-    if parser.parse_args().check:
-        if (PAGE.read_text() if PAGE.exists() else "") == render():
-            return 0
+    if not parser.parse_args().check:
+        PAGE.write_text(render())
+        print(f"wrote {PAGE}")
+    elif (PAGE.read_text() if PAGE.exists() else "") != render():
         print(f"{PAGE} is stale: run .venv/bin/python bench/report.py", file=sys.stderr)
         return 1
-    PAGE.write_text(render())
-    print(f"wrote {PAGE}")
     return 0
 
 

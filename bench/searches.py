@@ -7,6 +7,7 @@ removed: the leaderboard it printed, the plan (search.json), the confirmation's 
 every result each trial reported to Ray (`read_trials`).
 """
 
+import itertools
 import json
 import os
 import re
@@ -21,25 +22,19 @@ from typing import Any
 import harness
 from harness import ROOT, Result
 
+from tuner.search.reaper import adopt_descendants, processes
+
 GIB = 1024**3
 PLAN_KEYS = ("search", "scheduler", "trials", "max_steps", "eval_every", "eval_steps")
 
 
 # -- memory of a process tree ---------------------------------------------------------------------
 def descendants(root: int) -> list[int]:
-    """root and every process under it, from /proc's parent ids."""
-    tree: dict[int, list[int]] = {}
-    for entry in (e for e in Path("/proc").iterdir() if e.name.isdigit()):
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # gone
-            continue
-        tree.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        out.append(pid := todo.pop())
-        todo.extend(tree.get(pid, []))
-    return out
+    """root and every process under it, from /proc (as tuner/search/reaper.py tracks them)."""
+    table = processes()
+    tree = {root: table[root][1]} if root in table else {}
+    adopt_descendants(tree, table)
+    return list(tree)
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -52,22 +47,15 @@ def memory(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
-class Sampler(threading.Thread):
-    """The peak PSS and RSS summed over a process and its descendants, sampled every period."""
-
-    def __init__(self, root: int, period: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.root, self.period, self.done = root, period, threading.Event()
-        self.peak_pss = self.peak_rss = self.peak_processes = 0
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            pids = descendants(self.root)
-            mems = [memory(pid) for pid in pids]
-            pss, rss = sum(m[0] for m in mems), sum(m[1] for m in mems)
-            self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
-            self.peak_processes = max(self.peak_processes, len(pids))
-            self.done.wait(self.period)
+def sample_peaks(root: int, done: threading.Event, peak: dict[str, int]) -> None:
+    """Until `done` is set, twice a second: the peak PSS and RSS summed over root and its
+    descendants, and the peak number of them, into `peak`."""
+    while not done.is_set():
+        pids = descendants(root)
+        mems = [memory(pid) for pid in pids]
+        now = {"pss": sum(m[0] for m in mems), "rss": sum(m[1] for m in mems)}
+        peak |= {k: max(peak[k], v) for k, v in (now | {"processes": len(pids)}).items()}
+        done.wait(0.5)
 
 
 # -- what a search wrote ----------------------------------------------------------------------------
@@ -77,12 +65,8 @@ def parse_leaderboard(out: str) -> list[dict[str, str]]:
         return []
     lines = out[out.index("leaderboard (") :].splitlines()[1:]
     head = re.split(r"\s{2,}", lines[0].strip())
-    rows = []
-    for line in lines[1:]:
-        if not line[:1].isdigit():
-            break
-        rows.append(dict(zip(head, re.split(r"\s{2,}", line.strip()), strict=False)))
-    return rows
+    rows = itertools.takewhile(lambda line: line[:1].isdigit(), lines[1:])
+    return [dict(zip(head, re.split(r"\s{2,}", row.strip()), strict=False)) for row in rows]
 
 
 def read_trials(exp: Path, param_keys: list[str], metric: str) -> list[dict[str, Any]]:
@@ -119,19 +103,20 @@ def run_search(args: list[str], scratch: Path) -> Result:
     load_before, t0 = harness.loadavg(), time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "tuner.run", *args], cwd=scratch, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    (sampler := Sampler(proc.pid)).start()
-    out = proc.stdout.read() if proc.stdout else ""
-    proc.wait()
+    done, peak = threading.Event(), dict.fromkeys(("pss", "rss", "processes"), 0)
+    sampler = threading.Thread(target=sample_peaks, args=(proc.pid, done, peak), daemon=True)
+    sampler.start()
+    out = proc.communicate()[0]
     wall = time.perf_counter() - t0
-    sampler.done.set()
+    done.set()
     sampler.join()
     (scratch / "output.txt").write_text(out)
     rows, written = parse_leaderboard(out), read_experiment(scratch)
     statuses, verdict = [r.get("status", "") for r in rows], written["verdict"]
     return {"args": args, "command": "python " + shlex.join(["-m", "tuner.run", *args]), "returncode": proc.returncode,
             "output_tail": out[-3000:] if proc.returncode else "", "wall_s": round(wall, 1),
-            "peak_pss_gib": round(sampler.peak_pss / GIB, 3), "peak_rss_gib": round(sampler.peak_rss / GIB, 3),
-            "peak_processes": sampler.peak_processes, "trials": len(rows), "finished": statuses.count("FINISHED"),
+            "peak_pss_gib": round(peak["pss"] / GIB, 3), "peak_rss_gib": round(peak["rss"] / GIB, 3),
+            "peak_processes": peak["processes"], "trials": len(rows), "finished": statuses.count("FINISHED"),
             "stopped_by_asha": statuses.count("KILLED"), "failed": statuses.count("FAILED"),
             "resolved": None if verdict is None else verdict["resolved"], "loadavg_before": load_before,
             "loadavg_after": harness.loadavg(), "leaderboard": rows, **written}  # fmt: skip

@@ -1,15 +1,16 @@
 """Achieved training throughput against this CPU's float32 matmul peak.
 
 The peak: the best of timed square float32 matmuls (n = 1024, 2048) on 1 and 2 threads. A
-training step (Trainer.train_step of the ring8 default, the default search's digits budget and
-the trainer's digits default): its matmul and convolution FLOPs, forward and backward, counted by
-torch's FlopCounterMode (the elementwise rest is not counted), over the median of timed steps
-after warm-up, and that rate's fraction of the peak on the same number of threads.
+training step (of the ring8 default, the default search's digits budget and the trainer's digits
+default): its FLOPs (`step_flops`) over the median of timed steps after warm-up, and that rate's
+fraction of the peak on the same number of threads.
 """
 
+import itertools
 import json
 import os
 import statistics
+from typing import Any
 
 import harness
 import torch
@@ -30,21 +31,31 @@ CONFIGS = {
 }
 
 
-def matmul_peak(threads: int, sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
-    """GFLOP/s of the fastest of `repeats` n×n float32 matmuls (the first, warm-up call apart)."""
+def matmul_peak(threads: int, sizes: tuple[int, ...], repeats: int) -> dict[str, Any]:
+    """GFLOP/s by n of the fastest of `repeats` n×n float32 matmuls (after a warm-up), the best."""
     torch.set_num_threads(threads)
     mats = {n: (torch.randn(n, n), torch.randn(n, n)) for n in sizes}
-    return {str(n): 2 * n**3 / min(harness.seconds(lambda a=a, b=b: a @ b, repeats + 1)[1:]) / 1e9 for n, (a, b) in mats.items()}  # fmt: skip
+    by_n = {str(n): 2 * n**3 / min(harness.seconds(lambda a=a, b=b: a @ b, repeats + 1)[1:]) / 1e9 for n, (a, b) in mats.items()}  # fmt: skip
+    return {"by_n": by_n, "best": max(by_n.values())}
 
 
-def step_throughput(config: dict, threads: int, warmup: int, steps: int) -> dict[str, float]:
-    trainer = Trainer(config | {"train.threads": threads})
+def step_flops(trainer: Trainer, warmup: int) -> float:
+    """`warmup` training steps, then one more: its matmul and convolution FLOPs, forward and
+    backward, as torch's FlopCounterMode counts them (the elementwise rest is not counted)."""
     for _ in range(warmup):
         trainer.train_step()
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()
-    flops, step_s = counter.get_total_flops(), statistics.median(harness.seconds(trainer.train_step, steps))  # fmt: skip
-    return {"gflop_per_step": flops / 1e9, "step_ms": 1e3 * step_s, "gflops": flops / step_s / 1e9}
+    return float(counter.get_total_flops())
+
+
+def step_throughput(config: dict, threads: int, peak: float, args: Args) -> dict[str, float]:
+    """A step's FLOPs, its median time and their rate, and the rate's fraction of `peak`."""
+    trainer = Trainer(config | {"train.threads": threads})
+    flops = step_flops(trainer, args.warmup)
+    step_s = statistics.median(harness.seconds(trainer.train_step, args.steps))
+    gflops = flops / step_s / 1e9
+    return {"gflop_per_step": flops / 1e9, "step_ms": 1e3 * step_s, "gflops": gflops, "fraction_of_peak": gflops / peak}  # fmt: skip
 
 
 def summarise(result: Result) -> Result:
@@ -64,16 +75,11 @@ def summarise(result: Result) -> Result:
 
 def measure(args: Args) -> None:
     load_before = harness.loadavg()
-    raw: dict = {"peak_gflops": {}, "steps": {name: {} for name in CONFIGS}}
-    for threads in (1, 2):
-        peak = matmul_peak(threads, args.sizes, args.repeats)
-        raw["peak_gflops"][str(threads)] = {"by_n": peak, "best": max(peak.values())}
-    for name, config in CONFIGS.items():
-        for threads in (1, 2):
-            row = step_throughput(config, threads, args.warmup, args.steps)
-            row["fraction_of_peak"] = row["gflops"] / raw["peak_gflops"][str(threads)]["best"]
-            raw["steps"][name][str(threads)] = row
-            print(f"{name}, {threads} thread(s): {json.dumps(row)}", flush=True)
+    peaks = {str(t): matmul_peak(t, args.sizes, args.repeats) for t in (1, 2)}
+    raw: dict = {"peak_gflops": peaks, "steps": {name: {} for name in CONFIGS}}
+    for (name, config), t in itertools.product(CONFIGS.items(), peaks):
+        raw["steps"][name][t] = row = step_throughput(config, int(t), peaks[t]["best"], args)
+        print(f"{name}, {t} thread(s): {json.dumps(row)}", flush=True)
     raw |= {"torch": torch.__version__, "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": harness.loadavg()}  # fmt: skip
     harness.finish(args, harness.new(args, CONFIGS, raw), summarise)
 
