@@ -11,9 +11,9 @@ for training seeds S = 0, 1, 2. `--search qmc` is Optuna's scrambled Sobol sampl
 seed (the search's seed, 0), so every training seed trains the same configurations, and the
 first 12 of the 48 are the 12 that also run 3x longer (the Sobol sequence does not depend on the
 number of trials). A configuration's first 900 steps are the same in both runs (every step is
-seeded from (seed, step) and the learning rate is constant after warm-up), which the table
-checks. The space is debias_family's parameters plus a normal density over log-SNR
-(`noise.loc`, `noise.scale`).
+seeded from (seed, step) and the learning rate is constant after warm-up), which `collect`
+checks (`long_matches_short`). The space is debias_family's parameters plus a normal density
+over log-SNR (`noise.loc`, `noise.scale`).
 
     .venv/bin/python bench/learning_curves.py run        # resumable: rerun after a kill
     .venv/bin/python bench/learning_curves.py collect    # writes bench/results/learning_curves.json
@@ -151,6 +151,7 @@ def collect(workdir: Path) -> dict[str, Any]:
             }
     rows = list(configs.values())
     return {
+        "long_matches_short": overlap(rows),
         "name": NAME,
         "space": SPACE,
         "params": params,
@@ -161,6 +162,25 @@ def collect(workdir: Path) -> dict[str, Any]:
         "commands": commands,
         "command": f".venv/bin/python bench/{NAME}.py run && .venv/bin/python bench/{NAME}.py collect",
         "configs": rows,
+    }
+
+
+def overlap(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether each long run's first STEPS steps are its short run's (same seed): the runs
+    compared, those equal at every evaluation, and the largest difference in FID."""
+    diffs = []
+    for c in rows:
+        for seed, run in c.get("long", {}).items():
+            short = {
+                p["step"]: p["eval/fid"] for p in c.get("short", {}).get(seed, {}).get("curve", [])
+            }
+            pairs = [(p["eval/fid"], short[p["step"]]) for p in run["curve"] if p["step"] in short]
+            if pairs:
+                diffs.append(max(abs(a - b) for a, b in pairs))
+    return {
+        "runs": len(diffs),
+        "equal": sum(d == 0 for d in diffs),
+        "max_fid_difference": max(diffs, default=0.0),
     }
 
 

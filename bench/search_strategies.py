@@ -93,16 +93,16 @@ GRID = [
 
 
 # -- the table and its surrogate ------------------------------------------------------------------
-def complete(table: Result, budget: str = "short", last: int = FINAL) -> list[dict]:
-    """The configurations whose every seed reached `last` under `budget`, each with its
-    per-seed curves as arrays over the table's steps (100, 200, ..., last)."""
+def complete(table: Result) -> list[dict]:
+    """The configurations whose every seed reached step FINAL, each with its per-seed curves as
+    arrays over the table's steps (100, 200, ..., FINAL)."""
     out = []
+    steps = list(range(table["eval_every"], FINAL + 1, table["eval_every"]))
     for c in table["configs"]:
-        runs = c.get(budget, {})
+        runs = c.get("short", {})
         if len(runs) < len(table["seeds"]):
             continue
         curves = [{p["step"]: p["eval/fid"] for p in r["curve"]} for r in runs.values()]
-        steps = list(range(table["eval_every"], last + 1, table["eval_every"]))
         if all(all(s in cv for s in steps) for cv in curves):
             fid = np.array([[cv[s] for s in steps] for cv in curves])  # (seeds, steps)
             out.append({"params": c["params"], "steps": steps, "fid": fid})
