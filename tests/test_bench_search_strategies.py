@@ -109,7 +109,9 @@ def test_the_long_ranking_says_whether_step_900_ranks_like_the_long_end(kept: bo
     table = _table(n=12)
     for i, c in enumerate(table["configs"]):
         end = float(i if kept else 12 - i)
-        curve = [{"step": t, "eval/fid": float(i) if t <= 900 else end} for t in range(100, 2701, 100)]
+        curve = [
+            {"step": t, "eval/fid": float(i) if t <= 900 else end} for t in range(100, 2701, 100)
+        ]
         c["long"] = {"0": {"curve": curve}}
     table["configs"][0]["long"]["2"] = {"curve": [{"step": 100, "eval/fid": 5.0}]}
     long = ss.long_ranking(table)
