@@ -314,18 +314,23 @@ def table_rungs(configs: list[dict]) -> Result:
 
 
 def long_ranking(table: Result) -> dict[str, Result]:
-    """Within each training seed whose 3x-longer runs are in the table: the rank correlation of
-    the FID at the search's last step (and at 2x) with the FID at the long budget's end, over
-    the configurations that reached it."""
-    steps = [FINAL, 2 * FINAL, table["budgets"]["long"]]
-    out = {}
-    for seed in map(str, table["seeds"]):
-        curves = [c["long"][seed]["curve"] for c in table["configs"] if seed in c.get("long", {})]
-        histories = [{p["step"]: p["eval/fid"] for p in cv} for cv in curves]
-        result = rungs.rung_correlations(histories, steps)
-        if result["trials"]:
-            out[seed] = result
-    return out
+    """Within each training seed whose 3x-longer runs are in the table, and of the seeds' mean
+    ("mean", configurations with every seed): the rank correlation of the FID at the search's
+    last step (and at 2x) with the FID at the long budget's end, over those that reached it."""
+    steps, seeds = [FINAL, 2 * FINAL, table["budgets"]["long"]], list(map(str, table["seeds"]))
+    per_seed = {s: [c["long"][s]["curve"] for c in table["configs"] if s in c.get("long", {})] for s in seeds}  # fmt: skip
+    curves = {s: [{p["step"]: p["eval/fid"] for p in cv} for cv in per_seed[s]] for s in seeds}
+    full = [c["long"] for c in table["configs"] if len(c.get("long", {})) == len(seeds)]
+    runs = [[{p["step"]: p["eval/fid"] for p in long[s]["curve"]} for s in seeds] for long in full]
+    curves["mean"] = [{t: statistics.fmean(r[t] for r in rs) for t in steps if all(t in r for r in rs)} for rs in runs]  # fmt: skip
+    results = {key: rungs.rung_correlations(h, steps) for key, h in curves.items()}
+    if done := [
+        h for h in curves["mean"] if steps[-1] in h
+    ]:  # is the best at FINAL the best at the end?
+        best = [min(range(len(done)), key=lambda i, t=t: done[i][t]) for t in (FINAL, steps[-1])]
+        results["mean"]["best"] = {"same": best[0] == best[1], "end": steps[-1], "at_final": done[best[0]][FINAL],
+                                   "its_end": done[best[0]][steps[-1]], "best_end": done[best[1]][steps[-1]]}  # fmt: skip
+    return {key: result for key, result in results.items() if result["trials"]}
 
 
 def start_ray() -> None:
@@ -441,12 +446,13 @@ def summarise(result: Result) -> Result:
     if long:
         body += [
             f"Whether the ranking at step {FINAL} holds at 3× longer training: within each training seed "
-            "whose long runs are done, Spearman ρ of the FID at each step with the FID at the long runs' end [95 %].",
+            "whose long runs are done, and of the seeds' mean FID, Spearman ρ of the FID at each step with the FID at "
+            "the long runs' end [95 %]." + _best_line(long.get("mean", {}).get("best")),
             table(["training seed", "configurations", *(f"ρ at step {r['step']}" for r in next(iter(long.values()))["rungs"])],
                   [[seed, str(res["trials"]), *(ci(r["rho"], *r["ci"]) if r["rho"] is not None else "-" for r in res["rungs"])]
                    for seed, res in long.items()]),
         ]  # fmt: skip
-        at_final = [res["rungs"][0] for res in long.values()]
+        at_final = [res["rungs"][0] for seed, res in long.items() if seed != "mean"]
         reversed_ = any(r["ci"] is not None and r["ci"][1] < 0 for r in at_final)
         holds = True if all(r["keeps_order"] for r in at_final) else False if reversed_ else None
         verdicts.append(verdict(
@@ -456,6 +462,15 @@ def summarise(result: Result) -> Result:
         ))  # fmt: skip
     summary = {"arms": arms, "best": best, "default": DEFAULT, "long_ranking": long}
     return harness.page(result, TITLE, body, verdicts, summary=summary)
+
+
+def _best_line(best: Result | None) -> str:
+    """Whether the best configuration at step FINAL (seeds' mean) is still the best at the end."""
+    if best is None:
+        return ""
+    said = "also" if best["same"] else f"not (the best there: FID {best['best_end']:.2f})"
+    return (f" The best configuration at step {FINAL} by the seeds' mean (FID {best['at_final']:.2f}) is {said} the "
+            f"best at step {best['end']}, where its FID is {best['its_end']:.2f}.")  # fmt: skip
 
 
 def _relative(path: Path) -> str:
