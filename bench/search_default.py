@@ -46,10 +46,13 @@ TARGETS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "reference judged": ("its verdict judges the winner against the paper's recipe, paired by seed (verdict.json "
                          "winner.vs_reference_ci; resolved or not)", "reference_judged", lambda v: v is True),
 }  # fmt: skip
-NOTE = ("A re-run after the trainer began flushing subnormal floats to zero (commit 99c0463): every "
-        "trial's FID and every verdict came out bit for bit the same. Its wall times, 542, 649 and 695 s, were taken "
-        "while other work shared the machine (its plain trials took 34, 43 and 35 s on average against 30, 31 and "
-        "28 s here), so this file keeps the quiet run; seed 2's nine CDL trials took 63–67 s against 65–93 s here.")  # fmt: skip
+NOTE = ("A re-run after the trainer began flushing subnormal floats to zero (commit 99c0463): every trial's FID and "
+        "every verdict came out bit for bit the same. Its wall times, 542, 649 and 695 s, were taken while other work "
+        "shared the machine (plain trials 34, 43 and 35 s on average against 30, 31 and 28 s here); seed 2's nine CDL "
+        "trials took 63–67 s against 65–93 s here. A second re-run on an idle machine (seeds 0 and 1: 564 and 715 s) "
+        "met the machine itself slower: a plain training step took 43–55 ms with or without the flush, against 27 ms "
+        "an hour before (a CDL step 83–88 ms with it, 121–152 ms without). So this file keeps the quiet run before "
+        "the change, and no clean timing after it exists.")  # fmt: skip
 
 
 def default_args(seed: int, extra: list[str]) -> list[str]:

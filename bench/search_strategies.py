@@ -324,9 +324,8 @@ def long_ranking(table: Result) -> dict[str, Result]:
     runs = [[{p["step"]: p["eval/fid"] for p in long[s]["curve"]} for s in seeds] for long in full]
     curves["mean"] = [{t: statistics.fmean(r[t] for r in rs) for t in steps if all(t in r for r in rs)} for rs in runs]  # fmt: skip
     results = {key: rungs.rung_correlations(h, steps) for key, h in curves.items()}
-    if done := [
-        h for h in curves["mean"] if steps[-1] in h
-    ]:  # is the best at FINAL the best at the end?
+    # is the best configuration at FINAL (seeds' mean) the best at the end?
+    if done := [h for h in curves["mean"] if steps[-1] in h]:
         best = [min(range(len(done)), key=lambda i, t=t: done[i][t]) for t in (FINAL, steps[-1])]
         results["mean"]["best"] = {"same": best[0] == best[1], "end": steps[-1], "at_final": done[best[0]][FINAL],
                                    "its_end": done[best[0]][steps[-1]], "best_end": done[best[1]][steps[-1]]}  # fmt: skip
