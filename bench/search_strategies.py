@@ -102,11 +102,16 @@ def complete(table: Result) -> list[dict]:
         runs = c.get("short", {})
         if len(runs) < len(table["seeds"]):
             continue
-        curves = [{p["step"]: p["eval/fid"] for p in r["curve"]} for r in runs.values()]
+        curves = [by_step(r["curve"]) for r in runs.values()]
         if all(all(s in cv for s in steps) for cv in curves):
             fid = np.array([[cv[s] for s in steps] for cv in curves])  # (seeds, steps)
             out.append({"params": c["params"], "steps": steps, "fid": fid})
     return out
+
+
+def by_step(curve: list[dict]) -> dict[int, float]:
+    """A run's curve as the table records it ([{"step", "eval/fid"}, ...]) as step -> FID."""
+    return {p["step"]: p["eval/fid"] for p in curve}
 
 
 def features(params: dict[str, Any], keys: list[str]) -> list[float]:
@@ -318,11 +323,10 @@ def long_ranking(table: Result) -> dict[str, Result]:
     ("mean", configurations with every seed): the rank correlation of the FID at the search's
     last step (and at 2x) with the FID at the long budget's end, over those that reached it."""
     steps, seeds = [FINAL, 2 * FINAL, table["budgets"]["long"]], list(map(str, table["seeds"]))
-    per_seed = {s: [c["long"][s]["curve"] for c in table["configs"] if s in c.get("long", {})] for s in seeds}  # fmt: skip
-    curves = {s: [{p["step"]: p["eval/fid"] for p in cv} for cv in per_seed[s]] for s in seeds}
-    full = [c["long"] for c in table["configs"] if len(c.get("long", {})) == len(seeds)]
-    runs = [[{p["step"]: p["eval/fid"] for p in long[s]["curve"]} for s in seeds] for long in full]
-    curves["mean"] = [{t: statistics.fmean(r[t] for r in rs) for t in steps if all(t in r for r in rs)} for rs in runs]  # fmt: skip
+    longs = [{s: by_step(run["curve"]) for s, run in c.get("long", {}).items()} for c in table["configs"]]  # fmt: skip
+    curves = {s: [long[s] for long in longs if s in long] for s in seeds}
+    full = [[long[s] for s in seeds] for long in longs if len(long) == len(seeds)]
+    curves["mean"] = [{t: statistics.fmean(r[t] for r in rs) for t in steps if all(t in r for r in rs)} for rs in full]  # fmt: skip
     results = {key: rungs.rung_correlations(h, steps) for key, h in curves.items()}
     # is the best configuration at FINAL (seeds' mean) the best at the end?
     if done := [h for h in curves["mean"] if steps[-1] in h]:

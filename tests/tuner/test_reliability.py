@@ -345,6 +345,40 @@ def test_check_of_a_writable_place_creates_and_removes(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
+def test_check_of_a_writable_place_races_another_check_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two searches started together check the same new folder at once (the race the test of
+    two identical searches met): the other one making it, or removing it, is no problem."""
+    import tempfile as tempfile_module
+
+    from tuner.search import checks
+
+    target, real_mkdir = tmp_path / "ray_results", Path.mkdir
+
+    def made_by_the_other(self: Path, *args: object, **kw: object) -> None:
+        real_mkdir(self)  # the other check makes it first
+        raise FileExistsError(17, "File exists", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", made_by_the_other)
+    assert checks.write_problem(target) is None
+    assert target.is_dir()  # the other check's folder: left to it
+    monkeypatch.setattr(Path, "mkdir", real_mkdir)
+    target.rmdir()
+
+    real_mkstemp, calls = tempfile_module.mkstemp, []
+
+    def removed_by_the_other(*args: object, **kw: object) -> tuple[int, str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileNotFoundError(2, "No such file or directory", str(target))
+        return real_mkstemp(*args, **kw)
+
+    monkeypatch.setattr(checks.tempfile, "mkstemp", removed_by_the_other)
+    assert checks.write_problem(target) is None and len(calls) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_metric_list_is_what_the_trainer_reports(tiny: dict) -> None:
     """One list (tuner.evaluation.metrics): the trainer's evaluation reports exactly the names the search
     checks --metric against, and every preset's default metric is among its names."""

@@ -51,23 +51,37 @@ H2_SETTINGS = 4
 def write_problem(path: Path) -> str | None:
     """None when this user can create `path` as a folder (if needed) and write a file in it, else
     why not. Tried for real, since permission bits say nothing to root or about /proc; what the
-    try created (folders, the file) is removed again."""
-    missing = [p for p in (path, *path.parents) if not p.exists()]
+    try created (folders, the file) is removed again. Two searches started together check the
+    same folders at once: a folder the other one made is used, and a folder it removed under
+    this try makes the try start again."""
+    for _ in range(3):
+        try:
+            _write_probe(path)
+            return None
+        except FileNotFoundError as e:  # (the other check removed a folder it had made)
+            problem = e
+        except OSError as e:
+            problem = e
+            break
+    return f"{problem.strerror or type(problem).__name__}: {problem.filename or path}"
+
+
+def _write_probe(path: Path) -> None:
     made: list[Path] = []
     try:
-        for folder in reversed(missing):  # outermost first
-            folder.mkdir()
+        for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+            try:  # outermost first
+                folder.mkdir()
+            except FileExistsError:
+                continue  # made meanwhile by another process: not this try's to remove
             made.append(folder)
         fd, probe = tempfile.mkstemp(prefix=".diffsearch-write-check-", dir=path)
         os.close(fd)
         os.unlink(probe)
-    except OSError as e:
-        return f"{e.strerror or type(e).__name__}: {e.filename or path}"
     finally:
         for folder in reversed(made):  # innermost first
             with contextlib.suppress(OSError):
                 folder.rmdir()
-    return None
 
 
 def _check_folder_data(data: str) -> None:
