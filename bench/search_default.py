@@ -5,8 +5,10 @@ Each runs in a fresh scratch folder (a new search, not a resumed one) through be
 which samples the memory of the driver and every process under it twice a second. Per seed: the
 wall time (confirmation included), peak memory (PSS: shared pages counted once; RSS too), trials,
 how many were stopped early, the leaderboard, verdict.json and every result the trials reported
-to Ray; and issue 25's checks: the early stopping's rung correlations (or "off"), the stopped
-trials with strong TIW, and the verdict against the space's reference.
+to Ray; the machine's speed just before it (`step_ms`: a training step of the search's baseline
+on one thread, as its trials train: this shared machine's speed varies by the hour, and the
+wall time with it); and issue 25's checks: the early stopping's rung correlations (or "off"),
+the stopped trials with strong TIW, and the verdict against the space's reference.
 
     .venv/bin/python bench/search_default.py [--seeds 0 1 2] [--keep DIR] [-- extra options]
     .venv/bin/python bench/search_default.py --smoke           # --smoke-test, to a temporary folder
@@ -28,6 +30,9 @@ import harness
 from claims import iv, table, verdict
 from harness import Result
 from searches import run_search
+
+from search_spaces import SPACES
+from tuner.training.trainer import Trainer
 
 NAME = "search_default"
 TITLE = "The default search"
@@ -70,15 +75,16 @@ def summarise(result: Result) -> Result:
                         f"{field} = {', '.join(str(run[field]) for run in runs)} (one run per seed)")
                 for name, (claim, field, _) in TARGETS.items()]  # fmt: skip
     won = [(r["verdict"] or {}).get("winner") or {} for r in runs]
-    rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
+    rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", str(r.get("step_ms", "—")), str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
              str(r["resolved"]).lower(), iv(w.get("improvement"), w.get("improvement_ci")), iv(w.get("vs_reference"), w.get("vs_reference_ci"))]
             for r, w in zip(runs, won, strict=True)]  # fmt: skip
     body = [
         f"`{result['command']}` runs `{raw['search_command'].strip()}` once per search seed S ({', '.join(map(str, raw['seeds']))}), each in a fresh "
-        f"folder, on {raw['cpus']} cores: wall time with the confirmation stage, peak memory summed over the driver, Ray and the workers (PSS: shared pages "
+        f"folder, on {raw['cpus']} cores: wall time with the confirmation stage, the machine's speed just before it (milliseconds per training step of the search's "
+        "baseline on one thread; — where not measured), peak memory summed over the driver, Ray and the workers (PSS: shared pages "
         "counted once; RSS for reference), and the confirmed winner's paired improvement in FID over the baseline and over the paper's recipe (the space's reference) on the fresh "
         "seeds (95 % t intervals).",
-        table(["seed", "wall s", "trials", "stopped early", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]",
+        table(["seed", "wall s", "plain step ms before", "trials", "stopped early", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]",
                "vs the reference [95 %]"], rows),
     ]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts, summary={"targets": targets},
@@ -104,14 +110,27 @@ def checks(run: Result) -> Result:
     }
 
 
+def step_ms(steps: int = 100) -> float:
+    """Milliseconds per training step of the default search's baseline (its data and fixed
+    config, constant weighting, no TIW or CDL) on one thread as a trial trains, after 5 warm-up
+    steps: the machine's speed now."""
+    space = SPACES[DEFAULT[1]]
+    trainer = Trainer({"data": space["data"], **space["fixed"], **space["baseline"], "train.threads": 1})  # fmt: skip
+    for _ in range(5):
+        trainer.train_step()
+    (wall,) = harness.seconds(lambda: [trainer.train_step() for _ in range(steps)])
+    return round(1000 * wall / steps, 1)
+
+
 def measure(seed: int, extra: list[str], keep: str | None) -> Result:
     """One default search with `--seed seed` in a fresh folder, read back before it is removed."""
     root = Path(keep or tempfile.mkdtemp(prefix="search_default_"))
     scratch = root / f"seed{seed}"
     shutil.rmtree(scratch, ignore_errors=True)  # a fresh search, not a resumed one
     try:
+        speed = step_ms()
         run = run_search(default_args(seed, extra), scratch)
-        return {"seed": seed, **run, **checks(run)}
+        return {"seed": seed, "step_ms": speed, **run, **checks(run)}
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
