@@ -51,13 +51,18 @@ TARGETS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "reference judged": ("its verdict judges the winner against the paper's recipe, paired by seed (verdict.json "
                          "winner.vs_reference_ci; resolved or not)", "reference_judged", lambda v: v is True),
 }  # fmt: skip
-NOTE = ("A re-run after the trainer began flushing subnormal floats to zero (commit 99c0463): every trial's FID and "
-        "every verdict came out bit for bit the same. Its wall times, 542, 649 and 695 s, were taken while other work "
-        "shared the machine (plain trials 34, 43 and 35 s on average against 30, 31 and 28 s here); seed 2's nine CDL "
-        "trials took 63–67 s against 65–93 s here. A second re-run on an idle machine (seeds 0 and 1: 564 and 715 s) "
-        "met the machine itself slower: a plain training step took 43–55 ms with or without the flush, against 27 ms "
-        "an hour before (a CDL step 83–88 ms with it, 121–152 ms without). So this file keeps the quiet run before "
-        "the change, and no clean timing after it exists.")  # fmt: skip
+SPEED = "the machine's speed just before it (milliseconds per training step of the search's baseline on one thread), "
+# The note of the runs before the machine's speed was recorded (the first, quiet run).
+NOTE = ("The runs above were taken on a quiet machine before the trainer began flushing subnormal floats to zero "
+        "(commit 99c0463), without a record of the machine's speed (a plain step, no TIW or CDL, timed by hand on a "
+        "quiet machine later: 27 ms). The same command after the "
+        "flush (bench/results/search_default_rerun.json, which records the machine's speed) gave every trial's FID and "
+        "every verdict bit for bit the same, and took 728, 838 and 1122 s: the machine was slower then, a baseline "
+        "step at 34, 38 and 54 ms before each search and its trials without CDL 1.5, 1.8 and 2.0 times as long as "
+        "here (47, 54 and 55 s against 30, 31 and 28 s on average), while its CDL trials took only 1.1 to 1.3 times "
+        "as long (81, 90 and 100 s against 73, 68 and 79 s): the flush. No quiet run after the flush exists. Earlier "
+        "re-runs after it: 542, 649 and 695 s with other work on the machine; 564 and 715 s (seeds 0 and 1) with a "
+        "plain step at 43 to 55 ms.")  # fmt: skip
 
 
 def default_args(seed: int, extra: list[str]) -> list[str]:
@@ -75,20 +80,20 @@ def summarise(result: Result) -> Result:
                         f"{field} = {', '.join(str(run[field]) for run in runs)} (one run per seed)")
                 for name, (claim, field, _) in TARGETS.items()]  # fmt: skip
     won = [(r["verdict"] or {}).get("winner") or {} for r in runs]
-    rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", str(r.get("step_ms", "—")), str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
+    speed = any("step_ms" in r for r in runs)  # (recorded since 2026-12-06)
+    rows = [[str(r["seed"]), f"{r['wall_s']:.0f}", *([str(r.get("step_ms", "—"))] if speed else []), str(r["trials"]), str(r["stopped_by_asha"]), str(r["failed"]), f"{r['peak_pss_gib']:.2f}", f"{r['peak_rss_gib']:.2f}",
              str(r["resolved"]).lower(), iv(w.get("improvement"), w.get("improvement_ci")), iv(w.get("vs_reference"), w.get("vs_reference_ci"))]
             for r, w in zip(runs, won, strict=True)]  # fmt: skip
     body = [
         f"`{result['command']}` runs `{raw['search_command'].strip()}` once per search seed S ({', '.join(map(str, raw['seeds']))}), each in a fresh "
-        f"folder, on {raw['cpus']} cores: wall time with the confirmation stage, the machine's speed just before it (milliseconds per training step of the search's "
-        "baseline on one thread; — where not measured), peak memory summed over the driver, Ray and the workers (PSS: shared pages "
+        f"folder, on {raw['cpus']} cores: wall time with the confirmation stage, {SPEED if speed else ''}peak memory summed over the driver, Ray and the workers (PSS: shared pages "
         "counted once; RSS for reference), and the confirmed winner's paired improvement in FID over the baseline and over the paper's recipe (the space's reference) on the fresh "
         "seeds (95 % t intervals).",
-        table(["seed", "wall s", "plain step ms before", "trials", "stopped early", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]",
+        table(["seed", "wall s", *(["baseline step ms before"] if speed else []), "trials", "stopped early", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]",
                "vs the reference [95 %]"], rows),
     ]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts, summary={"targets": targets},
-                        notes=[{"date": "2026-12-06", "text": NOTE}])  # fmt: skip
+                        notes=[] if speed else [{"date": "2026-12-06", "text": NOTE}])  # fmt: skip
 
 
 def checks(run: Result) -> Result:
