@@ -52,17 +52,17 @@ TARGETS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
                          "winner.vs_reference_ci; resolved or not)", "reference_judged", lambda v: v is True),
 }  # fmt: skip
 SPEED = "the machine's speed just before it (milliseconds per training step of the search's baseline on one thread), "
-# The note of the runs before the machine's speed was recorded (the first, quiet run).
-NOTE = ("The runs above were taken on a quiet machine before the trainer began flushing subnormal floats to zero "
-        "(commit 99c0463), without a record of the machine's speed (a plain step, no TIW or CDL, timed by hand on a "
-        "quiet machine later: 27 ms). The same command after the "
-        "flush (bench/results/search_default_rerun.json, which records the machine's speed) gave every trial's FID and "
-        "every verdict bit for bit the same, and took 728, 838 and 1122 s: the machine was slower then, a baseline "
-        "step at 34, 38 and 54 ms before each search and its trials without CDL 1.5, 1.8 and 2.0 times as long as "
-        "here (47, 54 and 55 s against 30, 31 and 28 s on average), while its CDL trials took only 1.1 to 1.3 times "
-        "as long (81, 90 and 100 s against 73, 68 and 79 s): the flush. No quiet run after the flush exists. Earlier "
-        "re-runs after it: 542, 649 and 695 s with other work on the machine; 564 and 715 s (seeds 0 and 1) with a "
-        "plain step at 43 to 55 ms.")  # fmt: skip
+# The note of the runs before the machine's speed was recorded (search_default_preflush.json).
+NOTE = ("These runs were taken before the trainer began flushing subnormal floats to zero (commit 99c0463), without "
+        "a record of the machine's speed. The same command after the flush gave every trial's FID and every verdict "
+        "bit for bit the same, twice: bench/results/search_default.json (634, 624 and 665 s, a baseline step at 28, "
+        "29 and 26 ms before each search) and bench/results/search_default_rerun.json (728, 838 and 1122 s, at 34, "
+        "38 and 54 ms). In the first of those the trials without CDL took 1.39, 1.33 and 1.33 times as long as here "
+        "(42, 41 and 37 s against 30, 31 and 28 s on average) with code of the same speed (the seed-0 winner's trial, "
+        "timed alone at commit 4f29b99 and after the flush, took 41 and 39 s), so the machine ran these trials faster "
+        "here than a baseline step of 26 to 29 ms shows; its CDL trials took 0.99, 1.05 and 0.78 times as long (72, 71 "
+        "and 61 s against 73, 68 and 79 s): the flush. Other re-runs after it: 542, 649 and 695 s with other work on "
+        "the machine; 564 and 715 s (seeds 0 and 1) with a plain step at 43 to 55 ms.")  # fmt: skip
 
 
 def default_args(seed: int, extra: list[str]) -> list[str]:
