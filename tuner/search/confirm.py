@@ -44,6 +44,18 @@ def confirmation_seeds(plan: Plan) -> list[int]:
     return [used + 1 + i for i in range(plan.confirm_seeds)]
 
 
+def confirmation_disc_configs(plan: Plan, search: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The configs of the discriminators the confirmation will need that are known before the
+    search (`search`: the search's own, tuner/search/pretrain.py): each of them and the
+    reference on every fresh seed. Trained with the search's, they fill the cores the search's
+    one discriminator leaves idle, and the stages have no pre-training between them."""
+    if not plan.confirm:
+        return []
+    reference = reference_config(plan)
+    known = [*search, *([reference] if reference is not None else [])]
+    return [resolve(c | {"seed": s}) for c in known for s in confirmation_seeds(plan)]
+
+
 def baseline_config(plan: Plan) -> dict[str, Any]:
     """The space's baseline on the search's budget: its keys over the search's fixed ones."""
     return resolve(plan.fixed | SPACES[plan.space]["baseline"])

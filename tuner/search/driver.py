@@ -26,6 +26,7 @@ from tuner.search import faults, rungs
 from tuner.search.checks import SEARCH_FILE, create_stores, store_paths
 from tuner.search.cluster import default_concurrency, init_ray, shutdown_ray, tune_output
 from tuner.search.confirm import (
+    confirmation_disc_configs,
     confirmation_table,
     run_confirmation,
     verdict_markdown,
@@ -91,6 +92,7 @@ def _search_stage(plan: Plan, search_id: str, resuming: bool, cache: str) -> Any
         tiw = plan.fixed.get("tiw.strength", 0) > 0 or "tiw.strength" in plan.params
         if tiw:
             configs = known_disc_configs(plan)
+            configs += confirmation_disc_configs(plan, configs)
             pretrain(configs, cache, plan.cpus_per_trial, plan.gpus_per_trial)
     callback = tracking_callback(
         plan, search_id, trial_config, config_metrics=tuple(plan.pbt_mutations)
