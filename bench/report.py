@@ -34,7 +34,7 @@ ORDER = [
 UNLISTED = {
     "learning_curves": "the learning-curve table (issue 25), bench/search_strategies.py's data",
     "default_run": "README's default-output block: the default search's terminal",
-    "search_default_rerun": "bench/search_default.py after the subnormal flush, on a slower machine (README)",
+    "search_default_rerun": "bench/search_default.py before the fresh seeds' discriminators were pre-trained early (README)",
     "search_default_preflush": "bench/search_default.py before the subnormal flush, on a quiet machine (its note)",
 }
 # The files whose verdicts the glance gathers, and its word for each.

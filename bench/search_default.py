@@ -55,14 +55,15 @@ SPEED = "the machine's speed just before it (milliseconds per training step of t
 # The note of the runs before the machine's speed was recorded (search_default_preflush.json).
 NOTE = ("These runs were taken before the trainer began flushing subnormal floats to zero (commit 99c0463), without "
         "a record of the machine's speed. The same command after the flush gave every trial's FID and every verdict "
-        "bit for bit the same, twice: bench/results/search_default.json (634, 624 and 665 s, a baseline step at 28, "
-        "29 and 26 ms before each search) and bench/results/search_default_rerun.json (728, 838 and 1122 s, at 34, "
-        "38 and 54 ms). In the first of those the trials without CDL took 1.39, 1.33 and 1.33 times as long as here "
-        "(42, 41 and 37 s against 30, 31 and 28 s on average) with code of the same speed (the seed-0 winner's trial, "
-        "timed alone at commit 4f29b99 and after the flush, took 41 and 39 s), so the machine ran these trials faster "
-        "here than a baseline step of 26 to 29 ms shows; its CDL trials took 0.99, 1.05 and 0.78 times as long (72, 71 "
-        "and 61 s against 73, 68 and 79 s): the flush. Other re-runs after it: 542, 649 and 695 s with other work on "
-        "the machine; 564 and 715 s (seeds 0 and 1) with a plain step at 43 to 55 ms.")  # fmt: skip
+        "bit for bit the same in each later run: bench/results/search_default_rerun.json (634, 624 and 665 s, a "
+        "baseline step at 28, 29 and 26 ms before each search), in which the trials without CDL took 1.39, 1.33 and "
+        "1.33 times as long as here (42, 41 and 37 s against 30, 31 and 28 s on average) with code of the same speed "
+        "(the seed-0 winner's trial, timed alone at commit 4f29b99 and after the flush, took 41 and 39 s), and its CDL "
+        "trials 0.99, 1.05 and 0.78 times as long (72, 71 and 61 s against 73, 68 and 79 s): the flush; and "
+        "bench/results/search_default.json, after the confirmation's discriminators were pre-trained with the "
+        "search's. Other re-runs after the flush: 728, 838 and 1122 s with a baseline step at 34 to 54 ms (that file "
+        "as of commit 332fbef); 542, 649 and 695 s with other work on the machine; 564 and 715 s (seeds 0 and 1) with "
+        "a plain step at 43 to 55 ms.")  # fmt: skip
 
 
 def default_args(seed: int, extra: list[str]) -> list[str]:
