@@ -51,6 +51,9 @@ TARGETS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
     "reference judged": ("its verdict judges the winner against the paper's recipe, paired by seed (verdict.json "
                          "winner.vs_reference_ci; resolved or not)", "reference_judged", lambda v: v is True),
 }  # fmt: skip
+STAGES = ("Where the time went, from each search's MLflow store (`searches.read_stages`): outside the parent run "
+          "(Ray's start, the stores, pre-training the discriminators, shutdown), the spans of the search's and the "
+          "confirmation's trials and the time between them, and all the trials' time over the cores.")  # fmt: skip
 SPEED = "the machine's speed just before it (milliseconds per training step of the search's baseline on one thread), "
 # The note of the runs before the machine's speed was recorded (search_default_preflush.json).
 NOTE = ("These runs were taken before the trainer began flushing subnormal floats to zero (commit 99c0463), without "
@@ -58,7 +61,7 @@ NOTE = ("These runs were taken before the trainer began flushing subnormal float
         "bit for bit the same in each later run: bench/results/search_default_rerun.json (634, 624 and 665 s, a "
         "baseline step at 28, 29 and 26 ms before each search), in which the trials without CDL took 1.39, 1.33 and "
         "1.33 times as long as here (42, 41 and 37 s against 30, 31 and 28 s on average) with code of the same speed "
-        "(the seed-0 winner's trial, timed alone at commit 4f29b99 and after the flush, took 41 and 39 s), and its CDL "
+        "(the seed-0 winner's trial, timed alone by hand at commit 4f29b99 and after the flush, took 41 and 39 s), and its CDL "
         "trials 0.99, 1.05 and 0.78 times as long (72, 71 and 61 s against 73, 68 and 79 s): the flush; and "
         "bench/results/search_default.json, after the confirmation's discriminators were pre-trained with the "
         "search's. Other re-runs after the flush: 728, 838 and 1122 s with a baseline step at 34 to 54 ms (that file "
@@ -93,8 +96,31 @@ def summarise(result: Result) -> Result:
         table(["seed", "wall s", *(["baseline step ms before"] if speed else []), "trials", "stopped early", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]",
                "vs the reference [95 %]"], rows),
     ]  # fmt: skip
+    if all(r.get("stages") for r in runs):  # (recorded since 2026-12-06)
+        body += [STAGES, table(["seed", "outside the parent run s", "search s", "between the stages s", "confirmation s",
+                                f"trial time / {raw['cpus']} cores s"], [stage_row(r, raw["cpus"]) for r in runs])]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts, summary={"targets": targets},
                         notes=[] if speed else [{"date": "2026-12-06", "text": NOTE}])  # fmt: skip
+
+
+def stage_row(run: Result, cpus: int) -> list[str]:
+    """Where one search's wall time went (searches.read_stages): outside the parent MLflow run
+    (start-up, pre-training, shutdown), each stage's span, the time between them, and all its
+    trials' time over the cores (the wall time of the trials alone, packed without a gap)."""
+    st, search, confirm = run["stages"], run["stages"]["search"], run["stages"].get("confirmation")
+    cells = [run["wall_s"] - st["parent_s"], search["last_end_s"] - search["first_start_s"]]
+    if confirm:
+        cells += [
+            confirm["first_start_s"] - search["last_end_s"],
+            confirm["last_end_s"] - confirm["first_start_s"],
+        ]
+    trial_s = search["trial_s"] + (confirm or {}).get("trial_s", 0.0)
+    return [
+        str(run["seed"]),
+        *(f"{c:.0f}" for c in cells),
+        *(["—"] * (4 - len(cells))),
+        f"{trial_s / cpus:.0f}",
+    ]
 
 
 def checks(run: Result) -> Result:

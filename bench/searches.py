@@ -83,6 +83,29 @@ def read_trials(exp: Path, param_keys: list[str], metric: str) -> list[dict[str,
     return trials
 
 
+def read_stages(scratch: Path) -> Result:
+    """Where the search's time went, from its MLflow store: the parent run's seconds and, per
+    stage, its trials' first start and last end (seconds after the parent run's start) and their
+    summed seconds (trial time on all cores)."""
+    from mlflow.tracking import MlflowClient
+
+    from tuner.tracking.store import TAG_ROLE, TAG_STAGE
+
+    client = MlflowClient(f"sqlite:///{scratch}/mlruns/mlflow.db")
+    runs = [(r.info, r.data.tags) for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=10_000)]  # fmt: skip
+    parent = [info for info, tags in runs if tags.get(TAG_ROLE) == "search"]
+    if len(parent) != 1 or parent[0].end_time is None:
+        return {}
+    t0, out = parent[0].start_time, {"parent_s": (parent[0].end_time - parent[0].start_time) / 1000}
+    for stage in ("search", "confirmation"):
+        trials = [i for i, tags in runs if tags.get(TAG_ROLE) == "trial" and tags.get(TAG_STAGE) == stage and i.end_time]  # fmt: skip
+        if trials:
+            out[stage] = {"trials": len(trials), "first_start_s": (min(i.start_time for i in trials) - t0) / 1000,
+                          "last_end_s": (max(i.end_time for i in trials) - t0) / 1000,
+                          "trial_s": sum(i.end_time - i.start_time for i in trials) / 1000}  # fmt: skip
+    return out
+
+
 def read_experiment(scratch: Path) -> Result:
     """The search's plan, its verdict.json and its trials' results, from the scratch folder."""
     found = [p.parent for p in scratch.glob("ray_results/*/search.json")]
@@ -119,4 +142,4 @@ def run_search(args: list[str], scratch: Path) -> Result:
             "peak_processes": peak["processes"], "trials": len(rows), "finished": statuses.count("FINISHED"),
             "stopped_by_asha": statuses.count("KILLED"), "failed": statuses.count("FAILED"),
             "resolved": None if verdict is None else verdict["resolved"], "loadavg_before": load_before,
-            "loadavg_after": harness.loadavg(), "leaderboard": rows, **written}  # fmt: skip
+            "loadavg_after": harness.loadavg(), "leaderboard": rows, "stages": read_stages(scratch), **written}  # fmt: skip
