@@ -96,7 +96,7 @@ def summarise(result: Result) -> Result:
         table(["seed", "wall s", *(["baseline step ms before"] if speed else []), "trials", "stopped early", "failed", "peak PSS GiB", "peak RSS GiB", "resolved", "improvement [95 %]",
                "vs the reference [95 %]"], rows),
     ]  # fmt: skip
-    if all(r.get("stages") for r in runs):  # (recorded since 2026-12-06)
+    if all("search" in r.get("stages", {}) for r in runs):  # (recorded since 2026-12-06)
         body += [STAGES, table(["seed", "outside the parent run s", "search s", "between the stages s", "confirmation s",
                                 f"trial time / {raw['cpus']} cores s"], [stage_row(r, raw["cpus"]) for r in runs])]  # fmt: skip
     return harness.page(result, TITLE, body, verdicts, summary={"targets": targets},

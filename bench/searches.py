@@ -91,7 +91,9 @@ def read_stages(scratch: Path) -> Result:
 
     from tuner.tracking.store import TAG_ROLE, TAG_STAGE
 
-    client = MlflowClient(f"sqlite:///{scratch}/mlruns/mlflow.db")
+    if not (store := scratch / "mlruns" / "mlflow.db").exists():  # (a search that failed early)
+        return {}
+    client = MlflowClient(f"sqlite:///{store}")
     runs = [(r.info, r.data.tags) for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=10_000)]  # fmt: skip
     parent = [info for info, tags in runs if tags.get(TAG_ROLE) == "search"]
     if len(parent) != 1 or parent[0].end_time is None:
