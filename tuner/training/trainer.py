@@ -138,7 +138,11 @@ class Trainer:
         for module in self.objective.modules().values():
             module.to(self.device)
         params = list(self.model.parameters()) + self.objective.parameters()
-        self.opt = torch.optim.AdamW(params, lr=c["train.lr"], weight_decay=c["train.weight_decay"])
+        # foreach: one kernel per op over all parameters instead of a loop over them (CUDA's
+        # default; on the CPU the same values, bit for bit, in fewer calls)
+        self.opt = torch.optim.AdamW(
+            params, lr=c["train.lr"], weight_decay=c["train.weight_decay"], foreach=True
+        )
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.last_samples: torch.Tensor | None = None
