@@ -64,9 +64,11 @@ NOTE = ("These runs were taken before the trainer began flushing subnormal float
         "(the seed-0 winner's trial, timed alone by hand at commit 4f29b99 and after the flush, took 41 and 39 s), and its CDL "
         "trials 0.99, 1.05 and 0.78 times as long (72, 71 and 61 s against 73, 68 and 79 s): the flush; and "
         "bench/results/search_default.json, after the confirmation's discriminators were pre-trained with the "
-        "search's. Other re-runs after the flush: 728, 838 and 1122 s with a baseline step at 34 to 54 ms (that file "
-        "as of commit 332fbef); 542, 649 and 695 s with other work on the machine; 564 and 715 s (seeds 0 and 1) with "
-        "a plain step at 43 to 55 ms.")  # fmt: skip
+        "search's and the optimiser ran foreach. Other re-runs after the flush: 728, 838 and 1122 s with a baseline step "
+        "at 34 to 54 ms (that file as of commit 332fbef); 542, 649 and 695 s with other work on the machine; 564 and 715 "
+        "s (seeds 0 and 1) with a plain step at 43 to 55 ms; after the discriminators' change, 494, 514 and 663 s at 28, "
+        "24 and 24.5 ms (that file as of commit 39d0783) and 484, 506 and 602 s at 23.2, 23.3 and 22.8 ms (before the "
+        "optimiser's change, on the morning of the committed run).")  # fmt: skip
 
 
 def default_args(seed: int, extra: list[str]) -> list[str]:
