@@ -67,8 +67,8 @@ NOTE = ("These runs were taken before the trainer began flushing subnormal float
         "search's and the optimiser ran foreach. Other re-runs after the flush: 728, 838 and 1122 s with a baseline step "
         "at 34 to 54 ms (that file as of commit 332fbef); 542, 649 and 695 s with other work on the machine; 564 and 715 "
         "s (seeds 0 and 1) with a plain step at 43 to 55 ms; after the discriminators' change, 494, 514 and 663 s at 28, "
-        "24 and 24.5 ms (that file as of commit 39d0783) and 484, 506 and 602 s at 23.2, 23.3 and 22.8 ms (before the "
-        "optimiser's change, on the morning of the committed run).")  # fmt: skip
+        "24 and 24.5 ms (that file as of commit 39d0783) and 484, 506 and 602 s at 23.2, 23.3 and 22.8 ms, its trials' "
+        "time over the cores 424, 448 and 533 s (before the optimiser's change, on the morning of the committed run).")  # fmt: skip
 
 
 def default_args(seed: int, extra: list[str]) -> list[str]:

@@ -138,7 +138,7 @@ class Trainer:
         for module in self.objective.modules().values():
             module.to(self.device)
         params = list(self.model.parameters()) + self.objective.parameters()
-        # foreach: one kernel per op over all parameters instead of a loop over them (CUDA's
+        # foreach: one call per operation over all parameters instead of a loop over them (CUDA's
         # default; on the CPU the same values, bit for bit, in fewer calls)
         self.opt = torch.optim.AdamW(
             params, lr=c["train.lr"], weight_decay=c["train.weight_decay"], foreach=True
