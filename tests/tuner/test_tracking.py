@@ -456,3 +456,41 @@ def test_a_stale_restored_state_logs_nothing_twice(tmp_path: Path) -> None:
     steps = sorted(m.step for m in client.get_metric_history(run_id, "loss/denoise"))
     assert steps == [5, 10, 15, 20]
     assert [m.step for m in client.get_metric_history(run_id, "eval/nll")] == [20]
+
+
+@pytest.mark.parametrize("restored", [True, False], ids=["restored-state", "no-state"])
+def test_a_batch_logged_without_its_tag_is_not_logged_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restored: bool
+) -> None:
+    """MLflow writes a batch's metrics and tags in two transactions: a driver killed between
+    them leaves the step-40 result and curve logged without the tags that count them."""
+    from mlflow.tracking import MlflowClient
+
+    import tuner.tracking.callback as callback
+
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    trial = _trial("t1", 0.5, 0.0)
+    first = _tracker(uri)
+    first.on_trial_start(0, [], trial)
+    first.on_trial_result(0, [], trial, {"step": 20, "eval/nll": 3.0, "loss/denoise": 0.05})
+    first.on_checkpoint(0, [], trial, _checkpoint(tmp_path, "c20", 20, [5, 10, 15]))
+    saved = {k: (dict(v) if isinstance(v, dict) else set(v)) for k, v in first.get_state().items()}
+    logged = callback.log_metrics
+    monkeypatch.setattr(callback, "log_metrics", lambda m, r, metrics, tags: logged(m, r, metrics))
+    ckpt40 = _checkpoint(tmp_path, "c40", 40, [25, 30, 35])
+    first.on_trial_result(0, [], trial, {"step": 40, "eval/nll": 2.0, "loss/denoise": 0.04})
+    first.on_checkpoint(0, [], trial, ckpt40)
+    monkeypatch.setattr(callback, "log_metrics", logged)
+    second = _tracker(uri)  # the resumed driver; Ray restarts the trial from step 20
+    if restored:
+        second.set_state(saved)
+    second.on_trial_start(0, [], trial)
+    second.on_trial_result(0, [], trial, {"step": 40, "eval/nll": 2.0, "loss/denoise": 0.04})
+    second.on_checkpoint(0, [], trial, ckpt40)
+    second.on_trial_result(0, [], trial, {"step": 60, "eval/nll": 1.5, "loss/denoise": 0.03})
+    second.on_checkpoint(0, [], trial, _checkpoint(tmp_path, "c60", 60, [45, 50, 55]))
+    client = MlflowClient(uri)
+    run_id = second.run_id(trial)
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss/denoise"))
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60]
+    assert [m.step for m in client.get_metric_history(run_id, "eval/nll")] == [20, 40, 60]

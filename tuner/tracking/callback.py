@@ -200,7 +200,8 @@ class MlflowTracking(tune.Callback):
         self._pending: dict[str, dict[str, Any]] = {}  # trial_id -> result awaiting its checkpoint
         self._best: dict[str, tuple[float, int, Any]] = {}  # trial_id -> (score, step, checkpoint)
         self._logged_weighting: set[str] = set()
-        self._synced: set[str] = set()  # trials whose logged steps were read from their tags
+        self._synced: set[str] = set()  # trials whose logged steps were read from their run
+        self._recheck_curve: set[str] = set()  # trials whose next curve batch may be logged
 
     # -- state across driver restarts (saved with Ray's experiment checkpoint) ------------------
     def get_state(self) -> dict[str, Any]:
@@ -218,9 +219,9 @@ class MlflowTracking(tune.Callback):
         self._curve_step = dict(state.get("curve_step", {}))
         self._best = dict(state.get("best", {}))
         self._logged_weighting = set(state.get("weighting", set()))
-        # Ray saved this state at some step before the driver died; the runs' tags say what was
-        # logged after it, and are read again before a remembered run logs anything.
-        self._synced = set()
+        # Ray saved this state at some step before the driver died; the runs say what was logged
+        # after it, and are read again before a remembered run logs anything (`_sync`).
+        self._synced, self._recheck_curve = set(), set()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -284,22 +285,15 @@ class MlflowTracking(tune.Callback):
         trial_id = trial.trial_id
         if trial_id in self._runs:
             run_id = self._runs[trial_id]
-            if trial_id not in self._synced:  # restored state: what the tags add to it
-                tags = self._mlflow.get_run(run_id).data.tags
-                for steps, tag in (
-                    (self._last_step, TAG_LAST_STEP),
-                    (self._curve_step, TAG_CURVE_STEP),
-                ):
-                    steps[trial_id] = max(steps.get(trial_id, -1), int(tags.get(tag, -1)))
-                self._synced.add(trial_id)
+            if trial_id not in self._synced:  # restored state: what the run adds to it
+                self._sync(trial_id, run_id, self._mlflow.get_run(run_id).data.tags)
             return run_id
         found = find_run(
             self._mlflow, self._experiment_id, {TAG_TRIAL: trial_id, TAG_SEARCH: self.search}
         )
         if found is not None:
-            self._last_step[trial_id] = int(found.data.tags.get(TAG_LAST_STEP, -1))
-            self._curve_step[trial_id] = int(found.data.tags.get(TAG_CURVE_STEP, -1))
             run_id = found.info.run_id
+            self._sync(trial_id, run_id, found.data.tags)
             if not found.data.params:  # a driver killed between creating the run and this
                 self._log_params(run_id, self.resolve_config(trial.config))
         else:
@@ -319,6 +313,23 @@ class MlflowTracking(tune.Callback):
         self._runs[trial_id] = run_id
         self._synced.add(trial_id)
         return run_id
+
+    def _sync(self, trial_id: str, run_id: str, tags: dict[str, str]) -> None:
+        """What an earlier driver logged to a trial's run. The tags say it, but MLflow writes a
+        batch's metrics and its tags in two transactions, so a driver killed between them leaves
+        a last batch its tag does not count: the metric's history tells the last result, and
+        the next curve batch is checked against its history (`_log_curve`)."""
+        logged = self._mlflow.get_metric_history(run_id, self.metric)
+        self._last_step[trial_id] = max(
+            self._last_step.get(trial_id, -1),
+            int(tags.get(TAG_LAST_STEP, -1)),
+            *(int(m.step) for m in logged),
+        )
+        self._curve_step[trial_id] = max(
+            self._curve_step.get(trial_id, -1), int(tags.get(TAG_CURVE_STEP, -1))
+        )
+        self._recheck_curve.add(trial_id)
+        self._synced.add(trial_id)
 
     @_guarded
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -342,6 +353,7 @@ class MlflowTracking(tune.Callback):
             return  # the trainable's word on its error, for the search (not a measurement)
         step = int(result.get("step", result.get("training_iteration", 0)))
         self._pending[trial.trial_id] = {"step": step, "score": result.get(self.metric)}
+        run_id = self.run_id(trial)  # (first: a restored trial's logged steps are read here)
         if step <= self._last_step.get(trial.trial_id, -1):
             return  # already logged before the driver was restarted
         now = int(time.time() * 1000)
@@ -355,7 +367,7 @@ class MlflowTracking(tune.Callback):
             for k in self.config_metrics
             if numeric(trial.config.get(k))
         ]
-        log_metrics(self._mlflow, self.run_id(trial), metrics, [RunTag(TAG_LAST_STEP, str(step))])
+        log_metrics(self._mlflow, run_id, metrics, [RunTag(TAG_LAST_STEP, str(step))])
         self._last_step[trial.trial_id] = step
         shown = " ".join(
             f"{k} {v:.4g}" for k, v in result.items() if k.startswith("eval/") and numeric(v)
@@ -366,6 +378,13 @@ class MlflowTracking(tune.Callback):
         """The points between two evaluations (curve.json), each step once, in one batch."""
         done = self._curve_step.get(trial.trial_id, -1)
         points = [p for p in read_curve(folder) if int(p["step"]) > done]
+        if points and trial.trial_id in self._recheck_curve:  # its tag may have missed (`_sync`)
+            self._recheck_curve.discard(trial.trial_id)
+            shared = set.intersection(*(set(p) for p in points))
+            key = min((k for k in shared if k.startswith(METRIC_PREFIXES)), default=None)
+            if key is not None:
+                logged = {int(m.step) for m in self._mlflow.get_metric_history(run_id, key)}
+                points = [p for p in points if int(p["step"]) not in logged]
         if not points:
             return
         now = int(time.time() * 1000)
